@@ -1,0 +1,236 @@
+"""Domain models. Plain frozen dataclasses; persistence and wire formats live elsewhere."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
+
+MANIFEST_FORMAT = 1
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """An organisation: owns access keys and buckets."""
+
+    name: str
+    created: dt.datetime
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    """Credentials. ``is_operator`` keys administer the platform (the admin API)."""
+
+    access_key_id: str
+    secret_key: str
+    tenant: str
+    created: dt.datetime
+    is_operator: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as, once its signature checked out."""
+
+    access_key_id: str
+    tenant: str
+    is_operator: bool
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A bucket: globally unique name, owned by one tenant."""
+
+    name: str
+    tenant: str
+    created: dt.datetime
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """A stored checksum: algorithm, base64 value and whether it covers the object or parts."""
+
+    algorithm: ChecksumAlgorithm
+    value: str
+    type: ChecksumType = ChecksumType.FULL_OBJECT
+
+    def to_json(self) -> dict[str, str]:
+        """Serialisable form."""
+        return {"a": self.algorithm.value, "v": self.value, "t": self.type.value}
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> Checksum:
+        """Inverse of :meth:`to_json`."""
+        return cls(ChecksumAlgorithm(data["a"]), data["v"], ChecksumType(data["t"]))
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """One stored blob on one site. Blob ids are random: never derived from a key name."""
+
+    site: str
+    blob_id: str
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A contiguous run of an object's bytes, stored as one blob.
+
+    A single PUT makes one segment; a multipart object keeps one segment per part, so
+    CompleteMultipartUpload never copies data and ``partNumber`` reads map to a segment.
+    """
+
+    blob: BlobRef
+    size: int
+    part_number: int | None = None
+    etag: str = ""
+    checksum: Checksum | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Serialisable form."""
+        out: dict[str, Any] = {"s": self.blob.site, "b": self.blob.blob_id, "n": self.size}
+        if self.part_number is not None:
+            out["p"] = self.part_number
+        if self.etag:
+            out["e"] = self.etag
+        if self.checksum is not None:
+            out["c"] = self.checksum.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Segment:
+        """Inverse of :meth:`to_json`."""
+        checksum = Checksum.from_json(data["c"]) if "c" in data else None
+        return cls(
+            BlobRef(data["s"], data["b"]), int(data["n"]), data.get("p"), data.get("e", ""),
+            checksum,
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Where an object version's bytes are, in order. Versioned format (``format``)."""
+
+    segments: tuple[Segment, ...]
+    format: int = MANIFEST_FORMAT
+
+    @property
+    def size(self) -> int:
+        """Total object size."""
+        return sum(s.size for s in self.segments)
+
+    def blobs(self) -> list[BlobRef]:
+        """Every blob the manifest references."""
+        return [s.blob for s in self.segments]
+
+    def to_json(self) -> str:
+        """Serialise, format marker first."""
+        return json.dumps(
+            {"format": self.format, "segments": [s.to_json() for s in self.segments]},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        """Parse a manifest; refuses formats this code does not know."""
+        data = json.loads(text)
+        fmt = int(data["format"])
+        if fmt != MANIFEST_FORMAT:
+            raise ValueError(f"unknown manifest format {fmt}")
+        return cls(tuple(Segment.from_json(s) for s in data["segments"]), fmt)
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """The current version of an object: its metadata and the manifest of its bytes."""
+
+    bucket: str
+    key: str
+    version_id: str
+    size: int
+    etag: str
+    last_modified: dt.datetime
+    manifest: Manifest
+    content_type: str = "binary/octet-stream"
+    system_meta: dict[str, str] = field(default_factory=dict)
+    user_meta: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    checksum: Checksum | None = None
+    storage_class: str = "STANDARD"
+    owner: str = ""
+
+    @property
+    def parts_count(self) -> int | None:
+        """Number of parts for a multipart object, else None."""
+        if self.manifest.segments and self.manifest.segments[0].part_number is not None:
+            return len(self.manifest.segments)
+        return None
+
+
+@dataclass(frozen=True)
+class ObjectSummary:
+    """What a listing shows of an object."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: dt.datetime
+    storage_class: str
+    owner: str
+    checksum_algorithm: ChecksumAlgorithm | None = None
+    checksum_type: ChecksumType | None = None
+
+
+@dataclass(frozen=True)
+class MultipartUpload:
+    """An in-progress multipart upload and the object attributes it will produce."""
+
+    upload_id: str
+    bucket: str
+    key: str
+    initiated: dt.datetime
+    owner: str
+    content_type: str = "binary/octet-stream"
+    system_meta: dict[str, str] = field(default_factory=dict)
+    user_meta: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    checksum_algorithm: ChecksumAlgorithm | None = None
+    checksum_type: ChecksumType | None = None
+    storage_class: str = "STANDARD"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One uploaded part of a multipart upload."""
+
+    upload_id: str
+    part_number: int
+    size: int
+    etag: str
+    last_modified: dt.datetime
+    blob: BlobRef
+    checksum: Checksum | None = None
+
+
+@dataclass(frozen=True)
+class WriteCondition:
+    """Conditions a write must meet at commit time (checked atomically with the write)."""
+
+    if_match: str | None = None
+    if_none_match_any: bool = False
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a bucket listing: objects and common prefixes, and where to resume."""
+
+    objects: list[ObjectSummary]
+    prefixes: list[str]
+    is_truncated: bool
+    next_marker: str | None
