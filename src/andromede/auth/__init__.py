@@ -1,0 +1,1 @@
+"""Authorisation rules: may this principal act on this resource?"""

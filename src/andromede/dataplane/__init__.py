@@ -1,0 +1,1 @@
+"""Data-plane adapters: site backends that store blobs."""

@@ -1,0 +1,1 @@
+"""The S3 face: protocol translation only (routing, SigV4, XML, headers)."""

@@ -1,0 +1,1 @@
+"""Use cases: one function per operation, the only place that orchestrates ports."""

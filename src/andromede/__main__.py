@@ -1,0 +1,5 @@
+"""``python -m andromede``."""
+
+from andromede.cli.main import main
+
+main()

@@ -1,0 +1,224 @@
+"""Composition root: Settings → adapters → services → ASGI apps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import fcntl
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from andromede.core.ids import new_access_key_id, new_secret_key
+from andromede.core.models import DEFAULT_TENANT
+from andromede.dataplane.local import LocalSite
+from andromede.localfiles import RootCredentials, read_credentials, write_credentials
+from andromede.metadata.sql import SqlMetadataStore, open_store
+from andromede.ports import SiteBackend
+from andromede.s3.app import S3App, S3Config
+from andromede.services.accounts import Accounts
+from andromede.services.buckets import Buckets
+from andromede.services.container import Services
+from andromede.services.janitor import Janitor
+from andromede.services.multipart import Multipart
+from andromede.services.objects import Objects
+from andromede.settings import Settings, load_settings
+from andromede.workers.sweeper import Sweeper
+
+log = logging.getLogger("andromede")
+ADMIN_PREFIX = "/_andromede/admin"
+HEALTH_PATH = "/_andromede/health"
+DEFAULT_SITE = "local"
+
+
+class SystemClock:
+    """The real UTC clock."""
+
+    def now(self) -> dt.datetime:
+        """Aware UTC now, millisecond precision (what the metadata store keeps)."""
+        now = dt.datetime.now(dt.UTC)
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def prepare_data_dir(settings: Settings) -> tuple[RootCredentials, bool]:
+    """Create the data dir and, on first start, the root credentials (0600).
+
+    Returns the credentials and whether they were created by this call.
+    """
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    existing = read_credentials(data_dir)
+    if existing is not None:
+        return existing, False
+    access = _env_secret("ANDROMEDE_ROOT_ACCESS_KEY") or new_access_key_id()
+    secret = _env_secret("ANDROMEDE_ROOT_SECRET_KEY") or new_secret_key()
+    creds = RootCredentials(access, secret)
+    write_credentials(data_dir, creds)
+    return creds, True
+
+
+def _env_secret(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value:
+        return value
+    path = os.environ.get(name + "_FILE")
+    if path:
+        return Path(path).read_text(encoding="utf-8").strip()
+    return None
+
+
+@dataclass
+class Runtime:
+    """Everything one gateway process holds."""
+
+    settings: Settings
+    store: SqlMetadataStore
+    sites: dict[str, SiteBackend]
+    services: Services
+    sweeper: Sweeper
+
+
+async def build_runtime(settings: Settings) -> Runtime:
+    """Open the store and sites and wire the services."""
+    clock = SystemClock()
+    store = await open_store(
+        settings.db_url, garbage_grace=dt.timedelta(seconds=settings.garbage_grace_seconds)
+    )
+    site = LocalSite(DEFAULT_SITE, str(settings.data_dir / "sites" / DEFAULT_SITE))
+    sites: dict[str, SiteBackend] = {site.name: site}
+
+    def site_by_name(name: str) -> SiteBackend:
+        return sites[name]
+
+    accounts = Accounts(store, clock, settings.key_cache_seconds)
+    buckets = Buckets(store, clock, settings.region)
+    objects = Objects(store, site, site_by_name, buckets, clock)
+    multipart = Multipart(objects, site_by_name, clock)
+    services = Services(accounts, buckets, objects, multipart)
+    creds = read_credentials(settings.data_dir)
+    if creds is not None:
+        await accounts.ensure_root(DEFAULT_TENANT, creds.access_key_id, creds.secret_key)
+    sweeper = Sweeper(
+        Janitor(
+            store, sites, clock,
+            garbage_grace=dt.timedelta(seconds=settings.garbage_grace_seconds),
+            temp_grace=dt.timedelta(seconds=settings.temp_grace_seconds),
+        )
+    )
+    return Runtime(settings, store, sites, services, sweeper)
+
+
+class Gateway:
+    """The root ASGI app: lifespan, health, admin API and S3 on one listener."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime: Runtime | None = None
+        self._s3: S3App | None = None
+        self._admin: Any = None
+        self._background: asyncio.Task[None] | None = None
+        self._lock_fd: int | None = None
+
+    async def startup(self) -> None:
+        """Open everything; one worker per data dir also runs the sweeper."""
+        runtime = await build_runtime(self.settings)
+        self.runtime = runtime
+        self._s3 = S3App(
+            runtime.services,
+            S3Config(
+                self.settings.region, self.settings.domain,
+                dt.timedelta(seconds=self.settings.max_clock_skew_seconds),
+            ),
+        )
+        from andromede.admin.app import create_admin_app
+
+        self._admin = create_admin_app(runtime.services, ADMIN_PREFIX)
+        if self._take_sweeper_lock():
+            self._background = asyncio.create_task(
+                runtime.sweeper.run_forever(self.settings.sweep_interval_seconds)
+            )
+
+    def _take_sweeper_lock(self) -> bool:
+        path = self.settings.data_dir / "sweeper.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    async def shutdown(self) -> None:
+        """Stop background work and close the store."""
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+        if self.runtime is not None:
+            await self.runtime.store.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """ASGI entry."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope.get("path", "")
+        if path == HEALTH_PATH:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"ok\n"})
+            return
+        if path.startswith(ADMIN_PREFIX + "/") or path == ADMIN_PREFIX:
+            await self._admin(scope, receive, send)
+            return
+        assert self._s3 is not None
+        await self._s3(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app() -> Gateway:
+    """uvicorn factory: settings come from the environment that ``serve`` prepared."""
+    return Gateway(load_settings())
+
+
+async def sweep_at_start(settings: Settings) -> dict[str, int]:
+    """Before workers start (single host): remove leftovers of interrupted writes."""
+    runtime = await build_runtime(settings)
+    try:
+        return await runtime.sweeper.sweep(at_start=True)
+    finally:
+        await runtime.store.close()
+
+
+@contextlib.asynccontextmanager
+async def running_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """A runtime for in-process use (tests, tools)."""
+    runtime = await build_runtime(settings)
+    try:
+        yield runtime
+    finally:
+        await runtime.store.close()

@@ -1,0 +1,136 @@
+"""``andromede``: serve, and administer a running server over its admin API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from andromede.cli.client import AdminClient, AdminError, resolve_target
+
+app = typer.Typer(help="Andromède, a sovereign S3 object store.", no_args_is_help=True)
+admin = typer.Typer(help="Administer a running server (admin API over HTTP).", no_args_is_help=True)
+tenant_cmd = typer.Typer(help="Tenants (organisations).", no_args_is_help=True)
+key_cmd = typer.Typer(help="Access keys.", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+admin.add_typer(tenant_cmd, name="tenant")
+admin.add_typer(key_cmd, name="key")
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Server data directory")]
+Endpoint = Annotated[
+    str | None, typer.Option("--endpoint", envvar="ANDROMEDE_ENDPOINT", help="Server URL")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+console = Console()
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    address: Annotated[str | None, typer.Option(help="host:port to listen on")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: cores)")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
+) -> None:
+    """Run the server: S3 API, admin API under /_andromede/admin, one process per core."""
+    from andromede.server import run
+
+    if config is not None:
+        os.environ["ANDROMEDE_CONFIG_FILE"] = str(config)
+    run(data_dir=data_dir, address=address, workers=workers)
+
+
+def _client(endpoint: str | None, data_dir: Path | None) -> AdminClient:
+    try:
+        return AdminClient(*resolve_target(endpoint, data_dir))
+    except AdminError as exc:
+        _fail(exc)
+        raise  # unreachable
+
+
+def _fail(exc: AdminError) -> None:
+    console.print(f"[red]error:[/red] {exc}", highlight=False)
+    raise typer.Exit(code=1)
+
+
+def _output(data: Any, as_json: bool, columns: list[str]) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    rows = data if isinstance(data, list) else [data]
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    console.print(table)
+
+
+def _call(endpoint: str | None, data_dir: Path | None, method: str, path: str,
+          body: dict[str, Any] | None = None, params: dict[str, str] | None = None) -> Any:
+    client = _client(endpoint, data_dir)
+    try:
+        return client.request(method, path, body, params)
+    except AdminError as exc:
+        _fail(exc)
+
+
+@tenant_cmd.command("create")
+def tenant_create(name: str, endpoint: Endpoint = None, data_dir: DataDir = None,
+                  json_out: AsJson = False) -> None:
+    """Create a tenant."""
+    data = _call(endpoint, data_dir, "POST", "/v1/tenants", {"name": name})
+    _output(data, json_out, ["name", "created"])
+
+
+@tenant_cmd.command("list")
+def tenant_list(endpoint: Endpoint = None, data_dir: DataDir = None, json_out: AsJson = False) -> None:
+    """List tenants."""
+    _output(_call(endpoint, data_dir, "GET", "/v1/tenants"), json_out, ["name", "created"])
+
+
+_KEY_COLUMNS = ["access_key_id", "tenant", "is_operator", "created", "description"]
+
+
+@key_cmd.command("create")
+def key_create(
+    tenant: Annotated[str, typer.Option(help="Tenant the key belongs to")],
+    description: Annotated[str, typer.Option(help="Free text")] = "",
+    endpoint: Endpoint = None, data_dir: DataDir = None, json_out: AsJson = False,
+) -> None:
+    """Create an access key; prints the secret once."""
+    data = _call(endpoint, data_dir, "POST", "/v1/keys", {"tenant": tenant, "description": description})
+    _output(data, json_out, ["access_key_id", "secret_key", "tenant"])
+
+
+@key_cmd.command("list")
+def key_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys")] = None,
+    endpoint: Endpoint = None, data_dir: DataDir = None, json_out: AsJson = False,
+) -> None:
+    """List access keys (never secrets)."""
+    params = {"tenant": tenant} if tenant else None
+    _output(_call(endpoint, data_dir, "GET", "/v1/keys", params=params), json_out, _KEY_COLUMNS)
+
+
+@key_cmd.command("delete")
+def key_delete(access_key_id: str, endpoint: Endpoint = None, data_dir: DataDir = None,
+               json_out: AsJson = False) -> None:
+    """Delete an access key."""
+    _call(endpoint, data_dir, "DELETE", f"/v1/keys/{access_key_id}")
+    _output({"deleted": access_key_id}, json_out, ["deleted"])
+
+
+@admin.command("whoami")
+def whoami(endpoint: Endpoint = None, data_dir: DataDir = None, json_out: AsJson = False) -> None:
+    """Show who the credentials belong to."""
+    _output(_call(endpoint, data_dir, "GET", "/v1/whoami"), json_out,
+            ["access_key_id", "tenant", "is_operator"])
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,22 @@
+"""S3 limits, as AWS documents them."""
+
+from __future__ import annotations
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+MAX_SINGLE_PUT = 5 * GiB
+MAX_OBJECT_SIZE = 5 * TiB
+MIN_PART_SIZE = 5 * MiB
+MAX_PART_SIZE = 5 * GiB
+MAX_PART_NUMBER = 10_000
+MAX_USER_METADATA = 2 * KiB
+MAX_HEADER_SECTION = 8 * KiB
+MAX_OBJECT_TAGS = 10
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
+MAX_DELETE_KEYS = 1000
+MAX_LIST_KEYS = 1000
+MAX_XML_BODY = 2 * MiB

@@ -1,0 +1,46 @@
+"""Object tag rules (S3: at most 10 tags, key ≤ 128 and value ≤ 256 Unicode characters)."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+from andromede.core import errors
+from andromede.core.limits import MAX_OBJECT_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE
+
+# Letters, digits, whitespace and + - = . _ : / @, as AWS allows in tags.
+_ALLOWED = re.compile(r"^[\w\s+\-=._:/@]*$", re.UNICODE)
+
+
+def validate_tags(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Check a tag set and return it as a dict; duplicate keys are InvalidTag."""
+    if len(pairs) > MAX_OBJECT_TAGS:
+        raise errors.InvalidTag("Object tags cannot be greater than 10")
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        if not key or len(key) > MAX_TAG_KEY:
+            raise errors.InvalidTag("The TagKey you have provided is invalid")
+        if len(value) > MAX_TAG_VALUE:
+            raise errors.InvalidTag("The TagValue you have provided is invalid")
+        if not _ALLOWED.match(key) or not _ALLOWED.match(value):
+            raise errors.InvalidTag("The TagKey you have provided is invalid")
+        if key.startswith("aws:"):
+            raise errors.InvalidTag("Your TagKey cannot be prefixed with aws:")
+        if key in out:
+            raise errors.InvalidTag("Cannot provide multiple Tags with the same key")
+        out[key] = value
+    return out
+
+
+def parse_tagging_header(value: str) -> dict[str, str]:
+    """``x-amz-tagging``: a URL-encoded query string of key=value pairs."""
+    try:
+        pairs = urllib.parse.parse_qsl(value, keep_blank_values=True, strict_parsing=bool(value))
+    except ValueError as exc:
+        raise errors.InvalidArgument("The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query parameters without tag name duplicates.") from exc
+    return validate_tags(pairs)
+
+
+def encode_tagging_header(tags: dict[str, str]) -> str:
+    """Inverse of :func:`parse_tagging_header`."""
+    return urllib.parse.urlencode(list(tags.items()), quote_via=urllib.parse.quote)

@@ -1,0 +1,218 @@
+"""A site that is a directory on a local filesystem.
+
+Layout (never derived from a key name; blob ids are random hex):
+
+    <root>/FORMAT              site format marker
+    <root>/tmp/<blob_id>.part  blobs being written, invisible to readers
+    <root>/blobs/<xx>/<blob_id> committed blobs, ``xx`` = first two hex digits of the id
+
+A blob file starts with a 16-byte header: ``ANDRBLOB`` then the blob format (u32 big-endian)
+and four reserved bytes. Commit = fsync(file) → rename(tmp → blobs/xx/id) → fsync(dir), so a blob
+is either absent or complete and durable; its metadata is committed only after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import errno
+import os
+import re
+import struct
+from collections.abc import AsyncIterator
+
+from andromede.core import errors
+
+MAGIC = b"ANDRBLOB"
+BLOB_FORMAT = 1
+HEADER = struct.Struct(">8sII")
+HEADER_SIZE = HEADER.size
+READ_BLOCK = 1 << 20
+# Below this, a syscall in the event loop costs less than a hop to a worker thread.
+INLINE_IO = 256 << 10
+SITE_FORMAT = "andromede-local-site 1\n"
+_BLOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _check_id(blob_id: str) -> str:
+    if not _BLOB_ID.match(blob_id):
+        raise ValueError("invalid blob id")
+    return blob_id
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise errors.StorageFull() from exc
+            raise
+        view = view[n:]
+
+
+class LocalBlobWriter:
+    """Writes one blob to ``tmp/``; :meth:`commit` makes it durable and visible."""
+
+    def __init__(self, site: LocalSite, blob_id: str) -> None:
+        self._site = site
+        self._blob_id = blob_id
+        self._tmp = os.path.join(site.root, "tmp", blob_id + ".part")
+        self._fd: int | None = os.open(
+            self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+        )
+        _write_all(self._fd, HEADER.pack(MAGIC, BLOB_FORMAT, 0))
+
+    async def write(self, data: bytes | memoryview) -> None:
+        """Append ``data``; large buffers are written from a worker thread."""
+        if self._fd is None:
+            raise RuntimeError("blob writer is closed")
+        if len(data) >= INLINE_IO:
+            await asyncio.to_thread(_write_all, self._fd, data)
+        else:
+            _write_all(self._fd, data)
+
+    async def commit(self) -> None:
+        """fsync, rename into place, fsync the directory."""
+        if self._fd is None:
+            raise RuntimeError("blob writer is closed")
+        fd, self._fd = self._fd, None
+        final = self._site.blob_path(self._blob_id)
+        try:
+            await asyncio.to_thread(self._commit_sync, fd, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
+            raise
+
+    def _commit_sync(self, fd: int, final: str) -> None:
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(self._tmp, final)
+        _fsync_dir(os.path.dirname(final))
+
+    async def abort(self) -> None:
+        """Close and remove the temporary file."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+
+class LocalSite:
+    """A :class:`~andromede.ports.SiteBackend` over a directory."""
+
+    def __init__(self, name: str, root: str) -> None:
+        self.name = name
+        self.root = os.path.abspath(root)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        os.makedirs(os.path.join(self.root, "tmp"), mode=0o700, exist_ok=True)
+        blobs = os.path.join(self.root, "blobs")
+        os.makedirs(blobs, mode=0o700, exist_ok=True)
+        for i in range(256):
+            os.makedirs(os.path.join(blobs, f"{i:02x}"), mode=0o700, exist_ok=True)
+        marker = os.path.join(self.root, "FORMAT")
+        if not os.path.exists(marker):
+            tmp = marker + ".tmp"
+            with open(tmp, "w", encoding="ascii") as fh:
+                fh.write(SITE_FORMAT)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, marker)
+            _fsync_dir(blobs)
+            _fsync_dir(self.root)
+        else:
+            with open(marker, encoding="ascii") as fh:
+                if fh.read() != SITE_FORMAT:
+                    raise RuntimeError(f"{self.root}: unknown site format")
+
+    def blob_path(self, blob_id: str) -> str:
+        """Where a committed blob lives."""
+        _check_id(blob_id)
+        return os.path.join(self.root, "blobs", blob_id[:2], blob_id)
+
+    async def create(self, blob_id: str) -> LocalBlobWriter:
+        """Start a new blob."""
+        _check_id(blob_id)
+        return LocalBlobWriter(self, blob_id)
+
+    async def read(self, blob_id: str, offset: int, length: int) -> AsyncIterator[bytes]:
+        """Stream part of a blob, verifying its header."""
+        path = self.blob_path(blob_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise errors.BlobNotFound() from exc
+        try:
+            header = os.pread(fd, HEADER_SIZE, 0)
+            magic, fmt, _ = HEADER.unpack(header) if len(header) == HEADER_SIZE else (b"", 0, 0)
+            if magic != MAGIC or fmt != BLOB_FORMAT:
+                raise errors.DataCorrupted()
+            pos = HEADER_SIZE + offset
+            remaining = length
+            while remaining > 0:
+                want = min(READ_BLOCK, remaining)
+                if want >= INLINE_IO:
+                    chunk = await asyncio.to_thread(os.pread, fd, want, pos)
+                else:
+                    chunk = os.pread(fd, want, pos)
+                if not chunk:
+                    raise errors.DataCorrupted("Stored data is shorter than its manifest.")
+                pos += len(chunk)
+                remaining -= len(chunk)
+                yield chunk
+        finally:
+            os.close(fd)
+
+    async def delete(self, blob_id: str) -> None:
+        """Remove a committed blob (missing is fine)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.blob_path(blob_id))
+
+    async def list_blobs(self, older_than: dt.datetime) -> AsyncIterator[str]:
+        """Committed blob ids older than the cut-off, directory by directory."""
+        cutoff = older_than.timestamp()
+        for i in range(256):
+            sub = os.path.join(self.root, "blobs", f"{i:02x}")
+            entries = await asyncio.to_thread(_scan, sub, cutoff)
+            for name in entries:
+                yield name
+
+    async def sweep_temporary(self, older_than: dt.datetime) -> int:
+        """Remove abandoned ``tmp/`` files (interrupted writes)."""
+        tmp = os.path.join(self.root, "tmp")
+        stale = await asyncio.to_thread(_scan, tmp, older_than.timestamp(), ".part")
+        for name in stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(tmp, name))
+        return len(stale)
+
+
+def _scan(directory: str, cutoff: float, suffix: str = "") -> list[str]:
+    out: list[str] = []
+    try:
+        with os.scandir(directory) as it:
+            for entry in it:
+                try:
+                    if entry.stat().st_mtime < cutoff and (not suffix or entry.name.endswith(suffix)):
+                        out.append(entry.name)
+                except FileNotFoundError:
+                    continue
+    except FileNotFoundError:
+        return out
+    return out

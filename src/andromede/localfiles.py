@@ -1,0 +1,65 @@
+"""Files in the data dir that the server writes and the local CLI reads.
+
+``root-credentials.json`` (0600): the operator's access key and secret.
+``server.json``: where the server listens, so ``andromede admin --data-dir`` finds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CREDENTIALS_FILE = "root-credentials.json"
+SERVER_FILE = "server.json"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RootCredentials:
+    """The operator's key pair."""
+
+    access_key_id: str
+    secret_key: str
+
+
+def write_private_json(path: Path, data: dict[str, object]) -> None:
+    """Write a JSON file atomically with mode 0600."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_credentials(data_dir: Path) -> RootCredentials | None:
+    """The stored root credentials, if the server was started on this data dir."""
+    path = data_dir / CREDENTIALS_FILE
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return RootCredentials(data["access_key_id"], data["secret_key"])
+
+
+def write_credentials(data_dir: Path, creds: RootCredentials) -> None:
+    """Store root credentials (0600)."""
+    write_private_json(
+        data_dir / CREDENTIALS_FILE,
+        {"format": FORMAT, "access_key_id": creds.access_key_id, "secret_key": creds.secret_key},
+    )
+
+
+def write_server_info(data_dir: Path, endpoint: str) -> None:
+    """Record where the server listens."""
+    write_private_json(data_dir / SERVER_FILE, {"format": FORMAT, "endpoint": endpoint})
+
+
+def read_server_endpoint(data_dir: Path) -> str | None:
+    """The endpoint of the server running on this data dir, if recorded."""
+    path = data_dir / SERVER_FILE
+    if not path.exists():
+        return None
+    return str(json.loads(path.read_text(encoding="utf-8"))["endpoint"])

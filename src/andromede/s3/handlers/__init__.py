@@ -1,0 +1,21 @@
+"""S3 handlers: translate one operation's HTTP shape to a service call and back."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from andromede.s3.handlers import buckets, config, multipart, objects
+from andromede.s3.handlers.context import Context
+from andromede.s3.http import Response
+from andromede.s3.router import Endpoint
+
+Handler = Callable[[Context], Awaitable[Response]]
+
+HANDLERS: dict[Endpoint, Handler] = {
+    **buckets.HANDLERS,
+    **config.HANDLERS,
+    **objects.HANDLERS,
+    **multipart.HANDLERS,
+}
+
+__all__ = ["HANDLERS", "Context", "Handler"]

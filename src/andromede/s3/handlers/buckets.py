@@ -1,0 +1,258 @@
+"""Bucket operations: list, create, head, delete, location, listings, multi-delete."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+
+from andromede.core import errors
+from andromede.core.checksums import decode_b64_checksum, new_hasher
+from andromede.core.limits import MAX_DELETE_KEYS, MAX_LIST_KEYS, MAX_XML_BODY
+from andromede.core.models import ListPage, ObjectSummary
+from andromede.s3 import xml
+from andromede.http_errors import lookup
+from andromede.s3.body import read_small_body
+from andromede.s3.handlers.common import Encoder, encoder, iso8601, owner
+from andromede.s3.handlers.context import Context
+from andromede.s3.headers import integrity, reject_unsupported
+from andromede.s3.http import Response, xml_response
+from andromede.s3.router import Endpoint
+from andromede.services.listing import list_page
+
+
+async def list_buckets(ctx: Context) -> Response:
+    """ListBuckets: the caller's tenant's buckets."""
+    prefix = ctx.req.query.get("prefix", "")
+    found = [b for b in await ctx.services.buckets.list(ctx.principal) if b.name.startswith(prefix)]
+    items = "".join(
+        "<Bucket>" + xml.element("Name", b.name) + xml.element("CreationDate", iso8601(b.created))
+        + xml.element("BucketRegion", b.location or ctx.region) + "</Bucket>"
+        for b in found
+    )
+    children = [owner(ctx.principal.tenant), "<Buckets>" + items + "</Buckets>"]
+    if prefix:
+        children.append(xml.element("Prefix", prefix))
+    return xml_response(xml.document("ListAllMyBucketsResult", children))
+
+
+async def create_bucket(ctx: Context) -> Response:
+    """CreateBucket with an optional LocationConstraint."""
+    reject_unsupported(ctx.req)
+    if ctx.req.header("x-amz-bucket-object-lock-enabled") == "true":
+        raise errors.NotImplementedOperation(Header="x-amz-bucket-object-lock-enabled")
+    body = await read_small_body(ctx.req, ctx.auth, 64 * 1024)
+    location = None
+    if body.strip():
+        root = xml.parse(body)
+        if root.tag != "CreateBucketConfiguration":
+            raise errors.MalformedXML()
+        location = xml.text(root, "LocationConstraint")
+    await ctx.services.buckets.create(ctx.principal, ctx.bucket, location)
+    return Response(200, [("location", "/" + ctx.bucket)])
+
+
+async def head_bucket(ctx: Context) -> Response:
+    """HeadBucket."""
+    bucket = await ctx.services.buckets.get(ctx.principal, ctx.bucket)
+    return Response(200, [("x-amz-bucket-region", bucket.location or ctx.region)])
+
+
+async def delete_bucket(ctx: Context) -> Response:
+    """DeleteBucket."""
+    await ctx.services.buckets.delete(ctx.principal, ctx.bucket)
+    return Response(204)
+
+
+async def get_bucket_location(ctx: Context) -> Response:
+    """GetBucketLocation: empty for the default region, as AWS answers for us-east-1."""
+    bucket = await ctx.services.buckets.get(ctx.principal, ctx.bucket)
+    location = bucket.location
+    if not location:
+        return xml_response(xml.empty("LocationConstraint"))
+    return xml_response(xml.document("LocationConstraint", [xml.sax_escape(location)]))
+
+
+def _contents(obj: ObjectSummary, enc: Encoder, with_owner: bool, tag: str = "Contents") -> str:
+    parts = [
+        xml.element("Key", enc(obj.key)),
+        xml.element("LastModified", iso8601(obj.last_modified)),
+        xml.element("ETag", obj.etag),
+        xml.element("Size", obj.size),
+        xml.element("StorageClass", obj.storage_class),
+    ]
+    if obj.checksum_algorithm is not None:
+        parts.append(xml.element("ChecksumAlgorithm", obj.checksum_algorithm.value))
+    if obj.checksum_type is not None:
+        parts.append(xml.element("ChecksumType", obj.checksum_type.value))
+    if with_owner:
+        parts.append(owner(obj.owner))
+    return f"<{tag}>" + "".join(parts) + f"</{tag}>"
+
+
+def _prefixes(page: ListPage, enc: Encoder) -> str:
+    return "".join(
+        "<CommonPrefixes>" + xml.element("Prefix", enc(p)) + "</CommonPrefixes>"
+        for p in page.prefixes
+    )
+
+
+async def _page(ctx: Context, marker: str) -> tuple[ListPage, int]:
+    await ctx.services.buckets.get(ctx.principal, ctx.bucket)
+    max_keys = min(ctx.int_query("max-keys", MAX_LIST_KEYS), MAX_LIST_KEYS)
+    page = await list_page(
+        ctx.services.objects.store, ctx.bucket,
+        prefix=ctx.req.query.get("prefix", ""), delimiter=ctx.req.query.get("delimiter", ""),
+        marker=marker, max_keys=max_keys,
+    )
+    return page, max_keys
+
+
+def _listing_head(ctx: Context, enc: Encoder, max_keys: int, page: ListPage) -> list[str]:
+    head = [
+        xml.element("Name", ctx.bucket),
+        xml.element("Prefix", enc(ctx.req.query.get("prefix", ""))),
+        xml.element("MaxKeys", max_keys),
+    ]
+    delimiter = ctx.req.query.get("delimiter", "")
+    if delimiter:
+        head.append(xml.element("Delimiter", enc(delimiter)))
+    head.append(xml.element("IsTruncated", str(page.is_truncated).lower()))
+    return head
+
+
+async def list_objects(ctx: Context) -> Response:
+    """ListObjects (V1): Marker / NextMarker."""
+    enc = encoder(ctx.req.query.get("encoding-type"))
+    marker = ctx.req.query.get("marker", "")
+    page, max_keys = await _page(ctx, marker)
+    children = _listing_head(ctx, enc, max_keys, page)
+    children.insert(2, xml.element("Marker", enc(marker)))
+    if page.is_truncated and page.next_marker is not None and ctx.req.query.get("delimiter"):
+        children.append(xml.element("NextMarker", enc(page.next_marker)))
+    children += [_contents(o, enc, True) for o in page.objects]
+    children += [_prefixes(page, enc), enc.element()]
+    return xml_response(xml.document("ListBucketResult", children))
+
+
+def _encode_token(marker: str) -> str:
+    return base64.urlsafe_b64encode(b"v1:" + marker.encode()).decode()
+
+
+def _decode_token(token: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(token.encode("ascii"))
+        if not raw.startswith(b"v1:"):
+            raise ValueError(token)
+        return raw[3:].decode()
+    except (ValueError, binascii.Error, UnicodeError):
+        raise errors.InvalidArgument(
+            "The continuation token provided is incorrect", ArgumentName="continuation-token"
+        ) from None
+
+
+async def list_objects_v2(ctx: Context) -> Response:
+    """ListObjectsV2: continuation tokens, start-after, fetch-owner."""
+    if ctx.req.query.get("list-type") != "2":
+        raise errors.InvalidArgument("Invalid list-type", ArgumentName="list-type")
+    enc = encoder(ctx.req.query.get("encoding-type"))
+    token = ctx.req.query.get("continuation-token")
+    start_after = ctx.req.query.get("start-after", "")
+    marker = _decode_token(token) if token is not None else start_after
+    page, max_keys = await _page(ctx, marker)
+    children = _listing_head(ctx, enc, max_keys, page)
+    children.insert(2, xml.element("KeyCount", len(page.objects) + len(page.prefixes)))
+    if token is not None:
+        children.append(xml.element("ContinuationToken", token))
+    if page.is_truncated and page.next_marker is not None:
+        children.append(xml.element("NextContinuationToken", _encode_token(page.next_marker)))
+    if start_after:
+        children.append(xml.element("StartAfter", enc(start_after)))
+    fetch_owner = ctx.req.query.get("fetch-owner", "false").lower() == "true"
+    children += [_contents(o, enc, fetch_owner) for o in page.objects]
+    children += [_prefixes(page, enc), enc.element()]
+    return xml_response(xml.document("ListBucketResult", children))
+
+
+async def list_object_versions(ctx: Context) -> Response:
+    """ListObjectVersions: without versioning each object has one version, ``null``."""
+    enc = encoder(ctx.req.query.get("encoding-type"))
+    marker = ctx.req.query.get("key-marker", "")
+    page, max_keys = await _page(ctx, marker)
+    children = _listing_head(ctx, enc, max_keys, page)
+    children.insert(2, xml.element("KeyMarker", enc(marker)) + xml.element("VersionIdMarker", ""))
+    if page.is_truncated and page.next_marker is not None:
+        children.append(xml.element("NextKeyMarker", enc(page.next_marker)))
+        children.append(xml.element("NextVersionIdMarker", "null"))
+    for obj in page.objects:
+        entry = _contents(obj, enc, True, "Version")
+        entry = entry.replace(
+            "<Version>", "<Version>" + xml.element("VersionId", "null")
+            + xml.element("IsLatest", "true"), 1,
+        )
+        children.append(entry)
+    children += [_prefixes(page, enc), enc.element()]
+    return xml_response(xml.document("ListVersionsResult", children))
+
+
+def _check_delete_integrity(ctx: Context, body: bytes) -> None:
+    claims = integrity(ctx.req)
+    md5 = ctx.req.header("content-md5")
+    if md5 is None and claims.algorithm is None:
+        raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
+    if md5 is not None:
+        try:
+            expected = base64.b64decode(md5, validate=True)
+        except (binascii.Error, ValueError):
+            raise errors.InvalidDigest() from None
+        if expected != hashlib.md5(body, usedforsecurity=False).digest():
+            raise errors.BadDigest()
+    if claims.algorithm is not None and claims.checksum is not None:
+        hasher = new_hasher(claims.algorithm)
+        hasher.update(body)
+        if decode_b64_checksum(claims.algorithm, claims.checksum) != hasher.digest():
+            raise errors.BadDigest()
+
+
+async def delete_objects(ctx: Context) -> Response:
+    """DeleteObjects: up to 1000 keys, quiet or verbose."""
+    body = await read_small_body(ctx.req, ctx.auth, MAX_XML_BODY)
+    _check_delete_integrity(ctx, body)
+    root = xml.parse(body)
+    if root.tag != "Delete":
+        raise errors.MalformedXML()
+    quiet = (xml.text(root, "Quiet", "false") or "").strip().lower() == "true"
+    keys: list[str] = []
+    for item in root.findall("Object"):
+        key = xml.text(item, "Key")
+        if key is None:
+            raise errors.MalformedXML()
+        keys.append(key)
+    if not keys or len(keys) > MAX_DELETE_KEYS:
+        raise errors.MalformedXML()
+    results = await ctx.services.objects.delete_many(ctx.principal, ctx.bucket, keys)
+    out: list[str] = []
+    for key, error in results:
+        if error is None:
+            if not quiet:
+                out.append("<Deleted>" + xml.element("Key", key) + "</Deleted>")
+        else:
+            code, _ = lookup(error)
+            out.append(
+                "<Error>" + xml.element("Key", key) + xml.element("Code", code)
+                + xml.element("Message", error.message) + "</Error>"
+            )
+    return xml_response(xml.document("DeleteResult", out))
+
+
+HANDLERS = {
+    Endpoint.ListBuckets: list_buckets,
+    Endpoint.CreateBucket: create_bucket,
+    Endpoint.HeadBucket: head_bucket,
+    Endpoint.DeleteBucket: delete_bucket,
+    Endpoint.GetBucketLocation: get_bucket_location,
+    Endpoint.ListObjects: list_objects,
+    Endpoint.ListObjectsV2: list_objects_v2,
+    Endpoint.ListObjectVersions: list_object_versions,
+    Endpoint.DeleteObjects: delete_objects,
+}

@@ -1,0 +1,233 @@
+"""Object operations: put, get, head, delete, copy, tagging, attributes."""
+
+from __future__ import annotations
+
+from andromede.core import errors
+from andromede.core.limits import MAX_SINGLE_PUT, MAX_XML_BODY
+from andromede.core.models import Checksum, ObjectVersion
+from andromede.s3 import xml
+from andromede.s3.body import incoming_body, read_small_body
+from andromede.s3.handlers.common import iso8601
+from andromede.s3.handlers.context import Context
+from andromede.s3.headers import (
+    checksum_algorithm,
+    copy_source,
+    http_date,
+    integrity,
+    object_attributes,
+    object_headers,
+    preconditions,
+    write_condition,
+)
+from andromede.s3.http import Response, xml_response
+from andromede.s3.router import Endpoint
+
+
+def checksum_headers(checksum: Checksum | None) -> list[tuple[str, str]]:
+    """``x-amz-checksum-<alg>`` and ``x-amz-checksum-type`` for a write response."""
+    if checksum is None:
+        return []
+    return [(checksum.algorithm.header, checksum.value), ("x-amz-checksum-type", checksum.type.value)]
+
+
+def checksum_elements(checksum: Checksum | None) -> list[str]:
+    """``<ChecksumCRC32>…</ChecksumCRC32><ChecksumType>…</ChecksumType>`` for XML results."""
+    if checksum is None:
+        return []
+    name = "Checksum" + checksum.algorithm.value
+    return [xml.element(name, checksum.value), xml.element("ChecksumType", checksum.type.value)]
+
+
+async def put_object(ctx: Context) -> Response:
+    """PutObject."""
+    attrs = object_attributes(ctx.req)
+    claims = integrity(ctx.req)
+    body = incoming_body(ctx.req, ctx.auth)
+    version = await ctx.services.objects.put(
+        ctx.principal, ctx.bucket, ctx.key, body, attrs, claims, write_condition(ctx.req)
+    )
+    return Response(200, [("etag", version.etag), *checksum_headers(version.checksum)])
+
+
+def _part_number(ctx: Context) -> int | None:
+    if "partNumber" not in ctx.req.query:
+        return None
+    return ctx.int_query("partNumber", 1, 1, 10_000)
+
+
+async def _read(ctx: Context, with_body: bool) -> Response:
+    part_number = _part_number(ctx)
+    result = await ctx.services.objects.get(
+        ctx.principal, ctx.bucket, ctx.key,
+        range_header=ctx.req.header("range"), part_number=part_number,
+        preconditions=preconditions(ctx.req), with_body=with_body,
+    )
+    version = result.version
+    whole = result.byte_range is None
+    wants_checksum = (ctx.req.header("x-amz-checksum-mode") or "").upper() == "ENABLED"
+    headers = object_headers(
+        version, ctx.req, checksum=wants_checksum and whole, part=part_number is not None
+    )
+    status = 200
+    length = version.size
+    if result.byte_range is not None:
+        length = result.byte_range.length
+        if part_number is None or version.parts_count is not None:
+            status = 206
+            headers.append(("content-range", result.byte_range.content_range()))
+    body = result.body if result.body is not None else b""
+    return Response(status, headers, body, content_length=length)
+
+
+async def get_object(ctx: Context) -> Response:
+    """GetObject: whole, a Range, or a part."""
+    return await _read(ctx, with_body=True)
+
+
+async def head_object(ctx: Context) -> Response:
+    """HeadObject."""
+    return await _read(ctx, with_body=False)
+
+
+async def delete_object(ctx: Context) -> Response:
+    """DeleteObject: 204 whether or not the key existed."""
+    await ctx.services.objects.delete(ctx.principal, ctx.bucket, ctx.key)
+    return Response(204)
+
+
+def _directive(ctx: Context, name: str) -> bool:
+    value = (ctx.req.header(name) or "COPY").upper()
+    if value not in ("COPY", "REPLACE"):
+        raise errors.InvalidArgument(f"Unknown {name}", ArgumentName=name, ArgumentValue=value)
+    return value == "REPLACE"
+
+
+async def copy_object(ctx: Context) -> Response:
+    """CopyObject with metadata and tagging directives and copy-source conditions."""
+    source = copy_source(ctx.req)
+    replace_metadata = _directive(ctx, "x-amz-metadata-directive")
+    replace_tags = _directive(ctx, "x-amz-tagging-directive")
+    attrs = object_attributes(ctx.req)
+    src = await ctx.services.objects.head_for_copy(ctx.principal, *source)
+    if src.size > MAX_SINGLE_PUT:
+        raise errors.InvalidRequest(
+            "The specified copy source is larger than the maximum allowable size for a copy "
+            f"source: {MAX_SINGLE_PUT}"
+        )
+    _, version = await ctx.services.objects.copy(
+        ctx.principal, source, (ctx.bucket, ctx.key),
+        replace_metadata=replace_metadata, attrs=attrs, replace_tags=replace_tags,
+        source_conditions=preconditions(ctx.req, "x-amz-copy-source-"),
+        algorithm=checksum_algorithm(ctx.req), condition=write_condition(ctx.req),
+    )
+    body = xml.document(
+        "CopyObjectResult",
+        [xml.element("LastModified", iso8601(version.last_modified)),
+         xml.element("ETag", version.etag), *checksum_elements(version.checksum)],
+    )
+    return xml_response(body)
+
+
+def _tag_set(tags: dict[str, str]) -> str:
+    return "<TagSet>" + "".join(
+        "<Tag>" + xml.element("Key", k) + xml.element("Value", v) + "</Tag>" for k, v in tags.items()
+    ) + "</TagSet>"
+
+
+async def get_object_tagging(ctx: Context) -> Response:
+    """GetObjectTagging."""
+    tags = await ctx.services.objects.get_tags(ctx.principal, ctx.bucket, ctx.key)
+    return xml_response(xml.document("Tagging", [_tag_set(tags)]))
+
+
+async def put_object_tagging(ctx: Context) -> Response:
+    """PutObjectTagging: replaces the tag set."""
+    root = xml.parse(await read_small_body(ctx.req, ctx.auth, MAX_XML_BODY))
+    tag_set = root.find("TagSet")
+    if root.tag != "Tagging" or tag_set is None:
+        raise errors.MalformedXML()
+    pairs: list[tuple[str, str]] = []
+    for tag in tag_set.findall("Tag"):
+        key, value = xml.text(tag, "Key"), xml.text(tag, "Value")
+        if key is None or value is None:
+            raise errors.MalformedXML()
+        pairs.append((key, value))
+    await ctx.services.objects.put_tags(ctx.principal, ctx.bucket, ctx.key, pairs)
+    return Response(200)
+
+
+async def delete_object_tagging(ctx: Context) -> Response:
+    """DeleteObjectTagging."""
+    await ctx.services.objects.delete_tags(ctx.principal, ctx.bucket, ctx.key)
+    return Response(204)
+
+
+_ATTRIBUTES = {"ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"}
+
+
+def _header_int(ctx: Context, name: str, default: int) -> int:
+    raw = ctx.req.header(name)
+    if raw is None:
+        return default
+    if not raw.strip().isdigit():
+        raise errors.InvalidArgument(f"Invalid {name}", ArgumentName=name)
+    return int(raw)
+
+
+def _object_parts(ctx: Context, version: ObjectVersion) -> str:
+    count = version.parts_count
+    if count is None:
+        return ""
+    marker = _header_int(ctx, "x-amz-part-number-marker", 0)
+    max_parts = _header_int(ctx, "x-amz-max-parts", 1000)
+    after = [s for s in version.manifest.segments if (s.part_number or 0) > marker]
+    chosen, truncated = after[:max_parts], len(after) > max_parts
+    items = "".join(
+        "<Part>" + xml.element("PartNumber", s.part_number) + xml.element("Size", s.size)
+        + (xml.element("Checksum" + s.checksum.algorithm.value, s.checksum.value)
+           if s.checksum is not None else "")
+        + "</Part>"
+        for s in chosen
+    )
+    return (
+        "<ObjectParts>" + xml.element("TotalPartsCount", count)
+        + xml.element("PartNumberMarker", marker)
+        + xml.element("NextPartNumberMarker", chosen[-1].part_number if chosen else marker)
+        + xml.element("MaxParts", max_parts) + xml.element("IsTruncated", str(truncated).lower())
+        + items + "</ObjectParts>"
+    )
+
+
+async def get_object_attributes(ctx: Context) -> Response:
+    """GetObjectAttributes."""
+    raw = ctx.req.header("x-amz-object-attributes")
+    wanted = {a.strip() for a in (raw or "").split(",") if a.strip()}
+    if not wanted or not wanted <= _ATTRIBUTES:
+        raise errors.InvalidArgument("Invalid attribute name specified.")
+    version = await ctx.services.objects.attributes(ctx.principal, ctx.bucket, ctx.key)
+    children: list[str] = []
+    if "ETag" in wanted:
+        children.append(xml.element("ETag", version.etag.strip('"')))
+    if "Checksum" in wanted and version.checksum is not None:
+        children.append("<Checksum>" + "".join(checksum_elements(version.checksum)) + "</Checksum>")
+    if "ObjectParts" in wanted:
+        children.append(_object_parts(ctx, version))
+    if "StorageClass" in wanted:
+        children.append(xml.element("StorageClass", version.storage_class))
+    if "ObjectSize" in wanted:
+        children.append(xml.element("ObjectSize", version.size))
+    response = xml_response(xml.document("GetObjectAttributesResponse", children))
+    return response.header("last-modified", http_date(version.last_modified))
+
+
+HANDLERS = {
+    Endpoint.PutObject: put_object,
+    Endpoint.GetObject: get_object,
+    Endpoint.HeadObject: head_object,
+    Endpoint.DeleteObject: delete_object,
+    Endpoint.CopyObject: copy_object,
+    Endpoint.GetObjectTagging: get_object_tagging,
+    Endpoint.PutObjectTagging: put_object_tagging,
+    Endpoint.DeleteObjectTagging: delete_object_tagging,
+    Endpoint.GetObjectAttributes: get_object_attributes,
+}

@@ -1,0 +1,199 @@
+"""Object headers in (attributes, integrity claims, conditions) and out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import urllib.parse
+
+from andromede.core import errors
+from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
+from andromede.core.conditions import Preconditions
+from andromede.core.limits import MAX_USER_METADATA
+from andromede.core.models import ObjectVersion, WriteCondition
+from andromede.core.tags import parse_tagging_header
+from andromede.s3.http import Request
+from andromede.services.objects import Integrity, ObjectAttributes
+
+SYSTEM_HEADERS = (
+    "content-encoding", "content-disposition", "cache-control", "expires", "content-language",
+)
+RESPONSE_OVERRIDES = {
+    "response-content-type": "content-type",
+    "response-content-language": "content-language",
+    "response-expires": "expires",
+    "response-cache-control": "cache-control",
+    "response-content-disposition": "content-disposition",
+    "response-content-encoding": "content-encoding",
+}
+_ALLOWED_ACLS = ("private", "bucket-owner-full-control")
+_STORAGE_CLASSES = (
+    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+    "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE",
+)
+
+
+def reject_unsupported(req: Request) -> None:
+    """Headers that ask for features this build does not have yet: NotImplemented, not ignored."""
+    acl = req.header("x-amz-acl")
+    if acl is not None and acl not in _ALLOWED_ACLS:
+        raise errors.NotImplementedOperation(Header="x-amz-acl")
+    for name in req.headers:
+        if name.startswith("x-amz-grant-"):
+            raise errors.NotImplementedOperation(Header=name)
+        if name.startswith("x-amz-server-side-encryption") or name.startswith("x-amz-object-lock"):
+            raise errors.NotImplementedOperation(Header=name)
+        if name == "x-amz-website-redirect-location":
+            raise errors.NotImplementedOperation(Header=name)
+    storage_class = req.header("x-amz-storage-class")
+    if storage_class is not None and storage_class not in _STORAGE_CLASSES:
+        raise errors.InvalidStorageClass(StorageClassRequested=storage_class)
+
+
+def object_attributes(req: Request) -> ObjectAttributes:
+    """Content-Type, stored system headers, ``x-amz-meta-*`` and ``x-amz-tagging``."""
+    reject_unsupported(req)
+    system: dict[str, str] = {}
+    for name in SYSTEM_HEADERS:
+        value = req.header(name)
+        if value is None:
+            continue
+        if name == "content-encoding":
+            codings = [c.strip() for c in value.split(",") if c.strip() and c.strip() != "aws-chunked"]
+            if not codings:
+                continue
+            value = ",".join(codings)
+        system[name] = value
+    user: dict[str, str] = {}
+    size = 0
+    for name, value in req.header_list:
+        if name.startswith("x-amz-meta-"):
+            meta_key = name[len("x-amz-meta-"):]
+            size += len(meta_key.encode()) + len(value.encode())
+            user[meta_key] = f"{user[meta_key]},{value}" if meta_key in user else value
+    if size > MAX_USER_METADATA:
+        raise errors.MetadataTooLarge(MaxSizeAllowed=str(MAX_USER_METADATA))
+    tagging = req.header("x-amz-tagging")
+    tags = parse_tagging_header(tagging) if tagging is not None else None
+    return ObjectAttributes(req.header("content-type"), system, user, tags)
+
+
+def _algorithm(value: str) -> ChecksumAlgorithm:
+    try:
+        return ChecksumAlgorithm(value.upper())
+    except ValueError as exc:
+        raise errors.InvalidRequest(f"Checksum algorithm {value} is not supported.") from exc
+
+
+def checksum_algorithm(req: Request) -> ChecksumAlgorithm | None:
+    """``x-amz-checksum-algorithm`` (CreateMultipartUpload, CopyObject)."""
+    value = req.header("x-amz-checksum-algorithm")
+    return _algorithm(value) if value else None
+
+
+def checksum_type(req: Request) -> ChecksumType | None:
+    """``x-amz-checksum-type``."""
+    value = req.header("x-amz-checksum-type")
+    if value is None:
+        return None
+    try:
+        return ChecksumType(value.upper())
+    except ValueError as exc:
+        raise errors.InvalidRequest(f"Checksum type {value} is not supported.") from exc
+
+
+def integrity(req: Request) -> Integrity:
+    """Content-MD5 and at most one ``x-amz-checksum-*`` (as a header or a trailer)."""
+    present = [a for a in ChecksumAlgorithm if a.header in req.headers]
+    trailer = req.header("x-amz-trailer")
+    if trailer is not None:
+        names = [t.strip().lower() for t in trailer.split(",") if t.strip()]
+        trailed = [a for a in ChecksumAlgorithm if a.header in names]
+        if len(names) != 1 or len(trailed) != 1:
+            raise errors.InvalidRequest("The value specified in the x-amz-trailer header is not supported")
+        if present:
+            raise errors.InvalidRequest("Expecting a single x-amz-checksum- header")
+        return Integrity(req.header("content-md5"), trailed[0], None, checksum_in_trailer=True)
+    if len(present) > 1:
+        raise errors.InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
+    declared = req.header("x-amz-sdk-checksum-algorithm") or req.header("x-amz-checksum-algorithm")
+    if present:
+        alg = present[0]
+        if declared and _algorithm(declared) is not alg:
+            raise errors.InvalidRequest("Value for x-amz-sdk-checksum-algorithm header is invalid.")
+        return Integrity(req.header("content-md5"), alg, req.headers[alg.header])
+    return Integrity(req.header("content-md5"), _algorithm(declared) if declared else None, None)
+
+
+def preconditions(req: Request, prefix: str = "") -> Preconditions:
+    """The four conditional headers (``prefix`` = ``x-amz-copy-source-`` for copies)."""
+    return Preconditions(
+        req.header(prefix + "if-match"),
+        req.header(prefix + "if-none-match"),
+        req.header(prefix + "if-modified-since"),
+        req.header(prefix + "if-unmodified-since"),
+    )
+
+
+def write_condition(req: Request) -> WriteCondition | None:
+    """Conditional writes: ``If-None-Match: *`` and ``If-Match: etag``."""
+    if_none_match = req.header("if-none-match")
+    if_match = req.header("if-match")
+    if if_none_match is None and if_match is None:
+        return None
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise errors.NotImplementedOperation(
+            "If-None-Match on writes only supports '*'.", Header="If-None-Match"
+        )
+    return WriteCondition(if_match=if_match.strip().strip('"') if if_match else None,
+                          if_none_match_any=if_none_match is not None)
+
+
+def http_date(value: dt.datetime) -> str:
+    """RFC 7231 date for Last-Modified."""
+    return email.utils.format_datetime(value.astimezone(dt.UTC), usegmt=True)
+
+
+def object_headers(
+    version: ObjectVersion, req: Request, *, checksum: bool, part: bool = False
+) -> list[tuple[str, str]]:
+    """Headers describing an object on GET/HEAD, with ``response-*`` overrides applied."""
+    headers: dict[str, str] = {
+        "content-type": version.content_type,
+        "etag": version.etag,
+        "last-modified": http_date(version.last_modified),
+        "accept-ranges": "bytes",
+    }
+    headers.update(version.system_meta)
+    for query_name, header_name in RESPONSE_OVERRIDES.items():
+        override = req.query.get(query_name)
+        if override is not None:
+            headers[header_name] = override
+    out = list(headers.items())
+    out += [("x-amz-meta-" + k, v) for k, v in version.user_meta.items()]
+    if version.tags:
+        out.append(("x-amz-tagging-count", str(len(version.tags))))
+    if version.storage_class != "STANDARD":
+        out.append(("x-amz-storage-class", version.storage_class))
+    if part and version.parts_count is not None:
+        out.append(("x-amz-mp-parts-count", str(version.parts_count)))
+    if checksum and version.checksum is not None:
+        out.append((version.checksum.algorithm.header, version.checksum.value))
+        out.append(("x-amz-checksum-type", version.checksum.type.value))
+    return out
+
+
+def copy_source(req: Request) -> tuple[str, str]:
+    """``x-amz-copy-source``: ``/bucket/key`` or ``bucket/key``, URL-encoded; no versionId yet."""
+    raw = req.header("x-amz-copy-source") or ""
+    path, _, query = raw.partition("?")
+    decoded = urllib.parse.unquote(path).lstrip("/")
+    bucket, sep, key = decoded.partition("/")
+    if not sep or not bucket or not key:
+        raise errors.InvalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
+    if query:
+        params = urllib.parse.parse_qs(query)
+        version = params.get("versionId", [""])[0]
+        if version not in ("", "null"):
+            raise errors.NoSuchKey("The specified version does not exist.")
+    return bucket, key

@@ -1,0 +1,73 @@
+"""``andromede serve``: prepare the data dir, clean up after a crash, start the workers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from andromede.bootstrap import prepare_data_dir, sweep_at_start
+from andromede.localfiles import RootCredentials, write_server_info
+from andromede.settings import load_settings
+
+
+def _snippet(creds: RootCredentials, endpoint: str, region: str) -> str:
+    return f"""
+Andromède: first start. Operator credentials (stored with mode 0600 in the data dir;
+shown only this once):
+
+  access key: {creds.access_key_id}
+  secret key: {creds.secret_key}
+
+aws CLI:
+  aws configure set aws_access_key_id {creds.access_key_id}
+  aws configure set aws_secret_access_key {creds.secret_key}
+  aws configure set region {region}
+  aws --endpoint-url {endpoint} s3 mb s3://my-first-bucket
+
+rclone (~/.config/rclone/rclone.conf):
+  [andromede]
+  type = s3
+  provider = Other
+  access_key_id = {creds.access_key_id}
+  secret_access_key = {creds.secret_key}
+  endpoint = {endpoint}
+  region = {region}
+"""
+
+
+def run(data_dir: Path | None, address: str | None, workers: int | None) -> None:
+    """Start the server in the foreground until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = load_settings(data_dir=data_dir, address=address, workers=workers)
+    creds, created = prepare_data_dir(settings)
+    endpoint = f"http://{settings.address}"
+    if created:
+        sys.stdout.write(_snippet(creds, endpoint, settings.region))
+        sys.stdout.flush()
+    if settings.embedded:
+        asyncio.run(sweep_at_start(settings))
+    write_server_info(settings.data_dir, endpoint)
+    # Workers are separate processes: hand them the resolved settings through the environment.
+    os.environ["ANDROMEDE_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ["ANDROMEDE_ADDRESS"] = settings.address
+    os.environ["ANDROMEDE_WORKERS"] = str(settings.workers)
+    uvicorn.run(
+        "andromede.bootstrap:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_keep_alive=30,
+        server_header=False,
+        date_header=False,
+    )

@@ -1,0 +1,20 @@
+"""The services one gateway runs, built by bootstrap and handed to the faces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from andromede.services.accounts import Accounts
+from andromede.services.buckets import Buckets
+from andromede.services.multipart import Multipart
+from andromede.services.objects import Objects
+
+
+@dataclass(frozen=True)
+class Services:
+    """Every use case, by area."""
+
+    accounts: Accounts
+    buckets: Buckets
+    objects: Objects
+    multipart: Multipart

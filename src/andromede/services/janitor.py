@@ -1,0 +1,78 @@
+"""Garbage collection of blobs: queued garbage, abandoned temporary files, orphan blobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+
+from andromede.core.models import BlobRef
+from andromede.ports import Clock, MetadataStore, SiteBackend
+
+log = logging.getLogger("andromede.janitor")
+_BATCH = 500
+
+
+class Janitor:
+    """Removes data that nothing references any more, never data that something does."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        sites: Mapping[str, SiteBackend],
+        clock: Clock,
+        *,
+        garbage_grace: dt.timedelta,
+        temp_grace: dt.timedelta,
+    ) -> None:
+        self._store = store
+        self._sites = sites
+        self._clock = clock
+        self._garbage_grace = garbage_grace
+        self._temp_grace = temp_grace
+
+    async def collect_garbage(self) -> int:
+        """Delete queued blobs whose grace period (for in-flight readers) has passed."""
+        total = 0
+        while True:
+            due = await self._store.due_garbage(self._clock.now(), _BATCH)
+            if not due:
+                return total
+            for blob in due:
+                site = self._sites.get(blob.site)
+                if site is not None:
+                    await site.delete(blob.blob_id)
+            await self._store.forget_garbage(due)
+            total += len(due)
+            if len(due) < _BATCH:
+                return total
+
+    async def sweep_temporary(self, older_than: dt.datetime) -> int:
+        """Remove interrupted writes' temporary files."""
+        return sum([await site.sweep_temporary(older_than) for site in self._sites.values()])
+
+    async def remove_orphans(self, older_than: dt.datetime) -> int:
+        """Delete committed blobs that no metadata references (a crash between the data
+        commit and the metadata commit leaves these)."""
+        removed = 0
+        for site in self._sites.values():
+            async for blob_id in site.list_blobs(older_than):
+                if not await self._store.blob_is_referenced(BlobRef(site.name, blob_id)):
+                    await site.delete(blob_id)
+                    removed += 1
+        return removed
+
+    async def sweep(self, *, at_start: bool = False) -> dict[str, int]:
+        """One full pass. ``at_start``: no write can be in flight (single host, before
+        workers start), so every leftover is removed regardless of age."""
+        now = self._clock.now()
+        temp_cut = now if at_start else now - self._temp_grace
+        orphan_cut = now if at_start else now - self._garbage_grace
+        result = {
+            "garbage": await self.collect_garbage(),
+            "temporary": await self.sweep_temporary(temp_cut),
+            "orphans": await self.remove_orphans(orphan_cut),
+        }
+        if any(result.values()):
+            log.info("sweep: %s", result)
+        return result

@@ -1,0 +1,376 @@
+"""Multipart upload use cases. Parts are blobs; completing writes a manifest, never copies."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from andromede.core import errors
+from andromede.core.checksums import (
+    ChecksumAlgorithm,
+    ChecksumType,
+    combine_crc,
+    composite_checksum,
+    decode_b64_checksum,
+)
+from andromede.core.conditions import Preconditions, check_copy_source, parse_copy_range
+from andromede.core.ids import ObjectKey, new_id
+from andromede.core.limits import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE
+from andromede.core.models import (
+    Checksum,
+    Manifest,
+    MultipartUpload,
+    ObjectVersion,
+    Part,
+    Principal,
+    Segment,
+    WriteCondition,
+)
+from andromede.ports import Clock, SiteBackend
+from andromede.services import datapath
+from andromede.services.body import IncomingBody, body_from_stream
+from andromede.services.objects import (
+    DEFAULT_CHECKSUM,
+    Integrity,
+    ObjectAttributes,
+    Objects,
+    check_integrity,
+    etag_of,
+)
+
+_CRCS = (ChecksumAlgorithm.CRC32, ChecksumAlgorithm.CRC32C, ChecksumAlgorithm.CRC64NVME)
+
+
+@dataclass(frozen=True)
+class CompletedPart:
+    """A part as listed in CompleteMultipartUpload."""
+
+    part_number: int
+    etag: str
+    checksums: dict[ChecksumAlgorithm, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PartsPage:
+    """ListParts result."""
+
+    upload: MultipartUpload
+    parts: list[Part]
+    is_truncated: bool
+    next_marker: int
+
+
+def resolve_checksum_type(
+    algorithm: ChecksumAlgorithm | None, requested: ChecksumType | None
+) -> ChecksumType | None:
+    """S3's rules: CRC64NVME is full-object only; SHA* composite only; CRC32/C either."""
+    if algorithm is None:
+        if requested is not None:
+            raise errors.InvalidRequest(
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header."
+            )
+        return None
+    if algorithm is ChecksumAlgorithm.CRC64NVME:
+        if requested is ChecksumType.COMPOSITE:
+            raise errors.InvalidRequest("The COMPOSITE checksum type is not supported for CRC64NVME.")
+        return ChecksumType.FULL_OBJECT
+    if algorithm in (ChecksumAlgorithm.SHA1, ChecksumAlgorithm.SHA256):
+        if requested is ChecksumType.FULL_OBJECT:
+            raise errors.InvalidRequest(
+                f"The FULL_OBJECT checksum type is not supported for {algorithm.value}."
+            )
+        return ChecksumType.COMPOSITE
+    return requested or ChecksumType.COMPOSITE
+
+
+def _check_part_number(part_number: int) -> None:
+    if not 1 <= part_number <= MAX_PART_NUMBER:
+        raise errors.InvalidArgument(
+            "Part number must be an integer between 1 and 10000, inclusive",
+            ArgumentName="partNumber", ArgumentValue=str(part_number),
+        )
+
+
+class Multipart:
+    """CreateMultipartUpload … CompleteMultipartUpload."""
+
+    def __init__(
+        self, objects: Objects, sites: Callable[[str], SiteBackend], clock: Clock
+    ) -> None:
+        self._objects = objects
+        self._store = objects.store
+        self._sites = sites
+        self._clock = clock
+
+    async def create(
+        self,
+        principal: Principal,
+        bucket: str,
+        key: str,
+        attrs: ObjectAttributes,
+        algorithm: ChecksumAlgorithm | None,
+        checksum_type: ChecksumType | None,
+    ) -> MultipartUpload:
+        """Start an upload; attributes are kept for the final object."""
+        owner = await self._objects.head_bucket(principal, bucket)
+        upload = MultipartUpload(
+            upload_id=new_id(),
+            bucket=bucket,
+            key=ObjectKey(key),
+            initiated=self._clock.now(),
+            owner=owner.tenant,
+            content_type=attrs.content_type or "binary/octet-stream",
+            system_meta=dict(attrs.system_meta),
+            user_meta=dict(attrs.user_meta),
+            tags=dict(attrs.tags or {}),
+            checksum_algorithm=algorithm,
+            checksum_type=resolve_checksum_type(algorithm, checksum_type),
+        )
+        await self._store.create_upload(upload)
+        return upload
+
+    async def get_upload(
+        self, principal: Principal, bucket: str, key: str, upload_id: str
+    ) -> MultipartUpload:
+        """The upload, or NoSuchUpload."""
+        await self._objects.head_bucket(principal, bucket)
+        upload = await self._store.get_upload(bucket, key, upload_id)
+        if upload is None:
+            raise errors.NoSuchUpload(UploadId=upload_id)
+        return upload
+
+    def _part_algorithms(
+        self, upload: MultipartUpload, integrity: Integrity
+    ) -> list[ChecksumAlgorithm]:
+        kept = upload.checksum_algorithm or DEFAULT_CHECKSUM
+        claimed = integrity.algorithm
+        if claimed is not None and upload.checksum_algorithm and claimed is not kept:
+            raise errors.InvalidRequest(
+                f"Checksum Type mismatch occurred, expected checksum Type: "
+                f"{kept.value.lower()}, actual checksum Type: {claimed.value.lower()}"
+            )
+        return [kept] if claimed in (None, kept) else [kept, claimed]  # type: ignore[list-item]
+
+    async def _store_part(
+        self,
+        upload: MultipartUpload,
+        part_number: int,
+        body: IncomingBody,
+        integrity: Integrity,
+    ) -> Part:
+        algorithms = self._part_algorithms(upload, integrity)
+        stored = await datapath.store(
+            self._objects.site, body, max_size=MAX_PART_SIZE, algorithms=algorithms
+        )
+        try:
+            if integrity.algorithm is not None and integrity.algorithm is not algorithms[0]:
+                check_integrity(integrity, body, stored)
+                integrity = Integrity(content_md5=integrity.content_md5, algorithm=algorithms[0])
+            checksum = check_integrity(integrity, body, stored)
+            part = Part(
+                upload.upload_id, part_number, stored.size, etag_of(stored.md5),
+                self._clock.now(), stored.blob, checksum,
+            )
+            await self._store.put_part(part)
+        except BaseException:
+            await self._sites(stored.blob.site).delete(stored.blob.blob_id)
+            raise
+        return part
+
+    async def upload_part(
+        self,
+        principal: Principal,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: IncomingBody,
+        integrity: Integrity,
+    ) -> Part:
+        """UploadPart: a re-upload of a part number replaces it."""
+        _check_part_number(part_number)
+        upload = await self.get_upload(principal, bucket, key, upload_id)
+        return await self._store_part(upload, part_number, body, integrity)
+
+    async def upload_part_copy(
+        self,
+        principal: Principal,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        source: tuple[str, str],
+        range_header: str | None,
+        conditions: Preconditions,
+    ) -> tuple[ObjectVersion, Part]:
+        """UploadPartCopy: a part made of (a range of) another object."""
+        _check_part_number(part_number)
+        upload = await self.get_upload(principal, bucket, key, upload_id)
+        src = await self._objects.head_for_copy(principal, *source)
+        check_copy_source(conditions, src.etag, src.last_modified)
+        byte_range = parse_copy_range(range_header, src.size) if range_header else None
+        length = byte_range.length if byte_range else src.size
+        body = body_from_stream(datapath.read(self._sites, src.manifest, byte_range), length)
+        return src, await self._store_part(upload, part_number, body, Integrity())
+
+    async def list_parts(
+        self,
+        principal: Principal,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        marker: int,
+        max_parts: int,
+    ) -> PartsPage:
+        """ListParts after ``marker``."""
+        upload = await self.get_upload(principal, bucket, key, upload_id)
+        parts = await self._store.list_parts(upload_id, marker, max_parts + 1)
+        truncated = len(parts) > max_parts
+        parts = parts[:max_parts]
+        return PartsPage(upload, parts, truncated, parts[-1].part_number if parts else 0)
+
+    async def abort(self, principal: Principal, bucket: str, key: str, upload_id: str) -> None:
+        """AbortMultipartUpload: the parts become garbage."""
+        await self.get_upload(principal, bucket, key, upload_id)
+        if not await self._store.abort_upload(upload_id):
+            raise errors.NoSuchUpload(UploadId=upload_id)
+
+    async def list_uploads(
+        self,
+        principal: Principal,
+        bucket: str,
+        *,
+        prefix: str,
+        delimiter: str,
+        key_marker: str,
+        upload_id_marker: str,
+        max_uploads: int,
+    ) -> tuple[list[MultipartUpload], list[str], bool]:
+        """ListMultipartUploads: (uploads, common prefixes, truncated)."""
+        await self._objects.head_bucket(principal, bucket)
+        found = await self._store.list_uploads(
+            bucket, prefix, key_marker, upload_id_marker, max_uploads + 1
+        )
+        uploads: list[MultipartUpload] = []
+        prefixes: list[str] = []
+        for upload in found:
+            if len(uploads) + len(prefixes) >= max_uploads:
+                return uploads, prefixes, True
+            idx = upload.key.find(delimiter, len(prefix)) if delimiter else -1
+            if idx >= 0:
+                common = upload.key[: idx + len(delimiter)]
+                if common not in prefixes:
+                    prefixes.append(common)
+                continue
+            uploads.append(upload)
+        return uploads, prefixes, False
+
+    async def complete(
+        self,
+        principal: Principal,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        requested: list[CompletedPart],
+        full_checksum: tuple[ChecksumAlgorithm, str] | None,
+        checksum_type: ChecksumType | None,
+        condition: WriteCondition | None = None,
+    ) -> ObjectVersion:
+        """CompleteMultipartUpload: validate the part list, then one atomic metadata commit."""
+        upload = await self.get_upload(principal, bucket, key, upload_id)
+        if not requested:
+            raise errors.MalformedXML()
+        stored = {p.part_number: p for p in await self._store.list_parts(upload_id, 0, MAX_PART_NUMBER)}
+        chosen = self._validate(upload, requested, stored)
+        segments = tuple(
+            Segment(p.blob, p.size, p.part_number, p.etag, p.checksum) for p in chosen
+        )
+        md5s = b"".join(bytes.fromhex(p.etag.strip('"')) for p in chosen)
+        etag = f'"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(chosen)}"'
+        checksum = self._object_checksum(upload, chosen, full_checksum, checksum_type)
+        version = ObjectVersion(
+            bucket=bucket,
+            key=upload.key,
+            version_id=new_id(),
+            size=sum(p.size for p in chosen),
+            etag=etag,
+            last_modified=self._clock.now(),
+            manifest=Manifest(segments),
+            content_type=upload.content_type,
+            system_meta=dict(upload.system_meta),
+            user_meta=dict(upload.user_meta),
+            tags=dict(upload.tags),
+            checksum=checksum,
+            owner=upload.owner,
+        )
+        await self._store.complete_upload(
+            upload_id, version, [p.part_number for p in chosen], condition
+        )
+        return version
+
+    @staticmethod
+    def _validate(
+        upload: MultipartUpload, requested: list[CompletedPart], stored: dict[int, Part]
+    ) -> list[Part]:
+        chosen: list[Part] = []
+        previous = 0
+        for item in requested:
+            if item.part_number <= previous:
+                raise errors.InvalidPartOrder()
+            previous = item.part_number
+            part = stored.get(item.part_number)
+            if part is None or item.etag.strip().strip('"') != part.etag.strip('"'):
+                raise errors.InvalidPart(PartNumber=str(item.part_number))
+            for alg, value in item.checksums.items():
+                if part.checksum is None or part.checksum.algorithm is not alg or (
+                    part.checksum.value != value
+                ):
+                    if upload.checksum_algorithm is not None:
+                        raise errors.InvalidPart(PartNumber=str(item.part_number))
+            chosen.append(part)
+        for part in chosen[:-1]:
+            if part.size < MIN_PART_SIZE:
+                raise errors.EntityTooSmall(
+                    ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART_SIZE),
+                    PartNumber=str(part.part_number),
+                )
+        return chosen
+
+    @staticmethod
+    def _object_checksum(
+        upload: MultipartUpload,
+        parts: list[Part],
+        full_checksum: tuple[ChecksumAlgorithm, str] | None,
+        checksum_type: ChecksumType | None,
+    ) -> Checksum | None:
+        alg = upload.checksum_algorithm or DEFAULT_CHECKSUM
+        kind = upload.checksum_type or ChecksumType.FULL_OBJECT
+        if checksum_type is not None and upload.checksum_type is not None and checksum_type is not kind:
+            raise errors.InvalidRequest(
+                f"The upload was created using the {kind.value} checksum mode. "
+                f"The complete request must use the same checksum mode."
+            )
+        digests: list[bytes] = []
+        for part in parts:
+            if part.checksum is None or part.checksum.algorithm is not alg:
+                return None
+            digests.append(base64.b64decode(part.checksum.value))
+        if kind is ChecksumType.COMPOSITE:
+            value = composite_checksum(alg, digests)
+        else:
+            if alg not in _CRCS:
+                return None
+            combined = combine_crc(alg, [(d, p.size) for d, p in zip(digests, parts, strict=True)])
+            value = base64.b64encode(combined).decode()
+        if full_checksum is not None:
+            claimed_alg, claimed = full_checksum
+            if claimed_alg is not alg:
+                raise errors.InvalidRequest("The checksum algorithm does not match the upload's.")
+            if kind is ChecksumType.FULL_OBJECT:
+                if decode_b64_checksum(alg, claimed) != base64.b64decode(value):
+                    raise errors.ChecksumMismatch()
+            elif claimed.split("-")[0] != value.split("-")[0]:
+                raise errors.ChecksumMismatch()
+        return Checksum(alg, value, kind)

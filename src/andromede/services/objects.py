@@ -1,0 +1,336 @@
+"""Object use cases: put, get, head, delete, copy, tagging, attributes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from andromede.core import errors
+from andromede.core.checksums import ChecksumAlgorithm, ChecksumType, decode_b64_checksum
+from andromede.core.conditions import ByteRange, Preconditions, check_copy_source, check_read, parse_range
+from andromede.core.ids import ObjectKey, new_id
+from andromede.core.limits import MAX_SINGLE_PUT
+from andromede.core.models import (
+    Bucket,
+    Checksum,
+    Manifest,
+    ObjectVersion,
+    Principal,
+    Segment,
+    WriteCondition,
+)
+from andromede.core.tags import validate_tags
+from andromede.ports import Clock, MetadataStore, SiteBackend
+from andromede.services import datapath
+from andromede.services.body import IncomingBody, body_from_stream
+from andromede.services.buckets import Buckets
+
+# Every object gets a CRC64NVME (as S3 does since 2025) unless the client chose an algorithm.
+DEFAULT_CHECKSUM = ChecksumAlgorithm.CRC64NVME
+
+
+@dataclass(frozen=True)
+class ObjectAttributes:
+    """Content-Type and the other stored headers, user metadata and tags of a new object."""
+
+    content_type: str | None = None
+    system_meta: dict[str, str] = field(default_factory=dict)
+    user_meta: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """What the client claims about the payload: Content-MD5 and one x-amz-checksum-*."""
+
+    content_md5: str | None = None
+    algorithm: ChecksumAlgorithm | None = None
+    checksum: str | None = None
+    # True when the checksum value comes in the aws-chunked trailer.
+    checksum_in_trailer: bool = False
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """A readable object version, the range selected and its byte stream (None for HEAD)."""
+
+    version: ObjectVersion
+    byte_range: ByteRange | None
+    body: AsyncIterator[bytes] | None
+    part_number: int | None = None
+
+
+def decode_content_md5(value: str | None) -> bytes | None:
+    """Decode Content-MD5, or InvalidDigest."""
+    if value is None:
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise errors.InvalidDigest() from exc
+    if len(raw) != 16:
+        raise errors.InvalidDigest()
+    return raw
+
+
+def check_integrity(
+    integrity: Integrity, body: IncomingBody, stored: datapath.StoredBlob
+) -> Checksum | None:
+    """Verify MD5 and checksum claims against what was stored; returns the checksum to keep."""
+    expected_md5 = decode_content_md5(integrity.content_md5)
+    if expected_md5 is not None and expected_md5 != stored.md5:
+        raise errors.BadDigest(
+            ExpectedDigest=integrity.content_md5 or "",
+            CalculatedDigest=base64.b64encode(stored.md5).decode(),
+        )
+    alg = integrity.algorithm or DEFAULT_CHECKSUM
+    digest = stored.checksums[alg]
+    claimed = integrity.checksum
+    if integrity.checksum_in_trailer:
+        claimed = body.trailers().get(alg.header)
+        if claimed is None:
+            raise errors.InvalidRequest(f"The {alg.header} trailer is missing.")
+    if claimed is not None:
+        if decode_b64_checksum(alg, claimed) != digest:
+            raise errors.ChecksumMismatch(
+                f"The {alg.value} you specified did not match the calculated checksum."
+            )
+    return Checksum(alg, base64.b64encode(digest).decode(), ChecksumType.FULL_OBJECT)
+
+
+def etag_of(md5: bytes) -> str:
+    """A single-part ETag: the quoted hex MD5."""
+    return '"' + md5.hex() + '"'
+
+
+class Objects:
+    """Object operations over a metadata store and a site."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        site: SiteBackend,
+        sites: Callable[[str], SiteBackend],
+        buckets: Buckets,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._site = site
+        self._sites = sites
+        self._buckets = buckets
+        self._clock = clock
+
+    @property
+    def store(self) -> MetadataStore:
+        """The metadata store (for sibling services)."""
+        return self._store
+
+    @property
+    def site(self) -> SiteBackend:
+        """The site new data goes to."""
+        return self._site
+
+    async def _discard(self, stored: datapath.StoredBlob) -> None:
+        site = self._sites(stored.blob.site)
+        await site.delete(stored.blob.blob_id)
+
+    async def put(
+        self,
+        principal: Principal,
+        bucket: str,
+        key: str,
+        body: IncomingBody,
+        attrs: ObjectAttributes,
+        integrity: Integrity,
+        condition: WriteCondition | None = None,
+    ) -> ObjectVersion:
+        """PutObject: stream to a blob, verify, then commit metadata (never before the data)."""
+        owner = await self._buckets.get(principal, bucket)
+        object_key = ObjectKey(key)
+        decode_content_md5(integrity.content_md5)  # fail fast on a malformed header
+        algorithms = [integrity.algorithm or DEFAULT_CHECKSUM]
+        if condition is not None and condition.if_none_match_any:
+            if await self._store.get_object(bucket, object_key) is not None:
+                raise errors.PreconditionFailed(Condition="If-None-Match")
+        stored = await datapath.store(self._site, body, max_size=MAX_SINGLE_PUT, algorithms=algorithms)
+        try:
+            checksum = check_integrity(integrity, body, stored)
+            version = ObjectVersion(
+                bucket=bucket,
+                key=object_key,
+                version_id=new_id(),
+                size=stored.size,
+                etag=etag_of(stored.md5),
+                last_modified=self._clock.now(),
+                manifest=Manifest((Segment(stored.blob, stored.size),)),
+                content_type=attrs.content_type or "binary/octet-stream",
+                system_meta=dict(attrs.system_meta),
+                user_meta=dict(attrs.user_meta),
+                tags=dict(attrs.tags or {}),
+                checksum=checksum,
+                owner=owner.tenant,
+            )
+            await self._store.put_object(version, condition)
+        except BaseException:
+            await self._discard(stored)
+            raise
+        return version
+
+    async def _current(self, principal: Principal, bucket: str, key: str) -> ObjectVersion:
+        await self._buckets.get(principal, bucket)
+        version = await self._store.get_object(bucket, ObjectKey(key))
+        if version is None:
+            raise errors.NoSuchKey(Key=key)
+        return version
+
+    async def get(
+        self,
+        principal: Principal,
+        bucket: str,
+        key: str,
+        *,
+        range_header: str | None = None,
+        part_number: int | None = None,
+        preconditions: Preconditions | None = None,
+        with_body: bool = True,
+    ) -> ReadResult:
+        """GetObject / HeadObject: preconditions, then a range or a part, then the bytes."""
+        version = await self._current(principal, bucket, key)
+        if preconditions is not None:
+            check_read(preconditions, version.etag, version.last_modified)
+        byte_range: ByteRange | None
+        if part_number is not None:
+            byte_range = self._part_range(version, part_number)
+        else:
+            byte_range = parse_range(range_header, version.size)
+        body = datapath.read(self._sites, version.manifest, byte_range) if with_body else None
+        return ReadResult(version, byte_range, body, part_number)
+
+    @staticmethod
+    def _part_range(version: ObjectVersion, part_number: int) -> ByteRange | None:
+        if part_number < 1 or part_number > 10_000:
+            raise errors.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive")
+        segments = version.manifest.segments
+        if version.parts_count is None:
+            if part_number != 1:
+                raise errors.InvalidPartNumber()
+            return ByteRange(0, version.size - 1, version.size) if version.size else None
+        if part_number > len(segments):
+            raise errors.InvalidPartNumber()
+        start = sum(s.size for s in segments[: part_number - 1])
+        size = segments[part_number - 1].size
+        if size == 0:
+            return None
+        return ByteRange(start, start + size - 1, version.size)
+
+    async def delete(self, principal: Principal, bucket: str, key: str) -> None:
+        """DeleteObject: succeeds whether or not the key existed."""
+        await self._buckets.get(principal, bucket)
+        await self._store.delete_object(bucket, ObjectKey(key))
+
+    async def delete_many(
+        self, principal: Principal, bucket: str, keys: list[str]
+    ) -> list[tuple[str, errors.AndromedeError | None]]:
+        """DeleteObjects: each key's outcome, in request order."""
+        await self._buckets.get(principal, bucket)
+        results: list[tuple[str, errors.AndromedeError | None]] = []
+        for key in keys:
+            try:
+                await self._store.delete_object(bucket, ObjectKey(key))
+            except errors.AndromedeError as exc:
+                results.append((key, exc))
+            else:
+                results.append((key, None))
+        return results
+
+    async def copy(
+        self,
+        principal: Principal,
+        source: tuple[str, str],
+        target: tuple[str, str],
+        *,
+        replace_metadata: bool,
+        attrs: ObjectAttributes,
+        replace_tags: bool,
+        source_conditions: Preconditions,
+        algorithm: ChecksumAlgorithm | None = None,
+        condition: WriteCondition | None = None,
+    ) -> tuple[ObjectVersion, ObjectVersion]:
+        """CopyObject; returns (source version, new version). The bytes are streamed anew."""
+        src = await self._current(principal, *source)
+        check_copy_source(source_conditions, src.etag, src.last_modified)
+        dst_bucket = await self._buckets.get(principal, target[0])
+        if source == target and not replace_metadata and algorithm is None:
+            raise errors.InvalidRequest(
+                "This copy request is illegal because it is trying to copy an object to itself "
+                "without changing the object's metadata, storage class, website redirect "
+                "location or encryption attributes."
+            )
+        body = body_from_stream(datapath.read(self._sites, src.manifest, None), src.size)
+        alg = algorithm or (src.checksum.algorithm if src.checksum else DEFAULT_CHECKSUM)
+        stored = await datapath.store(self._site, body, max_size=MAX_SINGLE_PUT, algorithms=[alg])
+        try:
+            digest = stored.checksums[alg]
+            base = dict(
+                bucket=dst_bucket.name,
+                key=ObjectKey(target[1]),
+                version_id=new_id(),
+                size=stored.size,
+                etag=etag_of(stored.md5),
+                last_modified=self._clock.now(),
+                manifest=Manifest((Segment(stored.blob, stored.size),)),
+                checksum=Checksum(alg, base64.b64encode(digest).decode()),
+                owner=dst_bucket.tenant,
+            )
+            if replace_metadata:
+                version = ObjectVersion(
+                    **base,  # type: ignore[arg-type]
+                    content_type=attrs.content_type or "binary/octet-stream",
+                    system_meta=dict(attrs.system_meta),
+                    user_meta=dict(attrs.user_meta),
+                    tags=dict(attrs.tags or {}) if replace_tags else dict(src.tags),
+                )
+            else:
+                version = ObjectVersion(
+                    **base,  # type: ignore[arg-type]
+                    content_type=src.content_type,
+                    system_meta=dict(src.system_meta),
+                    user_meta=dict(src.user_meta),
+                    tags=dict(attrs.tags or {}) if replace_tags else dict(src.tags),
+                )
+            await self._store.put_object(version, condition)
+        except BaseException:
+            await self._discard(stored)
+            raise
+        return src, version
+
+    async def head_bucket(self, principal: Principal, bucket: str) -> Bucket:
+        """The bucket, if the principal may use it."""
+        return await self._buckets.get(principal, bucket)
+
+    async def head_for_copy(self, principal: Principal, bucket: str, key: str) -> ObjectVersion:
+        """The current version of a copy source (checks access)."""
+        return await self._current(principal, bucket, key)
+
+    async def get_tags(self, principal: Principal, bucket: str, key: str) -> dict[str, str]:
+        """GetObjectTagging."""
+        return dict((await self._current(principal, bucket, key)).tags)
+
+    async def put_tags(
+        self, principal: Principal, bucket: str, key: str, pairs: list[tuple[str, str]]
+    ) -> None:
+        """PutObjectTagging: replaces the whole tag set."""
+        tags = validate_tags(pairs)
+        await self._buckets.get(principal, bucket)
+        if await self._store.update_object_tags(bucket, ObjectKey(key), tags) is None:
+            raise errors.NoSuchKey(Key=key)
+
+    async def delete_tags(self, principal: Principal, bucket: str, key: str) -> None:
+        """DeleteObjectTagging."""
+        await self.put_tags(principal, bucket, key, [])
+
+    async def attributes(self, principal: Principal, bucket: str, key: str) -> ObjectVersion:
+        """GetObjectAttributes: the version whose attributes the face renders."""
+        return await self._current(principal, bucket, key)

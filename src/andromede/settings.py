@@ -1,0 +1,94 @@
+"""Settings: defaults < TOML file < ``ANDROMEDE_*`` environment variables.
+
+Secrets are never literals here: root credentials come from the environment at first start
+(``ANDROMEDE_ROOT_ACCESS_KEY`` / ``ANDROMEDE_ROOT_SECRET_KEY`` or their ``*_FILE`` variants)
+and are then kept in ``<data_dir>/root-credentials.json`` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a gateway process needs to know. Frozen once built."""
+
+    model_config = SettingsConfigDict(env_prefix="ANDROMEDE_", frozen=True, extra="ignore")
+
+    data_dir: Path = Path("andromede-data")
+    address: str = "127.0.0.1:9000"
+    database_url: str | None = None
+    region: str = "us-east-1"
+    domain: str | None = Field(
+        default=None, description="Enables virtual-host style: <bucket>.<domain>"
+    )
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    garbage_grace_seconds: float = 300.0
+    temp_grace_seconds: float = 900.0
+    sweep_interval_seconds: float = 60.0
+    key_cache_seconds: float = 5.0
+    max_clock_skew_seconds: float = 900.0
+    log_level: str = "info"
+    config_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init arguments win, then the environment, then the TOML file."""
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @property
+    def db_url(self) -> str:
+        """The metadata database URL (SQLite in the data dir by default)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'metadata.db').resolve()}"
+
+    @property
+    def host(self) -> str:
+        """Listening host."""
+        return self.address.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """Listening port."""
+        return int(self.address.rsplit(":", 1)[1])
+
+    @property
+    def embedded(self) -> bool:
+        """True when metadata is the local SQLite file (single host)."""
+        return self.db_url.startswith("sqlite")
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the file named by ``ANDROMEDE_CONFIG_FILE`` (or ``config_file``), if any."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("ANDROMEDE_CONFIG_FILE")
+        if not path:
+            return {}
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        section = data.get("andromede", data)
+        return dict(section) if isinstance(section, dict) else {}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings; ``overrides`` are command-line values that win over everything."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)

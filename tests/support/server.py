@@ -1,0 +1,139 @@
+"""Start the real server (``andromede serve``) as a subprocess for integration tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+
+def free_port() -> int:
+    """An unused TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running ``andromede serve`` process and how to talk to it."""
+
+    data_dir: Path
+    port: int
+    access_key: str
+    secret_key: str
+    workers: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """Base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start and wait until the health endpoint answers."""
+        env = dict(os.environ)
+        env.update(self.env)
+        env["ANDROMEDE_ROOT_ACCESS_KEY"] = self.access_key
+        env["ANDROMEDE_ROOT_SECRET_KEY"] = self.secret_key
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "andromede", "serve", "--data-dir", str(self.data_dir),
+             "--address", f"127.0.0.1:{self.port}", "--workers", str(self.workers)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.endpoint + "/_andromede/health", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        """The server's output so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the whole process group (SIGKILL when ``kill``)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def client(
+        self, access_key: str | None = None, secret_key: str | None = None, **config: Any
+    ) -> Any:
+        """A boto3 S3 client (path style, SigV4, botocore's default checksums)."""
+        options: dict[str, Any] = {
+            "signature_version": "s3v4",
+            "s3": {"addressing_style": "path"},
+            "retries": {"max_attempts": 1},
+        }
+        options.update(config)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=access_key or self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
+            region_name="us-east-1",
+            config=Config(**options),
+        )
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``andromede`` CLI against this server using the data dir's credentials."""
+        return subprocess.run(
+            [sys.executable, "-m", "andromede", *args, "--data-dir", str(self.data_dir)],
+            capture_output=True, text=True, check=check, timeout=60,
+        )
+
+    def new_tenant(self, name: str | None = None) -> tuple[str, str, str]:
+        """Create a tenant and a key through the admin CLI: (tenant, access, secret)."""
+        tenant = name or "t-" + secrets.token_hex(4)
+        self.cli("admin", "tenant", "create", tenant, "--json")
+        out = self.cli("admin", "key", "create", "--tenant", tenant, "--json").stdout
+        key = json.loads(out)
+        return tenant, key["access_key_id"], key["secret_key"]
+
+
+@contextlib.contextmanager
+def running_server(data_dir: Path, workers: int = 1, **env: str) -> Iterator[Server]:
+    """A started server, stopped on exit."""
+    server = Server(
+        data_dir, free_port(), "AKTEST" + secrets.token_hex(7).upper(), secrets.token_urlsafe(30),
+        workers=workers, env=env,
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
