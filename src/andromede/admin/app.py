@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from andromede.s3.sigv4 import SignedRequest, authenticate
+from andromede.auth.sigv4 import SignedRequest, authenticate
 from andromede.core import errors
 from andromede.core.models import AccessKey, Principal, Tenant
 from andromede.http_errors import lookup
@@ -80,38 +80,56 @@ def _key(k: AccessKey) -> KeyOut:
     )
 
 
-def create_admin_app(services: Services, prefix: str) -> FastAPI:
-    """The admin API; its OpenAPI document is at ``<prefix>/openapi.json``."""
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def _principal(request: Request) -> Principal:
+    """The SigV4-authenticated caller; the body is hashed when the signature covers it."""
+    services = _services(request)
+    body = await request.body()
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.scope["headers"]]
+    signed = SignedRequest(
+        request.method, raw_path.decode("latin-1").split("?", 1)[0],
+        request.scope.get("query_string", b"").decode("latin-1"), headers,
+    )
+
+    async def lookup_secret(access_key_id: str) -> str | None:
+        key = await services.accounts.lookup(access_key_id)
+        return key.secret_key if key else None
+
+    auth = await authenticate(signed, lookup_secret, dt.datetime.now(dt.UTC))
+    if auth.payload_sha256 is not None and not hmac.compare_digest(
+        auth.payload_sha256, hashlib.sha256(body).hexdigest()
+    ):
+        raise errors.ContentSHA256Mismatch()
+    return await services.accounts.principal_for(auth.access_key_id)
+
+
+# Module level, not inside create_admin_app: with postponed annotations FastAPI resolves
+# ``caller: Caller`` against the module's globals, and a local alias would be left a
+# ForwardRef (an unusable query parameter, and a broken OpenAPI document).
+Caller = Annotated[Principal, Depends(_principal)]
+
+
+def create_admin_app(services: Services) -> FastAPI:
+    """The admin API; its OpenAPI document is at ``<mount point>/openapi.json``.
+
+    The caller mounts it the way Starlette's ``Mount`` does: ``scope["root_path"]`` names the
+    prefix and ``scope["path"]`` keeps it, so routes, ``/docs`` and the OpenAPI ``servers``
+    entry all follow the prefix.
+    """
     app = FastAPI(
         title="Andromède admin API",
         version=API_VERSION,
-        root_path=prefix,
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
     )
 
-    async def principal(request: Request) -> Principal:
-        body = await request.body()
-        raw_path = request.scope.get("raw_path") or request.url.path.encode()
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.scope["headers"]]
-        signed = SignedRequest(
-            request.method, raw_path.decode("latin-1").split("?", 1)[0],
-            request.scope.get("query_string", b"").decode("latin-1"), headers,
-        )
-
-        async def lookup_secret(access_key_id: str) -> str | None:
-            key = await services.accounts.lookup(access_key_id)
-            return key.secret_key if key else None
-
-        auth = await authenticate(signed, lookup_secret, dt.datetime.now(dt.UTC))
-        if auth.payload_sha256 is not None and not hmac.compare_digest(
-            auth.payload_sha256, hashlib.sha256(body).hexdigest()
-        ):
-            raise errors.ContentSHA256Mismatch()
-        return await services.accounts.principal_for(auth.access_key_id)
-
-    Caller = Annotated[Principal, Depends(principal)]
+    app.state.services = services
 
     @app.exception_handler(errors.AndromedeError)
     async def domain_error(_: Request, exc: errors.AndromedeError) -> JSONResponse:

@@ -15,7 +15,7 @@ from andromede.s3 import xml
 from andromede.s3.handlers import HANDLERS, Context
 from andromede.s3.http import Receive, Request, Response, Scope, Send, build_request, send_response
 from andromede.s3.router import resolve
-from andromede.s3.sigv4 import SignedRequest, authenticate
+from andromede.auth.sigv4 import SignedRequest, authenticate
 from andromede.services.container import Services
 
 log = logging.getLogger("andromede.s3")
@@ -63,6 +63,7 @@ class S3App:
         request_id = _request_id()
         head_only = scope.get("method") == "HEAD"
         resource = scope.get("path", "/")
+        req: Request | None = None
         try:
             req = build_request(scope, receive, request_id, self.config.domain)
             response = await self._handle(req)
@@ -72,6 +73,10 @@ class S3App:
             log.exception("internal error (request %s)", request_id)
             response = error_response(errors.AndromedeError(), resource, request_id)
         self._common_headers(response, request_id)
+        if req is not None and req.body_unread():
+            # A client that sent Expect: 100-continue never sends the body we refused; one that
+            # did is mid-body. Either way the next bytes on this connection are not a request.
+            response.header("connection", "close")
         try:
             await send_response(send, response, head_only)
         except errors.AndromedeError as exc:

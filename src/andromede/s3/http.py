@@ -31,6 +31,7 @@ class Request:
     client: str
     receive: Receive
     request_id: str
+    body_consumed: bool = False
 
     def header(self, name: str) -> str | None:
         """A header by lowercase name (repeated headers are joined with ',')."""
@@ -46,7 +47,15 @@ class Request:
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
+                self.body_consumed = True
                 return
+
+    def body_unread(self) -> bool:
+        """True when the client announced a body that was not read to its end."""
+        if self.body_consumed:
+            return False
+        length = self.headers.get("content-length", "0").strip()
+        return "transfer-encoding" in self.headers or length not in ("", "0")
 
 
 def decode_path(raw: bytes) -> str:

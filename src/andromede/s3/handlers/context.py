@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from andromede.core import errors
 from andromede.core.models import Principal
 from andromede.s3.http import Request
-from andromede.s3.sigv4 import AuthContext
+from andromede.auth.sigv4 import AuthContext
 from andromede.services.container import Services
 
 
