@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from andromede.admin.app import create_admin_app
 from andromede.core.ids import new_access_key_id, new_secret_key
 from andromede.core.models import DEFAULT_TENANT
 from andromede.dataplane.local import LocalSite
@@ -134,9 +135,7 @@ class Gateway:
                 dt.timedelta(seconds=self.settings.max_clock_skew_seconds),
             ),
         )
-        from andromede.admin.app import create_admin_app
-
-        self._admin = create_admin_app(runtime.services, ADMIN_PREFIX)
+        self._admin = create_admin_app(runtime.services)
         if self._take_sweeper_lock():
             self._background = asyncio.create_task(
                 runtime.sweeper.run_forever(self.settings.sweep_interval_seconds)
@@ -178,7 +177,9 @@ class Gateway:
             await send({"type": "http.response.body", "body": b"ok\n"})
             return
         if path.startswith(ADMIN_PREFIX + "/") or path == ADMIN_PREFIX:
-            await self._admin(scope, receive, send)
+            # Mounted as Starlette's Mount does: the prefix moves into root_path, path keeps it.
+            mounted = {**scope, "root_path": scope.get("root_path", "") + ADMIN_PREFIX}
+            await self._admin(mounted, receive, send)
             return
         assert self._s3 is not None
         await self._s3(scope, receive, send)

@@ -70,7 +70,7 @@ ERROR_TABLE: dict[type[e.AndromedeError], tuple[str, int]] = {
 def lookup(exc: e.AndromedeError) -> tuple[str, int]:
     """The (code, status) for an error: the nearest class in its MRO that has an entry."""
     for cls in type(exc).__mro__:
-        found = ERROR_TABLE.get(cls)  # type: ignore[call-overload]
+        found = ERROR_TABLE.get(cls)
         if found is not None:
             return found
     return ("InternalError", 500)

@@ -38,7 +38,8 @@ def serve(
     config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
 ) -> None:
     """Run the server: S3 API, admin API under /_andromede/admin, one process per core."""
-    from andromede.server import run
+    # Imported here: the admin commands should not pay for loading the server.
+    from andromede.server import run  # noqa: PLC0415
 
     if config is not None:
         os.environ["ANDROMEDE_CONFIG_FILE"] = str(config)

@@ -8,14 +8,14 @@ import logging
 import secrets
 from dataclasses import dataclass
 
+from andromede import http_errors
+from andromede.auth.sigv4 import SignedRequest, authenticate
 from andromede.core import errors
 from andromede.core.limits import MAX_HEADER_SECTION
-from andromede import http_errors
 from andromede.s3 import xml
 from andromede.s3.handlers import HANDLERS, Context
 from andromede.s3.http import Receive, Request, Response, Scope, Send, build_request, send_response
 from andromede.s3.router import resolve
-from andromede.auth.sigv4 import SignedRequest, authenticate
 from andromede.services.container import Services
 
 log = logging.getLogger("andromede.s3")

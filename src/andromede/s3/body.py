@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from andromede.auth.sigv4 import AuthContext, PayloadMode
 from andromede.core import errors
 from andromede.s3.chunked import AwsChunkedDecoder, PayloadHashVerifier
 from andromede.s3.http import Request
-from andromede.auth.sigv4 import AuthContext, PayloadMode
 from andromede.services.body import IncomingBody
 
 _STREAMING = (

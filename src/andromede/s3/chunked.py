@@ -20,8 +20,8 @@ import hmac
 import re
 from collections.abc import AsyncIterator, Sequence
 
-from andromede.core import errors
 from andromede.auth.sigv4 import EMPTY_SHA256, AuthContext, PayloadMode, compute_signature
+from andromede.core import errors
 
 __all__ = [
     "MAX_LINE",

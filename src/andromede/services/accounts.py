@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from andromede.auth.policy import authorize_tenant, require_operator
@@ -42,10 +43,8 @@ class Accounts:
     async def ensure_root(self, tenant: str, access_key_id: str, secret_key: str) -> None:
         """First start: the operator key, which also acts in the default tenant."""
         if await self._store.get_tenant(tenant) is None:
-            try:
+            with contextlib.suppress(errors.TenantAlreadyExists):  # another worker was first
                 await self._store.create_tenant(Tenant(TenantName(tenant), self._clock.now()))
-            except errors.TenantAlreadyExists:
-                pass  # another worker got there first
         if await self._store.get_access_key(access_key_id) is None:
             key = AccessKey(
                 access_key_id, secret_key, tenant, self._clock.now(), is_operator=True,

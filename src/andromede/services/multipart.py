@@ -151,7 +151,7 @@ class Multipart:
                 f"Checksum Type mismatch occurred, expected checksum Type: "
                 f"{kept.value.lower()}, actual checksum Type: {claimed.value.lower()}"
             )
-        return [kept] if claimed in (None, kept) else [kept, claimed]  # type: ignore[list-item]
+        return [kept] if claimed in (None, kept) else [kept, claimed]
 
     async def _store_part(
         self,
@@ -324,11 +324,13 @@ class Multipart:
             if part is None or item.etag.strip().strip('"') != part.etag.strip('"'):
                 raise errors.InvalidPart(PartNumber=str(item.part_number))
             for alg, value in item.checksums.items():
-                if part.checksum is None or part.checksum.algorithm is not alg or (
-                    part.checksum.value != value
-                ):
-                    if upload.checksum_algorithm is not None:
-                        raise errors.InvalidPart(PartNumber=str(item.part_number))
+                matches = (
+                    part.checksum is not None
+                    and part.checksum.algorithm is alg
+                    and part.checksum.value == value
+                )
+                if not matches and upload.checksum_algorithm is not None:
+                    raise errors.InvalidPart(PartNumber=str(item.part_number))
             chosen.append(part)
         for part in chosen[:-1]:
             if part.size < MIN_PART_SIZE:

@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 
 from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType, decode_b64_checksum
-from andromede.core.conditions import ByteRange, Preconditions, check_copy_source, check_read, parse_range
+from andromede.core.conditions import (
+    ByteRange,
+    Preconditions,
+    check_copy_source,
+    check_read,
+    parse_range,
+)
 from andromede.core.ids import ObjectKey, new_id
 from andromede.core.limits import MAX_SINGLE_PUT
 from andromede.core.models import (
@@ -92,11 +98,10 @@ def check_integrity(
         claimed = body.trailers().get(alg.header)
         if claimed is None:
             raise errors.InvalidRequest(f"The {alg.header} trailer is missing.")
-    if claimed is not None:
-        if decode_b64_checksum(alg, claimed) != digest:
-            raise errors.ChecksumMismatch(
-                f"The {alg.value} you specified did not match the calculated checksum."
-            )
+    if claimed is not None and decode_b64_checksum(alg, claimed) != digest:
+        raise errors.ChecksumMismatch(
+            f"The {alg.value} you specified did not match the calculated checksum."
+        )
     return Checksum(alg, base64.b64encode(digest).decode(), ChecksumType.FULL_OBJECT)
 
 
@@ -151,9 +156,13 @@ class Objects:
         object_key = ObjectKey(key)
         decode_content_md5(integrity.content_md5)  # fail fast on a malformed header
         algorithms = [integrity.algorithm or DEFAULT_CHECKSUM]
-        if condition is not None and condition.if_none_match_any:
-            if await self._store.get_object(bucket, object_key) is not None:
-                raise errors.PreconditionFailed(Condition="If-None-Match")
+        # Checked again atomically at commit; checking first avoids storing doomed data.
+        if (
+            condition is not None
+            and condition.if_none_match_any
+            and await self._store.get_object(bucket, object_key) is not None
+        ):
+            raise errors.PreconditionFailed(Condition="If-None-Match")
         stored = await datapath.store(self._site, body, max_size=MAX_SINGLE_PUT, algorithms=algorithms)
         try:
             checksum = check_integrity(integrity, body, stored)
@@ -273,7 +282,10 @@ class Objects:
         stored = await datapath.store(self._site, body, max_size=MAX_SINGLE_PUT, algorithms=[alg])
         try:
             digest = stored.checksums[alg]
-            base = dict(
+            meta = attrs if replace_metadata else ObjectAttributes(
+                src.content_type, src.system_meta, src.user_meta
+            )
+            version = ObjectVersion(
                 bucket=dst_bucket.name,
                 key=ObjectKey(target[1]),
                 version_id=new_id(),
@@ -281,25 +293,13 @@ class Objects:
                 etag=etag_of(stored.md5),
                 last_modified=self._clock.now(),
                 manifest=Manifest((Segment(stored.blob, stored.size),)),
+                content_type=meta.content_type or "binary/octet-stream",
+                system_meta=dict(meta.system_meta),
+                user_meta=dict(meta.user_meta),
+                tags=dict(attrs.tags or {}) if replace_tags else dict(src.tags),
                 checksum=Checksum(alg, base64.b64encode(digest).decode()),
                 owner=dst_bucket.tenant,
             )
-            if replace_metadata:
-                version = ObjectVersion(
-                    **base,  # type: ignore[arg-type]
-                    content_type=attrs.content_type or "binary/octet-stream",
-                    system_meta=dict(attrs.system_meta),
-                    user_meta=dict(attrs.user_meta),
-                    tags=dict(attrs.tags or {}) if replace_tags else dict(src.tags),
-                )
-            else:
-                version = ObjectVersion(
-                    **base,  # type: ignore[arg-type]
-                    content_type=src.content_type,
-                    system_meta=dict(src.system_meta),
-                    user_meta=dict(src.user_meta),
-                    tags=dict(attrs.tags or {}) if replace_tags else dict(src.tags),
-                )
             await self._store.put_object(version, condition)
         except BaseException:
             await self._discard(stored)

@@ -10,8 +10,8 @@ from andromede.core import errors
 from andromede.core.checksums import decode_b64_checksum, new_hasher
 from andromede.core.limits import MAX_DELETE_KEYS, MAX_LIST_KEYS, MAX_XML_BODY
 from andromede.core.models import ListPage, ObjectSummary
-from andromede.s3 import xml
 from andromede.http_errors import lookup
+from andromede.s3 import xml
 from andromede.s3.body import read_small_body
 from andromede.s3.handlers.common import Encoder, encoder, iso8601, owner
 from andromede.s3.handlers.context import Context

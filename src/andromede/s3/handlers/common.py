@@ -20,7 +20,7 @@ def owner(tenant: str, tag: str = "Owner") -> str:
     return f"<{tag}>" + xml.element("ID", tenant) + xml.element("DisplayName", tenant) + f"</{tag}>"
 
 
-def encoder(encoding_type: str | None) -> "Encoder":
+def encoder(encoding_type: str | None) -> Encoder:
     """``encoding-type``: only ``url`` exists."""
     if encoding_type is None:
         return Encoder(False)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from andromede.auth.sigv4 import AuthContext
 from andromede.core import errors
 from andromede.core.models import Principal
 from andromede.s3.http import Request
-from andromede.auth.sigv4 import AuthContext
 from andromede.services.container import Services
 
 

@@ -190,7 +190,7 @@ def _object_parts(ctx: Context, version: ObjectVersion) -> str:
         for s in chosen
     )
     return (
-        "<ObjectParts>" + xml.element("TotalPartsCount", count)
+        "<ObjectParts>" + xml.element("PartsCount", count)
         + xml.element("PartNumberMarker", marker)
         + xml.element("NextPartNumberMarker", chosen[-1].part_number if chosen else marker)
         + xml.element("MaxParts", max_parts) + xml.element("IsTruncated", str(truncated).lower())

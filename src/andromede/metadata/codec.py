@@ -1,0 +1,228 @@
+"""Rows to domain models and back, and the write-condition rule, for ``sql.py``.
+
+Maps (metadata, tags) are stored as compact JSON text with sorted keys, so both backends hold
+byte-identical values; checksums as :meth:`Checksum.to_json`; manifests as
+:meth:`Manifest.to_json`, whose format marker makes old rows readable after a format change.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Row
+
+from andromede.core import errors
+from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
+from andromede.core.models import (
+    AccessKey,
+    BlobRef,
+    Checksum,
+    Manifest,
+    MultipartUpload,
+    ObjectSummary,
+    ObjectVersion,
+    Part,
+    WriteCondition,
+)
+
+
+def dump_map(values: dict[str, str]) -> str:
+    """A string map as stored."""
+    return json.dumps(values, sort_keys=True, separators=(",", ":"))
+
+
+def load_map(text: str) -> dict[str, str]:
+    """Inverse of :func:`dump_map`."""
+    loaded: dict[str, str] = json.loads(text)
+    return loaded
+
+
+def dump_checksum(checksum: Checksum | None) -> str | None:
+    """A checksum as stored, or NULL."""
+    return None if checksum is None else json.dumps(checksum.to_json(), sort_keys=True)
+
+
+def load_checksum(text: str | None) -> Checksum | None:
+    """Inverse of :func:`dump_checksum`."""
+    return None if text is None else Checksum.from_json(json.loads(text))
+
+
+def manifest_blobs(text: str) -> list[BlobRef]:
+    """The blobs a stored manifest names."""
+    return Manifest.from_json(text).blobs()
+
+
+def check_condition(condition: WriteCondition | None, current_etag: str | None) -> None:
+    """Raise unless ``condition`` holds for the current version (``None``: no such key).
+
+    If-Match on a missing key is NoSuchKey, as AWS answers PutObject; otherwise a failed
+    condition is PreconditionFailed. ETags compare without their quotes; If-Match may list
+    several, or be ``*`` (any existing version).
+    """
+    if condition is None:
+        return
+    if condition.if_none_match_any and current_etag is not None:
+        raise errors.PreconditionFailed(Condition="If-None-Match")
+    if condition.if_match is None:
+        return
+    if current_etag is None:
+        raise errors.NoSuchKey()
+    wanted = {_unquote(tag) for tag in condition.if_match.split(",")}
+    if "*" not in wanted and _unquote(current_etag) not in wanted:
+        raise errors.PreconditionFailed(Condition="If-Match")
+
+
+def _unquote(etag: str) -> str:
+    etag = etag.strip()
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"')
+
+
+def access_key_values(key: AccessKey) -> dict[str, Any]:
+    """Column values of an access key."""
+    return {
+        "access_key_id": key.access_key_id,
+        "secret_key": key.secret_key,
+        "tenant": key.tenant,
+        "created": key.created,
+        "is_operator": key.is_operator,
+        "description": key.description,
+    }
+
+
+def access_key(row: Row[Any]) -> AccessKey:
+    """An ``access_keys`` row as a model."""
+    return AccessKey(
+        row.access_key_id,
+        row.secret_key,
+        row.tenant,
+        row.created,
+        bool(row.is_operator),
+        row.description,
+    )
+
+
+def object_values(version: ObjectVersion) -> dict[str, Any]:
+    """Column values of an object version."""
+    return {
+        "bucket": version.bucket,
+        "key": version.key,
+        "version_id": version.version_id,
+        "size": version.size,
+        "etag": version.etag,
+        "last_modified": version.last_modified,
+        "content_type": version.content_type,
+        "system_meta": dump_map(version.system_meta),
+        "user_meta": dump_map(version.user_meta),
+        "tags": dump_map(version.tags),
+        "checksum": dump_checksum(version.checksum),
+        "storage_class": version.storage_class,
+        "owner": version.owner,
+        "manifest": version.manifest.to_json(),
+    }
+
+
+def object_version(row: Row[Any]) -> ObjectVersion:
+    """An ``objects`` row as a model."""
+    return ObjectVersion(
+        bucket=row.bucket,
+        key=row.key,
+        version_id=row.version_id,
+        size=row.size,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        manifest=Manifest.from_json(row.manifest),
+        content_type=row.content_type,
+        system_meta=load_map(row.system_meta),
+        user_meta=load_map(row.user_meta),
+        tags=load_map(row.tags),
+        checksum=load_checksum(row.checksum),
+        storage_class=row.storage_class,
+        owner=row.owner,
+    )
+
+
+def object_summary(row: Row[Any]) -> ObjectSummary:
+    """A listing row (object columns plus the bucket's ``tenant``) as a summary."""
+    checksum = load_checksum(row.checksum)
+    return ObjectSummary(
+        key=row.key,
+        size=row.size,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        storage_class=row.storage_class,
+        owner=row.owner or row.tenant,
+        checksum_algorithm=None if checksum is None else checksum.algorithm,
+        checksum_type=None if checksum is None else checksum.type,
+    )
+
+
+def upload_values(upload: MultipartUpload) -> dict[str, Any]:
+    """Column values of a multipart upload."""
+    return {
+        "upload_id": upload.upload_id,
+        "bucket": upload.bucket,
+        "key": upload.key,
+        "initiated": upload.initiated,
+        "owner": upload.owner,
+        "content_type": upload.content_type,
+        "system_meta": dump_map(upload.system_meta),
+        "user_meta": dump_map(upload.user_meta),
+        "tags": dump_map(upload.tags),
+        "checksum_algorithm": _enum_value(upload.checksum_algorithm),
+        "checksum_type": _enum_value(upload.checksum_type),
+        "storage_class": upload.storage_class,
+    }
+
+
+def upload(row: Row[Any]) -> MultipartUpload:
+    """An ``uploads`` row as a model."""
+    return MultipartUpload(
+        upload_id=row.upload_id,
+        bucket=row.bucket,
+        key=row.key,
+        initiated=row.initiated,
+        owner=row.owner,
+        content_type=row.content_type,
+        system_meta=load_map(row.system_meta),
+        user_meta=load_map(row.user_meta),
+        tags=load_map(row.tags),
+        checksum_algorithm=(
+            None if row.checksum_algorithm is None else ChecksumAlgorithm(row.checksum_algorithm)
+        ),
+        checksum_type=None if row.checksum_type is None else ChecksumType(row.checksum_type),
+        storage_class=row.storage_class,
+    )
+
+
+def part_values(part: Part) -> dict[str, Any]:
+    """Column values of a part."""
+    return {
+        "upload_id": part.upload_id,
+        "part_number": part.part_number,
+        "size": part.size,
+        "etag": part.etag,
+        "last_modified": part.last_modified,
+        "site": part.blob.site,
+        "blob_id": part.blob.blob_id,
+        "checksum": dump_checksum(part.checksum),
+    }
+
+
+def part(row: Row[Any]) -> Part:
+    """A ``parts`` row as a model."""
+    return Part(
+        upload_id=row.upload_id,
+        part_number=row.part_number,
+        size=row.size,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        blob=BlobRef(row.site, row.blob_id),
+        checksum=load_checksum(row.checksum),
+    )
+
+
+def _enum_value(member: ChecksumAlgorithm | ChecksumType | None) -> str | None:
+    return None if member is None else member.value

@@ -1,0 +1,94 @@
+"""Blob references: which rows name a blob, and queueing the blobs nothing names any more.
+
+Runs inside the caller's transaction, so dropping a blob's last reference and queueing the blob
+for deletion commit together: a crash can neither leak the blob nor delete a live one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from andromede.core.models import BlobRef
+from andromede.metadata import schema as t
+from andromede.metadata.engines import all_rows, insert_ignoring
+
+# Blobs per IN (...) list: far below SQLite's and asyncpg's bound-parameter limits.
+CHUNK = 500
+
+
+def unique(blobs: Iterable[BlobRef]) -> list[BlobRef]:
+    """``blobs`` without repeats, in order."""
+    return list(dict.fromkeys(blobs))
+
+
+def chunks(blobs: list[BlobRef]) -> Iterator[list[BlobRef]]:
+    """``blobs`` in slices of at most :data:`CHUNK`."""
+    for i in range(0, len(blobs), CHUNK):
+        yield blobs[i : i + CHUNK]
+
+
+def named(
+    columns: tuple[sa.Column[str], sa.Column[str]], blobs: list[BlobRef]
+) -> sa.ColumnElement[bool]:
+    """``(site, blob_id)`` columns equal to one of ``blobs``."""
+    return sa.tuple_(*columns).in_([(b.site, b.blob_id) for b in blobs])
+
+
+async def discard(conn: AsyncConnection, blobs: Iterable[BlobRef], due: dt.datetime) -> None:
+    """Queue for deletion at ``due`` those of ``blobs`` no object version or part names."""
+    candidates = unique(blobs)
+    live: set[BlobRef] = set()
+    for chunk in chunks(candidates):
+        for table in (t.object_blobs, t.parts):
+            columns = (table.c.site, table.c.blob_id)
+            found = await all_rows(conn, sa.select(*columns).where(named(columns, chunk)))
+            live.update(BlobRef(row.site, row.blob_id) for row in found)
+    await enqueue(conn, [b for b in candidates if b not in live], due)
+
+
+async def enqueue(conn: AsyncConnection, blobs: Iterable[BlobRef], due: dt.datetime) -> None:
+    """Queue ``blobs`` for deletion at ``due``; one already queued keeps its first due time."""
+    g = t.garbage
+    values = [{"site": b.site, "blob_id": b.blob_id, "due": due} for b in unique(blobs)]
+    if values:
+        stmt = insert_ignoring(conn, g).on_conflict_do_nothing(
+            index_elements=[g.c.site, g.c.blob_id]
+        )
+        await conn.execute(stmt, values)
+
+
+async def forget(conn: AsyncConnection, blobs: Iterable[BlobRef]) -> None:
+    """Remove ``blobs`` from the deletion queue."""
+    g = t.garbage
+    for chunk in chunks(unique(blobs)):
+        await conn.execute(g.delete().where(named((g.c.site, g.c.blob_id), chunk)))
+
+
+async def index_manifest(
+    conn: AsyncConnection, bucket: str, key: str, blobs: Iterable[BlobRef]
+) -> None:
+    """Record that the current version of ``bucket``/``key`` names ``blobs``."""
+    values = [
+        {"site": b.site, "blob_id": b.blob_id, "bucket": bucket, "key": key} for b in unique(blobs)
+    ]
+    if values:
+        await conn.execute(t.object_blobs.insert(), values)
+
+
+async def unindex_manifest(conn: AsyncConnection, bucket: str, key: str) -> None:
+    """Forget which blobs the version of ``bucket``/``key`` named."""
+    ob = t.object_blobs
+    await conn.execute(ob.delete().where(ob.c.bucket == bucket, ob.c.key == key))
+
+
+async def is_referenced(conn: AsyncConnection, blob: BlobRef) -> bool:
+    """Whether an object version, a part or the deletion queue names ``blob``."""
+    exists = [
+        sa.exists().where(table.c.site == blob.site, table.c.blob_id == blob.blob_id)
+        for table in (t.object_blobs, t.parts, t.garbage)
+    ]
+    return bool(await conn.scalar(sa.select(sa.or_(*exists))))

@@ -1,0 +1,194 @@
+"""Tables of the metadata store, in SQLAlchemy Core.
+
+Queries are written against these tables; the Alembic migrations (``migrations/``), not
+``MetaData.create_all``, create them, and a contract test checks that both agree.
+
+Two storage rules hold on every backend:
+
+* names and keys compare in UTF-8 byte order. SQLite's default ``BINARY`` collation already
+  does; on PostgreSQL the columns carry ``COLLATE "C"`` so the database locale never reorders
+  a listing (``en_US`` would sort ``a-b`` after ``ab``, ``A`` after ``a``).
+* timestamps are UTC, millisecond precision, and come back timezone-aware.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def name_type() -> TypeEngine[str]:
+    """Text that sorts in byte order: ``COLLATE "C"`` on PostgreSQL, SQLite's BINARY elsewhere."""
+    return Text().with_variant(Text(collation="C"), "postgresql")
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """An aware UTC timestamp truncated to milliseconds.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores the naive UTC wall time as ISO text, which
+    sorts chronologically. Naive datetimes are refused: their zone would be a guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+        value = to_millis(value.astimezone(dt.UTC))
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def to_millis(value: dt.datetime) -> dt.datetime:
+    """Truncate to the millisecond, the precision the store keeps."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("name", name_type(), primary_key=True),
+    Column("created", UtcDateTime(), nullable=False),
+)
+
+access_keys = Table(
+    "access_keys",
+    metadata,
+    Column("access_key_id", name_type(), primary_key=True),
+    # Stored as given for now; issue 3 seals secrets under the keystore's master key.
+    Column("secret_key", Text(), nullable=False),
+    Column("tenant", name_type(), ForeignKey("tenants.name"), nullable=False, index=True),
+    Column("created", UtcDateTime(), nullable=False),
+    Column("is_operator", Boolean(), nullable=False),
+    Column("description", Text(), nullable=False),
+)
+
+buckets = Table(
+    "buckets",
+    metadata,
+    Column("name", name_type(), primary_key=True),
+    Column("tenant", name_type(), ForeignKey("tenants.name"), nullable=False),
+    Column("created", UtcDateTime(), nullable=False),
+    Column("location", Text(), nullable=False),
+    Index("ix_buckets_tenant_name", "tenant", "name"),
+)
+
+# The current version of each key. JSON columns hold ``json.dumps`` text (not a JSON type) so
+# both backends store byte-identical values.
+objects = Table(
+    "objects",
+    metadata,
+    Column("bucket", name_type(), ForeignKey("buckets.name"), nullable=False),
+    Column("key", name_type(), nullable=False),
+    Column("version_id", Text(), nullable=False),
+    Column("size", BigInteger(), nullable=False),
+    Column("etag", Text(), nullable=False),
+    Column("last_modified", UtcDateTime(), nullable=False),
+    Column("content_type", Text(), nullable=False),
+    Column("system_meta", Text(), nullable=False),
+    Column("user_meta", Text(), nullable=False),
+    Column("tags", Text(), nullable=False),
+    Column("checksum", Text(), nullable=True),
+    Column("storage_class", Text(), nullable=False),
+    Column("owner", Text(), nullable=False),
+    Column("manifest", Text(), nullable=False),
+    PrimaryKeyConstraint("bucket", "key"),
+)
+
+# Which blobs the current versions' manifests name: kept in the same transactions as
+# ``objects`` so the sweeper can ask "is this blob referenced?" through an index instead of
+# parsing every manifest.
+object_blobs = Table(
+    "object_blobs",
+    metadata,
+    Column("site", name_type(), nullable=False),
+    Column("blob_id", name_type(), nullable=False),
+    Column("bucket", name_type(), nullable=False),
+    Column("key", name_type(), nullable=False),
+    PrimaryKeyConstraint("site", "blob_id", "bucket", "key"),
+    ForeignKeyConstraint(["bucket", "key"], ["objects.bucket", "objects.key"]),
+    Index("ix_object_blobs_bucket_key", "bucket", "key"),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("upload_id", name_type(), primary_key=True),
+    Column("bucket", name_type(), ForeignKey("buckets.name"), nullable=False),
+    Column("key", name_type(), nullable=False),
+    Column("initiated", UtcDateTime(), nullable=False),
+    Column("owner", Text(), nullable=False),
+    Column("content_type", Text(), nullable=False),
+    Column("system_meta", Text(), nullable=False),
+    Column("user_meta", Text(), nullable=False),
+    Column("tags", Text(), nullable=False),
+    Column("checksum_algorithm", Text(), nullable=True),
+    Column("checksum_type", Text(), nullable=True),
+    Column("storage_class", Text(), nullable=False),
+    Index("ix_uploads_listing", "bucket", "key", "initiated", "upload_id"),
+)
+
+parts = Table(
+    "parts",
+    metadata,
+    Column("upload_id", name_type(), ForeignKey("uploads.upload_id"), nullable=False),
+    Column("part_number", Integer(), nullable=False),
+    Column("size", BigInteger(), nullable=False),
+    Column("etag", Text(), nullable=False),
+    Column("last_modified", UtcDateTime(), nullable=False),
+    Column("site", name_type(), nullable=False),
+    Column("blob_id", name_type(), nullable=False),
+    Column("checksum", Text(), nullable=True),
+    PrimaryKeyConstraint("upload_id", "part_number"),
+    Index("ix_parts_site_blob_id", "site", "blob_id"),
+)
+
+# Blobs no longer referenced, deleted by the sweeper once ``due`` has passed. The grace period
+# lets in-flight reads of a replaced version finish.
+garbage = Table(
+    "garbage",
+    metadata,
+    Column("site", name_type(), nullable=False),
+    Column("blob_id", name_type(), nullable=False),
+    Column("due", UtcDateTime(), nullable=False, index=True),
+    PrimaryKeyConstraint("site", "blob_id"),
+)

@@ -1,0 +1,538 @@
+"""The metadata store over SQLAlchemy Core async engines: SQLite (aiosqlite) or PostgreSQL.
+
+Each public method is one transaction (``engines.Transactions``). Conditional writes lock what
+they test: ``SELECT ... FOR UPDATE`` on PostgreSQL (READ COMMITTED), while on SQLite every write
+transaction holds the database's write lock from its ``BEGIN IMMEDIATE``. Locks are taken in one
+order everywhere, bucket, upload, object, part, so writers do not deadlock; PostgreSQL's
+deadlock and serialisation failures are retried all the same.
+
+A blob goes to the garbage queue only once no object version and no part names it, in the
+transaction that dropped its last reference (``references.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from andromede.core import errors
+from andromede.core.ids import successor_prefix
+from andromede.core.models import (
+    AccessKey,
+    BlobRef,
+    Bucket,
+    MultipartUpload,
+    ObjectSummary,
+    ObjectVersion,
+    Part,
+    Tenant,
+    WriteCondition,
+)
+from andromede.metadata import codec, references
+from andromede.metadata import schema as t
+from andromede.metadata.engines import (
+    MAX_ATTEMPTS,
+    Transactions,
+    all_rows,
+    async_url,
+    first,
+    insert_if_absent,
+)
+from andromede.metadata.migrate import upgrade
+from andromede.ports import Clock
+
+__all__ = ["DEFAULT_GARBAGE_GRACE", "SqlMetadataStore", "SystemClock", "open_store"]
+
+DEFAULT_GARBAGE_GRACE = dt.timedelta(minutes=5)
+
+
+class SystemClock:
+    """The system's UTC time."""
+
+    def now(self) -> dt.datetime:
+        """Current UTC time, timezone-aware."""
+        return dt.datetime.now(dt.UTC)
+
+
+async def open_store(
+    database_url: str,
+    *,
+    garbage_grace: dt.timedelta = DEFAULT_GARBAGE_GRACE,
+    clock: Clock | None = None,
+) -> SqlMetadataStore:
+    """Migrate the database to the newest schema, then open a store on it.
+
+    ``database_url`` is any SQLAlchemy URL for SQLite (a file) or PostgreSQL; the async drivers
+    (aiosqlite, asyncpg) are used whichever driver it names.
+    """
+    url = async_url(database_url)
+    await asyncio.to_thread(upgrade, url.render_as_string(hide_password=False))
+    return SqlMetadataStore(Transactions.open(url), garbage_grace=garbage_grace, clock=clock)
+
+
+class SqlMetadataStore:
+    """:class:`andromede.ports.MetadataStore` on SQLite or PostgreSQL; see :func:`open_store`."""
+
+    def __init__(
+        self,
+        transactions: Transactions,
+        *,
+        garbage_grace: dt.timedelta = DEFAULT_GARBAGE_GRACE,
+        clock: Clock | None = None,
+    ) -> None:
+        self._tx = transactions
+        self._grace = garbage_grace
+        self._clock: Clock = clock or SystemClock()
+
+    async def close(self) -> None:
+        """Release connections."""
+        await self._tx.dispose()
+
+    # --- tenants and keys ---------------------------------------------------------------------
+    async def create_tenant(self, tenant: Tenant) -> None:
+        """Raises TenantAlreadyExists."""
+
+        async def op(conn: AsyncConnection) -> None:
+            try:
+                await conn.execute(
+                    t.tenants.insert().values(name=tenant.name, created=tenant.created)
+                )
+            except sa.exc.IntegrityError as exc:
+                raise errors.TenantAlreadyExists(Tenant=tenant.name) from exc
+
+        await self._tx.write(op)
+
+    async def get_tenant(self, name: str) -> Tenant | None:
+        """The tenant, or None."""
+        query = sa.select(t.tenants).where(t.tenants.c.name == name)
+        row = await self._tx.read(lambda conn: first(conn, query))
+        return None if row is None else Tenant(row.name, row.created)
+
+    async def list_tenants(self) -> list[Tenant]:
+        """All tenants by name."""
+        query = sa.select(t.tenants).order_by(t.tenants.c.name)
+        rows = await self._tx.read(lambda conn: all_rows(conn, query))
+        return [Tenant(row.name, row.created) for row in rows]
+
+    async def create_access_key(self, key: AccessKey) -> None:
+        """Raises NoSuchTenant when the tenant does not exist."""
+
+        async def op(conn: AsyncConnection) -> None:
+            await self._lock_tenant(conn, key.tenant)
+            try:
+                await conn.execute(t.access_keys.insert().values(codec.access_key_values(key)))
+            except sa.exc.IntegrityError as exc:
+                raise errors.InvalidArgument(
+                    "This access key id is already in use.", AccessKeyId=key.access_key_id
+                ) from exc
+
+        await self._tx.write(op)
+
+    async def get_access_key(self, access_key_id: str) -> AccessKey | None:
+        """The key with its secret, or None."""
+        ak = t.access_keys
+        query = sa.select(ak).where(ak.c.access_key_id == access_key_id)
+        row = await self._tx.read(lambda conn: first(conn, query))
+        return None if row is None else codec.access_key(row)
+
+    async def list_access_keys(self, tenant: str | None = None) -> list[AccessKey]:
+        """Keys, optionally of one tenant, by access key id."""
+        ak = t.access_keys
+        query = sa.select(ak).order_by(ak.c.access_key_id)
+        if tenant is not None:
+            query = query.where(ak.c.tenant == tenant)
+        rows = await self._tx.read(lambda conn: all_rows(conn, query))
+        return [codec.access_key(row) for row in rows]
+
+    async def delete_access_key(self, access_key_id: str) -> bool:
+        """True when a key was deleted."""
+        ak = t.access_keys
+        stmt = ak.delete().where(ak.c.access_key_id == access_key_id).returning(ak.c.access_key_id)
+        return await self._tx.write(lambda conn: first(conn, stmt)) is not None
+
+    # --- buckets ------------------------------------------------------------------------------
+    async def create_bucket(self, bucket: Bucket) -> None:
+        """Raises BucketAlreadyExists when the name is taken (by anyone); NoSuchTenant."""
+
+        async def op(conn: AsyncConnection) -> None:
+            await self._lock_tenant(conn, bucket.tenant)
+            values = {
+                "name": bucket.name,
+                "tenant": bucket.tenant,
+                "created": bucket.created,
+                "location": bucket.location,
+            }
+            try:
+                await conn.execute(t.buckets.insert().values(values))
+            except sa.exc.IntegrityError as exc:
+                raise errors.BucketAlreadyExists(BucketName=bucket.name) from exc
+
+        await self._tx.write(op)
+
+    async def get_bucket(self, name: str) -> Bucket | None:
+        """The bucket, or None."""
+        query = sa.select(t.buckets).where(t.buckets.c.name == name)
+        row = await self._tx.read(lambda conn: first(conn, query))
+        return None if row is None else Bucket(row.name, row.tenant, row.created, row.location)
+
+    async def list_buckets(self, tenant: str) -> list[Bucket]:
+        """The tenant's buckets by name."""
+        b = t.buckets
+        query = sa.select(b).where(b.c.tenant == tenant).order_by(b.c.name)
+        rows = await self._tx.read(lambda conn: all_rows(conn, query))
+        return [Bucket(row.name, row.tenant, row.created, row.location) for row in rows]
+
+    async def delete_bucket(self, name: str) -> None:
+        """Raises BucketNotEmpty if it holds objects; aborts its uploads; NoSuchBucket."""
+        b, o, u, p = t.buckets, t.objects, t.uploads, t.parts
+
+        async def op(conn: AsyncConnection) -> None:
+            found = await first(conn, sa.select(b.c.name).where(b.c.name == name).with_for_update())
+            if found is None:
+                raise errors.NoSuchBucket(BucketName=name)
+            if await first(conn, sa.select(o.c.key).where(o.c.bucket == name).limit(1)):
+                raise errors.BucketNotEmpty(BucketName=name)
+            in_bucket = sa.select(u.c.upload_id).where(u.c.bucket == name).scalar_subquery()
+            dropped = await all_rows(
+                conn,
+                p.delete().where(p.c.upload_id.in_(in_bucket)).returning(p.c.site, p.c.blob_id),
+            )
+            await conn.execute(u.delete().where(u.c.bucket == name))
+            await conn.execute(b.delete().where(b.c.name == name))
+            await self._discard(conn, [BlobRef(row.site, row.blob_id) for row in dropped])
+
+        await self._tx.write(op)
+
+    # --- objects ------------------------------------------------------------------------------
+    async def put_object(
+        self, version: ObjectVersion, condition: WriteCondition | None = None
+    ) -> None:
+        """Make ``version`` current atomically; the replaced one's blobs become garbage.
+
+        PreconditionFailed when ``condition`` fails (NoSuchKey for If-Match on a missing key);
+        NoSuchBucket when the bucket vanished.
+        """
+
+        async def op(conn: AsyncConnection) -> None:
+            await self._lock_bucket(conn, version.bucket)
+            await self._install(conn, version, condition)
+
+        await self._tx.write(op)
+
+    async def get_object(self, bucket: str, key: str) -> ObjectVersion | None:
+        """The current version, or None."""
+        o = t.objects
+        query = sa.select(o).where(o.c.bucket == bucket, o.c.key == key)
+        row = await self._tx.read(lambda conn: first(conn, query))
+        return None if row is None else codec.object_version(row)
+
+    async def delete_object(self, bucket: str, key: str) -> bool:
+        """Remove the key; its blobs become garbage. True when it existed."""
+        o = t.objects
+
+        async def op(conn: AsyncConnection) -> bool:
+            where = (o.c.bucket == bucket, o.c.key == key)
+            row = await first(conn, sa.select(o.c.manifest).where(*where).with_for_update())
+            if row is None:
+                return False
+            await references.unindex_manifest(conn, bucket, key)
+            await conn.execute(o.delete().where(*where))
+            await self._discard(conn, codec.manifest_blobs(row.manifest))
+            return True
+
+        return await self._tx.write(op)
+
+    async def update_object_tags(
+        self, bucket: str, key: str, tags: dict[str, str]
+    ) -> ObjectVersion | None:
+        """Replace the tag set of the current version; None when the key does not exist."""
+        o = t.objects
+        stmt = (
+            o.update()
+            .where(o.c.bucket == bucket, o.c.key == key)
+            .values(tags=codec.dump_map(tags))
+            .returning(*o.c)
+        )
+        row = await self._tx.write(lambda conn: first(conn, stmt))
+        return None if row is None else codec.object_version(row)
+
+    async def list_objects(
+        self, bucket: str, prefix: str, start: str, inclusive: bool, limit: int
+    ) -> Sequence[ObjectSummary]:
+        """Up to ``limit`` objects with ``prefix``, keys from ``start`` on (or after), sorted."""
+        if limit <= 0:
+            return []
+        o, b = t.objects, t.buckets
+        query = (
+            sa.select(
+                o.c.key,
+                o.c.size,
+                o.c.etag,
+                o.c.last_modified,
+                o.c.storage_class,
+                o.c.owner,
+                o.c.checksum,
+                b.c.tenant,
+            )
+            .join(b, b.c.name == o.c.bucket)
+            .where(o.c.bucket == bucket, *_key_range(o.c.key, prefix))
+            .order_by(o.c.key)
+            .limit(limit)
+        )
+        if start:
+            query = query.where(o.c.key >= start if inclusive else o.c.key > start)
+        rows = await self._tx.read(lambda conn: all_rows(conn, query))
+        return [codec.object_summary(row) for row in rows]
+
+    async def bucket_is_empty(self, bucket: str) -> bool:
+        """True when the bucket holds no object."""
+        o = t.objects
+        query = sa.select(o.c.key).where(o.c.bucket == bucket).limit(1)
+        return await self._tx.read(lambda conn: first(conn, query)) is None
+
+    # --- multipart ----------------------------------------------------------------------------
+    async def create_upload(self, upload: MultipartUpload) -> None:
+        """Register a new upload. Raises NoSuchBucket."""
+
+        async def op(conn: AsyncConnection) -> None:
+            await self._lock_bucket(conn, upload.bucket)
+            await conn.execute(t.uploads.insert().values(codec.upload_values(upload)))
+
+        await self._tx.write(op)
+
+    async def get_upload(self, bucket: str, key: str, upload_id: str) -> MultipartUpload | None:
+        """The upload if it exists for this bucket and key."""
+        u = t.uploads
+        query = sa.select(u).where(u.c.upload_id == upload_id, u.c.bucket == bucket, u.c.key == key)
+        row = await self._tx.read(lambda conn: first(conn, query))
+        return None if row is None else codec.upload(row)
+
+    async def put_part(self, part: Part) -> None:
+        """Add or replace a part (the replaced part's blob becomes garbage). NoSuchUpload."""
+        p = t.parts
+
+        async def op(conn: AsyncConnection) -> None:
+            await self._lock_upload(conn, part.upload_id, exclusive=False)
+            where = (p.c.upload_id == part.upload_id, p.c.part_number == part.part_number)
+            values = codec.part_values(part)
+            for _ in range(MAX_ATTEMPTS):
+                old = await first(
+                    conn, sa.select(p.c.site, p.c.blob_id).where(*where).with_for_update()
+                )
+                if old is not None:
+                    await conn.execute(p.update().where(*where).values(values))
+                    await self._discard(conn, [BlobRef(old.site, old.blob_id)])
+                    return
+                if await insert_if_absent(conn, p, values, [p.c.upload_id, p.c.part_number]):
+                    return
+            raise errors.ConditionalRequestConflict()
+
+        await self._tx.write(op)
+
+    async def list_parts(
+        self, upload_id: str, after_part: int = 0, limit: int = 10000
+    ) -> list[Part]:
+        """Parts by number, those after ``after_part``."""
+        p = t.parts
+        query = (
+            sa.select(p)
+            .where(p.c.upload_id == upload_id, p.c.part_number > after_part)
+            .order_by(p.c.part_number)
+            .limit(max(limit, 0))
+        )
+        rows = await self._tx.read(lambda conn: all_rows(conn, query))
+        return [codec.part(row) for row in rows]
+
+    async def list_uploads(
+        self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, limit: int
+    ) -> list[MultipartUpload]:
+        """In-progress uploads sorted by (key, initiated, upload id), after the markers.
+
+        With only ``key_marker``, uploads of later keys. With both, also the uploads of
+        ``key_marker`` that sort after the marker upload (by initiation time, then id); if the
+        marker upload is gone, those whose id is greater than ``upload_id_marker``.
+        """
+        if limit <= 0:
+            return []
+        u = t.uploads
+
+        async def op(conn: AsyncConnection) -> list[MultipartUpload]:
+            query = (
+                sa.select(u)
+                .where(u.c.bucket == bucket, *_key_range(u.c.key, prefix))
+                .order_by(u.c.key, u.c.initiated, u.c.upload_id)
+                .limit(limit)
+            )
+            if key_marker:
+                after = await self._after_upload_marker(conn, bucket, key_marker, upload_id_marker)
+                query = query.where(sa.or_(u.c.key > key_marker, after))
+            return [codec.upload(row) for row in await all_rows(conn, query)]
+
+        return await self._tx.read(op)
+
+    async def complete_upload(
+        self,
+        upload_id: str,
+        version: ObjectVersion,
+        used_parts: Sequence[int],
+        condition: WriteCondition | None = None,
+    ) -> None:
+        """Atomically: install ``version``, drop the upload; unused parts become garbage.
+
+        Raises NoSuchUpload if the upload is gone (completed or aborted concurrently).
+        Every part blob the new manifest does not name goes to garbage, ``used_parts`` or not,
+        and none that it names does: a blob is never both live and queued for deletion.
+        """
+        del used_parts  # the manifest is the truth about which part blobs live on
+        u, p = t.uploads, t.parts
+
+        async def op(conn: AsyncConnection) -> None:
+            await self._lock_bucket(conn, version.bucket)
+            await self._lock_upload(conn, upload_id, exclusive=True)
+            await self._install(conn, version, condition)
+            dropped = await all_rows(
+                conn, p.delete().where(p.c.upload_id == upload_id).returning(p.c.site, p.c.blob_id)
+            )
+            await conn.execute(u.delete().where(u.c.upload_id == upload_id))
+            await self._discard(conn, [BlobRef(row.site, row.blob_id) for row in dropped])
+
+        await self._tx.write(op)
+
+    async def abort_upload(self, upload_id: str) -> bool:
+        """Drop the upload; its parts become garbage. True when it existed."""
+        u, p = t.uploads, t.parts
+
+        async def op(conn: AsyncConnection) -> bool:
+            found = sa.select(u.c.upload_id).where(u.c.upload_id == upload_id).with_for_update()
+            if await first(conn, found) is None:
+                return False
+            dropped = await all_rows(
+                conn, p.delete().where(p.c.upload_id == upload_id).returning(p.c.site, p.c.blob_id)
+            )
+            await conn.execute(u.delete().where(u.c.upload_id == upload_id))
+            await self._discard(conn, [BlobRef(row.site, row.blob_id) for row in dropped])
+            return True
+
+        return await self._tx.write(op)
+
+    # --- blob garbage -------------------------------------------------------------------------
+    async def add_garbage(self, blobs: Sequence[BlobRef], due: dt.datetime) -> None:
+        """Queue blobs for deletion at ``due`` (used when a write fails after storing data)."""
+        if blobs:
+            await self._tx.write(lambda conn: references.enqueue(conn, blobs, due))
+
+    async def due_garbage(self, now: dt.datetime, limit: int) -> list[BlobRef]:
+        """Queued blobs whose grace period has passed, oldest first."""
+        g = t.garbage
+        query = (
+            sa.select(g.c.site, g.c.blob_id)
+            .where(g.c.due <= now)
+            .order_by(g.c.due, g.c.site, g.c.blob_id)
+            .limit(max(limit, 0))
+        )
+        rows = await self._tx.read(lambda conn: all_rows(conn, query))
+        return [BlobRef(row.site, row.blob_id) for row in rows]
+
+    async def forget_garbage(self, blobs: Sequence[BlobRef]) -> None:
+        """Remove blobs from the queue once deleted."""
+        if blobs:
+            await self._tx.write(lambda conn: references.forget(conn, blobs))
+
+    async def blob_is_referenced(self, blob: BlobRef) -> bool:
+        """True when a current object version, a part or the garbage queue names the blob."""
+        return await self._tx.read(lambda conn: references.is_referenced(conn, blob))
+
+    # --- inside transactions ------------------------------------------------------------------
+    async def _install(
+        self, conn: AsyncConnection, version: ObjectVersion, condition: WriteCondition | None
+    ) -> None:
+        """Make ``version`` the current one of its key, checking ``condition`` under lock."""
+        o = t.objects
+        where = (o.c.bucket == version.bucket, o.c.key == version.key)
+        values = codec.object_values(version)
+        for _ in range(MAX_ATTEMPTS):
+            current = await first(
+                conn, sa.select(o.c.etag, o.c.manifest).where(*where).with_for_update()
+            )
+            codec.check_condition(condition, None if current is None else current.etag)
+            if current is not None:
+                await conn.execute(o.update().where(*where).values(values))
+                await references.unindex_manifest(conn, version.bucket, version.key)
+            elif not await insert_if_absent(conn, o, values, [o.c.bucket, o.c.key]):
+                # A concurrent writer created the key after our read (PostgreSQL only):
+                # read it again, now committed and lockable, and re-check the condition.
+                continue
+            blobs = version.manifest.blobs()
+            await references.index_manifest(conn, version.bucket, version.key, blobs)
+            if current is not None:
+                await self._discard(conn, codec.manifest_blobs(current.manifest))
+            return
+        raise errors.ConditionalRequestConflict()
+
+    async def _discard(self, conn: AsyncConnection, blobs: Iterable[BlobRef]) -> None:
+        await references.discard(conn, blobs, self._clock.now() + self._grace)
+
+    async def _lock_tenant(self, conn: AsyncConnection, name: str) -> None:
+        tn = t.tenants
+        query = (
+            sa.select(tn.c.name).where(tn.c.name == name).with_for_update(key_share=True, read=True)
+        )
+        if await first(conn, query) is None:
+            raise errors.NoSuchTenant(Tenant=name)
+
+    async def _lock_bucket(self, conn: AsyncConnection, name: str) -> None:
+        """Hold the bucket (FOR KEY SHARE) so a concurrent delete_bucket waits for us."""
+        b = t.buckets
+        query = (
+            sa.select(b.c.name).where(b.c.name == name).with_for_update(key_share=True, read=True)
+        )
+        if await first(conn, query) is None:
+            raise errors.NoSuchBucket(BucketName=name)
+
+    async def _lock_upload(self, conn: AsyncConnection, upload_id: str, *, exclusive: bool) -> None:
+        u = t.uploads
+        query = sa.select(u.c.upload_id).where(u.c.upload_id == upload_id)
+        query = (
+            query.with_for_update()
+            if exclusive
+            else query.with_for_update(key_share=True, read=True)
+        )
+        if await first(conn, query) is None:
+            raise errors.NoSuchUpload(UploadId=upload_id)
+
+    async def _after_upload_marker(
+        self, conn: AsyncConnection, bucket: str, key_marker: str, upload_id_marker: str
+    ) -> sa.ColumnElement[bool]:
+        u = t.uploads
+        if not upload_id_marker:
+            return sa.false()
+        marker = await first(
+            conn,
+            sa.select(u.c.initiated).where(
+                u.c.bucket == bucket, u.c.key == key_marker, u.c.upload_id == upload_id_marker
+            ),
+        )
+        if marker is None:
+            return sa.and_(u.c.key == key_marker, u.c.upload_id > upload_id_marker)
+        return sa.and_(
+            u.c.key == key_marker,
+            sa.or_(
+                u.c.initiated > marker.initiated,
+                sa.and_(u.c.initiated == marker.initiated, u.c.upload_id > upload_id_marker),
+            ),
+        )
+
+
+def _key_range(column: sa.Column[str], prefix: str) -> list[sa.ColumnElement[bool]]:
+    """``column`` starts with ``prefix``, as a range an index can serve (no LIKE escaping)."""
+    if not prefix:
+        return []
+    conditions = [column >= prefix]
+    upper = successor_prefix(prefix)
+    if upper is not None:
+        conditions.append(column < upper)
+    return conditions
