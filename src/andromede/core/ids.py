@@ -57,6 +57,9 @@ class ObjectKey(str):
             raise errors.InvalidObjectName() from exc
         if len(encoded) > MAX_KEY_BYTES:
             raise errors.KeyTooLong()
+        if "\x00" in value:
+            # PostgreSQL text cannot hold NUL; refuse it everywhere so both backends agree.
+            raise errors.InvalidArgument("Object key must not contain the NUL character.")
         return super().__new__(cls, value)
 
 

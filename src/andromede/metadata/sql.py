@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -43,7 +44,7 @@ from andromede.metadata.engines import (
     insert_if_absent,
 )
 from andromede.metadata.migrate import upgrade
-from andromede.ports import Clock
+from andromede.ports import Clock, MetadataStore
 
 __all__ = ["DEFAULT_GARBAGE_GRACE", "SqlMetadataStore", "SystemClock", "open_store"]
 
@@ -536,3 +537,9 @@ def _key_range(column: sa.Column[str], prefix: str) -> list[sa.ColumnElement[boo
     if upper is not None:
         conditions.append(column < upper)
     return conditions
+
+
+if TYPE_CHECKING:
+
+    def _implements_the_port(store: SqlMetadataStore) -> MetadataStore:
+        return store  # mypy checks the class against the Protocol here

@@ -39,6 +39,8 @@ def test_object_keys() -> None:
         ObjectKey("é" * 512 + "x")
     with pytest.raises(errors.InvalidArgument):
         ObjectKey("")
+    with pytest.raises(errors.InvalidArgument):
+        ObjectKey("a\x00b")
 
 
 def test_tenant_names() -> None:

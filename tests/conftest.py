@@ -1,0 +1,29 @@
+"""Fixtures shared by every test directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from support.postgres import PostgresUnavailable, start_postgres
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server for the whole session: its ``postgresql+asyncpg`` URL (as superuser).
+
+    Give each test its own database with ``support.postgres.create_database``. Where the
+    binaries are missing this skips, except under CI (``CI=true``), where it fails.
+    """
+    try:
+        url, stop = start_postgres()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required under CI: {exc}")
+        pytest.skip(f"PostgreSQL not available: {exc}")
+    try:
+        yield url
+    finally:
+        stop()

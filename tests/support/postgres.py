@@ -1,0 +1,175 @@
+"""A throwaway PostgreSQL server for tests.
+
+``start_postgres()`` runs ``initdb`` and ``pg_ctl`` from the PostgreSQL binaries on this
+machine: a fresh cluster in a temporary directory, trust authentication, listening on
+127.0.0.1 on a free port and on a socket in that directory. PostgreSQL refuses to run as root,
+so when the tests do, the cluster belongs to the ``postgres`` user (or ``nobody``).
+
+The cluster's default collation is ICU ``en-US`` when available, on purpose: it orders ``A``,
+``a`` and ``a-b`` unlike byte order, so a column missing ``COLLATE "C"`` shows up in tests.
+Durability settings are off: this cluster exists for speed, never for data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+_SEARCH_DIRS = ("/usr/local/bin", *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True))
+_SUPERUSER = "postgres"
+
+
+class PostgresUnavailable(RuntimeError):
+    """The PostgreSQL server binaries are not installed here."""
+
+
+def find_binaries() -> Path:
+    """The directory holding ``initdb``, ``pg_ctl`` and ``postgres``."""
+    found = shutil.which("initdb")
+    # Resolve symlinks: /usr/local/bin often links only a few tools of the real directory.
+    candidates = [str(Path(found).resolve().parent)] if found else []
+    candidates += list(_SEARCH_DIRS)
+    for directory in candidates:
+        path = Path(directory)
+        if all((path / tool).exists() for tool in ("initdb", "pg_ctl", "postgres")):
+            return path
+    raise PostgresUnavailable("initdb, pg_ctl and postgres not found")
+
+
+def start_postgres(base_dir: Path | None = None) -> tuple[str, Callable[[], None]]:
+    """Start a server; return its ``postgresql+asyncpg`` URL and a function that stops it.
+
+    The URL names the ``postgres`` database as superuser ``postgres``; use
+    :func:`create_database` to give each test its own database.
+    """
+    bindir = find_binaries()
+    run_as = _unprivileged_user()
+    root = Path(tempfile.mkdtemp(prefix="andromede-pg-", dir=base_dir))
+    data = root / "data"
+    if run_as is not None:
+        root.chmod(0o700)
+        os.chown(root, run_as.pw_uid, run_as.pw_gid)
+    port = _free_port()
+    try:
+        _as_user(run_as, [str(bindir / "initdb"), *_initdb_args(bindir, data)])
+        options = " ".join(
+            [
+                "-c listen_addresses=127.0.0.1",
+                f"-c port={port}",
+                f"-c unix_socket_directories={root}",
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+                "-c max_connections=200",
+            ]
+        )
+        _as_user(
+            run_as,
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+
+    def stop() -> None:
+        try:
+            _as_user(
+                run_as, [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+            )
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    return f"postgresql+asyncpg://{_SUPERUSER}@127.0.0.1:{port}/postgres", stop
+
+
+@contextlib.contextmanager
+def postgres_server(base_dir: Path | None = None) -> Iterator[str]:
+    """:func:`start_postgres` as a context manager yielding the URL."""
+    url, stop = start_postgres(base_dir)
+    try:
+        yield url
+    finally:
+        stop()
+
+
+def create_database(server_url: str, name: str) -> str:
+    """Create database ``name`` on the server of ``server_url``; return its URL (same driver)."""
+    url = make_url(server_url)
+    admin = create_engine(
+        url.set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT", poolclass=NullPool
+    )
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _initdb_args(bindir: Path, data: Path) -> list[str]:
+    args = ["-D", str(data), "-U", _SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-sync"]
+    if _has_icu(bindir):
+        return [*args, "--locale=C.UTF-8", "--locale-provider=icu", "--icu-locale=en-US"]
+    return [*args, "--locale=C.UTF-8"]
+
+
+def _has_icu(bindir: Path) -> bool:
+    pg_config = bindir / "pg_config"
+    if not pg_config.exists():
+        return False
+    configure = subprocess.run(
+        [str(pg_config), "--configure"], capture_output=True, text=True, check=False
+    )
+    return "--with-icu" in configure.stdout
+
+
+def _unprivileged_user() -> pwd.struct_passwd | None:
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise PostgresUnavailable("running as root and no 'postgres' or 'nobody' user to run as")
+
+
+def _as_user(user: pwd.struct_passwd | None, argv: list[str]) -> None:
+    if user is not None:
+        argv = ["runuser", "-u", user.pw_name, "--", *argv]
+    result = subprocess.run(
+        argv, capture_output=True, text=True, check=False, env={**os.environ, "LC_ALL": "C"}
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
