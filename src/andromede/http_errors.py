@@ -29,6 +29,7 @@ ERROR_TABLE: dict[type[e.AndromedeError], tuple[str, int]] = {
     e.MetadataTooLarge: ("MetadataTooLarge", 400),
     e.RequestHeaderSectionTooLarge: ("RequestHeaderSectionTooLarge", 400),
     e.InvalidTag: ("InvalidTag", 400),
+    e.TooManyTags: ("BadRequest", 400),
     e.InvalidRange: ("InvalidRange", 416),
     e.InvalidPartNumber: ("InvalidPartNumber", 416),
     e.MethodNotAllowed: ("MethodNotAllowed", 405),

@@ -76,11 +76,11 @@ def check_read(p: Preconditions, etag: str, last_modified: dt.datetime) -> None:
             raise errors.PreconditionFailed(Condition="If-Unmodified-Since")
     if p.if_none_match is not None:
         if _etag_list_matches(p.if_none_match, etag):
-            raise errors.NotModified()
+            raise errors.NotModified(etag, last_modified)
     else:
         since = parse_http_date(p.if_modified_since)
         if since is not None and not _modified_after(last_modified, since):
-            raise errors.NotModified()
+            raise errors.NotModified(etag, last_modified)
 
 
 def check_copy_source(p: Preconditions, etag: str, last_modified: dt.datetime) -> None:

@@ -6,6 +6,8 @@ that every class here has a mapping.
 
 from __future__ import annotations
 
+import datetime as dt
+
 
 class AndromedeError(Exception):
     """Base of every domain error. ``message`` is safe to show to the client."""
@@ -116,6 +118,11 @@ class RequestHeaderSectionTooLarge(AndromedeError):
 
 class InvalidTag(AndromedeError):
     default_message = "The tag provided was not a valid tag."
+
+
+class TooManyTags(AndromedeError):
+    # AWS answers this limit with the generic BadRequest code, not InvalidTag.
+    default_message = "Object tags cannot be greater than 10"
 
 
 class InvalidRange(AndromedeError):
@@ -240,9 +247,17 @@ class PreconditionFailed(AndromedeError):
 
 
 class NotModified(AndromedeError):
-    """Not an error to the client (304), but it ends the request the same way."""
+    """Not an error to the client (304), but it ends the request the same way.
+
+    It carries the object's validators: a 304 repeats the ETag and Last-Modified.
+    """
 
     default_message = "Not Modified"
+
+    def __init__(self, etag: str | None = None, last_modified: dt.datetime | None = None) -> None:
+        super().__init__()
+        self.etag = etag
+        self.last_modified = last_modified
 
 
 class ConditionalRequestConflict(AndromedeError):

@@ -15,7 +15,7 @@ _ALLOWED = re.compile(r"^[\w\s+\-=._:/@]*$", re.UNICODE)
 def validate_tags(pairs: list[tuple[str, str]]) -> dict[str, str]:
     """Check a tag set and return it as a dict; duplicate keys are InvalidTag."""
     if len(pairs) > MAX_OBJECT_TAGS:
-        raise errors.InvalidTag("Object tags cannot be greater than 10")
+        raise errors.TooManyTags()
     out: dict[str, str] = {}
     for key, value in pairs:
         if not key or len(key) > MAX_TAG_KEY:

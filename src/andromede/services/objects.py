@@ -206,6 +206,10 @@ class Objects:
         with_body: bool = True,
     ) -> ReadResult:
         """GetObject / HeadObject: preconditions, then a range or a part, then the bytes."""
+        if part_number is not None and range_header is not None:
+            raise errors.InvalidRequest(
+                "Cannot specify both Range header and partNumber query parameter"
+            )
         version = await self._current(principal, bucket, key)
         if preconditions is not None:
             check_read(preconditions, version.etag, version.last_modified)

@@ -13,6 +13,7 @@ KNOWN_S3_CODES = {
     "XAmzContentSHA256Mismatch", "InvalidArgument", "InvalidRequest", "MalformedXML",
     "MissingContentLength", "IncompleteBody", "EntityTooLarge", "EntityTooSmall",
     "KeyTooLongError", "MetadataTooLarge", "RequestHeaderSectionTooLarge", "InvalidTag",
+    "BadRequest",
     "InvalidRange", "InvalidPartNumber", "MethodNotAllowed", "NotImplemented",
     "InvalidLocationConstraint", "IllegalLocationConstraintException",
     "InvalidEncryptionAlgorithmError", "InvalidStorageClass", "BadDigest", "InvalidDigest",

@@ -10,9 +10,12 @@ from andromede.s3 import xml
 
 
 def iso8601(value: dt.datetime) -> str:
-    """S3's XML timestamp: ``2009-10-12T17:50:30.000Z``."""
-    utc = value.astimezone(dt.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    """S3's XML timestamp: ``2009-10-12T17:50:30.000Z``.
+
+    Whole seconds, as S3 shows them: a listing's LastModified then equals the Last-Modified
+    header of a HEAD on the same object, which tools that compare the two rely on.
+    """
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def owner(tenant: str, tag: str = "Owner") -> str:

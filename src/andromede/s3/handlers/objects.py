@@ -57,11 +57,19 @@ def _part_number(ctx: Context) -> int | None:
 
 async def _read(ctx: Context, with_body: bool) -> Response:
     part_number = _part_number(ctx)
-    result = await ctx.services.objects.get(
-        ctx.principal, ctx.bucket, ctx.key,
-        range_header=ctx.req.header("range"), part_number=part_number,
-        preconditions=preconditions(ctx.req), with_body=with_body,
-    )
+    try:
+        result = await ctx.services.objects.get(
+            ctx.principal, ctx.bucket, ctx.key,
+            range_header=ctx.req.header("range"), part_number=part_number,
+            preconditions=preconditions(ctx.req), with_body=with_body,
+        )
+    except errors.NotModified as exc:
+        not_modified = Response(304)
+        if exc.etag is not None:
+            not_modified.header("etag", exc.etag)
+        if exc.last_modified is not None:
+            not_modified.header("last-modified", http_date(exc.last_modified))
+        return not_modified
     version = result.version
     whole = result.byte_range is None
     wants_checksum = (ctx.req.header("x-amz-checksum-mode") or "").upper() == "ENABLED"
