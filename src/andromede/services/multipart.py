@@ -41,6 +41,7 @@ from andromede.services.objects import (
 )
 
 _CRCS = (ChecksumAlgorithm.CRC32, ChecksumAlgorithm.CRC32C, ChecksumAlgorithm.CRC64NVME)
+_MIN_UPLOAD_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -248,24 +249,35 @@ class Multipart:
         upload_id_marker: str,
         max_uploads: int,
     ) -> tuple[list[MultipartUpload], list[str], bool]:
-        """ListMultipartUploads: (uploads, common prefixes, truncated)."""
+        """ListMultipartUploads: (uploads, common prefixes, truncated).
+
+        Uploads and common prefixes count alike against ``max_uploads``. Many uploads may roll
+        up into one prefix, so the store is read in batches until the page is full; a prefix
+        at or before ``key_marker`` was returned on an earlier page and is skipped.
+        """
         await self._objects.head_bucket(principal, bucket)
-        found = await self._store.list_uploads(
-            bucket, prefix, key_marker, upload_id_marker, max_uploads + 1
-        )
         uploads: list[MultipartUpload] = []
         prefixes: list[str] = []
-        for upload in found:
-            if len(uploads) + len(prefixes) >= max_uploads:
-                return uploads, prefixes, True
-            idx = upload.key.find(delimiter, len(prefix)) if delimiter else -1
-            if idx >= 0:
-                common = upload.key[: idx + len(delimiter)]
-                if common not in prefixes:
+        batch_size = max(max_uploads + 1, _MIN_UPLOAD_BATCH)
+        cursor = (key_marker, upload_id_marker)
+        while True:
+            found = await self._store.list_uploads(bucket, prefix, *cursor, batch_size)
+            for upload in found:
+                idx = upload.key.find(delimiter, len(prefix)) if delimiter else -1
+                common = upload.key[: idx + len(delimiter)] if idx >= 0 else None
+                if common is not None and (
+                    common <= key_marker or (prefixes and prefixes[-1] == common)
+                ):
+                    continue
+                if len(uploads) + len(prefixes) >= max_uploads:
+                    return uploads, prefixes, True
+                if common is not None:
                     prefixes.append(common)
-                continue
-            uploads.append(upload)
-        return uploads, prefixes, False
+                else:
+                    uploads.append(upload)
+            if len(found) < batch_size:
+                return uploads, prefixes, False
+            cursor = (found[-1].key, found[-1].upload_id)
 
     async def complete(
         self,

@@ -182,11 +182,15 @@ async def list_multipart_uploads(ctx: Context) -> Response:
         xml.element("Bucket", ctx.bucket), xml.element("KeyMarker", enc(key_marker)),
         xml.element("UploadIdMarker", id_marker),
     ]
-    if uploads:
+    # The next page starts after the last entry, an upload or a common prefix (entries come in
+    # key order, and no upload key starts with a prefix it did not roll up into).
+    if uploads and (not prefixes or uploads[-1].key > prefixes[-1]):
         children += [
             xml.element("NextKeyMarker", enc(uploads[-1].key)),
             xml.element("NextUploadIdMarker", uploads[-1].upload_id),
         ]
+    elif prefixes:
+        children.append(xml.element("NextKeyMarker", enc(prefixes[-1])))
     children += [xml.element("Prefix", enc(prefix))]
     if delimiter:
         children.append(xml.element("Delimiter", enc(delimiter)))

@@ -1,0 +1,648 @@
+"""Multipart uploads against the real server, driven by boto3.
+
+Every expected ETag and checksum is computed here from the bytes sent, never read back from
+the server first.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from awscrt import checksums
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+
+MiB = 1024 * 1024
+PART = 5 * MiB
+
+
+def _data(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def _md5(data: bytes) -> bytes:
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
+def _etag(data: bytes) -> str:
+    return f'"{_md5(data).hex()}"'
+
+
+def _multipart_etag(parts: list[bytes]) -> str:
+    joined = b"".join(_md5(p) for p in parts)
+    return f'"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(parts)}"'
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def _crc32(data: bytes) -> bytes:
+    return zlib.crc32(data).to_bytes(4, "big")
+
+
+def _crc64nvme(data: bytes) -> bytes:
+    return int(checksums.crc64nvme(data)).to_bytes(8, "big")
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(exc.value.response["Error"]["Code"])
+
+
+def _read(s3: Any, bucket: str, key: str, **kwargs: Any) -> tuple[dict[str, Any], bytes]:
+    response = s3.get_object(Bucket=bucket, Key=key, **kwargs)
+    with response["Body"] as body:
+        return response, body.read()
+
+
+def _upload(s3: Any, bucket: str, key: str, upload_id: str, number: int, data: bytes,
+            **kwargs: Any) -> dict[str, Any]:
+    response: dict[str, Any] = s3.upload_part(
+        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, **kwargs
+    )
+    return response
+
+
+def _complete(s3: Any, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]],
+              **kwargs: Any) -> dict[str, Any]:
+    response: dict[str, Any] = s3.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **kwargs
+    )
+    return response
+
+
+def _create(s3: Any, bucket: str, key: str, **kwargs: Any) -> str:
+    return str(s3.create_multipart_upload(Bucket=bucket, Key=key, **kwargs)["UploadId"])
+
+
+# --- the basic flow ---------------------------------------------------------------------------
+def test_upload_and_complete_has_multipart_etag(s3: Any, bucket: str) -> None:
+    parts = [_data(PART, 1), _data(PART, 2), _data(1234, 3)]
+    created = s3.create_multipart_upload(
+        Bucket=bucket, Key="big", ContentType="text/plain", Metadata={"colour": "blue"}
+    )
+    assert created["Bucket"] == bucket
+    assert created["Key"] == "big"
+    upload_id = created["UploadId"]
+    listed = []
+    for number, data in enumerate(parts, start=1):
+        response = _upload(s3, bucket, "big", upload_id, number, data)
+        assert response["ETag"] == _etag(data)
+        listed.append({"PartNumber": number, "ETag": response["ETag"]})
+
+    done = _complete(s3, bucket, "big", upload_id, listed)
+
+    expected = _multipart_etag(parts)
+    assert done["ETag"] == expected
+    assert done["Key"] == "big"
+    assert done["Bucket"] == bucket
+    response, body = _read(s3, bucket, "big")
+    assert body == b"".join(parts)
+    assert response["ETag"] == expected
+    assert response["ContentLength"] == 2 * PART + 1234
+    assert response["ContentType"] == "text/plain"
+    assert response["Metadata"] == {"colour": "blue"}
+    assert s3.head_object(Bucket=bucket, Key="big")["ETag"] == expected
+    uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert uploads == []
+
+
+def test_get_by_part_number_and_range_across_parts(s3: Any, bucket: str) -> None:
+    parts = [_data(PART, 4), _data(100, 5)]
+    upload_id = _create(s3, bucket, "k")
+    etags = [_upload(s3, bucket, "k", upload_id, n, d)["ETag"] for n, d in enumerate(parts, 1)]
+    _complete(s3, bucket, "k", upload_id,
+              [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)])
+
+    first, body = _read(s3, bucket, "k", PartNumber=1)
+    assert body == parts[0]
+    assert first["PartsCount"] == 2
+    second, body = _read(s3, bucket, "k", PartNumber=2)
+    assert body == parts[1]
+    assert second["ContentRange"] == f"bytes {PART}-{PART + 99}/{PART + 100}"
+    _, body = _read(s3, bucket, "k", Range=f"bytes={PART - 10}-{PART + 9}")
+    assert body == parts[0][-10:] + parts[1][:10]
+
+
+def test_reuploading_a_part_replaces_it(s3: Any, bucket: str) -> None:
+    upload_id = _create(s3, bucket, "k")
+    old = _upload(s3, bucket, "k", upload_id, 1, b"old bytes")["ETag"]
+    new = _upload(s3, bucket, "k", upload_id, 1, b"the new bytes")["ETag"]
+
+    listed = s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)["Parts"]
+    assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in listed] == [(1, new, 13)]
+    with pytest.raises(ClientError) as exc:
+        _complete(s3, bucket, "k", upload_id, [{"PartNumber": 1, "ETag": old}])
+    assert _code(exc) == "InvalidPart"
+    _complete(s3, bucket, "k", upload_id, [{"PartNumber": 1, "ETag": new}])
+    assert _read(s3, bucket, "k")[1] == b"the new bytes"
+
+
+def test_complete_with_a_subset_of_parts(s3: Any, bucket: str) -> None:
+    parts = {1: _data(PART, 6), 2: _data(PART, 7), 3: _data(10, 8)}
+    upload_id = _create(s3, bucket, "k")
+    etags = {n: _upload(s3, bucket, "k", upload_id, n, d)["ETag"] for n, d in parts.items()}
+
+    done = _complete(s3, bucket, "k", upload_id,
+                     [{"PartNumber": 1, "ETag": etags[1]}, {"PartNumber": 3, "ETag": etags[3]}])
+
+    assert done["ETag"] == _multipart_etag([parts[1], parts[3]])
+    assert _read(s3, bucket, "k")[1] == parts[1] + parts[3]
+    with pytest.raises(ClientError) as exc:
+        s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)
+    assert _code(exc) == "NoSuchUpload"
+
+
+def test_complete_accepts_unquoted_etags(s3: Any, bucket: str) -> None:
+    upload_id = _create(s3, bucket, "k")
+    etag = _upload(s3, bucket, "k", upload_id, 1, b"x")["ETag"]
+    _complete(s3, bucket, "k", upload_id, [{"PartNumber": 1, "ETag": etag.strip('"')}])
+    assert _read(s3, bucket, "k")[1] == b"x"
+
+
+# --- completion errors ------------------------------------------------------------------------
+@pytest.fixture
+def two_parts(s3: Any, bucket: str) -> tuple[str, list[dict[str, Any]]]:
+    """An upload of key ``k`` with two full-size parts: (upload id, part list)."""
+    upload_id = _create(s3, bucket, "k")
+    listed = []
+    for number in (1, 2):
+        etag = _upload(s3, bucket, "k", upload_id, number, _data(PART, 10 + number))["ETag"]
+        listed.append({"PartNumber": number, "ETag": etag})
+    return upload_id, listed
+
+
+def test_parts_out_of_order_is_invalid_part_order(
+    s3: Any, bucket: str, two_parts: tuple[str, list[dict[str, Any]]]
+) -> None:
+    upload_id, listed = two_parts
+    with pytest.raises(ClientError) as exc:
+        _complete(s3, bucket, "k", upload_id, list(reversed(listed)))
+    assert _code(exc) == "InvalidPartOrder"
+    with pytest.raises(ClientError) as exc:
+        _complete(s3, bucket, "k", upload_id, [listed[0], listed[0]])
+    assert _code(exc) == "InvalidPartOrder"
+
+
+def test_wrong_etag_or_missing_part_is_invalid_part(
+    s3: Any, bucket: str, two_parts: tuple[str, list[dict[str, Any]]]
+) -> None:
+    upload_id, listed = two_parts
+    wrong = [listed[0], {"PartNumber": 2, "ETag": _etag(b"something else")}]
+    with pytest.raises(ClientError) as exc:
+        _complete(s3, bucket, "k", upload_id, wrong)
+    assert _code(exc) == "InvalidPart"
+    missing = [*listed, {"PartNumber": 3, "ETag": listed[1]["ETag"]}]
+    with pytest.raises(ClientError) as exc:
+        _complete(s3, bucket, "k", upload_id, missing)
+    assert _code(exc) == "InvalidPart"
+    # The failures left the upload intact.
+    _complete(s3, bucket, "k", upload_id, listed)
+
+
+def test_small_part_before_the_last_is_entity_too_small(s3: Any, bucket: str) -> None:
+    upload_id = _create(s3, bucket, "k")
+    listed = [
+        {"PartNumber": n, "ETag": _upload(s3, bucket, "k", upload_id, n, d)["ETag"]}
+        for n, d in ((1, _data(PART - 1, 20)), (2, _data(PART, 21)))
+    ]
+    with pytest.raises(ClientError) as exc:
+        _complete(s3, bucket, "k", upload_id, listed)
+    assert _code(exc) == "EntityTooSmall"
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_empty_part_list_is_malformed_xml(s3: Any, bucket: str) -> None:
+    upload_id = _create(s3, bucket, "k")
+    _upload(s3, bucket, "k", upload_id, 1, b"data")
+    with pytest.raises(ClientError) as exc:
+        _complete(s3, bucket, "k", upload_id, [])
+    assert _code(exc) == "MalformedXML"
+
+
+def test_part_number_out_of_range_is_invalid_argument(s3: Any, bucket: str) -> None:
+    upload_id = _create(s3, bucket, "k")
+    for number in (0, 10_001):
+        with pytest.raises(ClientError) as exc:
+            _upload(s3, bucket, "k", upload_id, number, b"x")
+        assert _code(exc) == "InvalidArgument"
+
+
+# --- abort --------------------------------------------------------------------------------------
+def test_abort_then_everything_is_no_such_upload(s3: Any, bucket: str) -> None:
+    upload_id = _create(s3, bucket, "k")
+    etag = _upload(s3, bucket, "k", upload_id, 1, b"data")["ETag"]
+
+    response = s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id)
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 204
+
+    calls: list[Callable[[], object]] = [
+        lambda: _upload(s3, bucket, "k", upload_id, 2, b"more"),
+        lambda: s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id),
+        lambda: _complete(s3, bucket, "k", upload_id, [{"PartNumber": 1, "ETag": etag}]),
+        lambda: s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id),
+    ]
+    for call in calls:
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert _code(exc) == "NoSuchUpload"
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="k")
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_upload_id_of_another_key_is_no_such_upload(s3: Any, bucket: str) -> None:
+    upload_id = _create(s3, bucket, "k")
+    with pytest.raises(ClientError) as exc:
+        _upload(s3, bucket, "other", upload_id, 1, b"x")
+    assert _code(exc) == "NoSuchUpload"
+    with pytest.raises(ClientError) as exc:
+        s3.list_parts(Bucket=bucket, Key="k", UploadId="no-such-upload-id")
+    assert _code(exc) == "NoSuchUpload"
+
+
+# --- UploadPartCopy ---------------------------------------------------------------------------
+def test_upload_part_copy_whole_and_ranged(s3: Any, bucket: str) -> None:
+    source = _data(PART + 4096, 30)
+    s3.put_object(Bucket=bucket, Key="src", Body=source)
+    upload_id = _create(s3, bucket, "dst")
+
+    whole = s3.upload_part_copy(
+        Bucket=bucket, Key="dst", UploadId=upload_id, PartNumber=1,
+        CopySource={"Bucket": bucket, "Key": "src"},
+    )
+    ranged = s3.upload_part_copy(
+        Bucket=bucket, Key="dst", UploadId=upload_id, PartNumber=2,
+        CopySource={"Bucket": bucket, "Key": "src"}, CopySourceRange="bytes=100-1123",
+    )
+    assert whole["CopyPartResult"]["ETag"] == _etag(source)
+    assert ranged["CopyPartResult"]["ETag"] == _etag(source[100:1124])
+    assert "LastModified" in ranged["CopyPartResult"]
+    listed = s3.list_parts(Bucket=bucket, Key="dst", UploadId=upload_id)["Parts"]
+    assert [p["Size"] for p in listed] == [len(source), 1024]
+
+    done = _complete(s3, bucket, "dst", upload_id, [
+        {"PartNumber": 1, "ETag": whole["CopyPartResult"]["ETag"]},
+        {"PartNumber": 2, "ETag": ranged["CopyPartResult"]["ETag"]},
+    ])
+    assert done["ETag"] == _multipart_etag([source, source[100:1124]])
+    assert _read(s3, bucket, "dst")[1] == source + source[100:1124]
+
+
+def test_upload_part_copy_bad_range_and_missing_source(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="src", Body=b"0123456789")
+    upload_id = _create(s3, bucket, "dst")
+    with pytest.raises(ClientError) as exc:
+        s3.upload_part_copy(
+            Bucket=bucket, Key="dst", UploadId=upload_id, PartNumber=1,
+            CopySource={"Bucket": bucket, "Key": "src"}, CopySourceRange="bytes=5-100",
+        )
+    assert _code(exc) == "InvalidRange"
+    with pytest.raises(ClientError) as exc:
+        s3.upload_part_copy(
+            Bucket=bucket, Key="dst", UploadId=upload_id, PartNumber=1,
+            CopySource={"Bucket": bucket, "Key": "nope"},
+        )
+    assert _code(exc) == "NoSuchKey"
+
+
+def test_upload_part_copy_range_across_parts_with_conditions(s3: Any, bucket: str) -> None:
+    parts = [_data(PART, 31), _data(2048, 32)]
+    upload_id = _create(s3, bucket, "src")
+    etags = [_upload(s3, bucket, "src", upload_id, n, d)["ETag"] for n, d in enumerate(parts, 1)]
+    done = _complete(s3, bucket, "src", upload_id,
+                     [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)])
+    source = b"".join(parts)
+    copy_id = _create(s3, bucket, "dst")
+    with pytest.raises(ClientError) as exc:
+        s3.upload_part_copy(
+            Bucket=bucket, Key="dst", UploadId=copy_id, PartNumber=1,
+            CopySource={"Bucket": bucket, "Key": "src"}, CopySourceIfMatch='"0000"',
+        )
+    assert _code(exc) == "PreconditionFailed"
+
+    copied = s3.upload_part_copy(
+        Bucket=bucket, Key="dst", UploadId=copy_id, PartNumber=1,
+        CopySource={"Bucket": bucket, "Key": "src"}, CopySourceIfMatch=done["ETag"],
+        CopySourceRange=f"bytes={PART - 100}-{PART + 99}",
+    )
+    assert copied["CopyPartResult"]["ETag"] == _etag(source[PART - 100 : PART + 100])
+    _complete(s3, bucket, "dst", copy_id,
+              [{"PartNumber": 1, "ETag": copied["CopyPartResult"]["ETag"]}])
+    assert _read(s3, bucket, "dst")[1] == source[PART - 100 : PART + 100]
+
+
+def test_part_number_beyond_the_parts_is_invalid_part_number(s3: Any, bucket: str) -> None:
+    upload_id = _create(s3, bucket, "k")
+    etag = _upload(s3, bucket, "k", upload_id, 1, b"only part")["ETag"]
+    _complete(s3, bucket, "k", upload_id, [{"PartNumber": 1, "ETag": etag}])
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="k", PartNumber=2)
+    assert _code(exc) == "InvalidPartNumber"
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+
+
+def test_wrong_content_md5_on_upload_part_is_bad_digest(s3: Any, bucket: str) -> None:
+    upload_id = _create(s3, bucket, "k")
+    wrong = _b64(_md5(b"something else"))
+    with pytest.raises(ClientError) as exc:
+        _upload(s3, bucket, "k", upload_id, 1, b"data", ContentMD5=wrong)
+    assert _code(exc) == "BadDigest"
+
+
+# --- ListParts --------------------------------------------------------------------------------
+def test_list_parts_paginates(s3: Any, bucket: str) -> None:
+    upload_id = _create(s3, bucket, "k")
+    etags = {n: _upload(s3, bucket, "k", upload_id, n, b"p" * n)["ETag"] for n in range(1, 6)}
+
+    seen: list[int] = []
+    marker = 0
+    pages = 0
+    while True:
+        page = s3.list_parts(
+            Bucket=bucket, Key="k", UploadId=upload_id, MaxParts=2, PartNumberMarker=marker
+        )
+        pages += 1
+        assert page["MaxParts"] == 2
+        assert page["UploadId"] == upload_id
+        for part in page["Parts"]:
+            assert part["ETag"] == etags[part["PartNumber"]]
+            assert part["Size"] == part["PartNumber"]
+            seen.append(part["PartNumber"])
+        if not page["IsTruncated"]:
+            break
+        assert page["NextPartNumberMarker"] == seen[-1]
+        marker = page["NextPartNumberMarker"]
+    assert seen == [1, 2, 3, 4, 5]
+    assert pages == 3
+
+    everything = s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)
+    assert [p["PartNumber"] for p in everything["Parts"]] == [1, 2, 3, 4, 5]
+    assert everything["IsTruncated"] is False
+
+
+# --- ListMultipartUploads ---------------------------------------------------------------------
+def test_list_multipart_uploads_prefix_delimiter_and_markers(s3: Any, bucket: str) -> None:
+    keys = ["a/1", "a/2", "a/b/3", "b", "c"]
+    ids = {key: _create(s3, bucket, key) for key in keys}
+    same = [_create(s3, bucket, "m") for _ in range(3)]
+
+    everything = s3.list_multipart_uploads(Bucket=bucket)
+    listed = [(u["Key"], u["UploadId"]) for u in everything["Uploads"]]
+    assert [k for k, _ in listed] == ["a/1", "a/2", "a/b/3", "b", "c", "m", "m", "m"]
+    assert [u for k, u in listed if k == "m"] == same  # oldest first for one key
+    assert everything["IsTruncated"] is False
+
+    by_prefix = s3.list_multipart_uploads(Bucket=bucket, Prefix="a/")
+    assert [u["Key"] for u in by_prefix["Uploads"]] == ["a/1", "a/2", "a/b/3"]
+    assert by_prefix["Prefix"] == "a/"
+
+    grouped = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/")
+    assert [u["Key"] for u in grouped["Uploads"]] == ["b", "c", "m", "m", "m"]
+    assert [p["Prefix"] for p in grouped["CommonPrefixes"]] == ["a/"]
+
+    nested = s3.list_multipart_uploads(Bucket=bucket, Prefix="a/", Delimiter="/")
+    assert [u["Key"] for u in nested["Uploads"]] == ["a/1", "a/2"]
+    assert [p["Prefix"] for p in nested["CommonPrefixes"]] == ["a/b/"]
+
+    after_key = s3.list_multipart_uploads(Bucket=bucket, KeyMarker="b")
+    assert [u["Key"] for u in after_key["Uploads"]] == ["c", "m", "m", "m"]
+
+    after_id = s3.list_multipart_uploads(Bucket=bucket, KeyMarker="m", UploadIdMarker=same[0])
+    assert [u["UploadId"] for u in after_id["Uploads"]] == same[1:]
+    assert ids["a/1"] not in [u["UploadId"] for u in after_id["Uploads"]]
+
+
+def test_list_multipart_uploads_paginates(s3: Any, bucket: str) -> None:
+    created = [("k" + str(i), _create(s3, bucket, "k" + str(i))) for i in range(5)]
+    seen: list[tuple[str, str]] = []
+    kwargs: dict[str, Any] = {}
+    while True:
+        page = s3.list_multipart_uploads(Bucket=bucket, MaxUploads=2, **kwargs)
+        assert page["MaxUploads"] == 2
+        assert len(page.get("Uploads", [])) <= 2
+        seen += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
+        if not page["IsTruncated"]:
+            break
+        kwargs = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+    assert seen == created
+
+
+def test_list_multipart_uploads_paginates_over_common_prefixes(s3: Any, bucket: str) -> None:
+    for key in ["a/1", "a/2", "a/3", "a/4", "b", "c/1", "c/2", "c/3", "d"]:
+        _create(s3, bucket, key)
+    keys: list[str] = []
+    prefixes: list[str] = []
+    pages = s3.get_paginator("list_multipart_uploads").paginate(
+        Bucket=bucket, Delimiter="/", PaginationConfig={"PageSize": 2}
+    )
+    for page in pages:
+        entries = page.get("Uploads", []) + page.get("CommonPrefixes", [])
+        assert 0 < len(entries) <= 2
+        keys += [u["Key"] for u in page.get("Uploads", [])]
+        prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+    assert prefixes == ["a/", "c/"]
+    assert keys == ["b", "d"]
+
+
+# --- checksums --------------------------------------------------------------------------------
+def _checksummed_upload(
+    s3: Any, bucket: str, key: str, algorithm: str, parts: list[bytes], **create: Any
+) -> tuple[str, list[dict[str, Any]]]:
+    upload_id = _create(s3, bucket, key, ChecksumAlgorithm=algorithm, **create)
+    field = "Checksum" + algorithm
+    listed = []
+    for number, data in enumerate(parts, start=1):
+        response = _upload(s3, bucket, key, upload_id, number, data, ChecksumAlgorithm=algorithm)
+        listed.append({"PartNumber": number, "ETag": response["ETag"], field: response[field]})
+    return upload_id, listed
+
+
+def test_crc32_composite_checksum(s3: Any, bucket: str) -> None:
+    parts = [_data(PART, 40), _data(777, 41)]
+    created = s3.create_multipart_upload(Bucket=bucket, Key="k", ChecksumAlgorithm="CRC32")
+    assert created["ChecksumAlgorithm"] == "CRC32"
+    upload_id = created["UploadId"]
+    listed = []
+    for number, data in enumerate(parts, start=1):
+        response = _upload(s3, bucket, "k", upload_id, number, data, ChecksumAlgorithm="CRC32")
+        assert response["ChecksumCRC32"] == _b64(_crc32(data))  # echoed per part
+        listed.append({"PartNumber": number, "ETag": response["ETag"],
+                       "ChecksumCRC32": response["ChecksumCRC32"]})
+    page = s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)
+    assert [p["ChecksumCRC32"] for p in page["Parts"]] == [_b64(_crc32(p)) for p in parts]
+
+    done = _complete(s3, bucket, "k", upload_id, listed)
+
+    composite = _b64(_crc32(b"".join(_crc32(p) for p in parts))) + "-2"
+    assert done["ChecksumCRC32"] == composite
+    assert done["ChecksumType"] == "COMPOSITE"
+    response, body = _read(s3, bucket, "k", ChecksumMode="ENABLED")
+    assert body == b"".join(parts)
+    assert response["ChecksumCRC32"] == composite
+    assert response["ChecksumType"] == "COMPOSITE"
+    head = s3.head_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == composite
+    attributes = s3.get_object_attributes(
+        Bucket=bucket, Key="k", ObjectAttributes=["Checksum", "ObjectParts"]
+    )
+    assert attributes["Checksum"]["ChecksumCRC32"] == composite
+    assert attributes["ObjectParts"]["TotalPartsCount"] == 2
+
+
+def test_crc32_full_object_checksum(s3: Any, bucket: str) -> None:
+    parts = [_data(PART, 42), _data(PART, 43), _data(5, 44)]
+    whole = b"".join(parts)
+    upload_id, listed = _checksummed_upload(
+        s3, bucket, "k", "CRC32", parts, ChecksumType="FULL_OBJECT"
+    )
+
+    done = _complete(s3, bucket, "k", upload_id, listed, ChecksumType="FULL_OBJECT",
+                     ChecksumCRC32=_b64(_crc32(whole)))
+
+    assert done["ChecksumCRC32"] == _b64(_crc32(whole))
+    assert done["ChecksumType"] == "FULL_OBJECT"
+    # botocore checks the body against a full-object checksum it is given.
+    response, body = _read(s3, bucket, "k", ChecksumMode="ENABLED")
+    assert body == whole
+    assert response["ChecksumCRC32"] == _b64(_crc32(whole))
+    assert response["ChecksumType"] == "FULL_OBJECT"
+
+
+def test_full_object_checksum_mismatch_on_complete_is_refused(s3: Any, bucket: str) -> None:
+    parts = [_data(PART, 45), _data(5, 46)]
+    upload_id, listed = _checksummed_upload(
+        s3, bucket, "k", "CRC32", parts, ChecksumType="FULL_OBJECT"
+    )
+    with pytest.raises(ClientError) as exc:
+        _complete(s3, bucket, "k", upload_id, listed, ChecksumType="FULL_OBJECT",
+                  ChecksumCRC32=_b64(_crc32(b"not the object")))
+    assert _code(exc) == "BadDigest"
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="k")
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_crc64nvme_full_object_checksum(s3: Any, bucket: str) -> None:
+    parts = [_data(PART, 47), _data(PART + 3, 48)]
+    whole = b"".join(parts)
+    upload_id, listed = _checksummed_upload(s3, bucket, "k", "CRC64NVME", parts)
+    assert [p["ChecksumCRC64NVME"] for p in listed] == [_b64(_crc64nvme(p)) for p in parts]
+
+    done = _complete(s3, bucket, "k", upload_id, listed)
+
+    assert done["ChecksumCRC64NVME"] == _b64(_crc64nvme(whole))
+    assert done["ChecksumType"] == "FULL_OBJECT"
+    response, body = _read(s3, bucket, "k", ChecksumMode="ENABLED")
+    assert body == whole
+    assert response["ChecksumCRC64NVME"] == _b64(_crc64nvme(whole))
+
+
+def test_sha256_composite_checksum(s3: Any, bucket: str) -> None:
+    parts = [_data(PART, 49), _data(PART, 50), _data(1, 51)]
+    upload_id, listed = _checksummed_upload(s3, bucket, "k", "SHA256", parts)
+    assert [p["ChecksumSHA256"] for p in listed] == [_b64(_sha256(p)) for p in parts]
+
+    done = _complete(s3, bucket, "k", upload_id, listed)
+
+    composite = _b64(_sha256(b"".join(_sha256(p) for p in parts))) + "-3"
+    assert done["ChecksumSHA256"] == composite
+    assert done["ChecksumType"] == "COMPOSITE"
+    response, body = _read(s3, bucket, "k", ChecksumMode="ENABLED")
+    assert body == b"".join(parts)
+    assert response["ChecksumSHA256"] == composite
+
+
+def test_wrong_part_checksum_on_upload_is_refused(s3: Any, bucket: str) -> None:
+    upload_id = _create(s3, bucket, "k", ChecksumAlgorithm="SHA256")
+    with pytest.raises(ClientError) as exc:
+        _upload(s3, bucket, "k", upload_id, 1, b"data", ChecksumSHA256=_b64(_sha256(b"other")))
+    assert _code(exc) == "BadDigest"
+    assert s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id).get("Parts", []) == []
+
+
+def test_wrong_part_checksum_on_complete_is_invalid_part(s3: Any, bucket: str) -> None:
+    upload_id, listed = _checksummed_upload(s3, bucket, "k", "SHA256", [b"one"])
+    listed[0]["ChecksumSHA256"] = _b64(_sha256(b"two"))
+    with pytest.raises(ClientError) as exc:
+        _complete(s3, bucket, "k", upload_id, listed)
+    assert _code(exc) == "InvalidPart"
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "kind"), [("CRC64NVME", "COMPOSITE"), ("SHA256", "FULL_OBJECT"),
+                            ("SHA1", "FULL_OBJECT")]
+)
+def test_unsupported_checksum_type_is_invalid_request(
+    s3: Any, bucket: str, algorithm: str, kind: str
+) -> None:
+    with pytest.raises(ClientError) as exc:
+        s3.create_multipart_upload(
+            Bucket=bucket, Key="k", ChecksumAlgorithm=algorithm, ChecksumType=kind
+        )
+    assert _code(exc) == "InvalidRequest"
+
+
+def test_part_checksum_of_another_algorithm_is_invalid_request(s3: Any, bucket: str) -> None:
+    upload_id = _create(s3, bucket, "k", ChecksumAlgorithm="CRC32")
+    with pytest.raises(ClientError) as exc:
+        _upload(s3, bucket, "k", upload_id, 1, b"data", ChecksumAlgorithm="SHA256")
+    assert _code(exc) == "InvalidRequest"
+
+
+def test_object_parts_in_get_object_attributes(s3: Any, bucket: str) -> None:
+    parts = [_data(PART, 52), _data(PART, 53), _data(9, 54)]
+    upload_id, listed = _checksummed_upload(s3, bucket, "k", "SHA256", parts)
+    _complete(s3, bucket, "k", upload_id, listed)
+
+    first = s3.get_object_attributes(
+        Bucket=bucket, Key="k", ObjectAttributes=["ObjectParts", "ObjectSize"], MaxParts=2
+    )
+    assert first["ObjectSize"] == 2 * PART + 9
+    page = first["ObjectParts"]
+    assert page["TotalPartsCount"] == 3
+    assert page["IsTruncated"] is True
+    assert [(p["PartNumber"], p["Size"], p["ChecksumSHA256"]) for p in page["Parts"]] == [
+        (1, PART, _b64(_sha256(parts[0]))), (2, PART, _b64(_sha256(parts[1])))
+    ]
+    rest = s3.get_object_attributes(
+        Bucket=bucket, Key="k", ObjectAttributes=["ObjectParts"],
+        PartNumberMarker=page["NextPartNumberMarker"],
+    )["ObjectParts"]
+    assert [p["PartNumber"] for p in rest["Parts"]] == [3]
+    assert rest["IsTruncated"] is False
+
+
+# --- boto3's transfer manager -----------------------------------------------------------------
+def test_upload_file_and_download_file_multipart(s3: Any, bucket: str, tmp_path: Path) -> None:
+    source = tmp_path / "source.bin"
+    data = _data(40 * MiB, 60)
+    source.write_bytes(data)
+    config = TransferConfig(
+        multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=4
+    )
+
+    s3.upload_file(str(source), bucket, "big.bin", Config=config)
+
+    head = s3.head_object(Bucket=bucket, Key="big.bin", ChecksumMode="ENABLED")
+    assert head["ContentLength"] == len(data)
+    chunks = [data[i : i + 8 * MiB] for i in range(0, len(data), 8 * MiB)]
+    assert head["ETag"] == _multipart_etag(chunks)
+    # s3transfer declares CRC32 on CreateMultipartUpload and sends each part's CRC32.
+    assert head["ChecksumCRC32"] == _b64(_crc32(b"".join(_crc32(c) for c in chunks))) + "-5"
+    target = tmp_path / "target.bin"
+    s3.download_file(bucket, "big.bin", str(target), Config=config)
+    assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(data).digest()
