@@ -90,7 +90,9 @@ async def _principal(request: Request) -> Principal:
     services = _services(request)
     body = await request.body()
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.scope["headers"]]
+    headers = [
+        (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.scope["headers"]
+    ]
     signed = SignedRequest(
         request.method, raw_path.decode("latin-1").split("?", 1)[0],
         request.scope.get("query_string", b"").decode("latin-1"), headers,

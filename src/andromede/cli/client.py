@@ -73,5 +73,7 @@ class AdminClient:
         except ValueError:
             payload = {"code": str(response.status_code), "message": response.text[:200]}
         if response.status_code >= 400:
-            raise AdminError(f"{payload.get('code')}: {payload.get('message')}")
+            # Domain errors carry code and message; FastAPI's own (422) carry only detail.
+            code = payload.get("code", response.status_code)
+            raise AdminError(f"{code}: {payload.get('message') or payload.get('detail')}")
         return payload

@@ -28,6 +28,8 @@ Endpoint = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 console = Console()
+# Errors go to stderr, unwrapped, so that stdout stays parseable under --json.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @app.command()
@@ -55,7 +57,7 @@ def _client(endpoint: str | None, data_dir: Path | None) -> AdminClient:
 
 
 def _fail(exc: AdminError) -> None:
-    console.print(f"[red]error:[/red] {exc}", highlight=False)
+    err_console.print(f"[red]error:[/red] {exc}", highlight=False)
     raise typer.Exit(code=1)
 
 
