@@ -105,7 +105,9 @@ async def build_runtime(settings: Settings) -> Runtime:
         await accounts.ensure_root(DEFAULT_TENANT, creds.access_key_id, creds.secret_key)
     sweeper = Sweeper(
         Janitor(
-            store, sites, clock,
+            store,
+            sites,
+            clock,
             garbage_grace=dt.timedelta(seconds=settings.garbage_grace_seconds),
             temp_grace=dt.timedelta(seconds=settings.temp_grace_seconds),
         )
@@ -131,7 +133,8 @@ class Gateway:
         self._s3 = S3App(
             runtime.services,
             S3Config(
-                self.settings.region, self.settings.domain,
+                self.settings.region,
+                self.settings.domain,
                 dt.timedelta(seconds=self.settings.max_clock_skew_seconds),
             ),
         )
@@ -172,8 +175,13 @@ class Gateway:
             return
         path: str = scope.get("path", "")
         if path == HEALTH_PATH:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"text/plain")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/plain")],
+                }
+            )
             await send({"type": "http.response.body", "body": b"ok\n"})
             return
         if path.startswith(ADMIN_PREFIX + "/") or path == ADMIN_PREFIX:

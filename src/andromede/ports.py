@@ -150,7 +150,10 @@ class MetadataStore(Protocol):
         ...
 
     async def complete_upload(
-        self, upload_id: str, version: ObjectVersion, used_parts: Sequence[int],
+        self,
+        upload_id: str,
+        version: ObjectVersion,
+        used_parts: Sequence[int],
         condition: WriteCondition | None = None,
     ) -> None:
         """Atomically: install ``version``, drop the upload; unused parts become garbage.

@@ -34,7 +34,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def clean_env(**extra: str) -> dict[str, str]:
     """The test's environment without any Andromède or AWS settings, plus ``extra``."""
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(("ANDROMEDE_", "AWS_"))
         and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
     }
@@ -46,7 +47,10 @@ def andromede(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     """Run the CLI without raising on failure."""
     return subprocess.run(
         [sys.executable, "-m", "andromede", *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env=env if env is not None else clean_env(),
     )
 
@@ -94,9 +98,19 @@ def test_invalid_tenant_name(server: Server, name: str) -> None:
 
 def test_key_create_list_delete(server: Server) -> None:
     as_json(local(server, "admin", "tenant", "create", "keys-tenant", "--json"))
-    key = as_json(local(
-        server, "admin", "key", "create", "--tenant", "keys-tenant", "--description", "ci", "--json"
-    ))
+    key = as_json(
+        local(
+            server,
+            "admin",
+            "key",
+            "create",
+            "--tenant",
+            "keys-tenant",
+            "--description",
+            "ci",
+            "--json",
+        )
+    )
     assert key["tenant"] == "keys-tenant"
     assert key["description"] == "ci"
     assert key["is_operator"] is False
@@ -175,7 +189,10 @@ def test_openapi_document_and_docs(server: Server) -> None:
         spec = json.loads(resp.read())
     assert spec["info"]["title"] == "Andromède admin API"
     assert set(spec["paths"]) >= {
-        "/v1/whoami", "/v1/tenants", "/v1/keys", "/v1/keys/{access_key_id}"
+        "/v1/whoami",
+        "/v1/tenants",
+        "/v1/keys",
+        "/v1/keys/{access_key_id}",
     }
     assert set(spec["paths"]["/v1/tenants"]) == {"get", "post"}
     # The caller is a dependency, never a parameter a client would have to send.
@@ -189,11 +206,19 @@ def test_openapi_document_and_docs(server: Server) -> None:
         assert f"{ADMIN}/openapi.json" in resp.read().decode()
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/tenants"), ("GET", "/v1/whoami"),
-                                              ("POST", "/v1/tenants"), ("DELETE", "/v1/keys/AKX")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/tenants"),
+        ("GET", "/v1/whoami"),
+        ("POST", "/v1/tenants"),
+        ("DELETE", "/v1/keys/AKX"),
+    ],
+)
 def test_unsigned_request_is_refused(server: Server, method: str, path: str) -> None:
     request = urllib.request.Request(
-        server.endpoint + ADMIN + path, method=method,
+        server.endpoint + ADMIN + path,
+        method=method,
         data=b'{"name": "anon"}' if method == "POST" else None,
         headers={"content-type": "application/json"},
     )
@@ -211,9 +236,22 @@ def serve(data_dir: Path, port: int, stdout: Path) -> Iterator[None]:
     """``andromede serve`` with no root credentials in the environment."""
     with open(stdout, "wb") as out, open(stdout.with_suffix(".err"), "wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "andromede", "serve", "--data-dir", str(data_dir),
-             "--address", f"127.0.0.1:{port}", "--workers", "1"],
-            stdout=out, stderr=err, env=clean_env(), start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "andromede",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--address",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+            ],
+            stdout=out,
+            stderr=err,
+            env=clean_env(),
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 30
@@ -260,8 +298,11 @@ def test_first_start_prints_credentials_once(tmp_path: Path) -> None:
         assert (stored["access_key_id"], stored["secret_key"]) == (access_key, secret_key)
 
         s3 = boto3.client(
-            "s3", endpoint_url=endpoint, region_name="us-east-1",
-            aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
             config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
         )
         s3.create_bucket(Bucket="first-bucket")

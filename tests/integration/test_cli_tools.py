@@ -49,8 +49,13 @@ class Tool:
         self, *args: str, cwd: Path | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            list(args), capture_output=True, text=True, env=self.env, timeout=timeout,
-            cwd=cwd or self.home, check=False,
+            list(args),
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            cwd=cwd or self.home,
+            check=False,
         )
 
 
@@ -59,7 +64,8 @@ def make_tool(server: Server, home: Path) -> Tool:
     home.mkdir(parents=True, exist_ok=True)
     _, access, secret = server.new_tenant()
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(("AWS_", "ANDROMEDE_", "RCLONE_", "S3CMD"))
         and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
     }
@@ -150,12 +156,23 @@ def test_aws_multipart_copy_round_trip(aws: Tool, server: Server, tmp_path: Path
 
     # 30 MiB: over the CLI's 8 MiB multipart threshold, so it uploads and downloads in parts.
     src = random_file(tmp_path / "big.bin", 30 * MiB)
-    out = ok(run_aws(aws, server, "s3", "cp", "big.bin", f"s3://{bucket}/dir/big.bin",
-                     "--no-progress", cwd=tmp_path))
+    out = ok(
+        run_aws(
+            aws,
+            server,
+            "s3",
+            "cp",
+            "big.bin",
+            f"s3://{bucket}/dir/big.bin",
+            "--no-progress",
+            cwd=tmp_path,
+        )
+    )
     assert out == f"upload: ./big.bin to s3://{bucket}/dir/big.bin\n"
 
-    head = json.loads(ok(run_aws(aws, server, "s3api", "head-object", "--bucket", bucket,
-                                 "--key", "dir/big.bin")))
+    head = json.loads(
+        ok(run_aws(aws, server, "s3api", "head-object", "--bucket", bucket, "--key", "dir/big.bin"))
+    )
     assert head["ContentLength"] == 30 * MiB
     # A multipart ETag: MD5 of the part MD5s, dash, part count (8 MiB parts → 4).
     assert head["ETag"].strip('"').endswith("-4")
@@ -165,8 +182,18 @@ def test_aws_multipart_copy_round_trip(aws: Tool, server: Server, tmp_path: Path
     assert ok(run_aws(aws, server, "s3", "ls")).split()[-1] == bucket
 
     dest = tmp_path / "back.bin"
-    out = ok(run_aws(aws, server, "s3", "cp", f"s3://{bucket}/dir/big.bin", "back.bin",
-                     "--no-progress", cwd=tmp_path))
+    out = ok(
+        run_aws(
+            aws,
+            server,
+            "s3",
+            "cp",
+            f"s3://{bucket}/dir/big.bin",
+            "back.bin",
+            "--no-progress",
+            cwd=tmp_path,
+        )
+    )
     assert out == f"download: s3://{bucket}/dir/big.bin to ./back.bin\n"
     assert sha256(dest) == sha256(src)
 
@@ -180,19 +207,43 @@ def test_aws_sync_tree_both_ways(aws: Tool, server: Server, tmp_path: Path) -> N
     ok(run_aws(aws, server, "s3", "mb", f"s3://{bucket}"))
     expected = make_tree(tmp_path / "up")
 
-    out = ok(run_aws(aws, server, "s3", "sync", str(tmp_path / "up"), f"s3://{bucket}/tree",
-                     "--no-progress"))
+    out = ok(
+        run_aws(
+            aws, server, "s3", "sync", str(tmp_path / "up"), f"s3://{bucket}/tree", "--no-progress"
+        )
+    )
     assert out.count("upload: ") == len(expected)
     # Nothing changed: a second sync has nothing to do.
-    assert ok(run_aws(aws, server, "s3", "sync", str(tmp_path / "up"), f"s3://{bucket}/tree",
-                      "--no-progress")) == ""
+    assert (
+        ok(
+            run_aws(
+                aws,
+                server,
+                "s3",
+                "sync",
+                str(tmp_path / "up"),
+                f"s3://{bucket}/tree",
+                "--no-progress",
+            )
+        )
+        == ""
+    )
 
     listing = ok(run_aws(aws, server, "s3", "ls", "--recursive", f"s3://{bucket}/"))
     assert "tree/unicodé/Ωmega ☃.txt" in listing
     assert "tree/données/été 2024/rapport final.csv" in listing
 
-    ok(run_aws(aws, server, "s3", "sync", f"s3://{bucket}/tree", str(tmp_path / "down"),
-               "--no-progress"))
+    ok(
+        run_aws(
+            aws,
+            server,
+            "s3",
+            "sync",
+            f"s3://{bucket}/tree",
+            str(tmp_path / "down"),
+            "--no-progress",
+        )
+    )
     assert tree_digest(tmp_path / "down") == expected
 
     out = ok(run_aws(aws, server, "s3", "rm", "--recursive", f"s3://{bucket}/tree"))
@@ -206,11 +257,28 @@ def test_aws_s3api_tagging_and_presign(aws: Tool, server: Server, tmp_path: Path
     ok(run_aws(aws, server, "s3", "mb", f"s3://{bucket}"))
     src = tmp_path / "note.txt"
     src.write_bytes(b"presigned hello\n")
-    ok(run_aws(aws, server, "s3", "cp", str(src), f"s3://{bucket}/notes/note.txt",
-               "--content-type", "text/plain", "--metadata", "owner=ci"))
+    ok(
+        run_aws(
+            aws,
+            server,
+            "s3",
+            "cp",
+            str(src),
+            f"s3://{bucket}/notes/note.txt",
+            "--content-type",
+            "text/plain",
+            "--metadata",
+            "owner=ci",
+        )
+    )
 
-    head = json.loads(ok(run_aws(aws, server, "s3api", "head-object", "--bucket", bucket,
-                                 "--key", "notes/note.txt")))
+    head = json.loads(
+        ok(
+            run_aws(
+                aws, server, "s3api", "head-object", "--bucket", bucket, "--key", "notes/note.txt"
+            )
+        )
+    )
     assert head["ContentLength"] == len(src.read_bytes())
     assert head["ContentType"] == "text/plain"
     assert head["Metadata"] == {"owner": "ci"}
@@ -223,16 +291,44 @@ def test_aws_s3api_tagging_and_presign(aws: Tool, server: Server, tmp_path: Path
     tagging = json.dumps(
         {"TagSet": [{"Key": "project", "Value": "andromède"}, {"Key": "env", "Value": "ci"}]}
     )
-    ok(run_aws(aws, server, "s3api", "put-object-tagging", "--bucket", bucket,
-               "--key", "notes/note.txt", "--tagging", tagging))
-    tags = json.loads(ok(run_aws(aws, server, "s3api", "get-object-tagging", "--bucket", bucket,
-                                 "--key", "notes/note.txt")))
+    ok(
+        run_aws(
+            aws,
+            server,
+            "s3api",
+            "put-object-tagging",
+            "--bucket",
+            bucket,
+            "--key",
+            "notes/note.txt",
+            "--tagging",
+            tagging,
+        )
+    )
+    tags = json.loads(
+        ok(
+            run_aws(
+                aws,
+                server,
+                "s3api",
+                "get-object-tagging",
+                "--bucket",
+                bucket,
+                "--key",
+                "notes/note.txt",
+            )
+        )
+    )
     assert sorted((t["Key"], t["Value"]) for t in tags["TagSet"]) == [
-        ("env", "ci"), ("project", "andromède")
+        ("env", "ci"),
+        ("project", "andromède"),
     ]
 
-    url = ok(run_aws(aws, server, "s3", "presign", f"s3://{bucket}/notes/note.txt",
-                     "--expires-in", "300")).strip()
+    url = ok(
+        run_aws(
+            aws, server, "s3", "presign", f"s3://{bucket}/notes/note.txt", "--expires-in", "300"
+        )
+    ).strip()
     assert url.startswith(f"{server.endpoint}/{bucket}/notes/note.txt?")
     assert "X-Amz-Signature=" in url
     with urllib.request.urlopen(url, timeout=10) as resp:
@@ -250,38 +346,90 @@ def test_aws_stream_server_side_copy_and_pages(aws: Tool, server: Server, tmp_pa
     data = os.urandom(12 * MiB)
     up = subprocess.run(
         [AWS, "--endpoint-url", server.endpoint, "s3", "cp", "-", "s3://aws-stream/piped.bin"],
-        input=data, capture_output=True, env=aws.env, timeout=120, check=False,
+        input=data,
+        capture_output=True,
+        env=aws.env,
+        timeout=120,
+        check=False,
     )
     assert up.returncode == 0, up.stderr
     down = subprocess.run(
         [AWS, "--endpoint-url", server.endpoint, "s3", "cp", "s3://aws-stream/piped.bin", "-"],
-        capture_output=True, env=aws.env, timeout=120, check=False,
+        capture_output=True,
+        env=aws.env,
+        timeout=120,
+        check=False,
     )
     assert down.returncode == 0, down.stderr
     assert hashlib.sha256(down.stdout).digest() == hashlib.sha256(data).digest()
 
     # Bucket to bucket, then a rename: server-side copies (12 MiB: UploadPartCopy in parts).
-    out = ok(run_aws(aws, server, "s3", "cp", "s3://aws-stream/piped.bin",
-                     "s3://aws-copy/copied.bin", "--no-progress"))
+    out = ok(
+        run_aws(
+            aws,
+            server,
+            "s3",
+            "cp",
+            "s3://aws-stream/piped.bin",
+            "s3://aws-copy/copied.bin",
+            "--no-progress",
+        )
+    )
     assert out == "copy: s3://aws-stream/piped.bin to s3://aws-copy/copied.bin\n"
-    out = ok(run_aws(aws, server, "s3", "mv", "s3://aws-copy/copied.bin",
-                     "s3://aws-copy/moved.bin", "--no-progress"))
+    out = ok(
+        run_aws(
+            aws,
+            server,
+            "s3",
+            "mv",
+            "s3://aws-copy/copied.bin",
+            "s3://aws-copy/moved.bin",
+            "--no-progress",
+        )
+    )
     assert out == "move: s3://aws-copy/copied.bin to s3://aws-copy/moved.bin\n"
-    head = json.loads(ok(run_aws(aws, server, "s3api", "head-object", "--bucket", "aws-copy",
-                                 "--key", "moved.bin")))
+    head = json.loads(
+        ok(
+            run_aws(
+                aws, server, "s3api", "head-object", "--bucket", "aws-copy", "--key", "moved.bin"
+            )
+        )
+    )
     assert head["ContentLength"] == len(data)
-    ok(run_aws(aws, server, "s3", "cp", "s3://aws-copy/moved.bin", "moved.bin", "--no-progress",
-               cwd=tmp_path))
+    ok(
+        run_aws(
+            aws,
+            server,
+            "s3",
+            "cp",
+            "s3://aws-copy/moved.bin",
+            "moved.bin",
+            "--no-progress",
+            cwd=tmp_path,
+        )
+    )
     assert (tmp_path / "moved.bin").read_bytes() == data
 
     # Listing in pages of two walks continuation tokens.
     for i in range(5):
-        ok(run_aws(aws, server, "s3api", "put-object", "--bucket", "aws-copy",
-                   "--key", f"pages/{i}.txt"))
-    listing = ok(run_aws(aws, server, "s3", "ls", "--recursive", "--page-size", "2",
-                         "s3://aws-copy/"))
+        ok(
+            run_aws(
+                aws,
+                server,
+                "s3api",
+                "put-object",
+                "--bucket",
+                "aws-copy",
+                "--key",
+                f"pages/{i}.txt",
+            )
+        )
+    listing = ok(
+        run_aws(aws, server, "s3", "ls", "--recursive", "--page-size", "2", "s3://aws-copy/")
+    )
     assert [line.split()[-1] for line in listing.splitlines()] == [
-        "moved.bin", *(f"pages/{i}.txt" for i in range(5))
+        "moved.bin",
+        *(f"pages/{i}.txt" for i in range(5)),
     ]
 
     out = ok(run_aws(aws, server, "s3", "rb", "s3://aws-copy", "--force"))
@@ -318,8 +466,18 @@ def rclone(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Tool:
 
 def run_rclone(tool: Tool, *args: str) -> subprocess.CompletedProcess[str]:
     # 5 MiB parts, so the 20 MiB file goes up as a four-part multipart upload.
-    return tool.run("rclone", "--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M",
-                    "--low-level-retries", "1", "--retries", "1", *args)
+    return tool.run(
+        "rclone",
+        "--s3-upload-cutoff",
+        "5M",
+        "--s3-chunk-size",
+        "5M",
+        "--low-level-retries",
+        "1",
+        "--retries",
+        "1",
+        *args,
+    )
 
 
 @pytest.mark.skipif(shutil.which("rclone") is None, reason="rclone not installed")
@@ -345,8 +503,9 @@ def test_rclone_sync_check_and_back(rclone: Tool, server: Server, tmp_path: Path
     assert "0 differences found" in check.stderr
     assert f"{len(expected)} matching files" in check.stderr
 
-    entries = json.loads(ok(run_rclone(rclone, "lsjson", "--recursive", "--files-only",
-                                       f"{remote}/tree")))
+    entries = json.loads(
+        ok(run_rclone(rclone, "lsjson", "--recursive", "--files-only", f"{remote}/tree"))
+    )
     by_path = {e["Path"]: e for e in entries}
     assert set(by_path) == set(expected)
     assert by_path["media/big video.bin"]["Size"] == 20 * MiB
@@ -358,8 +517,11 @@ def test_rclone_sync_check_and_back(rclone: Tool, server: Server, tmp_path: Path
     assert tree_digest(tmp_path / "down") == expected
 
     # Remote to remote: server-side copies, and a move that copies then deletes.
-    ok(run_rclone(rclone, "copyto", f"{remote}/tree/unicodé/Ωmega ☃.txt",
-                  f"{remote}/copies/c 1.txt"))
+    ok(
+        run_rclone(
+            rclone, "copyto", f"{remote}/tree/unicodé/Ωmega ☃.txt", f"{remote}/copies/c 1.txt"
+        )
+    )
     assert ok(run_rclone(rclone, "cat", f"{remote}/copies/c 1.txt")) == "snowman ☃\n"
     ok(run_rclone(rclone, "moveto", f"{remote}/copies/c 1.txt", f"{remote}/copies/moved.txt"))
     copies = json.loads(ok(run_rclone(rclone, "lsjson", f"{remote}/copies")))
@@ -410,8 +572,11 @@ def test_s3cmd_round_trip(s3cmd: Tool, server: Server, tmp_path: Path) -> None:
 
     # s3cmd's parts are 15 MB by default; 5 MB parts make the 20 MiB file a 5-part upload.
     src = random_file(tmp_path / "payload.bin", 20 * MiB)
-    out = ok(run_s3cmd(s3cmd, "put", "--multipart-chunk-size-mb=5", str(src),
-                       f"s3://{bucket}/data/payload.bin"))
+    out = ok(
+        run_s3cmd(
+            s3cmd, "put", "--multipart-chunk-size-mb=5", str(src), f"s3://{bucket}/data/payload.bin"
+        )
+    )
     # With the progress meter off s3cmd prints no per-part lines: the ETag tells the parts.
     assert out.startswith(f"upload: '{src}' -> 's3://{bucket}/data/payload.bin' (20971520 bytes")
     head = server.client(s3cmd.access_key, s3cmd.secret_key).head_object(
@@ -445,8 +610,11 @@ def test_s3cmd_round_trip(s3cmd: Tool, server: Server, tmp_path: Path) -> None:
     assert not_empty.returncode != 0
     assert "BucketNotEmpty" in not_empty.stderr
 
-    out = ok(run_s3cmd(s3cmd, "del", f"s3://{bucket}/data/payload.bin",
-                       f"s3://{bucket}/data/small file.txt"))
+    out = ok(
+        run_s3cmd(
+            s3cmd, "del", f"s3://{bucket}/data/payload.bin", f"s3://{bucket}/data/small file.txt"
+        )
+    )
     assert out.count("delete: ") == 2
     assert ok(run_s3cmd(s3cmd, "ls", f"s3://{bucket}/data/")) == ""
     removed = ok(run_s3cmd(s3cmd, "rb", f"s3://{bucket}"))

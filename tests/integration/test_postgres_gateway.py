@@ -38,13 +38,15 @@ def test_server_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
             Bucket="pg-bucket", Key="mp", UploadId=upload["UploadId"], PartNumber=1, Body=b"x" * 10
         )
         s3.complete_multipart_upload(
-            Bucket="pg-bucket", Key="mp", UploadId=upload["UploadId"],
+            Bucket="pg-bucket",
+            Key="mp",
+            UploadId=upload["UploadId"],
             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
         )
         listed = s3.list_objects_v2(Bucket="pg-bucket", Delimiter="/")
         assert [p["Prefix"] for p in listed["CommonPrefixes"]] == ["a/"]
         assert [o["Key"] for o in listed["Contents"]] == ["mp"]
-        tenant, access, secret = server.new_tenant()
+        _, access, secret = server.new_tenant()
         other = server.client(access, secret)
         with pytest.raises(ClientError) as denied:
             other.head_bucket(Bucket="pg-bucket")

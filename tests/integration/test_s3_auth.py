@@ -101,19 +101,27 @@ class Signer:
         amz_date = now.strftime("%Y%m%dT%H%M%SZ")
         scope = f"{amz_date[:8]}/{REGION}/s3/aws4_request"
         all_headers = {k.lower(): v for k, v in (headers or {}).items()}
-        all_headers.update({
-            "host": f"127.0.0.1:{self.server.port}",
-            "x-amz-date": amz_date,
-            "x-amz-content-sha256": payload,
-        })
+        all_headers.update(
+            {
+                "host": f"127.0.0.1:{self.server.port}",
+                "x-amz-date": amz_date,
+                "x-amz-content-sha256": payload,
+            }
+        )
         names = sorted(all_headers)
         canonical_headers = "".join(f"{n}:{' '.join(all_headers[n].split())}\n" for n in names)
         pairs = sorted((_quote(k), _quote(v)) for k, v in query or [])
         canonical_query = "&".join(f"{k}={v}" for k, v in pairs)
-        canonical = "\n".join([
-            method, _quote(path, safe="/"), canonical_query, canonical_headers, ";".join(names),
-            payload,
-        ])
+        canonical = "\n".join(
+            [
+                method,
+                _quote(path, safe="/"),
+                canonical_query,
+                canonical_headers,
+                ";".join(names),
+                payload,
+            ]
+        )
         to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, _sha256(canonical.encode())])
         key = ("AWS4" + self.secret_key).encode()
         for part in (amz_date[:8], REGION, "s3", "aws4_request"):
@@ -127,8 +135,9 @@ class Signer:
         return Signed(method, target, all_headers, signature, amz_date, scope, key)
 
 
-def _send(server: Server, method: str, target: str, headers: dict[str, str],
-          body: bytes = b"") -> Reply:
+def _send(
+    server: Server, method: str, target: str, headers: dict[str, str], body: bytes = b""
+) -> Reply:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
         conn.request(method, target, body=body, headers=headers)
@@ -207,7 +216,9 @@ def test_boto3_checksum_modes(
     upload_id = client.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
     part = client.upload_part(Bucket=bucket, Key="mp", UploadId=upload_id, PartNumber=1, Body=data)
     client.complete_multipart_upload(
-        Bucket=bucket, Key="mp", UploadId=upload_id,
+        Bucket=bucket,
+        Key="mp",
+        UploadId=upload_id,
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
     )
 
@@ -252,18 +263,29 @@ def test_unsigned_payload_from_boto3(server: Server, bucket: str) -> None:
 
 # --- aws-chunked bodies built by hand ---------------------------------------------------------
 def _chunk_signature(signed: Signed, previous: str, data: bytes) -> str:
-    to_sign = "\n".join([
-        "AWS4-HMAC-SHA256-PAYLOAD", signed.amz_date, signed.scope, previous, EMPTY_SHA256,
-        _sha256(data),
-    ])
+    to_sign = "\n".join(
+        [
+            "AWS4-HMAC-SHA256-PAYLOAD",
+            signed.amz_date,
+            signed.scope,
+            previous,
+            EMPTY_SHA256,
+            _sha256(data),
+        ]
+    )
     return hmac.new(signed.key, to_sign.encode(), hashlib.sha256).hexdigest()
 
 
 def _trailer_signature(signed: Signed, previous: str, trailer: str) -> str:
-    to_sign = "\n".join([
-        "AWS4-HMAC-SHA256-TRAILER", signed.amz_date, signed.scope, previous,
-        _sha256(trailer.encode()),
-    ])
+    to_sign = "\n".join(
+        [
+            "AWS4-HMAC-SHA256-TRAILER",
+            signed.amz_date,
+            signed.scope,
+            previous,
+            _sha256(trailer.encode()),
+        ]
+    )
     return hmac.new(signed.key, to_sign.encode(), hashlib.sha256).hexdigest()
 
 
@@ -459,8 +481,9 @@ def test_changed_signed_header_is_signature_does_not_match(
     signed = signer.sign(
         "PUT", f"/{bucket}/k", headers={"x-amz-meta-colour": "blue"}, payload=_sha256(b"x")
     )
-    reply = _send(server, "PUT", signed.target, {**signed.headers, "x-amz-meta-colour": "red"},
-                  b"x")
+    reply = _send(
+        server, "PUT", signed.target, {**signed.headers, "x-amz-meta-colour": "red"}, b"x"
+    )
     assert reply.status == 403
     assert reply.code == "SignatureDoesNotMatch"
     assert not _exists(s3, bucket, "k")
@@ -604,7 +627,8 @@ def test_clock_skew_with_boto3(
     for module in (botocore.auth, botocore.crt.auth):
         real = module.get_current_datetime
         monkeypatch.setattr(
-            module, "get_current_datetime",
+            module,
+            "get_current_datetime",
             lambda real=real, **kw: real(**kw) - dt.timedelta(minutes=20),
         )
     with pytest.raises(ClientError) as exc:
@@ -661,16 +685,16 @@ def test_presigned_upload_part(s3: Any, bucket: str) -> None:
     assert response.status_code == 200
     etag = response.headers["etag"]
     s3.complete_multipart_upload(
-        Bucket=bucket, Key="k", UploadId=upload_id,
+        Bucket=bucket,
+        Key="k",
+        UploadId=upload_id,
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
     )
     assert _get(s3, bucket, "k") == b"part via presigned URL"
 
 
 def test_presigned_expiry_over_seven_days_is_refused(s3: Any, bucket: str) -> None:
-    url = s3.generate_presigned_url(
-        "list_objects_v2", Params={"Bucket": bucket}, ExpiresIn=604_801
-    )
+    url = s3.generate_presigned_url("list_objects_v2", Params={"Bucket": bucket}, ExpiresIn=604_801)
     with httpx.Client(timeout=30) as client:
         response = client.get(url)
     assert response.status_code == 400
@@ -717,11 +741,18 @@ def test_huge_header_section_is_400(server: Server, signer: Signer, bucket: str)
     assert "x-amz-request-id" in reply.headers
 
 
-def _xml_request(signer: Signer, server: Server, path: str, query: list[tuple[str, str]],
-                 body: bytes, method: str = "POST") -> Reply:
+def _xml_request(
+    signer: Signer,
+    server: Server,
+    path: str,
+    query: list[tuple[str, str]],
+    body: bytes,
+    method: str = "POST",
+) -> Reply:
     md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
-    signed = signer.sign(method, path, query=query, headers={"content-md5": md5},
-                         payload=_sha256(body))
+    signed = signer.sign(
+        method, path, query=query, headers={"content-md5": md5}, payload=_sha256(body)
+    )
     return _send_signed(server, signed, body)
 
 
@@ -787,8 +818,19 @@ def test_xml_with_entities_is_refused_fast(
 
 @pytest.mark.parametrize(
     "name",
-    ["ab", "a" * 64, "UPPERCASE", "under_score", "-leading", "trailing-", "two..dots",
-     "192.168.1.1", "xn--prefixed", "bucket-s3alias", ".dot-first"],
+    [
+        "ab",
+        "a" * 64,
+        "UPPERCASE",
+        "under_score",
+        "-leading",
+        "trailing-",
+        "two..dots",
+        "192.168.1.1",
+        "xn--prefixed",
+        "bucket-s3alias",
+        ".dot-first",
+    ],
 )
 def test_invalid_bucket_names(s3: Any, name: str) -> None:
     with pytest.raises(ClientError) as exc:
@@ -799,7 +841,9 @@ def test_invalid_bucket_names(s3: Any, name: str) -> None:
 def test_ranges(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"0123456789")
     for header, expected in (
-        ("bytes=2-4", b"234"), ("bytes=7-", b"789"), ("bytes=-3", b"789"),
+        ("bytes=2-4", b"234"),
+        ("bytes=7-", b"789"),
+        ("bytes=-3", b"789"),
         ("bytes=5-100", b"56789"),
     ):
         response = s3.get_object(Bucket=bucket, Key="k", Range=header)

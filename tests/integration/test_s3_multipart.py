@@ -66,16 +66,18 @@ def _read(s3: Any, bucket: str, key: str, **kwargs: Any) -> tuple[dict[str, Any]
         return response, body.read()
 
 
-def _upload(s3: Any, bucket: str, key: str, upload_id: str, number: int, data: bytes,
-            **kwargs: Any) -> dict[str, Any]:
+def _upload(
+    s3: Any, bucket: str, key: str, upload_id: str, number: int, data: bytes, **kwargs: Any
+) -> dict[str, Any]:
     response: dict[str, Any] = s3.upload_part(
         Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, **kwargs
     )
     return response
 
 
-def _complete(s3: Any, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]],
-              **kwargs: Any) -> dict[str, Any]:
+def _complete(
+    s3: Any, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]], **kwargs: Any
+) -> dict[str, Any]:
     response: dict[str, Any] = s3.complete_multipart_upload(
         Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **kwargs
     )
@@ -122,8 +124,9 @@ def test_get_by_part_number_and_range_across_parts(s3: Any, bucket: str) -> None
     parts = [_data(PART, 4), _data(100, 5)]
     upload_id = _create(s3, bucket, "k")
     etags = [_upload(s3, bucket, "k", upload_id, n, d)["ETag"] for n, d in enumerate(parts, 1)]
-    _complete(s3, bucket, "k", upload_id,
-              [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)])
+    _complete(
+        s3, bucket, "k", upload_id, [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]
+    )
 
     first, body = _read(s3, bucket, "k", PartNumber=1)
     assert body == parts[0]
@@ -154,8 +157,13 @@ def test_complete_with_a_subset_of_parts(s3: Any, bucket: str) -> None:
     upload_id = _create(s3, bucket, "k")
     etags = {n: _upload(s3, bucket, "k", upload_id, n, d)["ETag"] for n, d in parts.items()}
 
-    done = _complete(s3, bucket, "k", upload_id,
-                     [{"PartNumber": 1, "ETag": etags[1]}, {"PartNumber": 3, "ETag": etags[3]}])
+    done = _complete(
+        s3,
+        bucket,
+        "k",
+        upload_id,
+        [{"PartNumber": 1, "ETag": etags[1]}, {"PartNumber": 3, "ETag": etags[3]}],
+    )
 
     assert done["ETag"] == _multipart_etag([parts[1], parts[3]])
     assert _read(s3, bucket, "k")[1] == parts[1] + parts[3]
@@ -281,12 +289,19 @@ def test_upload_part_copy_whole_and_ranged(s3: Any, bucket: str) -> None:
     upload_id = _create(s3, bucket, "dst")
 
     whole = s3.upload_part_copy(
-        Bucket=bucket, Key="dst", UploadId=upload_id, PartNumber=1,
+        Bucket=bucket,
+        Key="dst",
+        UploadId=upload_id,
+        PartNumber=1,
         CopySource={"Bucket": bucket, "Key": "src"},
     )
     ranged = s3.upload_part_copy(
-        Bucket=bucket, Key="dst", UploadId=upload_id, PartNumber=2,
-        CopySource={"Bucket": bucket, "Key": "src"}, CopySourceRange="bytes=100-1123",
+        Bucket=bucket,
+        Key="dst",
+        UploadId=upload_id,
+        PartNumber=2,
+        CopySource={"Bucket": bucket, "Key": "src"},
+        CopySourceRange="bytes=100-1123",
     )
     assert whole["CopyPartResult"]["ETag"] == _etag(source)
     assert ranged["CopyPartResult"]["ETag"] == _etag(source[100:1124])
@@ -294,10 +309,16 @@ def test_upload_part_copy_whole_and_ranged(s3: Any, bucket: str) -> None:
     listed = s3.list_parts(Bucket=bucket, Key="dst", UploadId=upload_id)["Parts"]
     assert [p["Size"] for p in listed] == [len(source), 1024]
 
-    done = _complete(s3, bucket, "dst", upload_id, [
-        {"PartNumber": 1, "ETag": whole["CopyPartResult"]["ETag"]},
-        {"PartNumber": 2, "ETag": ranged["CopyPartResult"]["ETag"]},
-    ])
+    done = _complete(
+        s3,
+        bucket,
+        "dst",
+        upload_id,
+        [
+            {"PartNumber": 1, "ETag": whole["CopyPartResult"]["ETag"]},
+            {"PartNumber": 2, "ETag": ranged["CopyPartResult"]["ETag"]},
+        ],
+    )
     assert done["ETag"] == _multipart_etag([source, source[100:1124]])
     assert _read(s3, bucket, "dst")[1] == source + source[100:1124]
 
@@ -307,13 +328,20 @@ def test_upload_part_copy_bad_range_and_missing_source(s3: Any, bucket: str) -> 
     upload_id = _create(s3, bucket, "dst")
     with pytest.raises(ClientError) as exc:
         s3.upload_part_copy(
-            Bucket=bucket, Key="dst", UploadId=upload_id, PartNumber=1,
-            CopySource={"Bucket": bucket, "Key": "src"}, CopySourceRange="bytes=5-100",
+            Bucket=bucket,
+            Key="dst",
+            UploadId=upload_id,
+            PartNumber=1,
+            CopySource={"Bucket": bucket, "Key": "src"},
+            CopySourceRange="bytes=5-100",
         )
     assert _code(exc) == "InvalidRange"
     with pytest.raises(ClientError) as exc:
         s3.upload_part_copy(
-            Bucket=bucket, Key="dst", UploadId=upload_id, PartNumber=1,
+            Bucket=bucket,
+            Key="dst",
+            UploadId=upload_id,
+            PartNumber=1,
             CopySource={"Bucket": bucket, "Key": "nope"},
         )
     assert _code(exc) == "NoSuchKey"
@@ -323,25 +351,35 @@ def test_upload_part_copy_range_across_parts_with_conditions(s3: Any, bucket: st
     parts = [_data(PART, 31), _data(2048, 32)]
     upload_id = _create(s3, bucket, "src")
     etags = [_upload(s3, bucket, "src", upload_id, n, d)["ETag"] for n, d in enumerate(parts, 1)]
-    done = _complete(s3, bucket, "src", upload_id,
-                     [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)])
+    done = _complete(
+        s3, bucket, "src", upload_id, [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]
+    )
     source = b"".join(parts)
     copy_id = _create(s3, bucket, "dst")
     with pytest.raises(ClientError) as exc:
         s3.upload_part_copy(
-            Bucket=bucket, Key="dst", UploadId=copy_id, PartNumber=1,
-            CopySource={"Bucket": bucket, "Key": "src"}, CopySourceIfMatch='"0000"',
+            Bucket=bucket,
+            Key="dst",
+            UploadId=copy_id,
+            PartNumber=1,
+            CopySource={"Bucket": bucket, "Key": "src"},
+            CopySourceIfMatch='"0000"',
         )
     assert _code(exc) == "PreconditionFailed"
 
     copied = s3.upload_part_copy(
-        Bucket=bucket, Key="dst", UploadId=copy_id, PartNumber=1,
-        CopySource={"Bucket": bucket, "Key": "src"}, CopySourceIfMatch=done["ETag"],
+        Bucket=bucket,
+        Key="dst",
+        UploadId=copy_id,
+        PartNumber=1,
+        CopySource={"Bucket": bucket, "Key": "src"},
+        CopySourceIfMatch=done["ETag"],
         CopySourceRange=f"bytes={PART - 100}-{PART + 99}",
     )
     assert copied["CopyPartResult"]["ETag"] == _etag(source[PART - 100 : PART + 100])
-    _complete(s3, bucket, "dst", copy_id,
-              [{"PartNumber": 1, "ETag": copied["CopyPartResult"]["ETag"]}])
+    _complete(
+        s3, bucket, "dst", copy_id, [{"PartNumber": 1, "ETag": copied["CopyPartResult"]["ETag"]}]
+    )
     assert _read(s3, bucket, "dst")[1] == source[PART - 100 : PART + 100]
 
 
@@ -480,8 +518,13 @@ def test_crc32_composite_checksum(s3: Any, bucket: str) -> None:
     for number, data in enumerate(parts, start=1):
         response = _upload(s3, bucket, "k", upload_id, number, data, ChecksumAlgorithm="CRC32")
         assert response["ChecksumCRC32"] == _b64(_crc32(data))  # echoed per part
-        listed.append({"PartNumber": number, "ETag": response["ETag"],
-                       "ChecksumCRC32": response["ChecksumCRC32"]})
+        listed.append(
+            {
+                "PartNumber": number,
+                "ETag": response["ETag"],
+                "ChecksumCRC32": response["ChecksumCRC32"],
+            }
+        )
     page = s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)
     assert [p["ChecksumCRC32"] for p in page["Parts"]] == [_b64(_crc32(p)) for p in parts]
 
@@ -510,8 +553,15 @@ def test_crc32_full_object_checksum(s3: Any, bucket: str) -> None:
         s3, bucket, "k", "CRC32", parts, ChecksumType="FULL_OBJECT"
     )
 
-    done = _complete(s3, bucket, "k", upload_id, listed, ChecksumType="FULL_OBJECT",
-                     ChecksumCRC32=_b64(_crc32(whole)))
+    done = _complete(
+        s3,
+        bucket,
+        "k",
+        upload_id,
+        listed,
+        ChecksumType="FULL_OBJECT",
+        ChecksumCRC32=_b64(_crc32(whole)),
+    )
 
     assert done["ChecksumCRC32"] == _b64(_crc32(whole))
     assert done["ChecksumType"] == "FULL_OBJECT"
@@ -528,8 +578,15 @@ def test_full_object_checksum_mismatch_on_complete_is_refused(s3: Any, bucket: s
         s3, bucket, "k", "CRC32", parts, ChecksumType="FULL_OBJECT"
     )
     with pytest.raises(ClientError) as exc:
-        _complete(s3, bucket, "k", upload_id, listed, ChecksumType="FULL_OBJECT",
-                  ChecksumCRC32=_b64(_crc32(b"not the object")))
+        _complete(
+            s3,
+            bucket,
+            "k",
+            upload_id,
+            listed,
+            ChecksumType="FULL_OBJECT",
+            ChecksumCRC32=_b64(_crc32(b"not the object")),
+        )
     assert _code(exc) == "BadDigest"
     with pytest.raises(ClientError) as exc:
         s3.head_object(Bucket=bucket, Key="k")
@@ -583,8 +640,8 @@ def test_wrong_part_checksum_on_complete_is_invalid_part(s3: Any, bucket: str) -
 
 
 @pytest.mark.parametrize(
-    ("algorithm", "kind"), [("CRC64NVME", "COMPOSITE"), ("SHA256", "FULL_OBJECT"),
-                            ("SHA1", "FULL_OBJECT")]
+    ("algorithm", "kind"),
+    [("CRC64NVME", "COMPOSITE"), ("SHA256", "FULL_OBJECT"), ("SHA1", "FULL_OBJECT")],
 )
 def test_unsupported_checksum_type_is_invalid_request(
     s3: Any, bucket: str, algorithm: str, kind: str
@@ -616,10 +673,13 @@ def test_object_parts_in_get_object_attributes(s3: Any, bucket: str) -> None:
     assert page["TotalPartsCount"] == 3
     assert page["IsTruncated"] is True
     assert [(p["PartNumber"], p["Size"], p["ChecksumSHA256"]) for p in page["Parts"]] == [
-        (1, PART, _b64(_sha256(parts[0]))), (2, PART, _b64(_sha256(parts[1])))
+        (1, PART, _b64(_sha256(parts[0]))),
+        (2, PART, _b64(_sha256(parts[1]))),
     ]
     rest = s3.get_object_attributes(
-        Bucket=bucket, Key="k", ObjectAttributes=["ObjectParts"],
+        Bucket=bucket,
+        Key="k",
+        ObjectAttributes=["ObjectParts"],
         PartNumberMarker=page["NextPartNumberMarker"],
     )["ObjectParts"]
     assert [p["PartNumber"] for p in rest["Parts"]] == [3]

@@ -74,8 +74,31 @@ def utf8_order(keys: list[str]) -> list[str]:
 # --- listings --------------------------------------------------------------------------------
 
 LIST_KEYS = [
-    "a0", "a1", "b/0", "b/1", "b/2", "b/3", "c", "d/x/0", "d/x/1", "d/y/0", "d/z", "e0", "e1",
-    "e2", "f/0", "f/1", "g", "h/0", "i0", "i1", "j/a/b/c", "k", "l/", "l/0", "m",
+    "a0",
+    "a1",
+    "b/0",
+    "b/1",
+    "b/2",
+    "b/3",
+    "c",
+    "d/x/0",
+    "d/x/1",
+    "d/y/0",
+    "d/z",
+    "e0",
+    "e1",
+    "e2",
+    "f/0",
+    "f/1",
+    "g",
+    "h/0",
+    "i0",
+    "i1",
+    "j/a/b/c",
+    "k",
+    "l/",
+    "l/0",
+    "m",
 ]
 
 
@@ -85,7 +108,7 @@ def expected_entries(keys: list[str], prefix: str = "", delimiter: str = "") -> 
     for key in utf8_order(keys):
         if not key.startswith(prefix):
             continue
-        rest = key[len(prefix):]
+        rest = key[len(prefix) :]
         if delimiter and delimiter in rest:
             common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
             if not out or out[-1] != common:
@@ -192,7 +215,9 @@ def test_list_pages_ending_on_common_prefix(s3: Any, listing_bucket: str) -> Non
     assert first["CommonPrefixes"] == [{"Prefix": "b/"}]
     assert first["IsTruncated"] is True
     second = s3.list_objects_v2(
-        Bucket=listing_bucket, Delimiter="/", MaxKeys=3,
+        Bucket=listing_bucket,
+        Delimiter="/",
+        MaxKeys=3,
         ContinuationToken=first["NextContinuationToken"],
     )
     assert page_entries(second) == ["c", "d/", "e0"]
@@ -269,8 +294,16 @@ def test_list_bad_continuation_token(s3: Any, listing_bucket: str) -> None:
 
 
 ODD_KEYS = [
-    "with space", "plus+sign", "percent%25and%", "ünïcödé/日本語", "tab\there", "amp&eq=q?",
-    "emoji 😀", "tilde~", "quote'\"", "<tag>",
+    "with space",
+    "plus+sign",
+    "percent%25and%",
+    "ünïcödé/日本語",
+    "tab\there",
+    "amp&eq=q?",
+    "emoji 😀",
+    "tilde~",
+    "quote'\"",
+    "<tag>",
 ]
 
 
@@ -395,9 +428,15 @@ EXPIRES = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 def test_content_headers_stored_and_returned(s3: Any, bucket: str) -> None:
     s3.put_object(
-        Bucket=bucket, Key="page.html", Body=b"<html/>", ContentType="text/html; charset=utf-8",
-        ContentEncoding="x-custom", ContentDisposition='attachment; filename="page.html"',
-        CacheControl="max-age=60", ContentLanguage="fr", Expires=EXPIRES,
+        Bucket=bucket,
+        Key="page.html",
+        Body=b"<html/>",
+        ContentType="text/html; charset=utf-8",
+        ContentEncoding="x-custom",
+        ContentDisposition='attachment; filename="page.html"',
+        CacheControl="max-age=60",
+        ContentLanguage="fr",
+        Expires=EXPIRES,
     )
     for response in (
         s3.head_object(Bucket=bucket, Key="page.html"),
@@ -416,9 +455,14 @@ def test_content_headers_stored_and_returned(s3: Any, bucket: str) -> None:
 def test_response_overrides_on_get(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="o", Body=b"data", ContentType="text/plain")
     got = s3.get_object(
-        Bucket=bucket, Key="o", ResponseContentType="application/json",
-        ResponseContentDisposition="inline", ResponseCacheControl="no-cache",
-        ResponseContentLanguage="de", ResponseContentEncoding="x-other", ResponseExpires=EXPIRES,
+        Bucket=bucket,
+        Key="o",
+        ResponseContentType="application/json",
+        ResponseContentDisposition="inline",
+        ResponseCacheControl="no-cache",
+        ResponseContentLanguage="de",
+        ResponseContentEncoding="x-other",
+        ResponseExpires=EXPIRES,
     )
     assert read(got) == b"data"
     assert got["ContentType"] == "application/json"
@@ -495,7 +539,8 @@ def test_invalid_tags(s3: Any, bucket: str, tags: list[tuple[str, str]]) -> None
     s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="keep=me")
     with pytest.raises(ClientError) as exc:
         s3.put_object_tagging(
-            Bucket=bucket, Key="t",
+            Bucket=bucket,
+            Key="t",
             Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags]},
         )
     assert error_of(exc) == ("InvalidTag", 400)
@@ -791,7 +836,8 @@ def test_get_object_attributes_simple(s3: Any, bucket: str) -> None:
     data = b"attributes"
     s3.put_object(Bucket=bucket, Key="a", Body=data, ChecksumAlgorithm="SHA256")
     attrs = s3.get_object_attributes(
-        Bucket=bucket, Key="a",
+        Bucket=bucket,
+        Key="a",
         ObjectAttributes=["ETag", "ObjectSize", "StorageClass", "Checksum", "ObjectParts"],
     )
     assert attrs["ETag"] == md5_etag(data).strip('"')
@@ -866,8 +912,13 @@ def source(s3: Any, bucket: str) -> tuple[str, bytes, str]:
     """A source object with metadata and tags: (key, bytes, etag)."""
     data = os.urandom(70_000)
     put = s3.put_object(
-        Bucket=bucket, Key="src", Body=data, ContentType="image/png",
-        Metadata={"origin": "camera"}, CacheControl="no-store", Tagging="kind=photo",
+        Bucket=bucket,
+        Key="src",
+        Body=data,
+        ContentType="image/png",
+        Metadata={"origin": "camera"},
+        CacheControl="no-store",
+        Tagging="kind=photo",
     )
     return "src", data, put["ETag"]
 
@@ -890,8 +941,12 @@ def test_copy_keeps_metadata_by_default(
 def test_copy_replace_metadata(s3: Any, bucket: str, source: tuple[str, bytes, str]) -> None:
     key, data, _ = source
     s3.copy_object(
-        Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": key},
-        MetadataDirective="REPLACE", Metadata={"new": "yes"}, ContentType="text/plain",
+        Bucket=bucket,
+        Key="dst",
+        CopySource={"Bucket": bucket, "Key": key},
+        MetadataDirective="REPLACE",
+        Metadata={"new": "yes"},
+        ContentType="text/plain",
     )
     got = s3.get_object(Bucket=bucket, Key="dst")
     assert read(got) == data
@@ -915,8 +970,11 @@ def test_copy_onto_itself(s3: Any, bucket: str, source: tuple[str, bytes, str]) 
         s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key})
     assert error_of(exc) == ("InvalidRequest", 400)
     s3.copy_object(
-        Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
-        MetadataDirective="REPLACE", Metadata={"edited": "1"},
+        Bucket=bucket,
+        Key=key,
+        CopySource={"Bucket": bucket, "Key": key},
+        MetadataDirective="REPLACE",
+        Metadata={"edited": "1"},
     )
     got = s3.get_object(Bucket=bucket, Key=key)
     assert read(got) == data
@@ -940,7 +998,10 @@ def test_copy_source_conditions(s3: Any, bucket: str, source: tuple[str, bytes, 
         s3.head_object(Bucket=bucket, Key="dst")
     assert error_of(exc) == ("404", 404)
     s3.copy_object(
-        Bucket=bucket, Key="dst", CopySource=src, CopySourceIfMatch=etag,
+        Bucket=bucket,
+        Key="dst",
+        CopySource=src,
+        CopySourceIfMatch=etag,
         CopySourceIfNoneMatch='"0123"',
     )
     assert s3.head_object(Bucket=bucket, Key="dst")["ETag"] == etag
@@ -954,7 +1015,10 @@ def test_copy_tagging_directive(s3: Any, bucket: str, source: tuple[str, bytes, 
         {"kind": "photo"}
     )
     s3.copy_object(
-        Bucket=bucket, Key="new-tags", CopySource=src, TaggingDirective="REPLACE",
+        Bucket=bucket,
+        Key="new-tags",
+        CopySource=src,
+        TaggingDirective="REPLACE",
         Tagging="a=1&b=2",
     )
     assert s3.get_object_tagging(Bucket=bucket, Key="new-tags")["TagSet"] == tag_set(
@@ -1029,9 +1093,25 @@ def test_copy_if_none_match_star(s3: Any, bucket: str, source: tuple[str, bytes,
 # --- keys ------------------------------------------------------------------------------------
 
 STRANGE_KEYS = [
-    "../../etc/passwd", "a//b", "%2F", "/leading-slash", "trailing/", "./dot", "ü/日本語/😀",
-    "sp ace", "plus+", "q?uery=1&x", "hash#tag", "back\\slash", "semi;colon", "..", ".",
-    "a/../b", "~tilde", "*star", "\u00a0nbsp",
+    "../../etc/passwd",
+    "a//b",
+    "%2F",
+    "/leading-slash",
+    "trailing/",
+    "./dot",
+    "ü/日本語/😀",
+    "sp ace",
+    "plus+",
+    "q?uery=1&x",
+    "hash#tag",
+    "back\\slash",
+    "semi;colon",
+    "..",
+    ".",
+    "a/../b",
+    "~tilde",
+    "*star",
+    "\u00a0nbsp",
 ]
 
 

@@ -42,8 +42,9 @@ def _make_tenant(server: Server) -> Tenant:
     s3 = server.client(access, secret)
     bucket = f"{name}-data"
     s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="obj", Body=b"secret of " + name.encode(),
-                  Tagging="owner=" + name)
+    s3.put_object(
+        Bucket=bucket, Key="obj", Body=b"secret of " + name.encode(), Tagging="owner=" + name
+    )
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
     part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload_id, PartNumber=1, Body=b"p1")
     return Tenant(name, access, secret, s3, bucket, upload_id, part["ETag"])
@@ -110,7 +111,10 @@ def _attempts(a: Tenant, b: Tenant) -> dict[str, Callable[[Any], object]]:
             **upload, PartNumber=3, CopySource={"Bucket": b.bucket, "Key": "obj"}
         ),
         "UploadPartCopyFromA": lambda c: c.upload_part_copy(
-            Bucket=b.bucket, Key="mp", UploadId=b.upload_id, PartNumber=5,
+            Bucket=b.bucket,
+            Key="mp",
+            UploadId=b.upload_id,
+            PartNumber=5,
             CopySource={"Bucket": ab, "Key": ak},
         ),
         "ListParts": lambda c: c.list_parts(**upload),
@@ -141,12 +145,14 @@ def _denied_everywhere(client: Any, a: Tenant, b: Tenant) -> None:
             attempt(client)
         except ClientError as exc:
             outcomes[name] = (
-                exc.response["Error"]["Code"], exc.response["ResponseMetadata"]["HTTPStatusCode"]
+                exc.response["Error"]["Code"],
+                exc.response["ResponseMetadata"]["HTTPStatusCode"],
             )
         else:
             outcomes[name] = ("succeeded", 200)
     wrong = {
-        name: outcome for name, outcome in outcomes.items()
+        name: outcome
+        for name, outcome in outcomes.items()
         if outcome[0] not in DENIED or outcome[1] != 403
     }
     assert wrong == {}
@@ -166,9 +172,7 @@ def test_operator_key_is_denied_on_tenant_buckets(
     _assert_untouched(tenant_a)
 
 
-def test_tenant_is_denied_on_default_tenant_buckets(
-    s3: Any, bucket: str, tenant_b: Tenant
-) -> None:
+def test_tenant_is_denied_on_default_tenant_buckets(s3: Any, bucket: str, tenant_b: Tenant) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"operator data")
     attempts: list[Callable[[], object]] = [
         lambda: tenant_b.s3.list_objects_v2(Bucket=bucket),
@@ -201,9 +205,15 @@ def test_list_buckets_shows_only_own_buckets(
 
 
 # --- the admin API ----------------------------------------------------------------------------
-def _admin(server: Server, access: str, secret: str, method: str, path: str,
-           body: dict[str, str] | None = None, params: dict[str, str] | None = None
-           ) -> httpx.Response:
+def _admin(
+    server: Server,
+    access: str,
+    secret: str,
+    method: str,
+    path: str,
+    body: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> httpx.Response:
     url = server.endpoint + ADMIN + path
     if params:
         url += "?" + str(httpx.QueryParams(params))
@@ -218,13 +228,16 @@ def _admin(server: Server, access: str, secret: str, method: str, path: str,
 def test_tenant_key_cannot_administer_the_platform(
     server: Server, tenant_a: Tenant, tenant_b: Tenant
 ) -> None:
-    def call(method: str, path: str, body: dict[str, str] | None = None,
-             params: dict[str, str] | None = None) -> httpx.Response:
+    def call(
+        method: str,
+        path: str,
+        body: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
         return _admin(server, tenant_a.access, tenant_a.secret, method, path, body, params)
 
     who = call("GET", "/whoami").json()
-    assert who == {"access_key_id": tenant_a.access, "tenant": tenant_a.name,
-                   "is_operator": False}
+    assert who == {"access_key_id": tenant_a.access, "tenant": tenant_a.name, "is_operator": False}
     assert call("POST", "/tenants", {"name": "t-sneaky"}).status_code == 403
     assert call("GET", "/tenants").status_code == 403
     assert call("GET", "/keys", params={"tenant": tenant_b.name}).status_code == 403
@@ -250,19 +263,24 @@ def _works(client: Any, bucket: str) -> bool:
     return True
 
 
-def test_deleted_key_stops_working_within_the_cache_ttl(
-    server: Server, tenant_a: Tenant
-) -> None:
-    created = _admin(server, tenant_a.access, tenant_a.secret, "POST", "/keys",
-                     {"tenant": tenant_a.name, "description": "short-lived"})
+def test_deleted_key_stops_working_within_the_cache_ttl(server: Server, tenant_a: Tenant) -> None:
+    created = _admin(
+        server,
+        tenant_a.access,
+        tenant_a.secret,
+        "POST",
+        "/keys",
+        {"tenant": tenant_a.name, "description": "short-lived"},
+    )
     assert created.status_code == 201
     key = created.json()
     client = server.client(key["access_key_id"], key["secret_key"])
     for _ in range(4):  # warm the key cache of both workers
         client.head_bucket(Bucket=tenant_a.bucket)
 
-    deleted = _admin(server, tenant_a.access, tenant_a.secret, "DELETE",
-                     f"/keys/{key['access_key_id']}")
+    deleted = _admin(
+        server, tenant_a.access, tenant_a.secret, "DELETE", f"/keys/{key['access_key_id']}"
+    )
     assert deleted.status_code == 204
 
     deadline = time.monotonic() + 10

@@ -41,9 +41,12 @@ def vhost_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.mark.usefixtures("resolve_test_domain")
 def test_virtual_host_and_path_style_see_the_same_objects(vhost_server: Server) -> None:
     virtual = boto3.client(
-        "s3", endpoint_url=f"http://{DOMAIN}:{vhost_server.port}",
-        aws_access_key_id=vhost_server.access_key, aws_secret_access_key=vhost_server.secret_key,
-        region_name="us-east-1", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}),
+        "s3",
+        endpoint_url=f"http://{DOMAIN}:{vhost_server.port}",
+        aws_access_key_id=vhost_server.access_key,
+        aws_secret_access_key=vhost_server.secret_key,
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}),
     )
     virtual.create_bucket(Bucket="vhost-bucket")
     virtual.put_object(Bucket="vhost-bucket", Key="dir/file.txt", Body=b"virtual")

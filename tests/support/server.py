@@ -55,9 +55,22 @@ class Server:
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "andromede", "serve", "--data-dir", str(self.data_dir),
-             "--address", f"127.0.0.1:{self.port}", "--workers", str(self.workers)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "andromede",
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--address",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.workers),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -113,7 +126,10 @@ class Server:
         """Run ``andromede`` CLI against this server using the data dir's credentials."""
         return subprocess.run(
             [sys.executable, "-m", "andromede", *args, "--data-dir", str(self.data_dir)],
-            capture_output=True, text=True, check=check, timeout=60,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
         )
 
     def new_tenant(self, name: str | None = None) -> tuple[str, str, str]:
@@ -129,8 +145,12 @@ class Server:
 def running_server(data_dir: Path, workers: int = 1, **env: str) -> Iterator[Server]:
     """A started server, stopped on exit."""
     server = Server(
-        data_dir, free_port(), "AKTEST" + secrets.token_hex(7).upper(), secrets.token_urlsafe(30),
-        workers=workers, env=env,
+        data_dir,
+        free_port(),
+        "AKTEST" + secrets.token_hex(7).upper(),
+        secrets.token_urlsafe(30),
+        workers=workers,
+        env=env,
     )
     server.start()
     try:

@@ -75,8 +75,11 @@ def _tenant(t: Tenant) -> TenantOut:
 
 def _key(k: AccessKey) -> KeyOut:
     return KeyOut(
-        access_key_id=k.access_key_id, tenant=k.tenant, created=k.created,
-        is_operator=k.is_operator, description=k.description,
+        access_key_id=k.access_key_id,
+        tenant=k.tenant,
+        created=k.created,
+        is_operator=k.is_operator,
+        description=k.description,
     )
 
 
@@ -94,8 +97,10 @@ async def _principal(request: Request) -> Principal:
         (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.scope["headers"]
     ]
     signed = SignedRequest(
-        request.method, raw_path.decode("latin-1").split("?", 1)[0],
-        request.scope.get("query_string", b"").decode("latin-1"), headers,
+        request.method,
+        raw_path.decode("latin-1").split("?", 1)[0],
+        request.scope.get("query_string", b"").decode("latin-1"),
+        headers,
     )
 
     async def lookup_secret(access_key_id: str) -> str | None:
@@ -169,5 +174,3 @@ def create_admin_app(services: Services) -> FastAPI:
 
     _ = (whoami, list_tenants, create_tenant, list_keys, create_key, delete_key, domain_error)
     return app
-
-

@@ -43,13 +43,18 @@ def resolve_target(endpoint: str | None, data_dir: Path | None) -> tuple[str, st
 class AdminClient:
     """Signs and sends admin API requests."""
 
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1") -> None:
+    def __init__(
+        self, endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1"
+    ) -> None:
         self.endpoint = endpoint
         self._creds = Credentials(access_key, secret_key)
         self._region = region
 
     def request(
-        self, method: str, path: str, body: dict[str, Any] | None = None,
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
     ) -> Any:
         """Send a signed request; returns the decoded JSON (None for 204)."""

@@ -72,8 +72,14 @@ def _output(data: Any, as_json: bool, columns: list[str]) -> None:
     console.print(table)
 
 
-def _call(endpoint: str | None, data_dir: Path | None, method: str, path: str,
-          body: dict[str, Any] | None = None, params: dict[str, str] | None = None) -> Any:
+def _call(
+    endpoint: str | None,
+    data_dir: Path | None,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    params: dict[str, str] | None = None,
+) -> Any:
     client = _client(endpoint, data_dir)
     try:
         return client.request(method, path, body, params)
@@ -82,15 +88,18 @@ def _call(endpoint: str | None, data_dir: Path | None, method: str, path: str,
 
 
 @tenant_cmd.command("create")
-def tenant_create(name: str, endpoint: Endpoint = None, data_dir: DataDir = None,
-                  json_out: AsJson = False) -> None:
+def tenant_create(
+    name: str, endpoint: Endpoint = None, data_dir: DataDir = None, json_out: AsJson = False
+) -> None:
     """Create a tenant."""
     data = _call(endpoint, data_dir, "POST", "/v1/tenants", {"name": name})
     _output(data, json_out, ["name", "created"])
 
 
 @tenant_cmd.command("list")
-def tenant_list(endpoint: Endpoint = None, data_dir: DataDir = None, json_out: AsJson = False) -> None:
+def tenant_list(
+    endpoint: Endpoint = None, data_dir: DataDir = None, json_out: AsJson = False
+) -> None:
     """List tenants."""
     _output(_call(endpoint, data_dir, "GET", "/v1/tenants"), json_out, ["name", "created"])
 
@@ -102,17 +111,23 @@ _KEY_COLUMNS = ["access_key_id", "tenant", "is_operator", "created", "descriptio
 def key_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to")],
     description: Annotated[str, typer.Option(help="Free text")] = "",
-    endpoint: Endpoint = None, data_dir: DataDir = None, json_out: AsJson = False,
+    endpoint: Endpoint = None,
+    data_dir: DataDir = None,
+    json_out: AsJson = False,
 ) -> None:
     """Create an access key; prints the secret once."""
-    data = _call(endpoint, data_dir, "POST", "/v1/keys", {"tenant": tenant, "description": description})
+    data = _call(
+        endpoint, data_dir, "POST", "/v1/keys", {"tenant": tenant, "description": description}
+    )
     _output(data, json_out, ["access_key_id", "secret_key", "tenant"])
 
 
 @key_cmd.command("list")
 def key_list(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys")] = None,
-    endpoint: Endpoint = None, data_dir: DataDir = None, json_out: AsJson = False,
+    endpoint: Endpoint = None,
+    data_dir: DataDir = None,
+    json_out: AsJson = False,
 ) -> None:
     """List access keys (never secrets)."""
     params = {"tenant": tenant} if tenant else None
@@ -120,8 +135,12 @@ def key_list(
 
 
 @key_cmd.command("delete")
-def key_delete(access_key_id: str, endpoint: Endpoint = None, data_dir: DataDir = None,
-               json_out: AsJson = False) -> None:
+def key_delete(
+    access_key_id: str,
+    endpoint: Endpoint = None,
+    data_dir: DataDir = None,
+    json_out: AsJson = False,
+) -> None:
     """Delete an access key."""
     _call(endpoint, data_dir, "DELETE", f"/v1/keys/{access_key_id}")
     _output({"deleted": access_key_id}, json_out, ["deleted"])
@@ -130,8 +149,11 @@ def key_delete(access_key_id: str, endpoint: Endpoint = None, data_dir: DataDir 
 @admin.command("whoami")
 def whoami(endpoint: Endpoint = None, data_dir: DataDir = None, json_out: AsJson = False) -> None:
     """Show who the credentials belong to."""
-    _output(_call(endpoint, data_dir, "GET", "/v1/whoami"), json_out,
-            ["access_key_id", "tenant", "is_operator"])
+    _output(
+        _call(endpoint, data_dir, "GET", "/v1/whoami"),
+        json_out,
+        ["access_key_id", "tenant", "is_operator"],
+    )
 
 
 def main() -> None:

@@ -23,7 +23,9 @@ class Preconditions:
         return any(
             v is not None
             for v in (
-                self.if_match, self.if_none_match, self.if_modified_since,
+                self.if_match,
+                self.if_none_match,
+                self.if_modified_since,
                 self.if_unmodified_since,
             )
         )
@@ -120,7 +122,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     value = header.strip()
     if not value.startswith("bytes=") or "," in value:
         return None
-    spec = value[len("bytes="):].strip()
+    spec = value[len("bytes=") :].strip()
     first, sep, last = spec.partition("-")
     if not sep:
         return None
@@ -148,9 +150,7 @@ def parse_copy_range(header: str, size: int) -> ByteRange:
     value = header.strip()
     spec = value.removeprefix("bytes=")
     first, sep, last = spec.partition("-")
-    if (
-        not value.startswith("bytes=") or not sep or not first.isdigit() or not last.isdigit()
-    ):
+    if not value.startswith("bytes=") or not sep or not first.isdigit() or not last.isdigit():
         raise errors.InvalidArgument(
             "The x-amz-copy-source-range value must be of the form bytes=first-last "
             "where first and last are the zero-based offsets of the first and last bytes to copy"

@@ -65,7 +65,9 @@ class ContentSHA256Mismatch(AuthError):
 
 
 class InvalidContentSHA256(AuthError):
-    default_message = "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, a streaming mode or a hex SHA-256."
+    default_message = (
+        "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, a streaming mode or a hex SHA-256."
+    )
 
 
 # --- authorisation --------------------------------------------------------------------------
@@ -93,7 +95,9 @@ class MissingContentLength(AndromedeError):
 
 
 class IncompleteBody(AndromedeError):
-    default_message = "You did not provide the number of bytes specified by the Content-Length HTTP header."
+    default_message = (
+        "You did not provide the number of bytes specified by the Content-Length HTTP header."
+    )
 
 
 class EntityTooLarge(AndromedeError):
@@ -138,7 +142,9 @@ class MethodNotAllowed(AndromedeError):
 
 
 class NotImplementedOperation(AndromedeError):
-    default_message = "A header or operation you provided implies functionality that is not implemented."
+    default_message = (
+        "A header or operation you provided implies functionality that is not implemented."
+    )
 
 
 class InvalidLocationConstraint(AndromedeError):
@@ -146,7 +152,9 @@ class InvalidLocationConstraint(AndromedeError):
 
 
 class IllegalLocationConstraint(AndromedeError):
-    default_message = "The location constraint is incompatible with the region this request was sent to."
+    default_message = (
+        "The location constraint is incompatible with the region this request was sent to."
+    )
 
 
 class InvalidEncryptionAlgorithm(AndromedeError):
@@ -261,7 +269,9 @@ class NotModified(AndromedeError):
 
 
 class ConditionalRequestConflict(AndromedeError):
-    default_message = "A conflicting operation occurred. If using PutObject you can retry the request."
+    default_message = (
+        "A conflicting operation occurred. If using PutObject you can retry the request."
+    )
 
 
 class InvalidPart(AndromedeError):
@@ -272,7 +282,9 @@ class InvalidPart(AndromedeError):
 
 
 class InvalidPartOrder(AndromedeError):
-    default_message = "The list of parts was not in ascending order. Parts must be ordered by part number."
+    default_message = (
+        "The list of parts was not in ascending order. Parts must be ordered by part number."
+    )
 
 
 class InvalidObjectState(AndromedeError):

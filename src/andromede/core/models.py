@@ -108,7 +108,10 @@ class Segment:
         """Inverse of :meth:`to_json`."""
         checksum = Checksum.from_json(data["c"]) if "c" in data else None
         return cls(
-            BlobRef(data["s"], data["b"]), int(data["n"]), data.get("p"), data.get("e", ""),
+            BlobRef(data["s"], data["b"]),
+            int(data["n"]),
+            data.get("p"),
+            data.get("e", ""),
             checksum,
         )
 

@@ -37,7 +37,10 @@ def parse_tagging_header(value: str) -> dict[str, str]:
     try:
         pairs = urllib.parse.parse_qsl(value, keep_blank_values=True, strict_parsing=bool(value))
     except ValueError as exc:
-        raise errors.InvalidArgument("The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query parameters without tag name duplicates.") from exc
+        raise errors.InvalidArgument(
+            "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query "
+            "parameters without tag name duplicates."
+        ) from exc
     return validate_tags(pairs)
 
 

@@ -209,7 +209,9 @@ def _scan(directory: str, cutoff: float, suffix: str = "") -> list[str]:
         with os.scandir(directory) as it:
             for entry in it:
                 try:
-                    if entry.stat().st_mtime < cutoff and (not suffix or entry.name.endswith(suffix)):
+                    if entry.stat().st_mtime < cutoff and (
+                        not suffix or entry.name.endswith(suffix)
+                    ):
                         out.append(entry.name)
                 except FileNotFoundError:
                     continue

@@ -39,7 +39,9 @@ def error_response(exc: errors.AndromedeError, req_resource: str, request_id: st
     code, status = http_errors.lookup(exc)
     if status == 304:
         return Response(304)
-    message = exc.message if status != 500 else "We encountered an internal error. Please try again."
+    message = (
+        exc.message if status != 500 else "We encountered an internal error. Please try again."
+    )
     children = [xml.element("Code", code), xml.element("Message", message)]
     if status != 500:
         children += [xml.element(k, v) for k, v in exc.details.items()]

@@ -16,7 +16,11 @@ from andromede.s3.http import Request
 from andromede.services.objects import Integrity, ObjectAttributes
 
 SYSTEM_HEADERS = (
-    "content-encoding", "content-disposition", "cache-control", "expires", "content-language",
+    "content-encoding",
+    "content-disposition",
+    "cache-control",
+    "expires",
+    "content-language",
 )
 RESPONSE_OVERRIDES = {
     "response-content-type": "content-type",
@@ -28,8 +32,17 @@ RESPONSE_OVERRIDES = {
 }
 _ALLOWED_ACLS = ("private", "bucket-owner-full-control")
 _STORAGE_CLASSES = (
-    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
-    "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE",
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+    "OUTPOSTS",
+    "SNOW",
+    "EXPRESS_ONEZONE",
 )
 
 
@@ -59,7 +72,9 @@ def object_attributes(req: Request) -> ObjectAttributes:
         if value is None:
             continue
         if name == "content-encoding":
-            codings = [c.strip() for c in value.split(",") if c.strip() and c.strip() != "aws-chunked"]
+            codings = [
+                c.strip() for c in value.split(",") if c.strip() and c.strip() != "aws-chunked"
+            ]
             if not codings:
                 continue
             value = ",".join(codings)
@@ -68,7 +83,7 @@ def object_attributes(req: Request) -> ObjectAttributes:
     size = 0
     for name, value in req.header_list:
         if name.startswith("x-amz-meta-"):
-            meta_key = name[len("x-amz-meta-"):]
+            meta_key = name[len("x-amz-meta-") :]
             size += len(meta_key.encode()) + len(value.encode())
             user[meta_key] = f"{user[meta_key]},{value}" if meta_key in user else value
     if size > MAX_USER_METADATA:
@@ -110,12 +125,16 @@ def integrity(req: Request) -> Integrity:
         names = [t.strip().lower() for t in trailer.split(",") if t.strip()]
         trailed = [a for a in ChecksumAlgorithm if a.header in names]
         if len(names) != 1 or len(trailed) != 1:
-            raise errors.InvalidRequest("The value specified in the x-amz-trailer header is not supported")
+            raise errors.InvalidRequest(
+                "The value specified in the x-amz-trailer header is not supported"
+            )
         if present:
             raise errors.InvalidRequest("Expecting a single x-amz-checksum- header")
         return Integrity(req.header("content-md5"), trailed[0], None, checksum_in_trailer=True)
     if len(present) > 1:
-        raise errors.InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
+        raise errors.InvalidRequest(
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+        )
     declared = req.header("x-amz-sdk-checksum-algorithm") or req.header("x-amz-checksum-algorithm")
     if present:
         alg = present[0]
@@ -145,8 +164,10 @@ def write_condition(req: Request) -> WriteCondition | None:
         raise errors.NotImplementedOperation(
             "If-None-Match on writes only supports '*'.", Header="If-None-Match"
         )
-    return WriteCondition(if_match=if_match.strip().strip('"') if if_match else None,
-                          if_none_match_any=if_none_match is not None)
+    return WriteCondition(
+        if_match=if_match.strip().strip('"') if if_match else None,
+        if_none_match_any=if_none_match is not None,
+    )
 
 
 def http_date(value: dt.datetime) -> str:
@@ -190,7 +211,9 @@ def copy_source(req: Request) -> tuple[str, str]:
     decoded = urllib.parse.unquote(path).lstrip("/")
     bucket, sep, key = decoded.partition("/")
     if not sep or not bucket or not key:
-        raise errors.InvalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
+        raise errors.InvalidArgument(
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey"
+        )
     if query:
         params = urllib.parse.parse_qs(query)
         version = params.get("versionId", [""])[0]

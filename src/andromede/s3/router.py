@@ -99,54 +99,80 @@ E = Endpoint
 
 # Bucket subresources: query key → endpoint, per method.
 _BUCKET_GET: dict[str, Endpoint] = {
-    "location": E.GetBucketLocation, "versioning": E.GetBucketVersioning,
-    "lifecycle": E.GetBucketLifecycleConfiguration, "encryption": E.GetBucketEncryption,
-    "tagging": E.GetBucketTagging, "policy": E.GetBucketPolicy,
-    "policyStatus": E.GetBucketPolicyStatus, "cors": E.GetBucketCors,
-    "object-lock": E.GetObjectLockConfiguration, "acl": E.GetBucketAcl,
-    "website": E.GetBucketWebsite, "logging": E.GetBucketLogging,
+    "location": E.GetBucketLocation,
+    "versioning": E.GetBucketVersioning,
+    "lifecycle": E.GetBucketLifecycleConfiguration,
+    "encryption": E.GetBucketEncryption,
+    "tagging": E.GetBucketTagging,
+    "policy": E.GetBucketPolicy,
+    "policyStatus": E.GetBucketPolicyStatus,
+    "cors": E.GetBucketCors,
+    "object-lock": E.GetObjectLockConfiguration,
+    "acl": E.GetBucketAcl,
+    "website": E.GetBucketWebsite,
+    "logging": E.GetBucketLogging,
     "notification": E.GetBucketNotificationConfiguration,
-    "replication": E.GetBucketReplication, "ownershipControls": E.GetBucketOwnershipControls,
+    "replication": E.GetBucketReplication,
+    "ownershipControls": E.GetBucketOwnershipControls,
     "publicAccessBlock": E.GetPublicAccessBlock,
     "accelerate": E.GetBucketAccelerateConfiguration,
-    "requestPayment": E.GetBucketRequestPayment, "uploads": E.ListMultipartUploads,
+    "requestPayment": E.GetBucketRequestPayment,
+    "uploads": E.ListMultipartUploads,
     "versions": E.ListObjectVersions,
 }
 _BUCKET_PUT: dict[str, Endpoint] = {
-    "versioning": E.PutBucketVersioning, "lifecycle": E.PutBucketLifecycleConfiguration,
-    "encryption": E.PutBucketEncryption, "tagging": E.PutBucketTagging,
-    "policy": E.PutBucketPolicy, "cors": E.PutBucketCors,
-    "object-lock": E.PutObjectLockConfiguration, "acl": E.PutBucketAcl,
-    "website": E.PutBucketWebsite, "logging": E.PutBucketLogging,
+    "versioning": E.PutBucketVersioning,
+    "lifecycle": E.PutBucketLifecycleConfiguration,
+    "encryption": E.PutBucketEncryption,
+    "tagging": E.PutBucketTagging,
+    "policy": E.PutBucketPolicy,
+    "cors": E.PutBucketCors,
+    "object-lock": E.PutObjectLockConfiguration,
+    "acl": E.PutBucketAcl,
+    "website": E.PutBucketWebsite,
+    "logging": E.PutBucketLogging,
     "notification": E.PutBucketNotificationConfiguration,
-    "replication": E.PutBucketReplication, "ownershipControls": E.PutBucketOwnershipControls,
+    "replication": E.PutBucketReplication,
+    "ownershipControls": E.PutBucketOwnershipControls,
     "publicAccessBlock": E.PutPublicAccessBlock,
     "accelerate": E.PutBucketAccelerateConfiguration,
     "requestPayment": E.PutBucketRequestPayment,
 }
 _BUCKET_DELETE: dict[str, Endpoint] = {
-    "lifecycle": E.DeleteBucketLifecycle, "encryption": E.DeleteBucketEncryption,
-    "tagging": E.DeleteBucketTagging, "policy": E.DeleteBucketPolicy,
-    "cors": E.DeleteBucketCors, "website": E.DeleteBucketWebsite,
+    "lifecycle": E.DeleteBucketLifecycle,
+    "encryption": E.DeleteBucketEncryption,
+    "tagging": E.DeleteBucketTagging,
+    "policy": E.DeleteBucketPolicy,
+    "cors": E.DeleteBucketCors,
+    "website": E.DeleteBucketWebsite,
     "replication": E.DeleteBucketReplication,
     "ownershipControls": E.DeleteBucketOwnershipControls,
     "publicAccessBlock": E.DeletePublicAccessBlock,
 }
 _OBJECT_GET: dict[str, Endpoint] = {
-    "tagging": E.GetObjectTagging, "attributes": E.GetObjectAttributes,
-    "uploadId": E.ListParts, "acl": E.GetObjectAcl, "retention": E.GetObjectRetention,
-    "legal-hold": E.GetObjectLegalHold, "torrent": E.GetObjectTorrent,
+    "tagging": E.GetObjectTagging,
+    "attributes": E.GetObjectAttributes,
+    "uploadId": E.ListParts,
+    "acl": E.GetObjectAcl,
+    "retention": E.GetObjectRetention,
+    "legal-hold": E.GetObjectLegalHold,
+    "torrent": E.GetObjectTorrent,
 }
 _OBJECT_PUT: dict[str, Endpoint] = {
-    "tagging": E.PutObjectTagging, "acl": E.PutObjectAcl, "retention": E.PutObjectRetention,
+    "tagging": E.PutObjectTagging,
+    "acl": E.PutObjectAcl,
+    "retention": E.PutObjectRetention,
     "legal-hold": E.PutObjectLegalHold,
 }
 _OBJECT_DELETE: dict[str, Endpoint] = {
-    "tagging": E.DeleteObjectTagging, "uploadId": E.AbortMultipartUpload,
+    "tagging": E.DeleteObjectTagging,
+    "uploadId": E.AbortMultipartUpload,
 }
 _OBJECT_POST: dict[str, Endpoint] = {
-    "uploads": E.CreateMultipartUpload, "uploadId": E.CompleteMultipartUpload,
-    "restore": E.RestoreObject, "select": E.SelectObjectContent,
+    "uploads": E.CreateMultipartUpload,
+    "uploadId": E.CompleteMultipartUpload,
+    "restore": E.RestoreObject,
+    "select": E.SelectObjectContent,
 }
 
 
@@ -158,7 +184,10 @@ def _first(table: Mapping[str, Endpoint], query: Container[str]) -> Endpoint | N
 
 
 def resolve(
-    method: str, bucket: str | None, key: str | None, query: Container[str],
+    method: str,
+    bucket: str | None,
+    key: str | None,
+    query: Container[str],
     headers: Mapping[str, str],
 ) -> Endpoint | None:
     """The operation a request names, or None when the method is not allowed there."""

@@ -47,7 +47,11 @@ class Accounts:
                 await self._store.create_tenant(Tenant(TenantName(tenant), self._clock.now()))
         if await self._store.get_access_key(access_key_id) is None:
             key = AccessKey(
-                access_key_id, secret_key, tenant, self._clock.now(), is_operator=True,
+                access_key_id,
+                secret_key,
+                tenant,
+                self._clock.now(),
+                is_operator=True,
                 description="operator (root)",
             )
             try:
@@ -68,13 +72,18 @@ class Accounts:
         require_operator(principal)
         return await self._store.list_tenants()
 
-    async def create_key(self, principal: Principal, tenant: str, description: str = "") -> AccessKey:
+    async def create_key(
+        self, principal: Principal, tenant: str, description: str = ""
+    ) -> AccessKey:
         """A new key for a tenant; the secret is returned once and only here."""
         authorize_tenant(principal, tenant)
         if await self._store.get_tenant(tenant) is None:
             raise errors.NoSuchTenant()
         key = AccessKey(
-            new_access_key_id(), new_secret_key(), tenant, self._clock.now(),
+            new_access_key_id(),
+            new_secret_key(),
+            tenant,
+            self._clock.now(),
             description=description,
         )
         await self._store.create_access_key(key)

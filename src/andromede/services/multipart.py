@@ -70,12 +70,15 @@ def resolve_checksum_type(
     if algorithm is None:
         if requested is not None:
             raise errors.InvalidRequest(
-                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header."
+                "The x-amz-checksum-type header can only be used with the "
+                "x-amz-checksum-algorithm header."
             )
         return None
     if algorithm is ChecksumAlgorithm.CRC64NVME:
         if requested is ChecksumType.COMPOSITE:
-            raise errors.InvalidRequest("The COMPOSITE checksum type is not supported for CRC64NVME.")
+            raise errors.InvalidRequest(
+                "The COMPOSITE checksum type is not supported for CRC64NVME."
+            )
         return ChecksumType.FULL_OBJECT
     if algorithm in (ChecksumAlgorithm.SHA1, ChecksumAlgorithm.SHA256):
         if requested is ChecksumType.FULL_OBJECT:
@@ -90,16 +93,15 @@ def _check_part_number(part_number: int) -> None:
     if not 1 <= part_number <= MAX_PART_NUMBER:
         raise errors.InvalidArgument(
             "Part number must be an integer between 1 and 10000, inclusive",
-            ArgumentName="partNumber", ArgumentValue=str(part_number),
+            ArgumentName="partNumber",
+            ArgumentValue=str(part_number),
         )
 
 
 class Multipart:
     """CreateMultipartUpload … CompleteMultipartUpload."""
 
-    def __init__(
-        self, objects: Objects, sites: Callable[[str], SiteBackend], clock: Clock
-    ) -> None:
+    def __init__(self, objects: Objects, sites: Callable[[str], SiteBackend], clock: Clock) -> None:
         self._objects = objects
         self._store = objects.store
         self._sites = sites
@@ -171,8 +173,13 @@ class Multipart:
                 integrity = Integrity(content_md5=integrity.content_md5, algorithm=algorithms[0])
             checksum = check_integrity(integrity, body, stored)
             part = Part(
-                upload.upload_id, part_number, stored.size, etag_of(stored.md5),
-                self._clock.now(), stored.blob, checksum,
+                upload.upload_id,
+                part_number,
+                stored.size,
+                etag_of(stored.md5),
+                self._clock.now(),
+                stored.blob,
+                checksum,
             )
             await self._store.put_part(part)
         except BaseException:
@@ -294,11 +301,11 @@ class Multipart:
         upload = await self.get_upload(principal, bucket, key, upload_id)
         if not requested:
             raise errors.MalformedXML()
-        stored = {p.part_number: p for p in await self._store.list_parts(upload_id, 0, MAX_PART_NUMBER)}
+        stored = {
+            p.part_number: p for p in await self._store.list_parts(upload_id, 0, MAX_PART_NUMBER)
+        }
         chosen = self._validate(upload, requested, stored)
-        segments = tuple(
-            Segment(p.blob, p.size, p.part_number, p.etag, p.checksum) for p in chosen
-        )
+        segments = tuple(Segment(p.blob, p.size, p.part_number, p.etag, p.checksum) for p in chosen)
         md5s = b"".join(bytes.fromhex(p.etag.strip('"')) for p in chosen)
         etag = f'"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(chosen)}"'
         checksum = self._object_checksum(upload, chosen, full_checksum, checksum_type)
@@ -347,7 +354,8 @@ class Multipart:
         for part in chosen[:-1]:
             if part.size < MIN_PART_SIZE:
                 raise errors.EntityTooSmall(
-                    ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART_SIZE),
+                    ProposedSize=str(part.size),
+                    MinSizeAllowed=str(MIN_PART_SIZE),
                     PartNumber=str(part.part_number),
                 )
         return chosen
@@ -361,7 +369,11 @@ class Multipart:
     ) -> Checksum | None:
         alg = upload.checksum_algorithm or DEFAULT_CHECKSUM
         kind = upload.checksum_type or ChecksumType.FULL_OBJECT
-        if checksum_type is not None and upload.checksum_type is not None and checksum_type is not kind:
+        if (
+            checksum_type is not None
+            and upload.checksum_type is not None
+            and checksum_type is not kind
+        ):
             raise errors.InvalidRequest(
                 f"The upload was created using the {kind.value} checksum mode. "
                 f"The complete request must use the same checksum mode."

@@ -163,7 +163,9 @@ class Objects:
             and await self._store.get_object(bucket, object_key) is not None
         ):
             raise errors.PreconditionFailed(Condition="If-None-Match")
-        stored = await datapath.store(self._site, body, max_size=MAX_SINGLE_PUT, algorithms=algorithms)
+        stored = await datapath.store(
+            self._site, body, max_size=MAX_SINGLE_PUT, algorithms=algorithms
+        )
         try:
             checksum = check_integrity(integrity, body, stored)
             version = ObjectVersion(
@@ -224,7 +226,9 @@ class Objects:
     @staticmethod
     def _part_range(version: ObjectVersion, part_number: int) -> ByteRange | None:
         if part_number < 1 or part_number > 10_000:
-            raise errors.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive")
+            raise errors.InvalidArgument(
+                "Part number must be an integer between 1 and 10000, inclusive"
+            )
         segments = version.manifest.segments
         if version.parts_count is None:
             if part_number != 1:
@@ -286,8 +290,10 @@ class Objects:
         stored = await datapath.store(self._site, body, max_size=MAX_SINGLE_PUT, algorithms=[alg])
         try:
             digest = stored.checksums[alg]
-            meta = attrs if replace_metadata else ObjectAttributes(
-                src.content_type, src.system_meta, src.user_meta
+            meta = (
+                attrs
+                if replace_metadata
+                else ObjectAttributes(src.content_type, src.system_meta, src.user_meta)
             )
             version = ObjectVersion(
                 bucket=dst_bucket.name,

@@ -17,9 +17,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.crt.auth import CrtS3SigV4Auth, CrtS3SigV4QueryAuth
 
-from andromede.core import errors
 from andromede.auth import sigv4
 from andromede.auth.sigv4 import AuthContext, PayloadMode, SignedRequest, authenticate
+from andromede.core import errors
 
 ACCESS_KEY = "AKIDANDROMEDE"
 SECRET = "s3cr3t/with+odd=chars"

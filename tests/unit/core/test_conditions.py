@@ -40,12 +40,23 @@ def test_satisfiable_ranges(header: str, size: int, expected: tuple[int, int]) -
     assert r.content_range() == f"bytes {expected[0]}-{expected[1]}/{size}"
 
 
-@pytest.mark.parametrize("header", [None, "items=0-1", "bytes=a-b", "bytes=5-1", "bytes=0-1,3-4", "bytes=-", "bytes"])
+@pytest.mark.parametrize(
+    "header", [None, "items=0-1", "bytes=a-b", "bytes=5-1", "bytes=0-1,3-4", "bytes=-", "bytes"]
+)
 def test_ignored_ranges_mean_whole_object(header: str | None) -> None:
     assert parse_range(header, 100) is None
 
 
-@pytest.mark.parametrize(("header", "size"), [("bytes=100-", 100), ("bytes=200-300", 100), ("bytes=0-", 0), ("bytes=-0", 10), ("bytes=-5", 0)])
+@pytest.mark.parametrize(
+    ("header", "size"),
+    [
+        ("bytes=100-", 100),
+        ("bytes=200-300", 100),
+        ("bytes=0-", 0),
+        ("bytes=-0", 10),
+        ("bytes=-5", 0),
+    ],
+)
 def test_unsatisfiable_ranges(header: str, size: int) -> None:
     with pytest.raises(errors.InvalidRange):
         parse_range(header, size)

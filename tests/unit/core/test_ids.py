@@ -23,8 +23,21 @@ def test_valid_bucket_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["ab", "a" * 64, "ABC", "-abc", "abc-", "a..b", "a.-b", "192.168.1.1", "xn--abc", "a_b",
-     "abc-s3alias", "sthree-x", ""],
+    [
+        "ab",
+        "a" * 64,
+        "ABC",
+        "-abc",
+        "abc-",
+        "a..b",
+        "a.-b",
+        "192.168.1.1",
+        "xn--abc",
+        "a_b",
+        "abc-s3alias",
+        "sthree-x",
+        "",
+    ],
 )
 def test_invalid_bucket_names(name: str) -> None:
     assert not is_valid_bucket_name(name)
@@ -52,11 +65,23 @@ def test_tenant_names() -> None:
 
 def test_generated_credentials() -> None:
     ak, sk = new_access_key_id(), new_secret_key()
-    assert len(ak) == 20 and ak.isalnum() and ak.isupper()
+    assert len(ak) == 20
+    assert ak.isalnum()
+    assert ak.isupper()
     assert len(sk) == 40
     assert new_access_key_id() != ak
 
 
-@pytest.mark.parametrize(("prefix", "expected"), [("a/", "a0"), ("abc", "abd"), ("", None), ("\U0010ffff", None), ("a\U0010ffff", "b"), ("\ud7ff", "\ue000")])
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("a/", "a0"),
+        ("abc", "abd"),
+        ("", None),
+        ("\U0010ffff", None),
+        ("a\U0010ffff", "b"),
+        ("\ud7ff", "\ue000"),
+    ],
+)
 def test_successor_prefix(prefix: str, expected: str | None) -> None:
     assert successor_prefix(prefix) == expected

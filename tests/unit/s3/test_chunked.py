@@ -16,9 +16,10 @@ import botocore.crt.auth
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from andromede.auth import sigv4
+from andromede.auth.sigv4 import AuthContext, PayloadMode, SignedRequest
 from andromede.core import checksums, errors
 from andromede.core.checksums import ChecksumAlgorithm
-from andromede.auth import sigv4
 from andromede.s3.chunked import (
     MAX_LINE,
     OFFLOAD_THRESHOLD,
@@ -28,7 +29,6 @@ from andromede.s3.chunked import (
     expected_trailer_names,
     trailer_signature,
 )
-from andromede.auth.sigv4 import AuthContext, PayloadMode, SignedRequest
 
 # --- the worked examples of sigv4-streaming.html and sigv4-streaming-trailers.html -------------
 DOC_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

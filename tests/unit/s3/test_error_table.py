@@ -8,27 +8,64 @@ from andromede.core import errors
 from andromede.http_errors import ERROR_TABLE, lookup
 
 KNOWN_S3_CODES = {
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "RequestTimeTooSkewed",
-    "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError", "MissingSecurityHeader",
-    "XAmzContentSHA256Mismatch", "InvalidArgument", "InvalidRequest", "MalformedXML",
-    "MissingContentLength", "IncompleteBody", "EntityTooLarge", "EntityTooSmall",
-    "KeyTooLongError", "MetadataTooLarge", "RequestHeaderSectionTooLarge", "InvalidTag",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "RequestTimeTooSkewed",
+    "AuthorizationHeaderMalformed",
+    "AuthorizationQueryParametersError",
+    "MissingSecurityHeader",
+    "XAmzContentSHA256Mismatch",
+    "InvalidArgument",
+    "InvalidRequest",
+    "MalformedXML",
+    "MissingContentLength",
+    "IncompleteBody",
+    "EntityTooLarge",
+    "EntityTooSmall",
+    "KeyTooLongError",
+    "MetadataTooLarge",
+    "RequestHeaderSectionTooLarge",
+    "InvalidTag",
     "BadRequest",
-    "InvalidRange", "InvalidPartNumber", "MethodNotAllowed", "NotImplemented",
-    "InvalidLocationConstraint", "IllegalLocationConstraintException",
-    "InvalidEncryptionAlgorithmError", "InvalidStorageClass", "BadDigest", "InvalidDigest",
-    "InternalError", "InvalidBucketName", "NoSuchBucket", "NoSuchKey", "NoSuchUpload",
-    "NoSuchTagSet", "BucketAlreadyExists", "BucketAlreadyOwnedByYou", "BucketNotEmpty",
-    "PreconditionFailed", "NotModified", "ConditionalRequestConflict", "InvalidPart",
-    "InvalidPartOrder", "InvalidObjectState", "SlowDown", "ServiceUnavailable",
+    "InvalidRange",
+    "InvalidPartNumber",
+    "MethodNotAllowed",
+    "NotImplemented",
+    "InvalidLocationConstraint",
+    "IllegalLocationConstraintException",
+    "InvalidEncryptionAlgorithmError",
+    "InvalidStorageClass",
+    "BadDigest",
+    "InvalidDigest",
+    "InternalError",
+    "InvalidBucketName",
+    "NoSuchBucket",
+    "NoSuchKey",
+    "NoSuchUpload",
+    "NoSuchTagSet",
+    "BucketAlreadyExists",
+    "BucketAlreadyOwnedByYou",
+    "BucketNotEmpty",
+    "PreconditionFailed",
+    "NotModified",
+    "ConditionalRequestConflict",
+    "InvalidPart",
+    "InvalidPartOrder",
+    "InvalidObjectState",
+    "SlowDown",
+    "ServiceUnavailable",
     # Admin API only (not S3 operations):
-    "NoSuchTenant", "NoSuchAccessKey", "TenantAlreadyExists",
+    "NoSuchTenant",
+    "NoSuchAccessKey",
+    "TenantAlreadyExists",
 }
 
 
 def _domain_errors() -> list[type[errors.AndromedeError]]:
     return [
-        cls for _, cls in inspect.getmembers(errors, inspect.isclass)
+        cls
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
         if issubclass(cls, errors.AndromedeError)
     ]
 

@@ -16,8 +16,12 @@ async def _receive() -> dict[str, Any]:
 
 def _scope(path: bytes, host: str = "127.0.0.1:9000", query: bytes = b"") -> dict[str, Any]:
     return {
-        "type": "http", "method": "GET", "path": path.decode("latin-1"), "raw_path": path,
-        "query_string": query, "headers": [(b"host", host.encode()), (b"x-a", b"1"), (b"X-A", b"2")],
+        "type": "http",
+        "method": "GET",
+        "path": path.decode("latin-1"),
+        "raw_path": path,
+        "query_string": query,
+        "headers": [(b"host", host.encode()), (b"x-a", b"1"), (b"X-A", b"2")],
         "client": ("127.0.0.1", 5000),
     }
 
@@ -41,7 +45,9 @@ def test_path_style(path: bytes, bucket: str | None, key: str | None) -> None:
 
 
 def test_virtual_host_style() -> None:
-    req = build_request(_scope(b"/a/b", host="reports.s3.example.eu:443"), _receive, "r", "s3.example.eu")
+    req = build_request(
+        _scope(b"/a/b", host="reports.s3.example.eu:443"), _receive, "r", "s3.example.eu"
+    )
     assert (req.bucket, req.key) == ("reports", "a/b")
     # The bare domain is path style.
     req = build_request(_scope(b"/reports/a", host="s3.example.eu"), _receive, "r", "s3.example.eu")

@@ -33,7 +33,14 @@ CASES = [
     ("GET", "b", "k", {"attributes": ""}, {}, E.GetObjectAttributes),
     ("POST", "b", "k", {"uploads": ""}, {}, E.CreateMultipartUpload),
     ("PUT", "b", "k", {"uploadId": "u", "partNumber": "1"}, {}, E.UploadPart),
-    ("PUT", "b", "k", {"uploadId": "u", "partNumber": "1"}, {"x-amz-copy-source": "a/b"}, E.UploadPartCopy),
+    (
+        "PUT",
+        "b",
+        "k",
+        {"uploadId": "u", "partNumber": "1"},
+        {"x-amz-copy-source": "a/b"},
+        E.UploadPartCopy,
+    ),
     ("POST", "b", "k", {"uploadId": "u"}, {}, E.CompleteMultipartUpload),
     ("DELETE", "b", "k", {"uploadId": "u"}, {}, E.AbortMultipartUpload),
     ("GET", "b", "k", {"uploadId": "u"}, {}, E.ListParts),
@@ -43,13 +50,20 @@ CASES = [
 
 @pytest.mark.parametrize(("method", "bucket", "key", "query", "headers", "expected"), CASES)
 def test_resolve(
-    method: str, bucket: str | None, key: str | None, query: dict[str, str],
-    headers: dict[str, str], expected: E,
+    method: str,
+    bucket: str | None,
+    key: str | None,
+    query: dict[str, str],
+    headers: dict[str, str],
+    expected: E,
 ) -> None:
     assert resolve(method, bucket, key, query, headers) is expected
 
 
-@pytest.mark.parametrize(("method", "bucket", "key"), [("PATCH", "b", "k"), ("POST", None, None), ("OPTIONS", "b", None), ("POST", "b", "k")])
+@pytest.mark.parametrize(
+    ("method", "bucket", "key"),
+    [("PATCH", "b", "k"), ("POST", None, None), ("OPTIONS", "b", None), ("POST", "b", "k")],
+)
 def test_methods_not_allowed(method: str, bucket: str | None, key: str | None) -> None:
     assert resolve(method, bucket, key, {}, {}) is None
 

@@ -42,7 +42,18 @@ class SortedKeys:
 
 
 KEYS = [
-    "a.txt", "b/1", "b/2", "b/c/3", "c/", "c/x", "d", "e/f/g", "e/h", "z", "é", "a/b",
+    "a.txt",
+    "b/1",
+    "b/2",
+    "b/c/3",
+    "c/",
+    "c/x",
+    "d",
+    "e/f/g",
+    "e/h",
+    "z",
+    "é",
+    "a/b",
 ]
 
 
@@ -64,8 +75,12 @@ async def collect(store: SortedKeys, prefix: str, delimiter: str, page: int) -> 
     marker = ""
     for _ in range(100):
         result = await list_page(
-            store, "b",  # type: ignore[arg-type]
-            prefix=prefix, delimiter=delimiter, marker=marker, max_keys=page,
+            store,
+            "b",  # type: ignore[arg-type]
+            prefix=prefix,
+            delimiter=delimiter,
+            marker=marker,
+            max_keys=page,
         )
         got = [o.key for o in result.objects] + result.prefixes
         entries.extend(sorted(got, key=lambda k: k.encode()))
@@ -78,7 +93,9 @@ async def collect(store: SortedKeys, prefix: str, delimiter: str, page: int) -> 
 
 
 @pytest.mark.parametrize("page", [1, 2, 3, 1000])
-@pytest.mark.parametrize(("prefix", "delimiter"), [("", ""), ("", "/"), ("b/", "/"), ("e", "/"), ("", "b"), ("c/", "/")])
+@pytest.mark.parametrize(
+    ("prefix", "delimiter"), [("", ""), ("", "/"), ("b/", "/"), ("e", "/"), ("", "b"), ("c/", "/")]
+)
 async def test_paged_listing_equals_reference(prefix: str, delimiter: str, page: int) -> None:
     store = SortedKeys(KEYS)
     assert await collect(store, prefix, delimiter, page) == reference(KEYS, prefix, delimiter)
@@ -101,4 +118,6 @@ async def test_many_keys_under_one_prefix_cost_one_skip() -> None:
 
 async def test_max_keys_zero() -> None:
     result = await list_page(SortedKeys(KEYS), "b", prefix="", delimiter="", marker="", max_keys=0)  # type: ignore[arg-type]
-    assert result.objects == [] and result.prefixes == [] and not result.is_truncated
+    assert result.objects == []
+    assert result.prefixes == []
+    assert not result.is_truncated

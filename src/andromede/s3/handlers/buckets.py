@@ -26,8 +26,11 @@ async def list_buckets(ctx: Context) -> Response:
     prefix = ctx.req.query.get("prefix", "")
     found = [b for b in await ctx.services.buckets.list(ctx.principal) if b.name.startswith(prefix)]
     items = "".join(
-        "<Bucket>" + xml.element("Name", b.name) + xml.element("CreationDate", iso8601(b.created))
-        + xml.element("BucketRegion", b.location or ctx.region) + "</Bucket>"
+        "<Bucket>"
+        + xml.element("Name", b.name)
+        + xml.element("CreationDate", iso8601(b.created))
+        + xml.element("BucketRegion", b.location or ctx.region)
+        + "</Bucket>"
         for b in found
     )
     children = [owner(ctx.principal.tenant), "<Buckets>" + items + "</Buckets>"]
@@ -101,9 +104,12 @@ async def _page(ctx: Context, marker: str) -> tuple[ListPage, int]:
     await ctx.services.buckets.get(ctx.principal, ctx.bucket)
     max_keys = min(ctx.int_query("max-keys", MAX_LIST_KEYS), MAX_LIST_KEYS)
     page = await list_page(
-        ctx.services.objects.store, ctx.bucket,
-        prefix=ctx.req.query.get("prefix", ""), delimiter=ctx.req.query.get("delimiter", ""),
-        marker=marker, max_keys=max_keys,
+        ctx.services.objects.store,
+        ctx.bucket,
+        prefix=ctx.req.query.get("prefix", ""),
+        delimiter=ctx.req.query.get("delimiter", ""),
+        marker=marker,
+        max_keys=max_keys,
     )
     return page, max_keys
 
@@ -187,8 +193,9 @@ async def list_object_versions(ctx: Context) -> Response:
     for obj in page.objects:
         entry = _contents(obj, enc, True, "Version")
         entry = entry.replace(
-            "<Version>", "<Version>" + xml.element("VersionId", "null")
-            + xml.element("IsLatest", "true"), 1,
+            "<Version>",
+            "<Version>" + xml.element("VersionId", "null") + xml.element("IsLatest", "true"),
+            1,
         )
         children.append(entry)
     children += [_prefixes(page, enc), enc.element()]
@@ -239,8 +246,11 @@ async def delete_objects(ctx: Context) -> Response:
         else:
             code, _ = lookup(error)
             out.append(
-                "<Error>" + xml.element("Key", key) + xml.element("Code", code)
-                + xml.element("Message", error.message) + "</Error>"
+                "<Error>"
+                + xml.element("Key", key)
+                + xml.element("Code", code)
+                + xml.element("Message", error.message)
+                + "</Error>"
             )
     return xml_response(xml.document("DeleteResult", out))
 

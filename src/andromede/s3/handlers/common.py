@@ -29,7 +29,8 @@ def encoder(encoding_type: str | None) -> Encoder:
         return Encoder(False)
     if encoding_type.lower() != "url":
         raise errors.InvalidArgument(
-            "Invalid Encoding Method specified in Request", ArgumentName="encoding-type",
+            "Invalid Encoding Method specified in Request",
+            ArgumentName="encoding-type",
             ArgumentValue=encoding_type[:64],
         )
     return Encoder(True)

@@ -22,8 +22,12 @@ def _missing(code: str, message: str) -> Handler:
         bucket = await ctx.services.buckets.get(ctx.principal, ctx.bucket)
         body = xml.document(
             "Error",
-            [xml.element("Code", code), xml.element("Message", message),
-             xml.element("BucketName", bucket.name), xml.element("RequestId", ctx.req.request_id)],
+            [
+                xml.element("Code", code),
+                xml.element("Message", message),
+                xml.element("BucketName", bucket.name),
+                xml.element("RequestId", ctx.req.request_id),
+            ],
             namespace=False,
         )
         return Response(404, [("content-type", "application/xml")], body)
@@ -47,12 +51,16 @@ async def _no_content(ctx: Context) -> Response:
 def _acl(ctx: Context) -> bytes:
     grant = (
         '<Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-        'xsi:type="CanonicalUser">' + xml.element("ID", ctx.principal.tenant)
-        + xml.element("DisplayName", ctx.principal.tenant) + "</Grantee>"
-        + xml.element("Permission", "FULL_CONTROL") + "</Grant>"
+        'xsi:type="CanonicalUser">'
+        + xml.element("ID", ctx.principal.tenant)
+        + xml.element("DisplayName", ctx.principal.tenant)
+        + "</Grantee>"
+        + xml.element("Permission", "FULL_CONTROL")
+        + "</Grant>"
     )
     return xml.document(
-        "AccessControlPolicy", [owner(ctx.principal.tenant), "<AccessControlList>" + grant + "</AccessControlList>"]
+        "AccessControlPolicy",
+        [owner(ctx.principal.tenant), "<AccessControlList>" + grant + "</AccessControlList>"],
     )
 
 
@@ -65,36 +73,48 @@ async def get_object_acl(ctx: Context) -> Response:
 HANDLERS: dict[Endpoint, Handler] = {
     Endpoint.GetBucketVersioning: _document(lambda _: xml.empty("VersioningConfiguration")),
     Endpoint.GetBucketLifecycleConfiguration: _missing(
-        "NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist"),
+        "NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist"
+    ),
     Endpoint.GetBucketEncryption: _missing(
         "ServerSideEncryptionConfigurationNotFoundError",
-        "The server side encryption configuration was not found"),
+        "The server side encryption configuration was not found",
+    ),
     Endpoint.GetBucketTagging: _missing("NoSuchTagSet", "The TagSet does not exist"),
     Endpoint.GetBucketPolicy: _missing("NoSuchBucketPolicy", "The bucket policy does not exist"),
     Endpoint.GetBucketPolicyStatus: _missing(
-        "NoSuchBucketPolicy", "The bucket policy does not exist"),
+        "NoSuchBucketPolicy", "The bucket policy does not exist"
+    ),
     Endpoint.GetBucketCors: _missing(
-        "NoSuchCORSConfiguration", "The CORS configuration does not exist"),
+        "NoSuchCORSConfiguration", "The CORS configuration does not exist"
+    ),
     Endpoint.GetObjectLockConfiguration: _missing(
         "ObjectLockConfigurationNotFoundError",
-        "Object Lock configuration does not exist for this bucket"),
+        "Object Lock configuration does not exist for this bucket",
+    ),
     Endpoint.GetBucketWebsite: _missing(
-        "NoSuchWebsiteConfiguration", "The specified bucket does not have a website configuration"),
+        "NoSuchWebsiteConfiguration", "The specified bucket does not have a website configuration"
+    ),
     Endpoint.GetBucketReplication: _missing(
-        "ReplicationConfigurationNotFoundError", "The replication configuration was not found"),
+        "ReplicationConfigurationNotFoundError", "The replication configuration was not found"
+    ),
     Endpoint.GetBucketOwnershipControls: _missing(
-        "OwnershipControlsNotFoundError", "The bucket ownership controls were not found"),
+        "OwnershipControlsNotFoundError", "The bucket ownership controls were not found"
+    ),
     Endpoint.GetPublicAccessBlock: _missing(
         "NoSuchPublicAccessBlockConfiguration",
-        "The public access block configuration was not found"),
+        "The public access block configuration was not found",
+    ),
     Endpoint.GetBucketAcl: _document(_acl),
     Endpoint.GetBucketLogging: _document(lambda _: xml.empty("BucketLoggingStatus")),
     Endpoint.GetBucketNotificationConfiguration: _document(
-        lambda _: xml.empty("NotificationConfiguration")),
+        lambda _: xml.empty("NotificationConfiguration")
+    ),
     Endpoint.GetBucketAccelerateConfiguration: _document(
-        lambda _: xml.empty("AccelerateConfiguration")),
+        lambda _: xml.empty("AccelerateConfiguration")
+    ),
     Endpoint.GetBucketRequestPayment: _document(
-        lambda _: xml.document("RequestPaymentConfiguration", [xml.element("Payer", "BucketOwner")])),
+        lambda _: xml.document("RequestPaymentConfiguration", [xml.element("Payer", "BucketOwner")])
+    ),
     # Deleting a configuration that does not exist succeeds, as on AWS.
     Endpoint.DeleteBucketLifecycle: _no_content,
     Endpoint.DeleteBucketEncryption: _no_content,

@@ -45,11 +45,13 @@ class Context:
         except ValueError:
             raise errors.InvalidArgument(
                 f"Provided {name} not an integer or within integer range",
-                ArgumentName=name, ArgumentValue=raw[:64],
+                ArgumentName=name,
+                ArgumentValue=raw[:64],
             ) from None
         if not lo <= value <= hi:
             raise errors.InvalidArgument(
                 f"Argument {name} must be an integer between {lo} and {hi}",
-                ArgumentName=name, ArgumentValue=raw[:64],
+                ArgumentName=name,
+                ArgumentValue=raw[:64],
             )
         return value

@@ -28,7 +28,9 @@ from andromede.services.multipart import CompletedPart
 def _upload_id(ctx: Context) -> str:
     upload_id = ctx.req.query.get("uploadId", "")
     if not upload_id:
-        raise errors.InvalidArgument("This operation requires an upload id.", ArgumentName="uploadId")
+        raise errors.InvalidArgument(
+            "This operation requires an upload id.", ArgumentName="uploadId"
+        )
     return upload_id
 
 
@@ -36,10 +38,16 @@ async def create_multipart_upload(ctx: Context) -> Response:
     """CreateMultipartUpload."""
     attrs = object_attributes(ctx.req)
     upload = await ctx.services.multipart.create(
-        ctx.principal, ctx.bucket, ctx.key, attrs, checksum_algorithm(ctx.req), checksum_type(ctx.req)
+        ctx.principal,
+        ctx.bucket,
+        ctx.key,
+        attrs,
+        checksum_algorithm(ctx.req),
+        checksum_type(ctx.req),
     )
     children = [
-        xml.element("Bucket", ctx.bucket), xml.element("Key", ctx.key),
+        xml.element("Bucket", ctx.bucket),
+        xml.element("Key", ctx.key),
         xml.element("UploadId", upload.upload_id),
     ]
     response = xml_response(xml.document("InitiateMultipartUploadResult", children))
@@ -62,7 +70,11 @@ async def upload_part(ctx: Context) -> Response:
     part = await ctx.services.multipart.upload_part(
         ctx.principal, ctx.bucket, ctx.key, _upload_id(ctx), part_number, body, claims
     )
-    checksum = part.checksum if claims.algorithm in (None, part.checksum and part.checksum.algorithm) else None
+    checksum = (
+        part.checksum
+        if claims.algorithm in (None, part.checksum and part.checksum.algorithm)
+        else None
+    )
     headers = [(h, v) for h, v in checksum_headers(checksum) if h != "x-amz-checksum-type"]
     return Response(200, [("etag", part.etag), *headers])
 
@@ -71,10 +83,19 @@ async def upload_part_copy(ctx: Context) -> Response:
     """UploadPartCopy, optionally of a byte range."""
     part_number = _part_number(ctx)
     _, part = await ctx.services.multipart.upload_part_copy(
-        ctx.principal, ctx.bucket, ctx.key, _upload_id(ctx), part_number, copy_source(ctx.req),
-        ctx.req.header("x-amz-copy-source-range"), preconditions(ctx.req, "x-amz-copy-source-"),
+        ctx.principal,
+        ctx.bucket,
+        ctx.key,
+        _upload_id(ctx),
+        part_number,
+        copy_source(ctx.req),
+        ctx.req.header("x-amz-copy-source-range"),
+        preconditions(ctx.req, "x-amz-copy-source-"),
     )
-    children = [xml.element("LastModified", iso8601(part.last_modified)), xml.element("ETag", part.etag)]
+    children = [
+        xml.element("LastModified", iso8601(part.last_modified)),
+        xml.element("ETag", part.etag),
+    ]
     return xml_response(xml.document("CopyPartResult", children))
 
 
@@ -88,7 +109,8 @@ def _parse_complete(body: bytes) -> list[CompletedPart]:
         if number is None or etag is None or not number.strip().isdigit():
             raise errors.MalformedXML()
         checksums = {
-            alg: value for alg in ChecksumAlgorithm
+            alg: value
+            for alg in ChecksumAlgorithm
             if (value := xml.text(item, "Checksum" + alg.value)) is not None
         }
         parts.append(CompletedPart(int(number), etag, checksums))
@@ -100,16 +122,26 @@ def _parse_complete(body: bytes) -> list[CompletedPart]:
 async def complete_multipart_upload(ctx: Context) -> Response:
     """CompleteMultipartUpload."""
     parts = _parse_complete(await read_small_body(ctx.req, ctx.auth, MAX_XML_BODY))
-    full = [(a, ctx.req.headers[a.header]) for a in ChecksumAlgorithm if a.header in ctx.req.headers]
+    full = [
+        (a, ctx.req.headers[a.header]) for a in ChecksumAlgorithm if a.header in ctx.req.headers
+    ]
     if len(full) > 1:
         raise errors.InvalidRequest("Expecting a single x-amz-checksum- header")
     version = await ctx.services.multipart.complete(
-        ctx.principal, ctx.bucket, ctx.key, _upload_id(ctx), parts, full[0] if full else None,
-        checksum_type(ctx.req), write_condition(ctx.req),
+        ctx.principal,
+        ctx.bucket,
+        ctx.key,
+        _upload_id(ctx),
+        parts,
+        full[0] if full else None,
+        checksum_type(ctx.req),
+        write_condition(ctx.req),
     )
     children = [
-        xml.element("Location", f"/{ctx.bucket}/{ctx.key}"), xml.element("Bucket", ctx.bucket),
-        xml.element("Key", ctx.key), xml.element("ETag", version.etag),
+        xml.element("Location", f"/{ctx.bucket}/{ctx.key}"),
+        xml.element("Bucket", ctx.bucket),
+        xml.element("Key", ctx.key),
+        xml.element("ETag", version.etag),
         *checksum_elements(version.checksum),
     ]
     return xml_response(xml.document("CompleteMultipartUploadResult", children))
@@ -130,12 +162,16 @@ async def list_parts(ctx: Context) -> Response:
     )
     upload = page.upload
     children = [
-        xml.element("Bucket", ctx.bucket), xml.element("Key", ctx.key),
-        xml.element("UploadId", upload.upload_id), owner(upload.owner, "Initiator"),
-        owner(upload.owner), xml.element("StorageClass", upload.storage_class),
+        xml.element("Bucket", ctx.bucket),
+        xml.element("Key", ctx.key),
+        xml.element("UploadId", upload.upload_id),
+        owner(upload.owner, "Initiator"),
+        owner(upload.owner),
+        xml.element("StorageClass", upload.storage_class),
         xml.element("PartNumberMarker", marker),
         xml.element("NextPartNumberMarker", page.next_marker),
-        xml.element("MaxParts", max_parts), xml.element("IsTruncated", str(page.is_truncated).lower()),
+        xml.element("MaxParts", max_parts),
+        xml.element("IsTruncated", str(page.is_truncated).lower()),
     ]
     if upload.checksum_algorithm is not None:
         children.append(xml.element("ChecksumAlgorithm", upload.checksum_algorithm.value))
@@ -146,17 +182,23 @@ async def list_parts(ctx: Context) -> Response:
         if part.checksum is not None and part.checksum.algorithm is upload.checksum_algorithm:
             checksum = xml.element("Checksum" + part.checksum.algorithm.value, part.checksum.value)
         children.append(
-            "<Part>" + xml.element("PartNumber", part.part_number)
+            "<Part>"
+            + xml.element("PartNumber", part.part_number)
             + xml.element("LastModified", iso8601(part.last_modified))
-            + xml.element("ETag", part.etag) + xml.element("Size", part.size) + checksum + "</Part>"
+            + xml.element("ETag", part.etag)
+            + xml.element("Size", part.size)
+            + checksum
+            + "</Part>"
         )
     return xml_response(xml.document("ListPartsResult", children))
 
 
 def _upload_entry(upload: MultipartUpload, enc_key: str) -> str:
     parts = [
-        xml.element("Key", enc_key), xml.element("UploadId", upload.upload_id),
-        owner(upload.owner, "Initiator"), owner(upload.owner),
+        xml.element("Key", enc_key),
+        xml.element("UploadId", upload.upload_id),
+        owner(upload.owner, "Initiator"),
+        owner(upload.owner),
         xml.element("StorageClass", upload.storage_class),
         xml.element("Initiated", iso8601(upload.initiated)),
     ]
@@ -175,11 +217,17 @@ async def list_multipart_uploads(ctx: Context) -> Response:
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     key_marker, id_marker = q.get("key-marker", ""), q.get("upload-id-marker", "")
     uploads, prefixes, truncated = await ctx.services.multipart.list_uploads(
-        ctx.principal, ctx.bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
-        upload_id_marker=id_marker, max_uploads=max_uploads,
+        ctx.principal,
+        ctx.bucket,
+        prefix=prefix,
+        delimiter=delimiter,
+        key_marker=key_marker,
+        upload_id_marker=id_marker,
+        max_uploads=max_uploads,
     )
     children = [
-        xml.element("Bucket", ctx.bucket), xml.element("KeyMarker", enc(key_marker)),
+        xml.element("Bucket", ctx.bucket),
+        xml.element("KeyMarker", enc(key_marker)),
         xml.element("UploadIdMarker", id_marker),
     ]
     # The next page starts after the last entry, an upload or a common prefix (entries come in
@@ -195,7 +243,8 @@ async def list_multipart_uploads(ctx: Context) -> Response:
     if delimiter:
         children.append(xml.element("Delimiter", enc(delimiter)))
     children += [
-        xml.element("MaxUploads", max_uploads), xml.element("IsTruncated", str(truncated).lower()),
+        xml.element("MaxUploads", max_uploads),
+        xml.element("IsTruncated", str(truncated).lower()),
     ]
     children += [_upload_entry(u, enc(u.key)) for u in uploads]
     children += [

@@ -27,7 +27,10 @@ def checksum_headers(checksum: Checksum | None) -> list[tuple[str, str]]:
     """``x-amz-checksum-<alg>`` and ``x-amz-checksum-type`` for a write response."""
     if checksum is None:
         return []
-    return [(checksum.algorithm.header, checksum.value), ("x-amz-checksum-type", checksum.type.value)]
+    return [
+        (checksum.algorithm.header, checksum.value),
+        ("x-amz-checksum-type", checksum.type.value),
+    ]
 
 
 def checksum_elements(checksum: Checksum | None) -> list[str]:
@@ -59,9 +62,13 @@ async def _read(ctx: Context, with_body: bool) -> Response:
     part_number = _part_number(ctx)
     try:
         result = await ctx.services.objects.get(
-            ctx.principal, ctx.bucket, ctx.key,
-            range_header=ctx.req.header("range"), part_number=part_number,
-            preconditions=preconditions(ctx.req), with_body=with_body,
+            ctx.principal,
+            ctx.bucket,
+            ctx.key,
+            range_header=ctx.req.header("range"),
+            part_number=part_number,
+            preconditions=preconditions(ctx.req),
+            with_body=with_body,
         )
     except errors.NotModified as exc:
         not_modified = Response(304)
@@ -123,23 +130,36 @@ async def copy_object(ctx: Context) -> Response:
             f"source: {MAX_SINGLE_PUT}"
         )
     _, version = await ctx.services.objects.copy(
-        ctx.principal, source, (ctx.bucket, ctx.key),
-        replace_metadata=replace_metadata, attrs=attrs, replace_tags=replace_tags,
+        ctx.principal,
+        source,
+        (ctx.bucket, ctx.key),
+        replace_metadata=replace_metadata,
+        attrs=attrs,
+        replace_tags=replace_tags,
         source_conditions=preconditions(ctx.req, "x-amz-copy-source-"),
-        algorithm=checksum_algorithm(ctx.req), condition=write_condition(ctx.req),
+        algorithm=checksum_algorithm(ctx.req),
+        condition=write_condition(ctx.req),
     )
     body = xml.document(
         "CopyObjectResult",
-        [xml.element("LastModified", iso8601(version.last_modified)),
-         xml.element("ETag", version.etag), *checksum_elements(version.checksum)],
+        [
+            xml.element("LastModified", iso8601(version.last_modified)),
+            xml.element("ETag", version.etag),
+            *checksum_elements(version.checksum),
+        ],
     )
     return xml_response(body)
 
 
 def _tag_set(tags: dict[str, str]) -> str:
-    return "<TagSet>" + "".join(
-        "<Tag>" + xml.element("Key", k) + xml.element("Value", v) + "</Tag>" for k, v in tags.items()
-    ) + "</TagSet>"
+    return (
+        "<TagSet>"
+        + "".join(
+            "<Tag>" + xml.element("Key", k) + xml.element("Value", v) + "</Tag>"
+            for k, v in tags.items()
+        )
+        + "</TagSet>"
+    )
 
 
 async def get_object_tagging(ctx: Context) -> Response:
@@ -191,18 +211,26 @@ def _object_parts(ctx: Context, version: ObjectVersion) -> str:
     after = [s for s in version.manifest.segments if (s.part_number or 0) > marker]
     chosen, truncated = after[:max_parts], len(after) > max_parts
     items = "".join(
-        "<Part>" + xml.element("PartNumber", s.part_number) + xml.element("Size", s.size)
-        + (xml.element("Checksum" + s.checksum.algorithm.value, s.checksum.value)
-           if s.checksum is not None else "")
+        "<Part>"
+        + xml.element("PartNumber", s.part_number)
+        + xml.element("Size", s.size)
+        + (
+            xml.element("Checksum" + s.checksum.algorithm.value, s.checksum.value)
+            if s.checksum is not None
+            else ""
+        )
         + "</Part>"
         for s in chosen
     )
     return (
-        "<ObjectParts>" + xml.element("PartsCount", count)
+        "<ObjectParts>"
+        + xml.element("PartsCount", count)
         + xml.element("PartNumberMarker", marker)
         + xml.element("NextPartNumberMarker", chosen[-1].part_number if chosen else marker)
-        + xml.element("MaxParts", max_parts) + xml.element("IsTruncated", str(truncated).lower())
-        + items + "</ObjectParts>"
+        + xml.element("MaxParts", max_parts)
+        + xml.element("IsTruncated", str(truncated).lower())
+        + items
+        + "</ObjectParts>"
     )
 
 
