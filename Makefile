@@ -1,0 +1,48 @@
+# Andromède: `make test` is the one command that installs what the tests need and runs them all.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+# scripts/install-deps puts the Python packages in ./.venv where python3 is Debian's own
+# (externally managed); otherwise in python3 itself. Deferred (`=`), so the choice is made after
+# the `deps` prerequisite ran.
+PYTHON = $(if $(wildcard .venv/bin/python3),.venv/bin/python3,python3)
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+# make serve ARGS='--address 127.0.0.1:9000 --data-dir ./andromede-data'
+ARGS ?=
+# make bench BENCH_ARGS='--quick'   or   BENCH_ARGS='--compare andromede,swift,ceph'
+BENCH_ARGS ?=
+
+.PHONY: deps test check lint format serve bench
+
+deps:
+	scripts/install-deps
+
+## test: the README's test command: install, static checks, then the whole pytest suite
+test: deps check
+	$(PYTHON) -m pytest -q
+
+## check: ruff, mypy --strict (package and bench), the import-layer contracts
+check: deps
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
+	$(PYTHON) -m mypy bench/s3bench.py
+	lint-imports
+
+## lint: ruff only (fast): rules and formatting
+lint: deps
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format: deps
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m ruff check --fix .
+
+## serve: run the embedded server in the foreground
+serve: deps
+	andromede serve $(ARGS)
+
+## bench: start a fresh andromede on a temp data dir and print the figures against a disk baseline
+bench: deps
+	$(PYTHON) bench/s3bench.py --start-andromede $(BENCH_ARGS)
