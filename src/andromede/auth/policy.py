@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from andromede.core import errors
-from andromede.core.models import Bucket, Principal
+from andromede.core.models import Bucket, ObjectVersion, Principal
 
 
 def authorize_bucket(principal: Principal, bucket: Bucket) -> None:
     """Only the owning tenant's keys act on a bucket and its objects."""
     if bucket.tenant != principal.tenant:
+        raise errors.AccessDenied()
+
+
+def authorize_object(principal: Principal, version: ObjectVersion) -> None:
+    """An object version belongs to its bucket's tenant (``owner``)."""
+    if version.owner != principal.tenant:
         raise errors.AccessDenied()
 
 

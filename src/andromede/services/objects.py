@@ -7,6 +7,7 @@ import binascii
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from andromede.auth.policy import authorize_object
 from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType, decode_b64_checksum
 from andromede.core.conditions import (
@@ -190,10 +191,13 @@ class Objects:
         return version
 
     async def _current(self, principal: Principal, bucket: str, key: str) -> ObjectVersion:
-        await self._buckets.get(principal, bucket)
+        # One lookup on the hot path: an object's owner is its bucket's tenant (set at every
+        # write, and a bucket can neither change hands nor go while it holds objects).
         version = await self._store.get_object(bucket, ObjectKey(key))
         if version is None:
+            await self._buckets.get(principal, bucket)  # NoSuchBucket / AccessDenied first
             raise errors.NoSuchKey(Key=key)
+        authorize_object(principal, version)
         return version
 
     async def get(
