@@ -12,6 +12,7 @@ beyond U+00FF is taken as UTF-8 instead, which is how test vectors are written).
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import hmac
 import re
@@ -117,8 +118,12 @@ class AuthContext:
 
 
 # --- the signing algorithm ------------------------------------------------------------------
+@functools.lru_cache(maxsize=1024)
 def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    """``kSigning``: HMAC chain over the scope, starting from ``"AWS4" + secret``."""
+    """``kSigning``: HMAC chain over the scope, starting from ``"AWS4" + secret``.
+
+    Cached: a key signs every request of its scope's day, and four HMACs per request add up.
+    """
     key = ("AWS4" + secret).encode("utf-8")
     for part in (date, region, service, "aws4_request"):
         key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
@@ -293,7 +298,16 @@ def _parse_amz_date(value: str, error: type[errors.AndromedeError]) -> datetime:
     if not _AMZ_DATE.fullmatch(value):
         raise error(f"X-Amz-Date '{value}' is not in the form YYYYMMDDTHHMMSSZ.")
     try:
-        return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        # The regex fixed the shape; slicing is ~10x cheaper than strptime on the hot path.
+        return datetime(
+            int(value[0:4]),
+            int(value[4:6]),
+            int(value[6:8]),
+            int(value[9:11]),
+            int(value[11:13]),
+            int(value[13:15]),
+            tzinfo=UTC,
+        )
     except ValueError as exc:
         raise error(f"X-Amz-Date '{value}' is not a valid time.") from exc
 

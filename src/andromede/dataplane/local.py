@@ -97,6 +97,10 @@ class LocalBlobWriter:
 
     def _commit_sync(self, fd: int, final: str) -> None:
         try:
+            # The sweeper takes a blob nothing references for an orphan once it is old enough:
+            # its age must count from this commit, not from its last byte (a client may pause
+            # long before ending its body).
+            os.utime(fd)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -74,7 +74,7 @@ class Transactions:
     ) -> None:
         self._writer = writer
         self._reader = reader
-        self._inline = inline_reader
+        self._inline = _InlineReader(inline_reader) if inline_reader is not None else None
         self._group = _GroupWriter(thread_writer) if thread_writer is not None else None
 
     @classmethod
@@ -84,7 +84,7 @@ class Transactions:
             return cls(
                 _sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1),
                 _sqlite_engine(url, begin="BEGIN", pool_size=4),
-                _inline_sqlite_engine(url, begin="BEGIN"),
+                _inline_sqlite_engine(url, begin=None),
                 _inline_sqlite_engine(url, begin="BEGIN IMMEDIATE"),
             )
         # pre_ping: a connection left from before a server restart is replaced, not used.
@@ -97,7 +97,7 @@ class Transactions:
         if self._reader is not self._writer:
             await self._reader.dispose()
         if self._inline is not None:
-            self._inline.dispose()
+            self._inline.close()
         if self._group is not None:
             await asyncio.to_thread(self._group.close)
 
@@ -110,7 +110,7 @@ class Transactions:
     async def read(self, op: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``op`` in a read-only transaction."""
         if self._inline is not None:
-            return await _run_inline(self._inline, op)
+            return await self._inline.run(op)
         return await _run(self._reader, op)
 
 
@@ -131,13 +131,35 @@ class _InlineConnection:
         return self._conn.scalar(stmt, params)
 
 
-async def _run_inline(engine: sa.Engine, op: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    try:
-        with engine.connect() as conn, conn.begin():
-            # Duck-typed: read operations only call execute() and scalar() (see above).
-            return await op(cast(AsyncConnection, _InlineConnection(conn)))
-    except sa.exc.OperationalError as exc:
-        raise errors.ServiceUnavailable("The metadata database is unavailable.") from exc
+class _InlineReader:
+    """One connection held for the process's life; each read is BEGIN … COMMIT on it.
+
+    BEGIN and COMMIT go straight to the driver: through SQLAlchemy's connect/begin machinery
+    they cost more than the query itself.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._conn = engine.connect()
+        self._shim = cast(AsyncConnection, _InlineConnection(self._conn))
+
+    async def run(self, op: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        raw = self._conn.connection.dbapi_connection
+        assert raw is not None
+        try:
+            raw.execute("BEGIN")
+            try:
+                # Duck-typed: read operations only call execute() and scalar() (see above).
+                result = await op(self._shim)
+            finally:
+                self._conn.rollback()  # ends the read transaction (nothing to keep)
+        except sa.exc.OperationalError as exc:
+            raise errors.ServiceUnavailable("The metadata database is unavailable.") from exc
+        return result
+
+    def close(self) -> None:
+        self._conn.close()
+        self._engine.dispose()
 
 
 def _drive(coro: Coroutine[Any, Any, T]) -> T:
@@ -238,7 +260,7 @@ def _settle(pending: _Pending) -> None:
         pending.future.set_result(pending.value)
 
 
-def _inline_sqlite_engine(url: URL, *, begin: str) -> sa.Engine:
+def _inline_sqlite_engine(url: URL, *, begin: str | None) -> sa.Engine:
     sync_url = url.set(drivername="sqlite")
     # One connection, used from one thread only (the event loop's, or the writer thread).
     engine = sa.create_engine(
@@ -274,7 +296,7 @@ def _sqlite_engine(url: URL, *, begin: str, pool_size: int) -> AsyncEngine:
     return engine
 
 
-def _configure_sqlite(engine: sa.Engine, *, begin: str) -> None:
+def _configure_sqlite(engine: sa.Engine, *, begin: str | None) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # Stop the driver from issuing its own deferred BEGIN; ``_begin`` below does it.
@@ -284,15 +306,20 @@ def _configure_sqlite(engine: sa.Engine, *, begin: str) -> None:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
+    if begin is None:
+        return
+
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         conn.exec_driver_sql(begin)
 
 
 # --- statement helpers ----------------------------------------------------------------------
-async def first(conn: AsyncConnection, stmt: sa.Executable) -> sa.Row[Any] | None:
+async def first(
+    conn: AsyncConnection, stmt: sa.Executable, params: dict[str, Any] | None = None
+) -> sa.Row[Any] | None:
     """The first row, or None."""
-    return (await conn.execute(stmt)).first()
+    return (await conn.execute(stmt, params)).first()
 
 
 async def all_rows(conn: AsyncConnection, stmt: sa.Executable) -> Sequence[sa.Row[Any]]:

@@ -75,6 +75,16 @@ async def open_store(
     return SqlMetadataStore(Transactions.open(url), garbage_grace=garbage_grace, clock=clock)
 
 
+# The hottest lookups, built once: constructing a statement costs more than running it.
+_GET_OBJECT = sa.select(t.objects).where(
+    t.objects.c.bucket == sa.bindparam("bucket"), t.objects.c.key == sa.bindparam("key")
+)
+_GET_BUCKET = sa.select(t.buckets).where(t.buckets.c.name == sa.bindparam("name"))
+_GET_ACCESS_KEY = sa.select(t.access_keys).where(
+    t.access_keys.c.access_key_id == sa.bindparam("id")
+)
+
+
 class SqlMetadataStore:
     """:class:`andromede.ports.MetadataStore` on SQLite or PostgreSQL; see :func:`open_store`."""
 
@@ -135,9 +145,8 @@ class SqlMetadataStore:
 
     async def get_access_key(self, access_key_id: str) -> AccessKey | None:
         """The key with its secret, or None."""
-        ak = t.access_keys
-        query = sa.select(ak).where(ak.c.access_key_id == access_key_id)
-        row = await self._tx.read(lambda conn: first(conn, query))
+        params = {"id": access_key_id}
+        row = await self._tx.read(lambda conn: first(conn, _GET_ACCESS_KEY, params))
         return None if row is None else codec.access_key(row)
 
     async def list_access_keys(self, tenant: str | None = None) -> list[AccessKey]:
@@ -176,8 +185,7 @@ class SqlMetadataStore:
 
     async def get_bucket(self, name: str) -> Bucket | None:
         """The bucket, or None."""
-        query = sa.select(t.buckets).where(t.buckets.c.name == name)
-        row = await self._tx.read(lambda conn: first(conn, query))
+        row = await self._tx.read(lambda conn: first(conn, _GET_BUCKET, {"name": name}))
         return None if row is None else Bucket(row.name, row.tenant, row.created, row.location)
 
     async def list_buckets(self, tenant: str) -> list[Bucket]:
@@ -226,9 +234,8 @@ class SqlMetadataStore:
 
     async def get_object(self, bucket: str, key: str) -> ObjectVersion | None:
         """The current version, or None."""
-        o = t.objects
-        query = sa.select(o).where(o.c.bucket == bucket, o.c.key == key)
-        row = await self._tx.read(lambda conn: first(conn, query))
+        params = {"bucket": bucket, "key": key}
+        row = await self._tx.read(lambda conn: first(conn, _GET_OBJECT, params))
         return None if row is None else codec.object_version(row)
 
     async def delete_object(self, bucket: str, key: str) -> bool:

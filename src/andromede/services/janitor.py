@@ -67,7 +67,9 @@ class Janitor:
         workers start), so every leftover is removed regardless of age."""
         now = self._clock.now()
         temp_cut = now if at_start else now - self._temp_grace
-        orphan_cut = now if at_start else now - self._garbage_grace
+        # A committed blob is unreferenced until its write's metadata commits: orphans get
+        # the grace of in-flight writes, not the (possibly short) one of in-flight reads.
+        orphan_cut = now if at_start else now - max(self._temp_grace, self._garbage_grace)
         result = {
             "garbage": await self.collect_garbage(),
             "temporary": await self.sweep_temporary(temp_cut),
