@@ -9,6 +9,7 @@ import fcntl
 import logging
 import os
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,7 @@ async def build_runtime(settings: Settings) -> Runtime:
             clock,
             garbage_grace=dt.timedelta(seconds=settings.garbage_grace_seconds),
             temp_grace=dt.timedelta(seconds=settings.temp_grace_seconds),
+            orphan_scan_interval=dt.timedelta(seconds=settings.orphan_scan_interval_seconds),
         )
     )
     return Runtime(settings, store, sites, services, sweeper)
@@ -128,6 +130,11 @@ class Gateway:
 
     async def startup(self) -> None:
         """Open everything; one worker per data dir also runs the sweeper."""
+        # Worker threads mostly wait in fsync: more of them let the filesystem journal batch
+        # concurrent requests' syncs (the default pool is cores + 4).
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=32, thread_name_prefix="andromede-io")
+        )
         runtime = await build_runtime(self.settings)
         self.runtime = runtime
         self._s3 = S3App(

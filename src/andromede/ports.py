@@ -179,8 +179,9 @@ class MetadataStore(Protocol):
         """Remove blobs from the queue once deleted."""
         ...
 
-    async def blob_is_referenced(self, blob: BlobRef) -> bool:
-        """True when a current object version, a part or the garbage queue names the blob."""
+    async def referenced_blobs(self, blobs: Sequence[BlobRef]) -> set[BlobRef]:
+        """Those of ``blobs`` that a current version, a part or the garbage queue names
+        (one query per few hundred blobs: the sweeper checks whole directories)."""
         ...
 
 
@@ -207,6 +208,10 @@ class SiteBackend(Protocol):
 
     async def create(self, blob_id: str) -> BlobWriter:
         """Start writing a new blob."""
+        ...
+
+    async def put(self, blob_id: str, data: bytes) -> None:
+        """Write a whole (small) blob durably; it is visible under its id once this returns."""
         ...
 
     def read(self, blob_id: str, offset: int, length: int) -> AsyncIterator[bytes]:

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     garbage_grace_seconds: float = 300.0
     temp_grace_seconds: float = 900.0
     sweep_interval_seconds: float = 60.0
+    orphan_scan_interval_seconds: float = 3600.0
     key_cache_seconds: float = 5.0
     max_clock_skew_seconds: float = 900.0
     log_level: str = "info"

@@ -62,58 +62,69 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 
 
 class LocalBlobWriter:
-    """Writes one blob to ``tmp/``; :meth:`commit` makes it durable and visible."""
+    """Writes one blob to ``tmp/``; :meth:`commit` makes it durable and visible.
+
+    The ``*_sync`` methods do the work and run on worker threads; the async ones decide
+    whether a hop is worth it.
+    """
 
     def __init__(self, site: LocalSite, blob_id: str) -> None:
-        self._site = site
-        self._blob_id = blob_id
+        self._final = site.blob_path(blob_id)
         self._tmp = os.path.join(site.root, "tmp", blob_id + ".part")
         self._fd: int | None = os.open(
             self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
         )
         _write_all(self._fd, HEADER.pack(MAGIC, BLOB_FORMAT, 0))
 
-    async def write(self, data: bytes | memoryview) -> None:
-        """Append ``data``; large buffers are written from a worker thread."""
+    def _open_fd(self) -> int:
         if self._fd is None:
             raise RuntimeError("blob writer is closed")
-        if len(data) >= INLINE_IO:
-            await asyncio.to_thread(_write_all, self._fd, data)
-        else:
-            _write_all(self._fd, data)
+        return self._fd
 
-    async def commit(self) -> None:
-        """fsync, rename into place, fsync the directory."""
-        if self._fd is None:
-            raise RuntimeError("blob writer is closed")
-        fd, self._fd = self._fd, None
-        final = self._site.blob_path(self._blob_id)
+    def write_sync(self, data: bytes | memoryview) -> None:
+        """Append ``data``."""
+        _write_all(self._open_fd(), data)
+
+    def commit_sync(self) -> None:
+        """fsync, close, rename into place, fsync the directory."""
+        fd, self._fd = self._open_fd(), None
         try:
-            await asyncio.to_thread(self._commit_sync, fd, final)
+            try:
+                # The sweeper takes an unreferenced blob for an orphan once it is old enough:
+                # its age must count from this commit, not from its last byte (a client may
+                # pause for long before ending its body).
+                os.utime(fd)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(self._tmp, self._final)
+            _fsync_dir(os.path.dirname(self._final))
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._tmp)
+            self.abort_sync()
             raise
 
-    def _commit_sync(self, fd: int, final: str) -> None:
-        try:
-            # The sweeper takes a blob nothing references for an orphan once it is old enough:
-            # its age must count from this commit, not from its last byte (a client may pause
-            # long before ending its body).
-            os.utime(fd)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(self._tmp, final)
-        _fsync_dir(os.path.dirname(final))
-
-    async def abort(self) -> None:
-        """Close and remove the temporary file."""
+    def abort_sync(self) -> None:
+        """Close and remove the temporary file (safe after a failure, or twice)."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
+
+    async def write(self, data: bytes | memoryview) -> None:
+        """Append ``data``; large buffers are written from a worker thread."""
+        if len(data) >= INLINE_IO:
+            await asyncio.to_thread(self.write_sync, data)
+        else:
+            self.write_sync(data)
+
+    async def commit(self) -> None:
+        """Make the blob durable and visible under its id."""
+        await asyncio.to_thread(self.commit_sync)
+
+    async def abort(self) -> None:
+        """Discard everything written."""
+        self.abort_sync()
 
 
 class LocalSite:
@@ -151,9 +162,24 @@ class LocalSite:
         return os.path.join(self.root, "blobs", blob_id[:2], blob_id)
 
     async def create(self, blob_id: str) -> LocalBlobWriter:
-        """Start a new blob."""
+        """Start a new blob (the file is created off the event loop: a create can wait on the
+        filesystem journal while other requests fsync)."""
         _check_id(blob_id)
-        return LocalBlobWriter(self, blob_id)
+        return await asyncio.to_thread(LocalBlobWriter, self, blob_id)
+
+    async def put(self, blob_id: str, data: bytes) -> None:
+        """Write a whole small blob durably in one trip to a worker thread."""
+        _check_id(blob_id)
+        await asyncio.to_thread(self._put_sync, blob_id, data)
+
+    def _put_sync(self, blob_id: str, data: bytes) -> None:
+        writer = LocalBlobWriter(self, blob_id)
+        try:
+            writer.write_sync(data)
+        except BaseException:
+            writer.abort_sync()
+            raise
+        writer.commit_sync()
 
     async def read(self, blob_id: str, offset: int, length: int) -> AsyncIterator[bytes]:
         """Stream part of a blob, verifying its header."""

@@ -339,5 +339,17 @@ async def insert_if_absent(
 ) -> bool:
     """Insert unless a row with this primary key exists: False then, with no error raised (a
     failed INSERT would abort a PostgreSQL transaction)."""
-    stmt = insert_ignoring(conn, table).values(values).on_conflict_do_nothing(index_elements=key)
-    return await first(conn, stmt.returning(key[0])) is not None
+    cache_key = (conn.dialect.name, table.name, tuple(c.name for c in key))
+    stmt = _INSERT_IF_ABSENT.get(cache_key)
+    if stmt is None:
+        # Built once per table: the values travel as parameters.
+        stmt = (
+            insert_ignoring(conn, table)
+            .on_conflict_do_nothing(index_elements=key)
+            .returning(key[0])
+        )
+        _INSERT_IF_ABSENT[cache_key] = stmt
+    return await first(conn, stmt, values) is not None
+
+
+_INSERT_IF_ABSENT: dict[tuple[str, str, tuple[str, ...]], sa.Executable] = {}

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from andromede.core.models import BlobRef
 from andromede.metadata import schema as t
-from andromede.metadata.engines import all_rows, insert_ignoring
+from andromede.metadata.engines import all_rows, first, insert_ignoring
 
 # Blobs per IN (...) list: far below SQLite's and asyncpg's bound-parameter limits.
 CHUNK = 500
@@ -41,6 +43,12 @@ def named(
 async def discard(conn: AsyncConnection, blobs: Iterable[BlobRef], due: dt.datetime) -> None:
     """Queue for deletion at ``due`` those of ``blobs`` no object version or part names."""
     candidates = unique(blobs)
+    if len(candidates) == 1:  # the common case (a single-part object), with built statements
+        blob = candidates[0]
+        params = {"site": blob.site, "blob_id": blob.blob_id}
+        if await first(conn, _LIVE_ONE, params) is None:
+            await conn.execute(_ENQUEUE_ONE[conn.dialect.name], {**params, "due": due})
+        return
     live: set[BlobRef] = set()
     for chunk in chunks(candidates):
         for table in (t.object_blobs, t.parts):
@@ -81,14 +89,35 @@ async def index_manifest(
 
 async def unindex_manifest(conn: AsyncConnection, bucket: str, key: str) -> None:
     """Forget which blobs the version of ``bucket``/``key`` named."""
-    ob = t.object_blobs
-    await conn.execute(ob.delete().where(ob.c.bucket == bucket, ob.c.key == key))
+    await conn.execute(_UNINDEX, {"bucket": bucket, "key": key})
 
 
-async def is_referenced(conn: AsyncConnection, blob: BlobRef) -> bool:
-    """Whether an object version, a part or the deletion queue names ``blob``."""
-    exists = [
-        sa.exists().where(table.c.site == blob.site, table.c.blob_id == blob.blob_id)
-        for table in (t.object_blobs, t.parts, t.garbage)
-    ]
-    return bool(await conn.scalar(sa.select(sa.or_(*exists))))
+_UNINDEX = t.object_blobs.delete().where(
+    t.object_blobs.c.bucket == sa.bindparam("bucket"), t.object_blobs.c.key == sa.bindparam("key")
+)
+
+
+async def referenced(conn: AsyncConnection, blobs: Iterable[BlobRef]) -> set[BlobRef]:
+    """Those of ``blobs`` that an object version, a part or the deletion queue names."""
+    found: set[BlobRef] = set()
+    for chunk in chunks(unique(blobs)):
+        for table in (t.object_blobs, t.parts, t.garbage):
+            columns = (table.c.site, table.c.blob_id)
+            rows = await all_rows(conn, sa.select(*columns).where(named(columns, chunk)))
+            found.update(BlobRef(row.site, row.blob_id) for row in rows)
+    return found
+
+
+def _names_one(table: sa.Table) -> sa.Select[Any]:
+    return sa.select(table.c.blob_id).where(
+        table.c.site == sa.bindparam("site"), table.c.blob_id == sa.bindparam("blob_id")
+    )
+
+
+_LIVE_ONE = sa.union_all(_names_one(t.object_blobs), _names_one(t.parts))
+_ENQUEUE_ONE = {
+    name: dialect_insert(t.garbage).on_conflict_do_nothing(
+        index_elements=[t.garbage.c.site, t.garbage.c.blob_id]
+    )
+    for name, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+}

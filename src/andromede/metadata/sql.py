@@ -80,6 +80,19 @@ _GET_OBJECT = sa.select(t.objects).where(
     t.objects.c.bucket == sa.bindparam("bucket"), t.objects.c.key == sa.bindparam("key")
 )
 _GET_BUCKET = sa.select(t.buckets).where(t.buckets.c.name == sa.bindparam("name"))
+_LOCK_BUCKET = (
+    sa.select(t.buckets.c.name)
+    .where(t.buckets.c.name == sa.bindparam("name"))
+    .with_for_update(key_share=True, read=True)
+)
+_OBJECT_IS = (
+    t.objects.c.bucket == sa.bindparam("w_bucket"),
+    t.objects.c.key == sa.bindparam("w_key"),
+)
+_CURRENT_OBJECT = (
+    sa.select(t.objects.c.etag, t.objects.c.manifest).where(*_OBJECT_IS).with_for_update()
+)
+_UPDATE_OBJECT = t.objects.update().where(*_OBJECT_IS)
 _GET_ACCESS_KEY = sa.select(t.access_keys).where(
     t.access_keys.c.access_key_id == sa.bindparam("id")
 )
@@ -450,9 +463,9 @@ class SqlMetadataStore:
         if blobs:
             await self._tx.write(lambda conn: references.forget(conn, blobs))
 
-    async def blob_is_referenced(self, blob: BlobRef) -> bool:
-        """True when a current object version, a part or the garbage queue names the blob."""
-        return await self._tx.read(lambda conn: references.is_referenced(conn, blob))
+    async def referenced_blobs(self, blobs: Sequence[BlobRef]) -> set[BlobRef]:
+        """Those of ``blobs`` that a current version, a part or the garbage queue names."""
+        return await self._tx.read(lambda conn: references.referenced(conn, blobs))
 
     # --- inside transactions ------------------------------------------------------------------
     async def _install(
@@ -460,15 +473,13 @@ class SqlMetadataStore:
     ) -> None:
         """Make ``version`` the current one of its key, checking ``condition`` under lock."""
         o = t.objects
-        where = (o.c.bucket == version.bucket, o.c.key == version.key)
+        where = {"w_bucket": version.bucket, "w_key": version.key}
         values = codec.object_values(version)
         for _ in range(MAX_ATTEMPTS):
-            current = await first(
-                conn, sa.select(o.c.etag, o.c.manifest).where(*where).with_for_update()
-            )
+            current = await first(conn, _CURRENT_OBJECT, where)
             codec.check_condition(condition, None if current is None else current.etag)
             if current is not None:
-                await conn.execute(o.update().where(*where).values(values))
+                await conn.execute(_UPDATE_OBJECT, {**values, **where})
                 await references.unindex_manifest(conn, version.bucket, version.key)
             elif not await insert_if_absent(conn, o, values, [o.c.bucket, o.c.key]):
                 # A concurrent writer created the key after our read (PostgreSQL only):
@@ -494,11 +505,7 @@ class SqlMetadataStore:
 
     async def _lock_bucket(self, conn: AsyncConnection, name: str) -> None:
         """Hold the bucket (FOR KEY SHARE) so a concurrent delete_bucket waits for us."""
-        b = t.buckets
-        query = (
-            sa.select(b.c.name).where(b.c.name == name).with_for_update(key_share=True, read=True)
-        )
-        if await first(conn, query) is None:
+        if await first(conn, _LOCK_BUCKET, {"name": name}) is None:
             raise errors.NoSuchBucket(BucketName=name)
 
     async def _lock_upload(self, conn: AsyncConnection, upload_id: str, *, exclusive: bool) -> None:

@@ -24,6 +24,8 @@ from andromede.services.body import IncomingBody
 BLOCK = 1 << 20
 # Under this block size, thread hops cost more than they save.
 THREADED = 128 << 10
+# Bodies up to this size are gathered and written in one trip to a worker thread.
+SMALL = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,11 @@ class _Digests:
         self.hashers: dict[ChecksumAlgorithm, Hasher] = {a: new_hasher(a) for a in algorithms}
         self.observers = list(observers)
 
+    def update_inline(self, block: bytes) -> None:
+        """Every digest, on the calling thread (small blocks)."""
+        self.md5.update(block)
+        self._update_others(block)
+
     def _update_others(self, block: bytes) -> None:
         for h in self.hashers.values():
             h.update(block)
@@ -54,8 +61,7 @@ class _Digests:
 
     async def feed(self, block: bytes, writer: BlobWriter) -> None:
         if len(block) < THREADED:
-            self.md5.update(block)
-            self._update_others(block)
+            self.update_inline(block)
             await writer.write(block)
             return
         await asyncio.gather(
@@ -95,6 +101,8 @@ async def store(
     """
     if body.length is not None and body.length > max_size:
         raise errors.EntityTooLarge(MaxSizeAllowed=str(max_size), ProposedSize=str(body.length))
+    if body.length is not None and body.length <= SMALL:
+        return await _store_small(site, body, algorithms)
     blob_id = new_id()
     writer = await site.create(blob_id)
     digests = _Digests(algorithms, body.observers)
@@ -121,6 +129,34 @@ async def store(
             await asyncio.gather(in_flight, return_exceptions=True)
         await writer.abort()
         raise
+    return StoredBlob(
+        BlobRef(site.name, blob_id),
+        size,
+        digests.md5.digest(),
+        {alg: h.digest() for alg, h in digests.hashers.items()},
+    )
+
+
+async def _store_small(
+    site: SiteBackend, body: IncomingBody, algorithms: Sequence[ChecksumAlgorithm]
+) -> StoredBlob:
+    """A body of known small size: gather it (bounded by SMALL), check it, write it at once."""
+    assert body.length is not None
+    pieces: list[bytes] = []
+    size = 0
+    async for piece in body.chunks:
+        size += len(piece)
+        if size > body.length:
+            raise errors.IncompleteBody()
+        pieces.append(piece)
+    if size != body.length:
+        raise errors.IncompleteBody()
+    data = b"".join(pieces)
+    digests = _Digests(algorithms, body.observers)
+    digests.update_inline(data)
+    body.finish()
+    blob_id = new_id()
+    await site.put(blob_id, data)
     return StoredBlob(
         BlobRef(site.name, blob_id),
         size,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Mapping
@@ -24,12 +25,15 @@ class Janitor:
         *,
         garbage_grace: dt.timedelta,
         temp_grace: dt.timedelta,
+        orphan_scan_interval: dt.timedelta = dt.timedelta(hours=1),
     ) -> None:
         self._store = store
         self._sites = sites
         self._clock = clock
         self._garbage_grace = garbage_grace
         self._temp_grace = temp_grace
+        self._orphan_interval = orphan_scan_interval
+        self._last_orphan_scan: dt.datetime | None = None
 
     async def collect_garbage(self) -> int:
         """Delete queued blobs whose grace period (for in-flight readers) has passed."""
@@ -56,11 +60,25 @@ class Janitor:
         commit and the metadata commit leaves these)."""
         removed = 0
         for site in self._sites.values():
+            batch: list[BlobRef] = []
             async for blob_id in site.list_blobs(older_than):
-                if not await self._store.blob_is_referenced(BlobRef(site.name, blob_id)):
-                    await site.delete(blob_id)
-                    removed += 1
+                batch.append(BlobRef(site.name, blob_id))
+                if len(batch) >= _BATCH:
+                    removed += await self._remove_unreferenced(site, batch)
+                    batch = []
+            removed += await self._remove_unreferenced(site, batch)
         return removed
+
+    async def _remove_unreferenced(self, site: SiteBackend, batch: list[BlobRef]) -> int:
+        if not batch:
+            return 0
+        live = await self._store.referenced_blobs(batch)
+        dead = [b for b in batch if b not in live]
+        for blob in dead:
+            await site.delete(blob.blob_id)
+        # Give requests a turn between batches: the scan may cover millions of blobs.
+        await asyncio.sleep(0)
+        return len(dead)
 
     async def sweep(self, *, at_start: bool = False) -> dict[str, int]:
         """One full pass. ``at_start``: no write can be in flight (single host, before
@@ -73,8 +91,14 @@ class Janitor:
         result = {
             "garbage": await self.collect_garbage(),
             "temporary": await self.sweep_temporary(temp_cut),
-            "orphans": await self.remove_orphans(orphan_cut),
+            "orphans": 0,
         }
+        # Orphans only appear after a crash between the data and the metadata commits; the
+        # scan reads every blob id, so it runs at start and then rarely.
+        last = self._last_orphan_scan
+        if at_start or last is None or now - last >= self._orphan_interval:
+            result["orphans"] = await self.remove_orphans(orphan_cut)
+            self._last_orphan_scan = now
         if any(result.values()):
             log.info("sweep: %s", result)
         return result
