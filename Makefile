@@ -27,7 +27,7 @@ test: deps check
 check: deps
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
-	$(PYTHON) -m mypy bench/s3bench.py
+	$(PYTHON) -m mypy bench
 	lint-imports
 
 ## lint: ruff only (fast): rules and formatting

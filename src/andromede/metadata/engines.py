@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -229,26 +231,46 @@ class _GroupWriter:
 
     def _commit_group(self, batch: list[_Pending]) -> None:
         try:
-            with self._engine.connect() as conn, conn.begin():
-                shim = cast(AsyncConnection, _InlineConnection(conn))
-                for pending in batch:
-                    savepoint = conn.begin_nested()
-                    try:
-                        pending.value = _drive(cast(Coroutine[Any, Any, Any], pending.op(shim)))
-                    except Exception as exc:
-                        savepoint.rollback()
-                        pending.error = exc
-                    else:
-                        savepoint.commit()
+            with self._engine.connect() as conn:
+                if len(batch) == 1:
+                    self._commit_one(conn, batch[0])
+                    return
+                self._commit_many(conn, batch)
         except sa.exc.OperationalError as exc:
             # The COMMIT (or BEGIN) failed: nothing in the group is durable.
             failure = errors.ServiceUnavailable("The metadata database is unavailable.")
             failure.__cause__ = exc
             for pending in batch:
                 pending.error = failure
-        except Exception as exc:
+        except Exception as exc:  # every waiter must hear of it
             for pending in batch:
                 pending.error = exc
+
+    @staticmethod
+    def _commit_one(conn: Connection, pending: _Pending) -> None:
+        """Alone in its group: no savepoint; a failure rolls the transaction back."""
+        try:
+            with conn.begin():
+                shim = cast(AsyncConnection, _InlineConnection(conn))
+                pending.value = _drive(cast(Coroutine[Any, Any, Any], pending.op(shim)))
+        except sa.exc.OperationalError:
+            raise
+        except Exception as exc:
+            pending.error = exc
+
+    @staticmethod
+    def _commit_many(conn: Connection, batch: list[_Pending]) -> None:
+        with conn.begin():
+            shim = cast(AsyncConnection, _InlineConnection(conn))
+            for pending in batch:
+                savepoint = conn.begin_nested()
+                try:
+                    pending.value = _drive(cast(Coroutine[Any, Any, Any], pending.op(shim)))
+                except Exception as exc:
+                    savepoint.rollback()
+                    pending.error = exc
+                else:
+                    savepoint.commit()
 
 
 def _settle(pending: _Pending) -> None:
@@ -311,7 +333,37 @@ def _configure_sqlite(engine: sa.Engine, *, begin: str | None) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql(begin)
+        if begin == "BEGIN IMMEDIATE":
+            _begin_immediate(conn)
+        else:
+            conn.exec_driver_sql(begin)
+
+
+def _begin_immediate(conn: Connection) -> None:
+    """Take the write lock, polling every fraction of a millisecond while another process
+    holds it. SQLite's own busy handler sleeps 1, 2, 5, 10… ms between tries, which idles a
+    writer for far longer than a group commit holds the lock."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("PRAGMA busy_timeout = 0")
+    deadline = time.monotonic() + _LOCK_WAIT_S
+    delay = 0.0001
+    try:
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.002)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(_LOCK_WAIT_S * 1000)}")
+
+
+_LOCK_WAIT_S = 10.0
 
 
 # --- statement helpers ----------------------------------------------------------------------
