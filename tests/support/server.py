@@ -124,13 +124,20 @@ class Server:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``andromede`` CLI against this server using the data dir's credentials."""
-        return subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "andromede", *args, "--data-dir", str(self.data_dir)],
             capture_output=True,
             text=True,
-            check=check,
+            check=False,
             timeout=60,
         )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"andromede {' '.join(args)} exited {done.returncode}\n"
+                f"stdout: {done.stdout}\nstderr: {done.stderr}\nserver log tail:\n"
+                + self.log()[-3000:]
+            )
+        return done
 
     def new_tenant(self, name: str | None = None) -> tuple[str, str, str]:
         """Create a tenant and a key through the admin CLI: (tenant, access, secret)."""

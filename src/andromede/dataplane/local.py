@@ -6,9 +6,15 @@ Layout (never derived from a key name; blob ids are random hex):
     <root>/tmp/<blob_id>.part  blobs being written, invisible to readers
     <root>/blobs/<xx>/<blob_id> committed blobs, ``xx`` = first two hex digits of the id
 
-A blob file starts with a 16-byte header: ``ANDRBLOB`` then the blob format (u32 big-endian)
-and four reserved bytes. Commit = fsync(file) → rename(tmp → blobs/xx/id) → fsync(dir), so a blob
-is either absent or complete and durable; its metadata is committed only after that.
+A blob file starts with a 4096-byte header block: ``ANDRBLOB``, the blob format (u32
+big-endian), four reserved bytes, then zeros. The data starts at offset 4096 so that large
+blobs can be written with O_DIRECT (block-aligned): on the machines we measured, filling the
+page cache for a new 64 MiB file cost three times as long as writing it to the device directly
+(160 ms against 55 ms), and the final fsync then has almost nothing left to do. Small blobs and
+filesystems without O_DIRECT (tmpfs) take the buffered path; the file is the same.
+
+Commit = fsync(file) → rename(tmp → blobs/xx/id) → fsync(dir), so a blob is either absent or
+complete and durable; its metadata is committed only after that.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import errno
+import mmap
 import os
 import re
 import struct
@@ -27,7 +34,10 @@ from andromede.core import errors
 MAGIC = b"ANDRBLOB"
 BLOB_FORMAT = 1
 HEADER = struct.Struct(">8sII")
-HEADER_SIZE = HEADER.size
+ALIGN = 4096
+HEADER_SIZE = ALIGN
+# Staging buffer of a direct writer: data is copied into it and written in aligned blocks.
+STAGE = 1 << 20
 READ_BLOCK = 1 << 20
 # Below this, a syscall in the event loop costs less than a hop to a worker thread.
 INLINE_IO = 256 << 10
@@ -68,13 +78,20 @@ class LocalBlobWriter:
     whether a hop is worth it.
     """
 
-    def __init__(self, site: LocalSite, blob_id: str) -> None:
+    def __init__(self, site: LocalSite, blob_id: str, *, direct: bool = False) -> None:
         self._final = site.blob_path(blob_id)
         self._tmp = os.path.join(site.root, "tmp", blob_id + ".part")
         self._fd: int | None = os.open(
             self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
         )
-        _write_all(self._fd, HEADER.pack(MAGIC, BLOB_FORMAT, 0))
+        self._direct: _DirectWriter | None = None
+        header = HEADER.pack(MAGIC, BLOB_FORMAT, 0).ljust(HEADER_SIZE, b"\0")
+        if direct:
+            self._direct = _DirectWriter.open(self._tmp)
+        if self._direct is not None:
+            self._direct.append(header)
+        else:
+            _write_all(self._fd, header)
 
     def _open_fd(self) -> int:
         if self._fd is None:
@@ -83,12 +100,19 @@ class LocalBlobWriter:
 
     def write_sync(self, data: bytes | memoryview) -> None:
         """Append ``data``."""
-        _write_all(self._open_fd(), data)
+        fd = self._open_fd()
+        if self._direct is not None:
+            self._direct.append(data)
+        else:
+            _write_all(fd, data)
 
     def commit_sync(self) -> None:
         """fsync, close, rename into place, fsync the directory."""
         fd, self._fd = self._open_fd(), None
         try:
+            if self._direct is not None:
+                direct, self._direct = self._direct, None
+                direct.finish(fd)
             try:
                 # The sweeper takes an unreferenced blob for an orphan once it is old enough:
                 # its age must count from this commit, not from its last byte (a client may
@@ -105,6 +129,9 @@ class LocalBlobWriter:
 
     def abort_sync(self) -> None:
         """Close and remove the temporary file (safe after a failure, or twice)."""
+        if self._direct is not None:
+            direct, self._direct = self._direct, None
+            direct.close()
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
@@ -125,6 +152,80 @@ class LocalBlobWriter:
     async def abort(self) -> None:
         """Discard everything written."""
         self.abort_sync()
+
+
+class _DirectWriter:
+    """Appends through an O_DIRECT descriptor from an aligned staging buffer."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._stage = mmap.mmap(-1, STAGE)  # page-aligned, as O_DIRECT requires
+        self._staged = 0
+        self._offset = 0
+
+    @classmethod
+    def open(cls, path: str) -> _DirectWriter | None:
+        """A direct writer on ``path``, or None where the filesystem refuses O_DIRECT."""
+        flag = getattr(os, "O_DIRECT", 0)
+        if not flag:
+            return None
+        try:
+            fd = os.open(path, os.O_WRONLY | flag | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                return None
+            raise
+        return cls(fd)
+
+    def append(self, data: bytes | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            n = min(len(view), STAGE - self._staged)
+            self._stage[self._staged : self._staged + n] = view[:n]
+            self._staged += n
+            view = view[n:]
+            if self._staged == STAGE:
+                self._flush(STAGE)
+
+    def _flush(self, n: int) -> None:
+        """Write the first ``n`` (aligned) staged bytes and keep the rest staged."""
+        with memoryview(self._stage) as stage:
+            written = 0
+            while written < n:
+                try:
+                    done = os.pwrite(self._fd, stage[written:n], self._offset + written)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise errors.StorageFull() from exc
+                    raise
+                if done % ALIGN and written + done < n:
+                    raise OSError(errno.EIO, "short unaligned direct write")
+                written += done
+            rest = self._staged - n
+            if rest:
+                stage[:rest] = stage[n : self._staged]
+        self._offset += n
+        self._staged -= n
+
+    def finish(self, buffered_fd: int) -> None:
+        """Write what is staged: aligned blocks directly, the unaligned tail buffered."""
+        try:
+            aligned = self._staged - self._staged % ALIGN
+            if aligned:
+                self._flush(aligned)
+            if self._staged:
+                with memoryview(self._stage) as stage:
+                    tail = bytes(stage[: self._staged])
+                os.lseek(buffered_fd, self._offset, os.SEEK_SET)
+                _write_all(buffered_fd, tail)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._stage.close()
 
 
 class LocalSite:
@@ -165,7 +266,7 @@ class LocalSite:
         """Start a new blob (the file is created off the event loop: a create can wait on the
         filesystem journal while other requests fsync)."""
         _check_id(blob_id)
-        return await asyncio.to_thread(LocalBlobWriter, self, blob_id)
+        return await asyncio.to_thread(LocalBlobWriter, self, blob_id, direct=True)
 
     async def put(self, blob_id: str, data: bytes) -> None:
         """Write a whole small blob durably in one trip to a worker thread."""
@@ -189,8 +290,8 @@ class LocalSite:
         except FileNotFoundError as exc:
             raise errors.BlobNotFound() from exc
         try:
-            header = os.pread(fd, HEADER_SIZE, 0)
-            magic, fmt, _ = HEADER.unpack(header) if len(header) == HEADER_SIZE else (b"", 0, 0)
+            header = os.pread(fd, HEADER.size, 0)
+            magic, fmt, _ = HEADER.unpack(header) if len(header) == HEADER.size else (b"", 0, 0)
             if magic != MAGIC or fmt != BLOB_FORMAT:
                 raise errors.DataCorrupted()
             pos = HEADER_SIZE + offset
