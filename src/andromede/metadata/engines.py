@@ -48,6 +48,9 @@ _SQLITE_PRAGMAS = (
     # FULL syncs the WAL at every commit: an acknowledged write survives power loss.
     "synchronous = FULL",
     "foreign_keys = ON",
+    # 16 MiB of page cache per connection (the default is 2 MiB): index pages of a large
+    # catalogue stay in memory; filled only as pages are used.
+    "cache_size = -16384",
 )
 # PostgreSQL SQLSTATEs after which the transaction was certainly rolled back and may be rerun:
 # serialization_failure, deadlock_detected.
