@@ -109,3 +109,18 @@ async def test_blob_ids_are_never_paths(site: LocalSite) -> None:
     for bad in ("../../etc/passwd", "A" * 32, "a" * 31, ""):
         with pytest.raises(ValueError, match="invalid blob id"):
             await site.create(bad)
+
+
+def test_many_processes_can_prepare_a_new_site_at_once(tmp_path: Path) -> None:
+    import multiprocessing
+
+    root = str(tmp_path / "fresh")
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=LocalSite, args=("s", root)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0] * 8
+    assert Path(root, "FORMAT").read_text() == "andromede-local-site 1\n"
+    assert [n for n in os.listdir(root) if n.endswith(".tmp")] == []

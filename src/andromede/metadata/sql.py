@@ -240,10 +240,30 @@ class SqlMetadataStore:
         """
 
         async def op(conn: AsyncConnection) -> None:
+            # The common case in two statements: SQLite runs one writer at a time, so no row
+            # lock is needed, and the bucket's foreign key stands in for its lookup.
+            sqlite_new = conn.dialect.name == "sqlite" and condition is None
+            if sqlite_new and await self._insert_new(conn, version):
+                return
             await self._lock_bucket(conn, version.bucket)
             await self._install(conn, version, condition)
 
         await self._tx.write(op)
+
+    async def _insert_new(self, conn: AsyncConnection, version: ObjectVersion) -> bool:
+        """Insert ``version`` if its key is free (False if taken). SQLite only."""
+        o = t.objects
+        try:
+            inserted = await insert_if_absent(
+                conn, o, codec.object_values(version), [o.c.bucket, o.c.key]
+            )
+        except sa.exc.IntegrityError as exc:  # the bucket's foreign key: it is gone
+            raise errors.NoSuchBucket(BucketName=version.bucket) from exc
+        if inserted:
+            await references.index_manifest(
+                conn, version.bucket, version.key, version.manifest.blobs()
+            )
+        return inserted
 
     async def get_object(self, bucket: str, key: str) -> ObjectVersion | None:
         """The current version, or None."""
