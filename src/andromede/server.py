@@ -43,6 +43,8 @@ rclone (~/.config/rclone/rclone.conf):
 def run(data_dir: Path | None, address: str | None, workers: int | None) -> None:
     """Start the server in the foreground until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Everything the server creates (metadata with credentials, blobs) is for its user only.
+    os.umask(0o077)
     settings = load_settings(data_dir=data_dir, address=address, workers=workers)
     creds, created = prepare_data_dir(settings)
     endpoint = f"http://{settings.address}"

@@ -294,6 +294,9 @@ def test_first_start_prints_credentials_once(tmp_path: Path) -> None:
 
         creds_file = data_dir / "root-credentials.json"
         assert creds_file.stat().st_mode & 0o777 == 0o600
+        # The metadata holds key secrets: nothing in the data dir is readable by others.
+        assert (data_dir / "metadata.db").stat().st_mode & 0o077 == 0
+        assert (data_dir / "sites").stat().st_mode & 0o077 == 0
         stored = json.loads(creds_file.read_text())
         assert (stored["access_key_id"], stored["secret_key"]) == (access_key, secret_key)
 
