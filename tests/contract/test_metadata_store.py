@@ -1,122 +1,40 @@
 """Contract of ``MetadataStore``: every implementation, the same behaviour.
 
-Runs on SQLite (a temporary file) and PostgreSQL (a server started for the session, whose
-default collation is ICU ``en-US`` so that byte-order sorting is really tested).
+Tenants, access keys, buckets, objects, listings and conditional writes. Runs on SQLite (a
+temporary file) and PostgreSQL (a server started for the session, whose default collation is
+ICU ``en-US`` so that byte-order sorting is really tested); the fixtures are in ``conftest.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import sys
-import textwrap
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from sqlalchemy.dialects import sqlite
 
 from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
 from andromede.core.models import (
     AccessKey,
-    BlobRef,
     Bucket,
     Checksum,
     Manifest,
-    MultipartUpload,
     ObjectVersion,
-    Part,
     Segment,
     Tenant,
     WriteCondition,
 )
-from andromede.metadata.schema import UtcDateTime
-from andromede.metadata.sql import SqlMetadataStore, open_store
-from support.postgres import create_database
-
-T0 = dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=dt.UTC)
-GRACE = dt.timedelta(minutes=5)
-LATER = T0 + dt.timedelta(days=1)
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.current = now
-
-    def now(self) -> dt.datetime:
-        return self.current
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'meta.db'}"
-    server: str = request.getfixturevalue("postgres_url")
-    return create_database(server, f"t_{uuid.uuid4().hex}")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-async def store(database_url: str, clock: FakeClock) -> AsyncIterator[SqlMetadataStore]:
-    opened = await open_store(database_url, garbage_grace=GRACE, clock=clock)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-async def bucket(store: SqlMetadataStore) -> str:
-    await store.create_tenant(Tenant("acme", T0))
-    await store.create_bucket(Bucket("photos", "acme", T0, "fr-par"))
-    return "photos"
-
-
-def blob(name: str) -> BlobRef:
-    return BlobRef("site-a", name)
-
-
-def version(
-    key: str,
-    *blobs: str,
-    etag: str = "e",
-    bucket: str = "photos",
-    owner: str = "",
-    checksum: Checksum | None = None,
-) -> ObjectVersion:
-    names = blobs or (f"blob-{uuid.uuid4().hex}",)
-    manifest = Manifest(tuple(Segment(blob(n), 10) for n in names))
-    return ObjectVersion(
-        bucket=bucket,
-        key=key,
-        version_id=uuid.uuid4().hex,
-        size=manifest.size,
-        etag=etag,
-        last_modified=T0,
-        manifest=manifest,
-        owner=owner,
-        checksum=checksum,
-    )
-
-
-def upload(upload_id: str, key: str = "big", initiated: dt.datetime = T0) -> MultipartUpload:
-    return MultipartUpload(upload_id, "photos", key, initiated, owner="acme")
-
-
-def part(upload_id: str, number: int, blob_id: str) -> Part:
-    return Part(upload_id, number, 5, f"etag-{number}", T0, blob(blob_id))
-
-
-async def garbage(store: SqlMetadataStore) -> set[str]:
-    return {b.blob_id for b in await store.due_garbage(LATER, 10_000)}
+from andromede.metadata.sql import SqlMetadataStore
+from support.metadata import (
+    GRACE,
+    T0,
+    FakeClock,
+    blob,
+    garbage,
+    part,
+    upload,
+    version,
+)
 
 
 # --- tenants and access keys --------------------------------------------------------------------
@@ -456,274 +374,3 @@ async def test_concurrent_if_match_chain(store: SqlMetadataStore, bucket: str) -
         return_exceptions=True,
     )
     assert sum(o is None for o in outcomes) == 1
-
-
-# --- multipart ----------------------------------------------------------------------------------
-async def test_uploads_and_parts(store: SqlMetadataStore, bucket: str) -> None:
-    with pytest.raises(errors.NoSuchBucket):
-        await store.create_upload(MultipartUpload("u0", "nope", "k", T0, "acme"))
-    full = MultipartUpload(
-        "u1",
-        bucket,
-        "big",
-        T0,
-        "acme",
-        content_type="video/mp4",
-        system_meta={"a": "b"},
-        user_meta={"c": "d"},
-        tags={"e": "f"},
-        checksum_algorithm=ChecksumAlgorithm.CRC32,
-        checksum_type=ChecksumType.COMPOSITE,
-        storage_class="GLACIER",
-    )
-    await store.create_upload(full)
-    assert await store.get_upload(bucket, "big", "u1") == full
-    assert await store.get_upload(bucket, "other", "u1") is None
-    assert await store.get_upload("nope", "big", "u1") is None
-    with pytest.raises(errors.NoSuchUpload):
-        await store.put_part(part("ghost", 1, "p"))
-    for n in (3, 1, 2):
-        await store.put_part(part("u1", n, f"p{n}"))
-    checksummed = Part(
-        "u1", 2, 9, "etag-new", T0, blob("p2b"), Checksum(ChecksumAlgorithm.CRC32, "q")
-    )
-    await store.put_part(checksummed)
-    parts = await store.list_parts("u1")
-    assert [p.part_number for p in parts] == [1, 2, 3]
-    assert parts[1] == checksummed
-    assert [p.part_number for p in await store.list_parts("u1", after_part=1, limit=1)] == [2]
-    assert await store.list_parts("ghost") == []
-    assert await garbage(store) == {"p2"}
-    assert blob("p1") in await store.referenced_blobs([blob("p1")])
-
-
-async def test_list_uploads(store: SqlMetadataStore, bucket: str) -> None:
-    t1, t2 = T0, T0 + dt.timedelta(seconds=1)
-    entries = [
-        ("z9", "b", t1),
-        ("a1", "b", t2),
-        ("a2", "b", t1),
-        ("c1", "a", t1),
-        ("d1", "a/x", t1),
-        ("e1", "aé", t1),
-        ("f1", "B", t1),
-    ]
-    for upload_id, key, initiated in entries:
-        await store.create_upload(upload(upload_id, key, initiated))
-
-    async def ids(
-        prefix: str = "", key_marker: str = "", id_marker: str = "", limit: int = 100
-    ) -> list[str]:
-        found = await store.list_uploads(bucket, prefix, key_marker, id_marker, limit)
-        return [u.upload_id for u in found]
-
-    assert await ids() == ["f1", "c1", "d1", "e1", "a2", "z9", "a1"]
-    assert await ids(prefix="a") == ["c1", "d1", "e1"]
-    assert await ids(prefix="b") == ["a2", "z9", "a1"]
-    assert await ids(key_marker="a/x") == ["e1", "a2", "z9", "a1"]
-    # with an upload id marker, the rest of that key's uploads come first
-    assert await ids(key_marker="a/x", id_marker="d0") == ["d1", "e1", "a2", "z9", "a1"]
-    assert await ids(key_marker="b", id_marker="a2") == ["z9", "a1"]
-    assert await ids(key_marker="b", id_marker="z9") == ["a1"]
-    assert await ids(key_marker="b", id_marker="a1") == []
-    # a marker upload that is gone: ids greater than the marker
-    assert await ids(key_marker="b", id_marker="m") == ["z9"]
-    assert await ids(limit=2) == ["f1", "c1"]
-    assert await ids(limit=0) == []
-    assert await store.list_uploads("nope", "", "", "", 10) == []
-
-
-async def test_complete_upload(store: SqlMetadataStore, bucket: str) -> None:
-    await store.put_object(version("big", "previous"))
-    await store.create_upload(upload("u1"))
-    for n in (1, 2, 3):
-        await store.put_part(part("u1", n, f"p{n}"))
-    manifest = Manifest((Segment(blob("p1"), 5, 1), Segment(blob("p3"), 5, 3)))
-    final = ObjectVersion(bucket, "big", "v", 10, "x-2", T0, manifest)
-    await store.complete_upload("u1", final, [1, 3])
-    assert await store.get_object(bucket, "big") == final
-    assert await store.get_upload(bucket, "big", "u1") is None
-    assert await store.list_parts("u1") == []
-    assert await garbage(store) == {"p2", "previous"}
-    for name in ("p1", "p3"):
-        assert blob(name) in await store.referenced_blobs([blob(name)])
-    with pytest.raises(errors.NoSuchUpload):
-        await store.complete_upload("u1", final, [1, 3])
-    # deleting the completed object frees the used parts' blobs
-    await store.delete_object(bucket, "big")
-    assert await garbage(store) == {"p1", "p2", "p3", "previous"}
-
-
-async def test_complete_upload_checks_condition(store: SqlMetadataStore, bucket: str) -> None:
-    await store.put_object(version("big", "existing"))
-    await store.create_upload(upload("u1"))
-    await store.put_part(part("u1", 1, "p1"))
-    final = ObjectVersion(bucket, "big", "v", 5, "x-1", T0, Manifest((Segment(blob("p1"), 5, 1),)))
-    with pytest.raises(errors.PreconditionFailed):
-        await store.complete_upload("u1", final, [1], WriteCondition(if_none_match_any=True))
-    assert await store.get_upload(bucket, "big", "u1") is not None
-    assert await garbage(store) == set()
-    await store.complete_upload("u1", final, [1], WriteCondition(if_match="e"))
-    assert await garbage(store) == {"existing"}
-
-
-async def test_concurrent_complete_and_abort(store: SqlMetadataStore, bucket: str) -> None:
-    await store.create_upload(upload("u1"))
-    await store.put_part(part("u1", 1, "p1"))
-    final = ObjectVersion(bucket, "big", "v", 5, "x-1", T0, Manifest((Segment(blob("p1"), 5, 1),)))
-    completed, aborted = await asyncio.gather(
-        store.complete_upload("u1", final, [1]),
-        store.abort_upload("u1"),
-        return_exceptions=True,
-    )
-    if completed is None:  # complete won; abort found nothing
-        assert aborted is False
-        assert await store.get_object(bucket, "big") == final
-        assert await garbage(store) == set()
-    else:
-        assert isinstance(completed, errors.NoSuchUpload)
-        assert aborted is True
-        assert await garbage(store) == {"p1"}
-
-
-async def test_abort_upload(store: SqlMetadataStore, bucket: str) -> None:
-    await store.create_upload(upload("u1"))
-    await store.put_part(part("u1", 1, "p1"))
-    await store.put_part(part("u1", 2, "p2"))
-    assert await store.abort_upload("u1") is True
-    assert await store.abort_upload("u1") is False
-    assert await store.get_upload(bucket, "big", "u1") is None
-    assert await garbage(store) == {"p1", "p2"}
-    with pytest.raises(errors.NoSuchUpload):
-        await store.put_part(part("u1", 3, "p3"))
-
-
-# --- garbage ------------------------------------------------------------------------------------
-async def test_garbage_queue(store: SqlMetadataStore) -> None:
-    await store.add_garbage([blob("late")], T0 + dt.timedelta(hours=2))
-    await store.add_garbage([blob("early"), blob("mid"), blob("early")], T0)
-    await store.add_garbage([blob("mid")], T0 + dt.timedelta(hours=9))  # already queued
-    await store.add_garbage([], T0)
-    assert await store.due_garbage(T0 - dt.timedelta(seconds=1), 10) == []
-    assert {b.blob_id for b in await store.due_garbage(T0, 10)} == {"early", "mid"}
-    assert len(await store.due_garbage(LATER, 2)) == 2
-    assert [b.blob_id for b in await store.due_garbage(LATER, 10)][-1] == "late"
-    assert blob("late") in await store.referenced_blobs([blob("late")])
-    await store.forget_garbage([blob("early"), blob("mid"), blob("unknown")])
-    await store.forget_garbage([])
-    assert await store.due_garbage(LATER, 10) == [blob("late")]
-    assert blob("early") not in await store.referenced_blobs([blob("early")])
-    assert BlobRef("site-b", "late") not in await store.referenced_blobs(
-        [BlobRef("site-b", "late")]
-    )
-
-
-async def test_garbage_in_large_batches(store: SqlMetadataStore, bucket: str) -> None:
-    names = [f"seg{i:05d}" for i in range(1200)]
-    await store.put_object(version("huge", *names))
-    await store.delete_object(bucket, "huge")
-    queued = await store.due_garbage(LATER, 10_000)
-    assert {b.blob_id for b in queued} == set(names)
-    await store.forget_garbage(queued)
-    assert await store.due_garbage(LATER, 10_000) == []
-
-
-# --- SQLite: several processes on one file ------------------------------------------------------
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
-
-
-async def _seed(url: str) -> None:
-    first = await open_store(url)
-    try:
-        await first.create_tenant(Tenant("acme", T0))
-        await first.create_bucket(Bucket("photos", "acme", T0))
-    finally:
-        await first.close()
-
-
-async def test_two_engines_on_one_sqlite_file(sqlite_url: str) -> None:
-    await _seed(sqlite_url)
-    stores = [await open_store(sqlite_url) for _ in range(2)]
-    try:
-
-        async def worker(s: SqlMetadataStore, n: int) -> None:
-            for i in range(30):
-                await s.put_object(version(f"w{n}/{i}", etag=str(i)))
-                await s.put_object(version(f"shared/{i % 5}"))
-                await s.list_objects("photos", f"w{n}/", "", False, 100)
-                if i % 3 == 0:
-                    await s.delete_object("photos", f"w{n}/{i}")
-
-        await asyncio.gather(*(worker(stores[n % 2], n) for n in range(4)))
-        keys = [o.key for o in await stores[0].list_objects("photos", "", "", False, 1000)]
-        assert len([k for k in keys if k.startswith("w")]) == 4 * 20
-        assert len([k for k in keys if k.startswith("shared/")]) == 5
-    finally:
-        for s in stores:
-            await s.close()
-
-
-_WORKER = textwrap.dedent(
-    """
-    import asyncio, sys, uuid, datetime as dt
-    from andromede.core.models import BlobRef, Manifest, ObjectVersion, Segment, WriteCondition
-    from andromede.core import errors
-    from andromede.metadata.sql import open_store
-
-    async def main(url, name):
-        store = await open_store(url)
-        now = dt.datetime.now(dt.UTC)
-        won = 0
-        try:
-            for i in range(40):
-                m = Manifest((Segment(BlobRef("s", uuid.uuid4().hex), 1),))
-                await store.put_object(ObjectVersion("photos", f"{name}/{i}", "v", 1, "e", now, m))
-                try:
-                    await store.put_object(
-                        ObjectVersion("photos", f"race/{i}", name, 1, "e", now, m),
-                        WriteCondition(if_none_match_any=True),
-                    )
-                    won += 1
-                except errors.PreconditionFailed:
-                    pass
-        finally:
-            await store.close()
-        print(won)
-
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
-    """
-)
-
-
-async def test_worker_processes_share_one_sqlite_file(sqlite_url: str) -> None:
-    await _seed(sqlite_url)
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _WORKER,
-            sqlite_url,
-            f"p{n}",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for n in range(3)
-    ]
-    wins = 0
-    for proc in procs:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-        assert proc.returncode == 0, err.decode()
-        wins += int(out)
-    assert wins == 40  # each race key was created by exactly one process
-    store = await open_store(sqlite_url)
-    try:
-        assert len(await store.list_objects("photos", "", "", False, 1000)) == 3 * 40 + 40
-    finally:
-        await store.close()
-
-
-def test_naive_datetimes_are_refused() -> None:
-    with pytest.raises(ValueError, match="naive"):
-        UtcDateTime().process_bind_param(dt.datetime(2024, 1, 1), sqlite.dialect())

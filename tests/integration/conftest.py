@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from support.server import Server, running_server
+from support.sigv4 import Signer
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +31,16 @@ def bucket(s3: Any) -> str:
     name = "it-" + secrets.token_hex(8)
     s3.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="module")
+def signer(server: Server) -> Signer:
+    """The root key's signer."""
+    return Signer(server, server.access_key, server.secret_key)
+
+
+@pytest.fixture(scope="session")
+def cli_tools_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of their own for the command-line tool tests, started once for their modules."""
+    with running_server(tmp_path_factory.mktemp("cli-tools") / "data", workers=2) as srv:
+        yield srv

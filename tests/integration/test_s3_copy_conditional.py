@@ -1,0 +1,429 @@
+"""Tagging, conditional reads and writes, copies, part-number reads and object attributes.
+
+Through boto3, asserted as AWS S3 answers them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from support.s3errors import error_of
+from support.s3objects import CHECKSUMS, MiB, b64, md5_etag, read, status_of
+
+# --- tagging -------------------------------------------------------------------------------
+
+
+def tag_set(tags: dict[str, str]) -> list[dict[str, str]]:
+    """boto3's TagSet shape."""
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def test_tagging_header_and_tagging_operations(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="a=1&b=two%20words&c=")
+    got = s3.get_object_tagging(Bucket=bucket, Key="t")
+    assert got["TagSet"] == tag_set({"a": "1", "b": "two words", "c": ""})
+    assert s3.get_object(Bucket=bucket, Key="t")["TagCount"] == 3
+    s3.put_object_tagging(Bucket=bucket, Key="t", Tagging={"TagSet": tag_set({"z": "26"})})
+    assert s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"] == tag_set({"z": "26"})
+    deleted = s3.delete_object_tagging(Bucket=bucket, Key="t")
+    assert status_of(deleted) == 204
+    assert s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"] == []
+    assert "TagCount" not in s3.head_object(Bucket=bucket, Key="t")
+
+
+def test_tagging_missing_key(s3: Any, bucket: str) -> None:
+    with pytest.raises(ClientError) as exc:
+        s3.get_object_tagging(Bucket=bucket, Key="nope")
+    assert error_of(exc) == ("NoSuchKey", 404)
+    with pytest.raises(ClientError) as exc:
+        s3.put_object_tagging(Bucket=bucket, Key="nope", Tagging={"TagSet": []})
+    assert error_of(exc) == ("NoSuchKey", 404)
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        [("k" * 129, "v")],
+        [("k", "v" * 257)],
+        [("aws:reserved", "v")],
+        [("dup", "1"), ("dup", "2")],
+    ],
+    ids=["key-too-long", "value-too-long", "aws-prefix", "duplicate"],
+)
+def test_invalid_tags(s3: Any, bucket: str, tags: list[tuple[str, str]]) -> None:
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="keep=me")
+    with pytest.raises(ClientError) as exc:
+        s3.put_object_tagging(
+            Bucket=bucket,
+            Key="t",
+            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags]},
+        )
+    assert error_of(exc) == ("InvalidTag", 400)
+    assert s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"] == tag_set({"keep": "me"})
+
+
+def test_too_many_tags(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x")
+    eleven = tag_set({f"k{i}": "v" for i in range(11)})
+    with pytest.raises(ClientError) as exc:
+        s3.put_object_tagging(Bucket=bucket, Key="t", Tagging={"TagSet": eleven})
+    # AWS answers this one with BadRequest, not InvalidTag.
+    assert error_of(exc) == ("BadRequest", 400)
+    ten = tag_set({f"k{i}": "v" for i in range(10)})
+    s3.put_object_tagging(Bucket=bucket, Key="t", Tagging={"TagSet": ten})
+    assert len(s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"]) == 10
+
+
+# --- conditional reads -----------------------------------------------------------------------
+
+PAST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+FUTURE = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
+
+
+@pytest.fixture
+def cond(s3: Any, bucket: str) -> tuple[str, str, dt.datetime]:
+    """An object: (key, etag, last modified)."""
+    s3.put_object(Bucket=bucket, Key="c", Body=b"conditional")
+    head = s3.head_object(Bucket=bucket, Key="c")
+    return "c", head["ETag"], head["LastModified"]
+
+
+def conditional_status(s3: Any, bucket: str, key: str, method: str, **conditions: Any) -> int:
+    """The status a conditional GET or HEAD gets."""
+    try:
+        if method == "GET":
+            response = s3.get_object(Bucket=bucket, Key=key, **conditions)
+            read(response)
+        else:
+            response = s3.head_object(Bucket=bucket, Key=key, **conditions)
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        status = int(exc.response["ResponseMetadata"]["HTTPStatusCode"])
+        if method == "GET" and status == 412:
+            assert code == "PreconditionFailed"
+        return status
+    return status_of(response)
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_conditional_reads(
+    s3: Any, bucket: str, cond: tuple[str, str, dt.datetime], method: str
+) -> None:
+    key, etag, modified = cond
+
+    def status(**conditions: Any) -> int:
+        return conditional_status(s3, bucket, key, method, **conditions)
+
+    assert status(IfMatch=etag) == 200
+    assert status(IfMatch='"0123"') == 412
+    assert status(IfMatch="*") == 200
+    assert status(IfNoneMatch=etag) == 304
+    assert status(IfNoneMatch='"0123"') == 200
+    assert status(IfNoneMatch="*") == 304
+    assert status(IfModifiedSince=PAST) == 200
+    assert status(IfModifiedSince=FUTURE) == 304
+    assert status(IfModifiedSince=modified) == 304
+    assert status(IfUnmodifiedSince=PAST) == 412
+    assert status(IfUnmodifiedSince=FUTURE) == 200
+    assert status(IfUnmodifiedSince=modified) == 200
+    # AWS's documented combinations.
+    assert status(IfMatch=etag, IfUnmodifiedSince=PAST) == 200
+    assert status(IfNoneMatch=etag, IfModifiedSince=PAST) == 304
+    assert status(IfMatch='"0123"', IfNoneMatch=etag) == 412
+    assert status(IfNoneMatch='"0123"', IfModifiedSince=FUTURE) == 200
+
+
+def test_not_modified_response_headers(
+    s3: Any, bucket: str, cond: tuple[str, str, dt.datetime]
+) -> None:
+    key, etag, _ = cond
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key=key, IfNoneMatch=etag)
+    assert error_of(exc) == ("304", 304)
+    assert exc.value.response["ResponseMetadata"]["HTTPHeaders"]["etag"] == etag
+
+
+def test_conditions_on_missing_key(s3: Any, bucket: str) -> None:
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="nope", IfMatch='"abc"')
+    assert error_of(exc) == ("NoSuchKey", 404)
+
+
+# --- multipart objects read back -------------------------------------------------------------
+
+PART1 = 5 * MiB
+PART2 = MiB + 3
+
+
+@pytest.fixture
+def multipart(s3: Any, bucket: str) -> tuple[str, bytes]:
+    """A two-part object: (key, its bytes)."""
+    key = "mp"
+    data = os.urandom(PART1 + PART2)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts = []
+    for number, chunk in ((1, data[:PART1]), (2, data[PART1:])):
+        answer = s3.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=chunk
+        )
+        part = {"PartNumber": number, "ETag": answer["ETag"]}
+        for name in ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME"):
+            if name in answer:
+                part[name] = answer[name]
+        parts.append(part)
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    return key, data
+
+
+def test_get_by_part_number(s3: Any, bucket: str, multipart: tuple[str, bytes]) -> None:
+    key, data = multipart
+    first = s3.get_object(Bucket=bucket, Key=key, PartNumber=1)
+    assert status_of(first) == 206
+    assert read(first) == data[:PART1]
+    assert first["ContentRange"] == f"bytes 0-{PART1 - 1}/{len(data)}"
+    assert first["PartsCount"] == 2
+    assert first["ContentLength"] == PART1
+    second = s3.get_object(Bucket=bucket, Key=key, PartNumber=2)
+    assert read(second) == data[PART1:]
+    assert second["ContentRange"] == f"bytes {PART1}-{len(data) - 1}/{len(data)}"
+    head = s3.head_object(Bucket=bucket, Key=key, PartNumber=2)
+    assert status_of(head) == 206
+    assert head["PartsCount"] == 2
+    assert head["ContentLength"] == PART2
+    whole = s3.get_object(Bucket=bucket, Key=key)
+    assert read(whole) == data
+    assert whole["ETag"].endswith('-2"')
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key=key, PartNumber=3)
+    assert error_of(exc) == ("InvalidPartNumber", 416)
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key=key, PartNumber=1, Range="bytes=0-9")
+    assert error_of(exc) == ("InvalidRequest", 400)
+
+
+def test_get_object_attributes_multipart(
+    s3: Any, bucket: str, multipart: tuple[str, bytes]
+) -> None:
+    key, data = multipart
+    attrs = s3.get_object_attributes(
+        Bucket=bucket, Key=key, ObjectAttributes=["ETag", "ObjectSize", "ObjectParts"]
+    )
+    assert attrs["ObjectSize"] == len(data)
+    assert attrs["ETag"].endswith("-2")
+    assert not attrs["ETag"].startswith('"')
+    assert attrs["ObjectParts"]["TotalPartsCount"] == 2
+    for part in attrs["ObjectParts"].get("Parts", []):
+        assert part["Size"] == {1: PART1, 2: PART2}[part["PartNumber"]]
+
+
+def test_get_object_attributes_simple(s3: Any, bucket: str) -> None:
+    data = b"attributes"
+    s3.put_object(Bucket=bucket, Key="a", Body=data, ChecksumAlgorithm="SHA256")
+    attrs = s3.get_object_attributes(
+        Bucket=bucket,
+        Key="a",
+        ObjectAttributes=["ETag", "ObjectSize", "StorageClass", "Checksum", "ObjectParts"],
+    )
+    assert attrs["ETag"] == md5_etag(data).strip('"')
+    assert attrs["ObjectSize"] == len(data)
+    assert attrs["StorageClass"] == "STANDARD"
+    assert attrs["Checksum"]["ChecksumSHA256"] == b64(CHECKSUMS["SHA256"](data))
+    assert "ObjectParts" not in attrs
+    assert isinstance(attrs["LastModified"], dt.datetime)
+    with pytest.raises(ClientError) as exc:
+        s3.get_object_attributes(Bucket=bucket, Key="nope", ObjectAttributes=["ETag"])
+    assert error_of(exc) == ("NoSuchKey", 404)
+
+
+# --- copy ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def source(s3: Any, bucket: str) -> tuple[str, bytes, str]:
+    """A source object with metadata and tags: (key, bytes, etag)."""
+    data = os.urandom(70_000)
+    put = s3.put_object(
+        Bucket=bucket,
+        Key="src",
+        Body=data,
+        ContentType="image/png",
+        Metadata={"origin": "camera"},
+        CacheControl="no-store",
+        Tagging="kind=photo",
+    )
+    return "src", data, put["ETag"]
+
+
+def test_copy_keeps_metadata_by_default(
+    s3: Any, bucket: str, source: tuple[str, bytes, str]
+) -> None:
+    key, data, etag = source
+    answer = s3.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": key})
+    assert answer["CopyObjectResult"]["ETag"] == etag
+    assert isinstance(answer["CopyObjectResult"]["LastModified"], dt.datetime)
+    got = s3.get_object(Bucket=bucket, Key="dst")
+    assert read(got) == data
+    assert got["ContentType"] == "image/png"
+    assert got["Metadata"] == {"origin": "camera"}
+    assert got["CacheControl"] == "no-store"
+    assert s3.get_object_tagging(Bucket=bucket, Key="dst")["TagSet"] == tag_set({"kind": "photo"})
+
+
+def test_copy_replace_metadata(s3: Any, bucket: str, source: tuple[str, bytes, str]) -> None:
+    key, data, _ = source
+    s3.copy_object(
+        Bucket=bucket,
+        Key="dst",
+        CopySource={"Bucket": bucket, "Key": key},
+        MetadataDirective="REPLACE",
+        Metadata={"new": "yes"},
+        ContentType="text/plain",
+    )
+    got = s3.get_object(Bucket=bucket, Key="dst")
+    assert read(got) == data
+    assert got["Metadata"] == {"new": "yes"}
+    assert got["ContentType"] == "text/plain"
+    assert "CacheControl" not in got
+
+
+def test_copy_across_buckets_with_odd_key(s3: Any, bucket: str) -> None:
+    other = "it-copy-" + secrets.token_hex(6)
+    s3.create_bucket(Bucket=other)
+    key = "dir/ü n+i%c/ode?x=1"
+    s3.put_object(Bucket=other, Key=key, Body=b"crossing")
+    s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": other, "Key": key})
+    assert read(s3.get_object(Bucket=bucket, Key=key)) == b"crossing"
+
+
+def test_copy_onto_itself(s3: Any, bucket: str, source: tuple[str, bytes, str]) -> None:
+    key, data, _ = source
+    with pytest.raises(ClientError) as exc:
+        s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key})
+    assert error_of(exc) == ("InvalidRequest", 400)
+    s3.copy_object(
+        Bucket=bucket,
+        Key=key,
+        CopySource={"Bucket": bucket, "Key": key},
+        MetadataDirective="REPLACE",
+        Metadata={"edited": "1"},
+    )
+    got = s3.get_object(Bucket=bucket, Key=key)
+    assert read(got) == data
+    assert got["Metadata"] == {"edited": "1"}
+
+
+def test_copy_source_conditions(s3: Any, bucket: str, source: tuple[str, bytes, str]) -> None:
+    key, _, etag = source
+    src = {"Bucket": bucket, "Key": key}
+    failing: list[dict[str, Any]] = [
+        {"CopySourceIfMatch": '"0123"'},
+        {"CopySourceIfNoneMatch": etag},
+        {"CopySourceIfModifiedSince": FUTURE},
+        {"CopySourceIfUnmodifiedSince": PAST},
+    ]
+    for conditions in failing:
+        with pytest.raises(ClientError) as exc:
+            s3.copy_object(Bucket=bucket, Key="dst", CopySource=src, **conditions)
+        assert error_of(exc) == ("PreconditionFailed", 412), conditions
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="dst")
+    assert error_of(exc) == ("404", 404)
+    s3.copy_object(
+        Bucket=bucket,
+        Key="dst",
+        CopySource=src,
+        CopySourceIfMatch=etag,
+        CopySourceIfNoneMatch='"0123"',
+    )
+    assert s3.head_object(Bucket=bucket, Key="dst")["ETag"] == etag
+
+
+def test_copy_tagging_directive(s3: Any, bucket: str, source: tuple[str, bytes, str]) -> None:
+    key, _, _ = source
+    src = {"Bucket": bucket, "Key": key}
+    s3.copy_object(Bucket=bucket, Key="same-tags", CopySource=src, TaggingDirective="COPY")
+    assert s3.get_object_tagging(Bucket=bucket, Key="same-tags")["TagSet"] == tag_set(
+        {"kind": "photo"}
+    )
+    s3.copy_object(
+        Bucket=bucket,
+        Key="new-tags",
+        CopySource=src,
+        TaggingDirective="REPLACE",
+        Tagging="a=1&b=2",
+    )
+    assert s3.get_object_tagging(Bucket=bucket, Key="new-tags")["TagSet"] == tag_set(
+        {"a": "1", "b": "2"}
+    )
+    s3.copy_object(Bucket=bucket, Key="no-tags", CopySource=src, TaggingDirective="REPLACE")
+    assert s3.get_object_tagging(Bucket=bucket, Key="no-tags")["TagSet"] == []
+
+
+def test_copy_missing_source(s3: Any, bucket: str) -> None:
+    with pytest.raises(ClientError) as exc:
+        s3.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "nope"})
+    assert error_of(exc) == ("NoSuchKey", 404)
+
+
+def test_copy_invalid_directive(s3: Any, bucket: str, source: tuple[str, bytes, str]) -> None:
+    def bad_directive(request: Any, **_: Any) -> None:
+        request.headers["x-amz-metadata-directive"] = "MERGE"
+
+    client = s3.meta.events
+    client.register_first("before-sign.s3.CopyObject", bad_directive)
+    try:
+        with pytest.raises(ClientError) as exc:
+            s3.copy_object(
+                Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": source[0]}
+            )
+    finally:
+        client.unregister("before-sign.s3.CopyObject", bad_directive)
+    assert error_of(exc) == ("InvalidArgument", 400)
+
+
+# --- conditional writes ----------------------------------------------------------------------
+
+
+def test_put_if_none_match_star(s3: Any, bucket: str) -> None:
+    created = s3.put_object(Bucket=bucket, Key="once", Body=b"first", IfNoneMatch="*")
+    assert created["ETag"] == md5_etag(b"first")
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="once", Body=b"second", IfNoneMatch="*")
+    assert error_of(exc) == ("PreconditionFailed", 412)
+    assert read(s3.get_object(Bucket=bucket, Key="once")) == b"first"
+
+
+def test_put_if_match(s3: Any, bucket: str) -> None:
+    etag = s3.put_object(Bucket=bucket, Key="v", Body=b"one")["ETag"]
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="v", Body=b"lost", IfMatch='"' + "0" * 32 + '"')
+    assert error_of(exc) == ("PreconditionFailed", 412)
+    updated = s3.put_object(Bucket=bucket, Key="v", Body=b"two", IfMatch=etag)
+    assert updated["ETag"] == md5_etag(b"two")
+    # The old ETag no longer matches.
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="v", Body=b"three", IfMatch=etag)
+    assert error_of(exc) == ("PreconditionFailed", 412)
+    assert read(s3.get_object(Bucket=bucket, Key="v")) == b"two"
+
+
+def test_put_if_match_on_missing_key(s3: Any, bucket: str) -> None:
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="absent", Body=b"x", IfMatch='"abc"')
+    assert error_of(exc) == ("NoSuchKey", 404)
+
+
+def test_copy_if_none_match_star(s3: Any, bucket: str, source: tuple[str, bytes, str]) -> None:
+    src = {"Bucket": bucket, "Key": source[0]}
+    s3.copy_object(Bucket=bucket, Key="fresh", CopySource=src, IfNoneMatch="*")
+    with pytest.raises(ClientError) as exc:
+        s3.copy_object(Bucket=bucket, Key="fresh", CopySource=src, IfNoneMatch="*")
+    assert error_of(exc) == ("PreconditionFailed", 412)
