@@ -229,8 +229,12 @@ class _GroupWriter:
                     return
                 batch, self._queue = self._queue[:_MAX_GROUP], self._queue[_MAX_GROUP:]
             self._commit_group(batch)
+            # One wake-up per event loop for the whole group, not one per request.
+            by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
             for pending in batch:
-                pending.loop.call_soon_threadsafe(_settle, pending)
+                by_loop.setdefault(pending.loop, []).append(pending)
+            for loop, group in by_loop.items():
+                loop.call_soon_threadsafe(_settle_all, group)
 
     def _commit_group(self, batch: list[_Pending]) -> None:
         try:
@@ -274,6 +278,11 @@ class _GroupWriter:
                     pending.error = exc
                 else:
                     savepoint.commit()
+
+
+def _settle_all(group: list[_Pending]) -> None:
+    for pending in group:
+        _settle(pending)
 
 
 def _settle(pending: _Pending) -> None:
