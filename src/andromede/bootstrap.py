@@ -8,6 +8,7 @@ import datetime as dt
 import fcntl
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from andromede.workers.sweeper import Sweeper
 
 log = logging.getLogger("andromede")
 ADMIN_PREFIX = "/_andromede/admin"
+SWITCH_INTERVAL_S = 0.0005
 HEALTH_PATH = "/_andromede/health"
 DEFAULT_SITE = "local"
 
@@ -132,6 +134,10 @@ class Gateway:
         """Open everything; one worker per data dir also runs the sweeper."""
         # Worker threads mostly wait in fsync: more of them let the filesystem journal batch
         # concurrent requests' syncs (the default pool is cores + 4).
+        # The SQLite writer thread is CPU-bound between its fsyncs; with the default 5 ms GIL
+        # switch interval an inline read on the event loop that gives up the GIL inside sqlite
+        # may wait that long to get it back.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=32, thread_name_prefix="andromede-io")
         )

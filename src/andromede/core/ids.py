@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import secrets
 import string
-import uuid
 
 from andromede.core import errors
 
@@ -89,8 +89,8 @@ def new_secret_key() -> str:
 
 
 def new_id() -> str:
-    """An opaque random identifier (upload ids, version ids, blob ids)."""
-    return uuid.uuid4().hex
+    """An opaque random identifier (upload ids, version ids, blob ids): 128 random bits."""
+    return os.urandom(16).hex()
 
 
 def successor_prefix(prefix: str) -> str | None:
