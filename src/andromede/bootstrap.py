@@ -20,7 +20,7 @@ from andromede.core.ids import new_access_key_id, new_secret_key
 from andromede.core.models import DEFAULT_TENANT
 from andromede.dataplane.local import LocalSite
 from andromede.localfiles import RootCredentials, read_credentials, write_credentials
-from andromede.metadata.sql import SqlMetadataStore, open_store
+from andromede.metadata.sql import SqlMetadataStore, SystemClock, open_store
 from andromede.ports import SiteBackend
 from andromede.s3.app import S3App, S3Config
 from andromede.services.accounts import Accounts
@@ -37,15 +37,6 @@ ADMIN_PREFIX = "/_andromede/admin"
 SWITCH_INTERVAL_S = 0.0005
 HEALTH_PATH = "/_andromede/health"
 DEFAULT_SITE = "local"
-
-
-class SystemClock:
-    """The real UTC clock."""
-
-    def now(self) -> dt.datetime:
-        """Aware UTC now, millisecond precision (what the metadata store keeps)."""
-        now = dt.datetime.now(dt.UTC)
-        return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def prepare_data_dir(settings: Settings) -> tuple[RootCredentials, bool]:
@@ -90,7 +81,9 @@ async def build_runtime(settings: Settings) -> Runtime:
     """Open the store and sites and wire the services."""
     clock = SystemClock()
     store = await open_store(
-        settings.db_url, garbage_grace=dt.timedelta(seconds=settings.garbage_grace_seconds)
+        settings.db_url,
+        garbage_grace=dt.timedelta(seconds=settings.garbage_grace_seconds),
+        clock=clock,
     )
     site = LocalSite(DEFAULT_SITE, str(settings.data_dir / "sites" / DEFAULT_SITE))
     sites: dict[str, SiteBackend] = {site.name: site}

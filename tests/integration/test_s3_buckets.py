@@ -9,18 +9,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from support.s3errors import error_of
 from support.server import Server
 
 
 def unique(prefix: str = "bk") -> str:
     """A bucket name nobody has taken."""
     return f"{prefix}-{secrets.token_hex(8)}"
-
-
-def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
-    """(S3 error code, HTTP status) of a failed call."""
-    response = exc.value.response
-    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 @pytest.fixture(scope="module")

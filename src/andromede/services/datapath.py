@@ -55,17 +55,14 @@ class _Digests:
     def update_inline(self, block: bytes) -> None:
         """Every digest, on the calling thread (small blocks)."""
         self.md5.update(block)
-        self._update_others(block)
+        self.update_others(block)
 
-    def _update_others(self, block: bytes) -> None:
+    def update_others(self, block: bytes) -> None:
+        """Checksums and observers (one lane)."""
         for h in self.hashers.values():
             h.update(block)
         for observe in self.observers:
             observe(block)
-
-    def update_others(self, block: bytes) -> None:
-        """Checksums and observers (one lane)."""
-        self._update_others(block)
 
 
 class _Lane:
