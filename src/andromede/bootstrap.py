@@ -8,22 +8,33 @@ import datetime as dt
 import fcntl
 import logging
 import os
+import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from andromede.admin.app import create_admin_app
+from andromede.admin.recording import AuditedApp
+from andromede.audit.discard import DiscardSink
+from andromede.audit.keys import load_or_create_signing_key, public_pem
+from andromede.audit.reader import SegmentReader
+from andromede.audit.syslog import SyslogShipper
+from andromede.audit.trail import HashChainTrail, TrailConfig
 from andromede.core.ids import new_access_key_id, new_secret_key
 from andromede.core.models import DEFAULT_TENANT
 from andromede.dataplane.local import LocalSite
 from andromede.localfiles import RootCredentials, read_credentials, write_credentials
 from andromede.metadata.sql import SqlMetadataStore, SystemClock, open_store
-from andromede.ports import SiteBackend
+from andromede.ports import AuditSink, SiteBackend
 from andromede.s3.app import S3App, S3Config
 from andromede.services.accounts import Accounts
+from andromede.services.audit import AuditLog
 from andromede.services.buckets import Buckets
 from andromede.services.container import Services
 from andromede.services.janitor import Janitor
@@ -37,6 +48,8 @@ ADMIN_PREFIX = "/_andromede/admin"
 SWITCH_INTERVAL_S = 0.0005
 HEALTH_PATH = "/_andromede/health"
 DEFAULT_SITE = "local"
+RETENTION_INTERVAL_S = 3600.0
+SHUTDOWN_SHIP_S = 3.0
 
 
 def prepare_data_dir(settings: Settings) -> tuple[RootCredentials, bool]:
@@ -75,6 +88,33 @@ class Runtime:
     sites: dict[str, SiteBackend]
     services: Services
     sweeper: Sweeper
+    audit: AuditSink
+
+    async def close(self) -> None:
+        """Sign the trail's head and close the store."""
+        await self.audit.close()
+        await self.store.close()
+
+
+def open_audit(settings: Settings, signer: Ed25519PrivateKey) -> AuditSink:
+    """The audit sink the settings ask for (the signed trail unless benchmarking)."""
+    if settings.audit_sink == "discard":
+        log.warning("audit_sink = discard: requests are NOT recorded (benchmarks only)")
+        return DiscardSink()
+    if settings.audit_sink != "trail":
+        raise ValueError(f"unknown audit_sink {settings.audit_sink!r} (trail or discard)")
+    trail = HashChainTrail(
+        TrailConfig(
+            settings.audit_path,
+            segment_bytes=settings.audit_segment_bytes,
+            segment_max_age=settings.audit_segment_max_age_seconds,
+            checkpoint_interval=settings.audit_checkpoint_interval_seconds,
+            retry_seconds=settings.audit_retry_seconds,
+        ),
+        signer,
+    )
+    trail.open()
+    return trail
 
 
 async def build_runtime(settings: Settings) -> Runtime:
@@ -95,7 +135,9 @@ async def build_runtime(settings: Settings) -> Runtime:
     buckets = Buckets(store, clock, settings.region)
     objects = Objects(store, site, site_by_name, buckets, clock)
     multipart = Multipart(objects, site_by_name, clock)
-    services = Services(accounts, buckets, objects, multipart)
+    signer = load_or_create_signing_key(settings.audit_key_path)
+    audit_log = AuditLog(SegmentReader(settings.audit_path), public_pem(signer))
+    services = Services(accounts, buckets, objects, multipart, audit_log)
     creds = read_credentials(settings.data_dir)
     if creds is not None:
         await accounts.ensure_root(DEFAULT_TENANT, creds.access_key_id, creds.secret_key)
@@ -109,7 +151,7 @@ async def build_runtime(settings: Settings) -> Runtime:
             orphan_scan_interval=dt.timedelta(seconds=settings.orphan_scan_interval_seconds),
         )
     )
-    return Runtime(settings, store, sites, services, sweeper)
+    return Runtime(settings, store, sites, services, sweeper, open_audit(settings, signer))
 
 
 class Gateway:
@@ -122,6 +164,7 @@ class Gateway:
         self._admin: Any = None
         self._background: asyncio.Task[None] | None = None
         self._lock_fd: int | None = None
+        self._shipper: SyslogShipper | None = None
 
     async def startup(self) -> None:
         """Open everything; one worker per data dir also runs the sweeper."""
@@ -143,12 +186,27 @@ class Gateway:
                 self.settings.domain,
                 dt.timedelta(seconds=self.settings.max_clock_skew_seconds),
             ),
+            runtime.audit,
         )
-        self._admin = create_admin_app(runtime.services)
+        self._admin = AuditedApp(create_admin_app(runtime.services), runtime.audit)
         if self._take_sweeper_lock():
-            self._background = asyncio.create_task(
-                runtime.sweeper.run_forever(self.settings.sweep_interval_seconds)
-            )
+            self._background = asyncio.create_task(self._background_jobs(runtime))
+
+    async def _background_jobs(self, runtime: Runtime) -> None:
+        """The jobs one process per data dir runs: sweeper, audit retention and shipping."""
+        jobs = [runtime.sweeper.run_forever(self.settings.sweep_interval_seconds)]
+        if isinstance(runtime.audit, HashChainTrail):
+            if self.settings.audit_syslog_address:
+                self._shipper = SyslogShipper(
+                    self.settings.audit_path,
+                    self.settings.audit_syslog_address,
+                    self.settings.audit_path / "syslog-cursor",
+                    socket.gethostname(),
+                )
+                jobs.append(self._shipper.run_forever())
+            retention = dt.timedelta(days=self.settings.audit_retention_days)
+            jobs.append(audit_retention(runtime.audit, retention, self._shipper))
+        await asyncio.gather(*jobs)
 
     def _take_sweeper_lock(self) -> bool:
         path = self.settings.data_dir / "sweeper.lock"
@@ -168,7 +226,14 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._background
         if self.runtime is not None:
-            await self.runtime.store.close()
+            await self.runtime.close()
+        if self._shipper is not None:
+            # The shutdown checkpoint was written just now: ship it too, if the collector
+            # answers soon (otherwise the next start ships it).
+            try:
+                await asyncio.wait_for(self._shipper.ship_once(), SHUTDOWN_SHIP_S)
+            except (OSError, TimeoutError):
+                log.warning("audit: the shutdown checkpoint was not shipped; the next start will")
         if self._lock_fd is not None:
             os.close(self._lock_fd)
 
@@ -215,6 +280,21 @@ class Gateway:
                 return
 
 
+async def audit_retention(
+    trail: HashChainTrail, retention: dt.timedelta, shipper: SyslogShipper | None
+) -> None:
+    """Hourly: remove trail segments older than the retention period (whole segments only,
+    and only once shipped when a collector is configured)."""
+    while True:
+        try:
+            cutoff = time.time() - retention.total_seconds()
+            shipped = await asyncio.to_thread(shipper.cursor.load) if shipper else None
+            await asyncio.to_thread(trail.apply_retention, cutoff, shipped)
+        except OSError:
+            log.exception("audit retention failed")
+        await asyncio.sleep(RETENTION_INTERVAL_S)
+
+
 def create_app() -> Gateway:
     """uvicorn factory: settings come from the environment that ``serve`` prepared."""
     return Gateway(load_settings())
@@ -226,7 +306,7 @@ async def sweep_at_start(settings: Settings) -> dict[str, int]:
     try:
         return await runtime.sweeper.sweep(at_start=True)
     finally:
-        await runtime.store.close()
+        await runtime.close()
 
 
 @contextlib.asynccontextmanager
@@ -236,4 +316,4 @@ async def running_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     try:
         yield runtime
     finally:
-        await runtime.store.close()
+        await runtime.close()

@@ -65,6 +65,7 @@ ERROR_TABLE: dict[type[e.AndromedeError], tuple[str, int]] = {
     e.InvalidObjectState: ("InvalidObjectState", 403),
     e.ServiceUnavailable: ("SlowDown", 503),
     e.StorageFull: ("ServiceUnavailable", 503),
+    e.AuditUnavailable: ("ServiceUnavailable", 503),
 }
 
 

@@ -36,6 +36,22 @@ class Settings(BaseSettings):
     key_cache_seconds: float = 5.0
     max_clock_skew_seconds: float = 900.0
     log_level: str = "info"
+    audit_sink: str = Field(
+        default="trail",
+        description='"trail" (the signed, hash-chained trail) or "discard" (benchmarks only)',
+    )
+    audit_dir: Path | None = Field(default=None, description="default: <data_dir>/audit")
+    audit_signing_key_file: Path | None = Field(
+        default=None, description="Ed25519 PEM; default: <data_dir>/audit-signing.key"
+    )
+    audit_segment_bytes: int = 16 << 20
+    audit_segment_max_age_seconds: float = 86400.0
+    audit_checkpoint_interval_seconds: float = 60.0
+    audit_retention_days: float = 183.0
+    audit_syslog_address: str | None = Field(
+        default=None, description="host:port of an RFC 5424 collector (TCP, octet counting)"
+    )
+    audit_retry_seconds: float = 1.0
     config_file: Path | None = None
 
     @classmethod
@@ -56,6 +72,18 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'metadata.db').resolve()}"
+
+    @property
+    def audit_path(self) -> Path:
+        """Where the trail's segments live."""
+        return self.audit_dir if self.audit_dir is not None else self.data_dir / "audit"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """The trail's private signing key."""
+        if self.audit_signing_key_file is not None:
+            return self.audit_signing_key_file
+        return self.data_dir / "audit-signing.key"
 
     @property
     def host(self) -> str:

@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from andromede.auth.sigv4 import SignedRequest, authenticate
-from andromede.core import errors
+from andromede.core import audit, errors
+from andromede.core.audit import PrincipalKind
 from andromede.core.models import AccessKey, Principal, Tenant
 from andromede.http_errors import lookup
 from andromede.services.container import Services
@@ -108,11 +109,18 @@ async def _principal(request: Request) -> Principal:
         return key.secret_key if key else None
 
     auth = await authenticate(signed, lookup_secret, dt.datetime.now(dt.UTC))
+    principal = await services.accounts.principal_for(auth.access_key_id)
+    trace = audit.current()
+    if trace is not None:
+        trace.principal_kind = (
+            PrincipalKind.OPERATOR if principal.is_operator else PrincipalKind.KEY
+        )
+        trace.access_key_id, trace.principal_tenant = principal.access_key_id, principal.tenant
     if auth.payload_sha256 is not None and not hmac.compare_digest(
         auth.payload_sha256, hashlib.sha256(body).hexdigest()
     ):
         raise errors.ContentSHA256Mismatch()
-    return await services.accounts.principal_for(auth.access_key_id)
+    return principal
 
 
 # Module level, not inside create_admin_app: with postponed annotations FastAPI resolves
@@ -142,7 +150,11 @@ def create_admin_app(services: Services) -> FastAPI:
     async def domain_error(_: Request, exc: errors.AndromedeError) -> JSONResponse:
         code, status = lookup(exc)
         message = exc.message if status != 500 else "internal error"
-        return JSONResponse({"code": code, "message": message}, status_code=status)
+        return JSONResponse(
+            {"code": code, "message": message},
+            status_code=status,
+            headers={"x-andromede-error-code": code},
+        )
 
     @app.get(f"/{API_VERSION}/whoami", response_model=WhoAmI)
     async def whoami(caller: Caller) -> WhoAmI:
@@ -173,4 +185,8 @@ def create_admin_app(services: Services) -> FastAPI:
         return Response(status_code=204)
 
     _ = (whoami, list_tenants, create_tenant, list_keys, create_key, delete_key, domain_error)
+    # Imported here: the audit routes import ``Caller`` from this module.
+    from andromede.admin.audit_routes import register_audit_routes  # noqa: PLC0415
+
+    register_audit_routes(app, services)
     return app

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ from andromede.localfiles import read_credentials, read_server_endpoint
 
 ADMIN_PREFIX = "/_andromede/admin"
 DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
+# A stream may pause while the server scans for the next matching records.
+STREAM_TIMEOUT = httpx.Timeout(30.0, read=600.0)
 
 
 class AdminError(Exception):
@@ -58,17 +62,10 @@ class AdminClient:
         params: dict[str, str] | None = None,
     ) -> Any:
         """Send a signed request; returns the decoded JSON (None for 204)."""
-        url = self.endpoint + ADMIN_PREFIX + path
-        if params:
-            url += "?" + httpx.QueryParams(params).__str__()
         data = json.dumps(body).encode() if body is not None else b""
-        headers = {"content-type": "application/json"} if body is not None else {}
-        aws_request = AWSRequest(method=method, url=url, data=data, headers=headers)
-        S3SigV4Auth(self._creds, "s3", self._region).add_auth(aws_request)
+        url, headers = self._signed(method, path, data, body is not None, params)
         try:
-            response = httpx.request(
-                method, url, content=data, headers=dict(aws_request.headers.items()), timeout=30
-            )
+            response = httpx.request(method, url, content=data, headers=headers, timeout=30)
         except httpx.HTTPError as exc:
             raise AdminError(f"cannot reach {self.endpoint}: {exc}") from exc
         if response.status_code == 204:
@@ -78,7 +75,41 @@ class AdminClient:
         except ValueError:
             payload = {"code": str(response.status_code), "message": response.text[:200]}
         if response.status_code >= 400:
-            # Domain errors carry code and message; FastAPI's own (422) carry only detail.
-            code = payload.get("code", response.status_code)
-            raise AdminError(f"{code}: {payload.get('message') or payload.get('detail')}")
+            raise _error(response.status_code, payload)
         return payload
+
+    @contextlib.contextmanager
+    def stream(self, path: str, params: dict[str, str] | None = None) -> Iterator[httpx.Response]:
+        """A signed GET whose body is read as it arrives (``iter_bytes``, ``iter_lines``)."""
+        url, headers = self._signed("GET", path, b"", False, params)
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=STREAM_TIMEOUT) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    try:
+                        payload = response.json()
+                    except ValueError:
+                        payload = {"message": response.text[:200]}
+                    raise _error(response.status_code, payload)
+                yield response
+        except httpx.HTTPError as exc:
+            raise AdminError(f"transfer from {self.endpoint} failed: {exc}") from exc
+
+    def _signed(
+        self, method: str, path: str, data: bytes, is_json: bool, params: dict[str, str] | None
+    ) -> tuple[str, dict[str, str]]:
+        url = self.endpoint + ADMIN_PREFIX + path
+        if params:
+            url += "?" + httpx.QueryParams(params).__str__()
+        headers = {"content-type": "application/json"} if is_json else {}
+        aws_request = AWSRequest(method=method, url=url, data=data, headers=headers)
+        S3SigV4Auth(self._creds, "s3", self._region).add_auth(aws_request)
+        return url, dict(aws_request.headers.items())
+
+
+def _error(status: int, payload: Any) -> AdminError:
+    # Domain errors carry code and message; FastAPI's own (422) carry only detail.
+    if not isinstance(payload, dict):
+        payload = {}
+    code = payload.get("code", status)
+    return AdminError(f"{code}: {payload.get('message') or payload.get('detail')}")

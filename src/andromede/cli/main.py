@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from andromede.cli.admin_audit import audit_admin_app
+from andromede.cli.audit import audit_app
 from andromede.cli.client import AdminClient, AdminError, resolve_target
 
 app = typer.Typer(help="Andromède, a sovereign S3 object store.", no_args_is_help=True)
@@ -21,6 +23,8 @@ key_cmd = typer.Typer(help="Access keys.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 admin.add_typer(tenant_cmd, name="tenant")
 admin.add_typer(key_cmd, name="key")
+admin.add_typer(audit_admin_app, name="audit")
+app.add_typer(audit_app, name="audit")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Server data directory")]
 Endpoint = Annotated[

@@ -300,5 +300,11 @@ class StorageFull(ServiceUnavailable):
     default_message = "The storage site has no space left; the write was not stored."
 
 
+class AuditUnavailable(ServiceUnavailable):
+    default_message = (
+        "The audit trail cannot be written; the request was refused rather than left unrecorded."
+    )
+
+
 class BlobNotFound(DataCorrupted):
     default_message = "Stored data for this object is missing."

@@ -10,8 +10,11 @@ from dataclasses import dataclass
 
 from andromede import http_errors
 from andromede.auth.sigv4 import SignedRequest, authenticate
-from andromede.core import errors
+from andromede.core import audit, errors
+from andromede.core.audit import RequestTrace
 from andromede.core.limits import MAX_HEADER_SECTION
+from andromede.ports import AuditSink
+from andromede.s3 import audit as face_audit
 from andromede.s3 import xml
 from andromede.s3.handlers import HANDLERS, Context
 from andromede.s3.http import Receive, Request, Response, Scope, Send, build_request, send_response
@@ -56,24 +59,39 @@ def error_response(exc: errors.AndromedeError, req_resource: str, request_id: st
 class S3App:
     """ASGI callable serving the S3 API over a :class:`Services` bundle."""
 
-    def __init__(self, services: Services, config: S3Config) -> None:
+    def __init__(self, services: Services, config: S3Config, audit_sink: AuditSink) -> None:
         self.services = services
         self.config = config
+        self.audit = audit_sink
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point (http only; lifespan is handled by the composing app)."""
         request_id = _request_id()
+        trace = face_audit.open_trace(scope, request_id)
+        token = audit.begin(trace)
+        try:
+            await self._serve(scope, receive, send, trace)
+        finally:
+            audit.end(token)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, trace: RequestTrace) -> None:
+        request_id = trace.request_id
         head_only = scope.get("method") == "HEAD"
         resource = scope.get("path", "/")
         req: Request | None = None
+        failure: errors.AndromedeError | None = None
         try:
             req = build_request(scope, receive, request_id, self.config.domain)
-            response = await self._handle(req)
+            response = await self._handle(req, trace)
         except errors.AndromedeError as exc:
-            response = error_response(exc, resource, request_id)
+            failure = exc
         except Exception:
             log.exception("internal error (request %s)", request_id)
-            response = error_response(errors.AndromedeError(), resource, request_id)
+            failure = errors.AndromedeError()
+        if failure is not None:
+            response = error_response(failure, resource, request_id)
+        if not isinstance(failure, errors.AuditUnavailable):
+            response = await self._record(trace, req, response, failure, head_only, resource)
         self._common_headers(response, request_id)
         if req is not None and req.body_unread():
             # A client that sent Expect: 100-continue never sends the body we refused; one that
@@ -90,6 +108,31 @@ class S3App:
             log.exception("response aborted (request %s)", request_id)
             raise
 
+    async def _record(
+        self,
+        trace: RequestTrace,
+        req: Request | None,
+        response: Response,
+        failure: errors.AndromedeError | None,
+        head_only: bool,
+        resource: str,
+    ) -> Response:
+        """Make the request's audit record durable; if that fails, the answer is a 503."""
+        trace.bytes_in = req.bytes_received if req is not None else 0
+        if trace.version_id is None:
+            trace.version_id = face_audit.version_of(response)
+        code = http_errors.lookup(failure)[0] if failure is not None else None
+        record = audit.record_of(
+            trace, response.status, code, face_audit.bytes_out(response, head_only)
+        )
+        try:
+            await self.audit.record(record)
+        except errors.AuditUnavailable as exc:
+            if not isinstance(response.body, bytes):
+                await response.body.aclose()  # type: ignore[attr-defined]
+            return error_response(exc, resource, trace.request_id)
+        return response
+
     @staticmethod
     def _common_headers(response: Response, request_id: str) -> None:
         response.header("x-amz-request-id", request_id)
@@ -97,13 +140,17 @@ class S3App:
         response.header("server", "Andromede")
         response.header("date", email.utils.formatdate(usegmt=True))
 
-    async def _handle(self, req: Request) -> Response:
+    async def _handle(self, req: Request, trace: RequestTrace) -> Response:
+        if not self.audit.healthy():
+            raise errors.AuditUnavailable()
+        trace.bucket, trace.key = req.bucket, req.key
         size = sum(len(k) + len(v) + 4 for k, v in req.header_list)
         if size > MAX_HEADER_SECTION:
             raise errors.RequestHeaderSectionTooLarge(MaxSizeAllowed=str(MAX_HEADER_SECTION))
         endpoint = resolve(req.method, req.bucket, req.key, req.query, req.headers)
         if endpoint is None:
             raise errors.MethodNotAllowed(Method=req.method, ResourceType="OBJECT")
+        trace.operation = endpoint.value
         auth = await authenticate(
             SignedRequest(req.method, req.raw_path, req.query_string, req.header_list),
             self._lookup_secret,
@@ -111,6 +158,7 @@ class S3App:
             self.config.max_clock_skew,
         )
         principal = await self.services.accounts.principal_for(auth.access_key_id)
+        face_audit.authenticated(trace, principal)
         handler = HANDLERS.get(endpoint)
         if handler is None:
             raise errors.NotImplementedOperation(Operation=endpoint.value)

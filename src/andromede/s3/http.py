@@ -32,6 +32,7 @@ class Request:
     receive: Receive
     request_id: str
     body_consumed: bool = False
+    bytes_received: int = 0
 
     def header(self, name: str) -> str | None:
         """A header by lowercase name (repeated headers are joined with ',')."""
@@ -45,6 +46,7 @@ class Request:
                 raise errors.IncompleteBody()
             chunk = message.get("body", b"")
             if chunk:
+                self.bytes_received += len(chunk)
                 yield chunk
             if not message.get("more_body", False):
                 self.body_consumed = True

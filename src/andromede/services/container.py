@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from andromede.services.accounts import Accounts
+from andromede.services.audit import AuditLog
 from andromede.services.buckets import Buckets
 from andromede.services.multipart import Multipart
 from andromede.services.objects import Objects
@@ -18,3 +19,4 @@ class Services:
     buckets: Buckets
     objects: Objects
     multipart: Multipart
+    audit: AuditLog

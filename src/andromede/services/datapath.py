@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from andromede.core import errors
+from andromede.core import audit, errors
 from andromede.core.checksums import ChecksumAlgorithm, Hasher, new_hasher
 from andromede.core.conditions import ByteRange
 from andromede.core.ids import new_id
@@ -160,6 +160,7 @@ async def store(
     if body.length is not None and body.length <= SMALL:
         return await _store_small(site, body, algorithms)
     blob_id = new_id()
+    audit.note_site(site.name)
     writer = await site.create(blob_id)
     digests = _Digests(algorithms, body.observers)
     pipeline = _Pipeline(digests, writer)
@@ -207,6 +208,7 @@ async def _store_small(
     digests.update_inline(data)
     body.finish()
     blob_id = new_id()
+    audit.note_site(site.name)
     await site.put(blob_id, data)
     return StoredBlob(
         BlobRef(site.name, blob_id),
@@ -216,12 +218,27 @@ async def _store_small(
     )
 
 
-async def read(
+def read(
     sites: Callable[[str], SiteBackend], manifest: Manifest, byte_range: ByteRange | None
 ) -> AsyncIterator[bytes]:
-    """Stream an object's bytes (or a range of them) segment by segment."""
+    """Stream an object's bytes (or a range of them) segment by segment.
+
+    The sites to be read are noted for the audit record now, before the stream starts (the
+    record is durable before the response, hence before the stream is consumed).
+    """
     start = byte_range.start if byte_range else 0
     end = byte_range.end + 1 if byte_range else manifest.size
+    offset = 0
+    for segment in manifest.segments:
+        if offset < end and offset + segment.size > start and segment.size:
+            audit.note_site(segment.blob.site)
+        offset += segment.size
+    return _read(sites, manifest, start, end)
+
+
+async def _read(
+    sites: Callable[[str], SiteBackend], manifest: Manifest, start: int, end: int
+) -> AsyncIterator[bytes]:
     offset = 0
     for segment in manifest.segments:
         seg_start, seg_end = offset, offset + segment.size

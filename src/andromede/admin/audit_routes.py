@@ -1,0 +1,192 @@
+"""Reading the audit trail over the admin API: query (paged), JSON Lines export, public key.
+
+Operators read every record; a tenant's keys read their own tenant's (see
+:class:`andromede.services.audit.AuditLog`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Final
+
+from fastapi import FastAPI, Query
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from andromede.admin.app import API_VERSION, Caller
+from andromede.core import errors
+from andromede.core.audit import AuditQuery, parse_time
+from andromede.core.models import Principal
+from andromede.services.audit import MAX_LIMIT, AuditLog
+from andromede.services.container import Services
+
+DEFAULT_LIMIT: Final = 100
+EXPORT_PAGE: Final = MAX_LIMIT
+NDJSON: Final = "application/x-ndjson"
+
+
+class AuditPage(BaseModel):
+    """One page of records, oldest first."""
+
+    records: list[dict[str, Any]] = Field(
+        description=(
+            "Records as the trail stores them (see docs/audit.md), each with its 'seq': "
+            "type, time, face, operation, request_id, tenant, principal {kind, "
+            "access_key_id, tenant}, source, user_agent, bucket, key, version_id, status, "
+            "error, bytes_in, bytes_out, sites, and details for some events."
+        )
+    )
+    next_after_seq: int | None = Field(
+        description="Pass as after_seq for the next page; null when this page is the last."
+    )
+
+
+# Module level for the same reason as ``Caller``: FastAPI resolves the annotations of the
+# route functions against this module's globals.
+TenantFilter = Annotated[
+    str | None,
+    Query(description="Records touching this tenant's data or made by its principals"),
+]
+SinceFilter = Annotated[str | None, Query(description="ISO 8601 time, inclusive (UTC if no zone)")]
+UntilFilter = Annotated[str | None, Query(description="ISO 8601 time, exclusive (UTC if no zone)")]
+BucketFilter = Annotated[str | None, Query(description="Bucket name")]
+PrincipalFilter = Annotated[
+    str | None,
+    Query(
+        description=(
+            "An access key id, or a principal kind: key, operator, anonymous, "
+            "unauthenticated, system"
+        )
+    ),
+]
+OperationFilter = Annotated[
+    str | None, Query(description="AWS operation name (PutObject) or admin:CreateTenant")
+]
+OutcomeFilter = Annotated[
+    str | None,
+    Query(description="success (status < 400), failure, an HTTP status, or an error code"),
+]
+AfterSeq = Annotated[int, Query(ge=0, description="Only records with a greater seq")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Records per page")]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Filters:
+    tenant: str | None
+    since: str | None
+    until: str | None
+    bucket: str | None
+    principal: str | None
+    operation: str | None
+    outcome: str | None
+
+    def query(
+        self, after_seq: int, limit: int, until_default: dt.datetime | None = None
+    ) -> AuditQuery:
+        until = _time("until", self.until)
+        return AuditQuery(
+            tenant=self.tenant,
+            since=_time("since", self.since),
+            until=until if until is not None else until_default,
+            bucket=self.bucket,
+            principal=self.principal,
+            operation=self.operation,
+            outcome=self.outcome,
+            after_seq=after_seq,
+            limit=limit,
+        )
+
+
+def _time(name: str, text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise errors.InvalidArgument(f"{name} is not an ISO 8601 time: {text!r}") from None
+
+
+def _line(record: dict[str, object]) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=True) + "\n"
+
+
+async def _export(
+    audit: AuditLog, caller: Principal, query: AuditQuery, first: list[dict[str, object]]
+) -> AsyncIterator[bytes]:
+    """Pages of JSON Lines: one page of records in memory at a time."""
+    page = first
+    while True:
+        if page:
+            yield "".join(_line(r) for r in page).encode("ascii")
+        if len(page) < query.limit:
+            return
+        query = dataclasses.replace(query, after_seq=_seq(page[-1]))
+        page = await audit.query(caller, query)
+
+
+def _seq(record: dict[str, object]) -> int:
+    seq = record["seq"]
+    assert isinstance(seq, int)
+    return seq
+
+
+def register_audit_routes(app: FastAPI, services: Services) -> None:
+    """Add the ``/v1/audit/...`` routes to the admin app."""
+
+    @app.get(f"/{API_VERSION}/audit/records", response_model=AuditPage)
+    async def query_audit_records(
+        caller: Caller,
+        tenant: TenantFilter = None,
+        since: SinceFilter = None,
+        until: UntilFilter = None,
+        bucket: BucketFilter = None,
+        principal: PrincipalFilter = None,
+        operation: OperationFilter = None,
+        outcome: OutcomeFilter = None,
+        after_seq: AfterSeq = 0,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> AuditPage:
+        """Records matching every filter given, oldest first, at most ``limit``."""
+        filters = _Filters(tenant, since, until, bucket, principal, operation, outcome)
+        records = await services.audit.query(caller, filters.query(after_seq, limit))
+        more = len(records) == limit
+        return AuditPage(records=records, next_after_seq=_seq(records[-1]) if more else None)
+
+    @app.get(
+        f"/{API_VERSION}/audit/export",
+        response_class=StreamingResponse,
+        responses={200: {"content": {NDJSON: {}}, "description": "One record per line"}},
+    )
+    async def export_audit_records(
+        caller: Caller,
+        tenant: TenantFilter = None,
+        since: SinceFilter = None,
+        until: UntilFilter = None,
+        bucket: BucketFilter = None,
+        principal: PrincipalFilter = None,
+        operation: OperationFilter = None,
+        outcome: OutcomeFilter = None,
+        after_seq: AfterSeq = 0,
+    ) -> StreamingResponse:
+        """Every matching record as JSON Lines, oldest first. Without ``until``, the export
+        stops at requests that started after it did, so that it ends on a busy server."""
+        filters = _Filters(tenant, since, until, bucket, principal, operation, outcome)
+        query = filters.query(after_seq, EXPORT_PAGE, until_default=dt.datetime.now(dt.UTC))
+        # The first page is read before the response starts: a refused query gets its error.
+        first = await services.audit.query(caller, query)
+        return StreamingResponse(_export(services.audit, caller, query, first), media_type=NDJSON)
+
+    @app.get(
+        f"/{API_VERSION}/audit/public-key",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {}}, "description": "PEM"}},
+    )
+    async def get_audit_public_key(caller: Caller) -> PlainTextResponse:
+        """The Ed25519 public key (PEM) that verifies the trail's checkpoints."""
+        del caller  # any authenticated caller
+        return PlainTextResponse(services.audit.public_key().decode("ascii"))
+
+    _ = (query_audit_records, export_audit_records, get_audit_public_key)

@@ -1,0 +1,1 @@
+"""The audit trail: hash-chained, signed segment files (see docs/audit.md)."""
