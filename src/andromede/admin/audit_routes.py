@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 
-from fastapi import FastAPI, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -100,6 +100,23 @@ class _Filters:
         )
 
 
+def _filters(
+    tenant: TenantFilter = None,
+    since: SinceFilter = None,
+    until: UntilFilter = None,
+    bucket: BucketFilter = None,
+    principal: PrincipalFilter = None,
+    operation: OperationFilter = None,
+    outcome: OutcomeFilter = None,
+) -> _Filters:
+    """The filters every audit route takes, as one dependency."""
+    return _Filters(tenant, since, until, bucket, principal, operation, outcome)
+
+
+# Module level for the same reason as ``Caller`` in admin/app.py.
+Filters = Annotated[_Filters, Depends(_filters)]
+
+
 def _time(name: str, text: str | None) -> dt.datetime | None:
     if text is None:
         return None
@@ -138,19 +155,9 @@ def register_audit_routes(app: FastAPI, services: Services) -> None:
 
     @app.get(f"/{API_VERSION}/audit/records", response_model=AuditPage)
     async def query_audit_records(
-        caller: Caller,
-        tenant: TenantFilter = None,
-        since: SinceFilter = None,
-        until: UntilFilter = None,
-        bucket: BucketFilter = None,
-        principal: PrincipalFilter = None,
-        operation: OperationFilter = None,
-        outcome: OutcomeFilter = None,
-        after_seq: AfterSeq = 0,
-        limit: Limit = DEFAULT_LIMIT,
+        caller: Caller, filters: Filters, after_seq: AfterSeq = 0, limit: Limit = DEFAULT_LIMIT
     ) -> AuditPage:
         """Records matching every filter given, oldest first, at most ``limit``."""
-        filters = _Filters(tenant, since, until, bucket, principal, operation, outcome)
         records = await services.audit.query(caller, filters.query(after_seq, limit))
         more = len(records) == limit
         return AuditPage(records=records, next_after_seq=_seq(records[-1]) if more else None)
@@ -161,19 +168,10 @@ def register_audit_routes(app: FastAPI, services: Services) -> None:
         responses={200: {"content": {NDJSON: {}}, "description": "One record per line"}},
     )
     async def export_audit_records(
-        caller: Caller,
-        tenant: TenantFilter = None,
-        since: SinceFilter = None,
-        until: UntilFilter = None,
-        bucket: BucketFilter = None,
-        principal: PrincipalFilter = None,
-        operation: OperationFilter = None,
-        outcome: OutcomeFilter = None,
-        after_seq: AfterSeq = 0,
+        caller: Caller, filters: Filters, after_seq: AfterSeq = 0
     ) -> StreamingResponse:
         """Every matching record as JSON Lines, oldest first. Without ``until``, the export
         stops at requests that started after it did, so that it ends on a busy server."""
-        filters = _Filters(tenant, since, until, bucket, principal, operation, outcome)
         query = filters.query(after_seq, EXPORT_PAGE, until_default=dt.datetime.now(dt.UTC))
         # The first page is read before the response starts: a refused query gets its error.
         first = await services.audit.query(caller, query)

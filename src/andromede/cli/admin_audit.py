@@ -8,24 +8,19 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import IO, Annotated, Any, Final, NoReturn
+from typing import IO, Annotated, Any, Final
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from andromede.cli.client import AdminClient, AdminError, resolve_target
+from andromede.cli.client import AdminClient, AdminError
+from andromede.cli.common import AsJson, DataDir, Endpoint, connect, console, err_console, fail
 
 audit_admin_app = typer.Typer(
     help="Read the audit trail: query, export as JSON Lines, the checkpoint signing key.",
     no_args_is_help=True,
 )
 
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Server data directory")]
-Endpoint = Annotated[
-    str | None, typer.Option("--endpoint", envvar="ANDROMEDE_ENDPOINT", help="Server URL")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 TIME_HELP: Final = "ISO 8601 time (UTC if no zone), or an age such as 90s, 15m, 2h, 7d"
 Tenant = Annotated[
     str | None, typer.Option(help="Records touching this tenant or made by its principals")
@@ -54,9 +49,6 @@ _AGE = re.compile(r"^(\d+)([smhd])$")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _MIN_WIDTH: Final = {"seq": 3, "time": 24, "status": 6}
 _COLUMNS: Final = ["seq", "time", "status", "operation", "tenant", "principal", "bucket", "key"]
-
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _time(text: str | None) -> str | None:
@@ -93,18 +85,6 @@ def _params(
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _client(endpoint: str | None, data_dir: Path | None) -> AdminClient:
-    try:
-        return AdminClient(*resolve_target(endpoint, data_dir))
-    except AdminError as exc:
-        _fail(exc)
-
-
-def _fail(exc: AdminError) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-    raise typer.Exit(code=1)
-
-
 def _principal(record: dict[str, Any]) -> str:
     principal = record.get("principal") or {}
     return str(principal.get("access_key_id") or principal.get("kind") or "")
@@ -139,9 +119,9 @@ def query(
     params = _params(tenant, since, until, bucket, principal, operation, outcome, after_seq)
     params["limit"] = str(limit)
     try:
-        page = _client(endpoint, data_dir).request("GET", "/v1/audit/records", params=params)
+        page = connect(endpoint, data_dir).request("GET", "/v1/audit/records", params=params)
     except AdminError as exc:
-        _fail(exc)
+        fail(exc)
     if json_out:
         sys.stdout.write(json.dumps(page, indent=2) + "\n")
         return
@@ -171,7 +151,7 @@ def export(
 ) -> None:
     """Every matching record as JSON Lines, streamed (to --out only once complete)."""
     params = _params(tenant, since, until, bucket, principal, operation, outcome, after_seq)
-    client = _client(endpoint, data_dir)
+    client = connect(endpoint, data_dir)
     if out is None:
         try:
             _stream(client, params, sys.stdout.buffer)
@@ -196,7 +176,7 @@ def _stream(client: AdminClient, params: dict[str, str], sink: IO[bytes]) -> Non
             for chunk in response.iter_bytes():
                 sink.write(chunk)
     except AdminError as exc:
-        _fail(exc)
+        fail(exc)
     sink.flush()
 
 
@@ -204,10 +184,10 @@ def _stream(client: AdminClient, params: dict[str, str], sink: IO[bytes]) -> Non
 def public_key(out: Out = None, endpoint: Endpoint = None, data_dir: DataDir = None) -> None:
     """The Ed25519 public key (PEM) for ``andromede audit verify --public-key``."""
     try:
-        with _client(endpoint, data_dir).stream("/v1/audit/public-key") as response:
+        with connect(endpoint, data_dir).stream("/v1/audit/public-key") as response:
             pem = response.read()
     except AdminError as exc:
-        _fail(exc)
+        fail(exc)
     if out is None:
         sys.stdout.buffer.write(pem)
         sys.stdout.buffer.flush()

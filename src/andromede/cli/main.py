@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from andromede.cli.admin_audit import audit_admin_app
 from andromede.cli.audit import audit_app
-from andromede.cli.client import AdminClient, AdminError, resolve_target
+from andromede.cli.client import AdminError
+from andromede.cli.common import AsJson, DataDir, Endpoint, connect, console, fail
 
 app = typer.Typer(help="Andromède, a sovereign S3 object store.", no_args_is_help=True)
 admin = typer.Typer(help="Administer a running server (admin API over HTTP).", no_args_is_help=True)
@@ -25,15 +25,6 @@ admin.add_typer(tenant_cmd, name="tenant")
 admin.add_typer(key_cmd, name="key")
 admin.add_typer(audit_admin_app, name="audit")
 app.add_typer(audit_app, name="audit")
-
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Server data directory")]
-Endpoint = Annotated[
-    str | None, typer.Option("--endpoint", envvar="ANDROMEDE_ENDPOINT", help="Server URL")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
-console = Console()
-# Errors go to stderr, unwrapped, so that stdout stays parseable under --json.
-err_console = Console(stderr=True, soft_wrap=True)
 
 
 @app.command()
@@ -50,19 +41,6 @@ def serve(
     if config is not None:
         os.environ["ANDROMEDE_CONFIG_FILE"] = str(config)
     run(data_dir=data_dir, address=address, workers=workers)
-
-
-def _client(endpoint: str | None, data_dir: Path | None) -> AdminClient:
-    try:
-        return AdminClient(*resolve_target(endpoint, data_dir))
-    except AdminError as exc:
-        _fail(exc)
-        raise  # unreachable
-
-
-def _fail(exc: AdminError) -> None:
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-    raise typer.Exit(code=1)
 
 
 def _output(data: Any, as_json: bool, columns: list[str]) -> None:
@@ -84,11 +62,11 @@ def _call(
     body: dict[str, Any] | None = None,
     params: dict[str, str] | None = None,
 ) -> Any:
-    client = _client(endpoint, data_dir)
+    client = connect(endpoint, data_dir)
     try:
         return client.request(method, path, body, params)
     except AdminError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @tenant_cmd.command("create")
