@@ -8,6 +8,7 @@ The code lives in the package beside this script, bench/s3bench_lib/.
     python3 bench/s3bench.py --peer ceph --quick          # start a peer from ../shared/peers
     python3 bench/s3bench.py --endpoint http://127.0.0.1:9000 --access-key AK --secret-key SK
     python3 bench/s3bench.py --compare andromede,swift,ceph --json out.json
+    python3 bench/s3bench.py --audit-compare              # audit trail vs no-op sink, 4 KiB
 """
 
 from s3bench_lib.cli import entry

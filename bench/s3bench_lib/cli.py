@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .auditcmp import run_audit_compare
 from .common import REPO, BenchError, KiB, MiB
 from .figures import Figure, Plan, Result, figures
 from .measure import bench_baseline
@@ -32,6 +33,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     tg.add_argument("--start-andromede", action="store_true", help="start `andromede serve`")
     tg.add_argument("--peer", choices=["swift", "ceph"], help="start a peer from shared/peers")
     tg.add_argument("--compare", help="comma list of andromede, swift, ceph, run one by one")
+    tg.add_argument(
+        "--audit-compare",
+        action="store_true",
+        help="4 KiB figures on two fresh andromede, audit trail vs no-op sink, run by run",
+    )
     ap.add_argument("--access-key", default=os.environ.get("S3_ACCESS_KEY"))
     ap.add_argument("--secret-key", default=os.environ.get("S3_SECRET_KEY"))
     ap.add_argument("--name", default="endpoint", help="column name for --endpoint")
@@ -127,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     plan = make_plan(a)
     figs = figures(plan.large_size, plan.small_size)
     names = target_names(a)
+
+    if a.audit_compare:
+        with make_workdir(a, log) as wd:
+            log(f"workdir {wd}; plan {plan}")
+            return run_audit_compare(a, plan, wd, log)
 
     cond0 = conditions()
     t0 = time.perf_counter()

@@ -200,6 +200,7 @@ class S3Raw:
         self.bucket = bucket
         self.signer = Presigner(access_key, secret_key, self.hostport)
         self.conns: list[HttpConnection] = []
+        self.requests = 0  # answered, successful or not
 
     def conn(self, i: int) -> HttpConnection:
         while len(self.conns) <= i:
@@ -220,11 +221,13 @@ class S3Raw:
             resp = await self.conn(i).request(head, prefix + bytes(body))
         else:
             resp = await self.conn(i).request(head + prefix, body)
+        self.requests += 1
         _check(resp, "PUT", key)
 
     async def get(self, i: int, key: str, size: int) -> None:
         head = f"GET {self._target('GET', key)} HTTP/1.1\r\nHost: {self.hostport}\r\n\r\n"
         resp = await self.conn(i).request(head.encode())
+        self.requests += 1
         _check(resp, "GET", key)
         if resp.nbytes != size:
             raise BenchError(f"GET {key}: got {resp.nbytes} bytes, expected {size}")

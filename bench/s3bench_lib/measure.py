@@ -11,7 +11,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,9 +39,9 @@ class EndpointBench:
         self.large = memoryview(payload(plan.large_size))
         self.small = payload(plan.small_size)
 
-    async def setup(self) -> None:
-        """Objects the GET figures read: 4 large, SMALL_GET_OBJECTS small."""
-        for i in range(4):
+    async def setup(self, *, large: bool = True) -> None:
+        """Objects the GET figures read: 4 large (unless not `large`), SMALL_GET_OBJECTS small."""
+        for i in range(4 if large else 0):
             key = f"{self.prefix}/large-get/{i}"
             await self.raw.put(0, key, unique_prefix(key, 0), self.large[16:])
 
@@ -113,24 +113,39 @@ async def bench_endpoint(
         raw.close()
 
 
+Runner = Callable[[Figure, str], Awaitable[tuple[float, float]]]
+
+
 async def _measure_all(
-    figs: list[Figure],
-    plan: Plan,
-    run: Callable[[Figure, str], Awaitable[tuple[float, float]]],
-    log: Callable[[str], None],
+    figs: list[Figure], plan: Plan, run: Runner, log: Callable[[str], None]
 ) -> dict[str, Result]:
-    out: dict[str, Result] = {}
+    return (await measure_interleaved(figs, plan, {"": run}, log))[""]
+
+
+async def measure_interleaved(
+    figs: list[Figure], plan: Plan, runners: Mapping[str, Runner], log: Callable[[str], None]
+) -> dict[str, dict[str, Result]]:
+    """Every figure on every target, run by run: one warm-up each, then for each run every
+    target once, the order reversed from one run to the next (A B, B A, A B, ...), so that a
+    neighbour's burst or the previous run's writeback falls on all of them alike."""
+    names = list(runners)
+    out: dict[str, dict[str, Result]] = {n: {} for n in names}
     for fig in figs:
-        await run(fig, WARMUP)
-        res = Result([], [])
+        for n in names:
+            await runners[n](fig, WARMUP)
+        res = {n: Result([], []) for n in names}
         for r in range(plan.runs):
-            value, cpu = await run(fig, f"r{r}")
-            res.values.append(value)
-            res.client_cpu.append(cpu)
-        out[fig.key] = res
-        log(
-            f"  {fig.label:<16} {fmt_result(res)} {fig.unit}  (client CPU {res.client_cpu[-1]:.0%})"
-        )
+            for n in names if r % 2 == 0 else reversed(names):
+                value, cpu = await runners[n](fig, f"r{r}")
+                res[n].values.append(value)
+                res[n].client_cpu.append(cpu)
+        for n in names:
+            out[n][fig.key] = res[n]
+            who = f"{n:<10} " if n else ""
+            log(
+                f"  {who}{fig.label:<16} {fmt_result(res[n])} {fig.unit}"
+                f"  (client CPU {res[n].client_cpu[-1]:.0%})"
+            )
     return out
 
 

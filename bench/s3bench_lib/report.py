@@ -17,7 +17,7 @@ from .common import CLIENT_BOUND_CPU, REPO
 from .figures import Figure, Plan, Result
 
 
-def _fmt_num(v: float) -> str:
+def fmt_num(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
 
 
@@ -26,7 +26,7 @@ def _fmt_ratio(r: float) -> str:
 
 
 def fmt_result(r: Result) -> str:
-    return f"{_fmt_num(r.median)} ({_fmt_num(min(r.values))}-{_fmt_num(max(r.values))})"
+    return f"{fmt_num(r.median)} ({fmt_num(min(r.values))}-{fmt_num(max(r.values))})"
 
 
 def render_table(
@@ -44,7 +44,13 @@ def render_table(
             row.append(fmt_result(b))
             row += [_fmt_ratio(results[n][f.key].median / b.median) for n in names]
         rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return markdown_table(rows)
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    """A Markdown table: the first row is the header; the first column left-aligned, the
+    figures right-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
 
     def line(r: list[str]) -> str:
         cells = [r[0].ljust(widths[0])]

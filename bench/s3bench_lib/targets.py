@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class Target:
     data_dir: Path | None = None
     stop: Callable[[], None] | None = None
     info: dict[str, str] = dataclasses.field(default_factory=dict)
+    pid: int | None = None  # the server's main process, when started here
 
 
 def _free_port() -> int:
@@ -58,22 +59,32 @@ def _listening(host: str, port: int) -> bool:
     return False
 
 
-def start_andromede(workdir: Path, extra_args: list[str], log: Callable[[str], None]) -> Target:
+def start_andromede(
+    workdir: Path,
+    extra_args: list[str],
+    log: Callable[[str], None],
+    *,
+    name: str = "andromede",
+    env: dict[str, str] | None = None,
+) -> Target:
+    """`andromede serve` on WORKDIR/NAME-data (log WORKDIR/NAME.log), `env` added to ours."""
     exe = shutil.which("andromede")
     cmd = [exe] if exe else [sys.executable, "-c", "from andromede.cli.main import main; main()"]
     port = _free_port()
-    data = workdir / "andromede-data"
+    data = workdir / f"{name}-data"
     data.mkdir(parents=True, exist_ok=True)
     ak = "BENCH" + secrets.token_hex(8).upper()
     sk = secrets.token_urlsafe(30)
-    env = dict(os.environ, ANDROMEDE_ROOT_ACCESS_KEY=ak, ANDROMEDE_ROOT_SECRET_KEY=sk)
+    penv = dict(os.environ, **(env or {}))
+    penv.update(ANDROMEDE_ROOT_ACCESS_KEY=ak, ANDROMEDE_ROOT_SECRET_KEY=sk)
     argv = [*cmd, "serve", "--data-dir", str(data), "--address", f"127.0.0.1:{port}"]
     argv += extra_args
-    logfile = workdir / "andromede.log"
-    log(f"starting: {' '.join(argv)}  (log {logfile})")
+    logfile = workdir / f"{name}.log"
+    shown = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+    log(f"starting: {shown + ' ' if shown else ''}{' '.join(argv)}  (log {logfile})")
     with logfile.open("wb") as out:
         proc = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            argv, env=penv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
 
     def stop() -> None:
@@ -92,7 +103,7 @@ def start_andromede(workdir: Path, extra_args: list[str], log: Callable[[str], N
             tail = logfile.read_text(errors="replace")[-3000:]
             raise BenchError(f"andromede did not start (exit {proc.returncode}):\n{tail}")
         time.sleep(0.2)
-    return Target("andromede", f"http://127.0.0.1:{port}", ak, sk, data, stop)
+    return Target(name, f"http://127.0.0.1:{port}", ak, sk, data, stop, dict(env or {}), proc.pid)
 
 
 def peers_dir() -> Path:
@@ -213,15 +224,22 @@ def empty_and_delete(client: Any, bucket: str, log: Callable[[str], None]) -> No
     log(f"  cleanup: deleted {n} objects and the bucket in {time.perf_counter() - t0:.1f} s")
 
 
-def bench_target(
-    t: Target, plan: Plan, figs: list[Figure], log: Callable[[str], None]
-) -> dict[str, Result]:
+@contextlib.contextmanager
+def bench_bucket(t: Target, log: Callable[[str], None], *, cleanup: bool = True) -> Iterator[S3Raw]:
+    """A fresh bucket on `t` and a raw client for it; emptied and deleted after if `cleanup`."""
     client = botocore_client(t)
     wait_ready(client)
     bucket = "s3bench-" + secrets.token_hex(6)
     client.create_bucket(Bucket=bucket)
-    raw = S3Raw(t.endpoint, t.access_key, t.secret_key, bucket)
     try:
-        return run_async(bench_endpoint(raw, plan, "b", figs, log))
+        yield S3Raw(t.endpoint, t.access_key, t.secret_key, bucket)
     finally:
-        empty_and_delete(client, bucket, log)
+        if cleanup:
+            empty_and_delete(client, bucket, log)
+
+
+def bench_target(
+    t: Target, plan: Plan, figs: list[Figure], log: Callable[[str], None]
+) -> dict[str, Result]:
+    with bench_bucket(t, log) as raw:
+        return run_async(bench_endpoint(raw, plan, "b", figs, log))

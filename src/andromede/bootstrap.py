@@ -8,7 +8,6 @@ import datetime as dt
 import fcntl
 import logging
 import os
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -24,8 +23,10 @@ from andromede.admin.recording import AuditedApp
 from andromede.audit.discard import DiscardSink
 from andromede.audit.keys import load_or_create_signing_key, public_pem
 from andromede.audit.reader import SegmentReader
+from andromede.audit.remote import RemoteTrail
 from andromede.audit.syslog import SyslogShipper
-from andromede.audit.trail import HashChainTrail, TrailConfig
+from andromede.audit.trail import HashChainTrail
+from andromede.audit_process import SHUTDOWN_SHIP_S, shipper_for, trail_config
 from andromede.core.ids import new_access_key_id, new_secret_key
 from andromede.core.models import DEFAULT_TENANT
 from andromede.dataplane.local import LocalSite
@@ -49,7 +50,6 @@ SWITCH_INTERVAL_S = 0.0005
 HEALTH_PATH = "/_andromede/health"
 DEFAULT_SITE = "local"
 RETENTION_INTERVAL_S = 3600.0
-SHUTDOWN_SHIP_S = 3.0
 
 
 def prepare_data_dir(settings: Settings) -> tuple[RootCredentials, bool]:
@@ -96,23 +96,19 @@ class Runtime:
         await self.store.close()
 
 
-def open_audit(settings: Settings, signer: Ed25519PrivateKey) -> AuditSink:
-    """The audit sink the settings ask for (the signed trail unless benchmarking)."""
+async def open_audit(settings: Settings, signer: Ed25519PrivateKey) -> AuditSink:
+    """The audit sink the settings ask for: the writer process when ``serve`` started one,
+    else a writer thread in this process; ``discard`` only for benchmarks."""
     if settings.audit_sink == "discard":
         log.warning("audit_sink = discard: requests are NOT recorded (benchmarks only)")
         return DiscardSink()
     if settings.audit_sink != "trail":
         raise ValueError(f"unknown audit_sink {settings.audit_sink!r} (trail or discard)")
-    trail = HashChainTrail(
-        TrailConfig(
-            settings.audit_path,
-            segment_bytes=settings.audit_segment_bytes,
-            segment_max_age=settings.audit_segment_max_age_seconds,
-            checkpoint_interval=settings.audit_checkpoint_interval_seconds,
-            retry_seconds=settings.audit_retry_seconds,
-        ),
-        signer,
-    )
+    if settings.audit_writer_socket is not None:
+        remote = RemoteTrail(settings.audit_writer_socket, settings.audit_retry_seconds)
+        await remote.start()
+        return remote
+    trail = HashChainTrail(trail_config(settings), signer)
     trail.open()
     return trail
 
@@ -151,7 +147,7 @@ async def build_runtime(settings: Settings) -> Runtime:
             orphan_scan_interval=dt.timedelta(seconds=settings.orphan_scan_interval_seconds),
         )
     )
-    return Runtime(settings, store, sites, services, sweeper, open_audit(settings, signer))
+    return Runtime(settings, store, sites, services, sweeper, await open_audit(settings, signer))
 
 
 class Gateway:
@@ -193,16 +189,13 @@ class Gateway:
             self._background = asyncio.create_task(self._background_jobs(runtime))
 
     async def _background_jobs(self, runtime: Runtime) -> None:
-        """The jobs one process per data dir runs: sweeper, audit retention and shipping."""
+        """The jobs one process per data dir runs: the sweeper; and the trail's retention and
+        shipping when this process writes the trail itself (under ``serve``, the audit writer
+        process runs those)."""
         jobs = [runtime.sweeper.run_forever(self.settings.sweep_interval_seconds)]
         if isinstance(runtime.audit, HashChainTrail):
-            if self.settings.audit_syslog_address:
-                self._shipper = SyslogShipper(
-                    self.settings.audit_path,
-                    self.settings.audit_syslog_address,
-                    self.settings.audit_path / "syslog-cursor",
-                    socket.gethostname(),
-                )
+            self._shipper = shipper_for(self.settings)
+            if self._shipper is not None:
                 jobs.append(self._shipper.run_forever())
             retention = dt.timedelta(days=self.settings.audit_retention_days)
             jobs.append(audit_retention(runtime.audit, retention, self._shipper))

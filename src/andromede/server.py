@@ -10,9 +10,10 @@ from pathlib import Path
 
 import uvicorn
 
+from andromede.audit_process import AuditWriterProcess, writer_socket
 from andromede.bootstrap import prepare_data_dir, sweep_at_start
 from andromede.localfiles import RootCredentials, write_server_info
-from andromede.settings import load_settings
+from andromede.settings import Settings, load_settings
 
 
 def _snippet(creds: RootCredentials, endpoint: str, region: str) -> str:
@@ -58,6 +59,19 @@ def run(data_dir: Path | None, address: str | None, workers: int | None) -> None
     os.environ["ANDROMEDE_DATA_DIR"] = str(settings.data_dir.resolve())
     os.environ["ANDROMEDE_ADDRESS"] = settings.address
     os.environ["ANDROMEDE_WORKERS"] = str(settings.workers)
+    writer = None
+    if settings.audit_sink == "trail" and settings.audit_writer_process:
+        writer = AuditWriterProcess(writer_socket(settings))
+        os.environ["ANDROMEDE_AUDIT_WRITER_SOCKET"] = str(writer.socket_path)
+        writer.start()
+    try:
+        _serve(settings)
+    finally:
+        if writer is not None:
+            writer.stop()
+
+
+def _serve(settings: Settings) -> None:
     uvicorn.run(
         "andromede.bootstrap:create_app",
         factory=True,

@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         default=None, description="host:port of an RFC 5424 collector (TCP, octet counting)"
     )
     audit_retry_seconds: float = 1.0
+    audit_writer_process: bool = Field(
+        default=True,
+        description="serve: one writer process per data dir (else a writer thread per worker)",
+    )
+    audit_writer_socket: Path | None = Field(
+        default=None,
+        description="set by `serve` for its workers: the audit writer process's socket",
+    )
     config_file: Path | None = None
 
     @classmethod

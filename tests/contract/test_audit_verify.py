@@ -238,7 +238,7 @@ def test_retention_keeps_what_the_collector_has_not_received(
     finally:
         asyncio.run(writer.close())
     assert removed == 1
-    assert [n for n, _ in seg.list_segments(trail)][0] == found[1][0]
+    assert next(n for n, _ in seg.list_segments(trail)) == found[1][0]
     assert verify(trail, pristine.key).intact
 
 

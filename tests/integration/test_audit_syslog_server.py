@@ -187,16 +187,19 @@ def test_a_restarted_server_resumes_shipping_without_gaps(tmp_path: Path, syslog
         first = server.client().create_bucket(Bucket=bucket)["ResponseMetadata"]["RequestId"]
         syslog.wait_for(lambda got: first in request_ids(got))
         server.stop()
-        # Shipped while stopping, not left for the next start (the startup sweep's own
-        # shutdown checkpoint comes before the request).
+        # Shipped while stopping (the collector may still be reading it), not left for the
+        # next start; the startup sweep's own shutdown checkpoint comes before the request.
         first_seq = next(
             m.entry["seq"] for m in syslog.received if m.entry.get("request_id") == first
         )
-        assert any(
-            m.entry["type"] == "checkpoint"
-            and m.entry["reason"] == "shutdown"
-            and m.entry["seq"] > first_seq
-            for m in syslog.received
+        syslog.wait_for(
+            lambda got: any(
+                m.entry["type"] == "checkpoint"
+                and m.entry["reason"] == "shutdown"
+                and m.entry["seq"] > first_seq
+                for m in got
+            ),
+            timeout=5,
         )
         server.start()
         last = server.client().put_object(Bucket=bucket, Key="k", Body=b"x")

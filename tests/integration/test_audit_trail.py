@@ -33,10 +33,16 @@ def _request_id(call: Any) -> tuple[str, int]:
     return meta["RequestId"], meta["HTTPStatusCode"]
 
 
-def test_concurrent_clients_each_acknowledged_request_recorded_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer_process", ["true", "false"], ids=["writer-process", "threads"])
+def test_concurrent_clients_each_acknowledged_request_recorded_once(
+    tmp_path: Path, writer_process: str
+) -> None:
+    """Both ways of writing under ``serve``: the writer process, or a writer thread in each of
+    the two workers (one chain either way, ordered by the trail's lock)."""
     acked: dict[str, tuple[str, int, str | None]] = {}
     lock = threading.Lock()
-    with running_server(tmp_path / "data", workers=2) as srv:
+    env = {"ANDROMEDE_AUDIT_WRITER_PROCESS": writer_process}
+    with running_server(tmp_path / "data", workers=2, **env) as srv:
         s3 = srv.client()
         s3.create_bucket(Bucket="conc")
 
@@ -233,5 +239,38 @@ def test_full_disk_fails_closed_then_recovers(tmp_path: Path, small_filesystem: 
         assert [status for _, status in after] == [200] * 5
     _assert_acknowledged_recorded(audit_dir, outcomes + after)
     shutil.copytree(audit_dir, tmp_path / "data" / "audit")
+    code, report = verify_data_dir(tmp_path / "data")
+    assert code == 0, report
+
+
+def _writer_pid(server_pid: int) -> int:
+    """The audit writer process among the server's children (of any of its threads: the
+    watchdog thread starts the writer again when it dies)."""
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"andromede.audit_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+    raise AssertionError("no audit writer process")
+
+
+def test_killed_writer_process_fails_closed_and_comes_back(tmp_path: Path) -> None:
+    with running_server(tmp_path / "data", workers=2, ANDROMEDE_AUDIT_RETRY_SECONDS="0.2") as srv:
+        s3 = _no_retry_client(srv)
+        s3.create_bucket(Bucket="closed")
+        assert srv.proc is not None
+        first = _writer_pid(srv.proc.pid)
+        os.kill(first, 9)
+        outcomes: list[tuple[str, int]] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            outcomes += _puts(s3, f"w{len(outcomes)}-", 1)
+            if outcomes[-1][1] == 200 and 503 in [st for _, st in outcomes]:
+                break
+            time.sleep(0.05)
+        statuses = [st for _, st in outcomes]
+        assert 503 in statuses, "requests went on while the writer was down"
+        assert statuses[-1] == 200, "the writer did not come back"
+        assert _writer_pid(srv.proc.pid) != first
+    _assert_acknowledged_recorded(tmp_path / "data" / "audit", outcomes)
     code, report = verify_data_dir(tmp_path / "data")
     assert code == 0, report

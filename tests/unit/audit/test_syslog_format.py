@@ -11,12 +11,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from andromede.audit import format as fmt
-from andromede.audit import syslog
+from andromede.audit import rfc5424
 from andromede.core.audit import AuditRecord
 
 WHEN = dt.datetime(2026, 11, 23, 6, 0, 0, 123000, tzinfo=dt.UTC)
 PREV = "ab" * 32
-ORIGIN = syslog.Origin.of("gw1.example.fr", "andromede", "4242")
+ORIGIN = rfc5424.Origin.of("gw1.example.fr", "andromede", "4242")
 
 
 def record_line(seq: int = 7, **fields: Any) -> bytes:
@@ -27,7 +27,7 @@ def record_line(seq: int = 7, **fields: Any) -> bytes:
 
 
 def message(line: bytes) -> bytes:
-    return syslog.syslog_message(ORIGIN, line, fmt.parse_line(line))
+    return rfc5424.syslog_message(ORIGIN, line, fmt.parse_line(line))
 
 
 def test_a_request_becomes_one_exact_message() -> None:
@@ -48,9 +48,9 @@ def test_msg_is_the_hashed_line_so_a_collector_can_rechain() -> None:
 
 
 def test_frame_is_octet_counted() -> None:
-    assert syslog.frame(b"<110>1 - - - - - - x") == b"20 <110>1 - - - - - - x"
+    assert rfc5424.frame(b"<110>1 - - - - - - x") == b"20 <110>1 - - - - - - x"
     data = "é".encode()
-    assert syslog.frame(data) == b"2 " + data  # counts octets, not characters
+    assert rfc5424.frame(data) == b"2 " + data  # counts octets, not characters
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_segment_and_checkpoint_entries_are_informational_named_by_type() -> Non
 
 def test_an_unreadable_line_is_shipped_as_is_with_nil_fields() -> None:
     raw = b'{"seq":12,"prev":"short"}\n'
-    assert syslog.syslog_message(ORIGIN, raw, None) == (
+    assert rfc5424.syslog_message(ORIGIN, raw, None) == (
         b"<109>1 - gw1.example.fr andromede 4242 - - " + raw[:-1]
     )
 
@@ -137,9 +137,9 @@ def test_msgid_is_the_operation_when_rfc_5424_allows_it(operation: str, expected
 def test_header_fields_obey_rfc_5424_limits(
     hostname: str, app: str, procid: str, expected: tuple[str, str, str]
 ) -> None:
-    origin = syslog.Origin.of(hostname, app, procid)
+    origin = rfc5424.Origin.of(hostname, app, procid)
     assert (origin.hostname, origin.app_name, origin.procid) == expected
-    sent = syslog.syslog_message(origin, record_line(), fmt.parse_line(record_line()))
+    sent = rfc5424.syslog_message(origin, record_line(), fmt.parse_line(record_line()))
     assert sent.split(b" ")[2:5] == [field.encode() for field in expected]
 
 
@@ -154,13 +154,13 @@ def test_header_fields_obey_rfc_5424_limits(
     ],
 )
 def test_timestamp_is_the_entrys_time_in_utc(given: object, expected: str) -> None:
-    assert syslog.timestamp(given) == expected
+    assert rfc5424.timestamp(given) == expected
 
 
 def test_sd_param_values_are_escaped_and_bounded() -> None:
-    assert syslog.sd_value('a"b\\c]d') == 'a\\"b\\\\c\\]d'
-    assert syslog.sd_value("x\ny\x00z") == "x?y?z"
-    assert syslog.sd_value("r" * 500) == "r" * syslog.MAX_SD_VALUE
+    assert rfc5424.sd_value('a"b\\c]d') == 'a\\"b\\\\c\\]d'
+    assert rfc5424.sd_value("x\ny\x00z") == "x?y?z"
+    assert rfc5424.sd_value("r" * 500) == "r" * rfc5424.MAX_SD_VALUE
     line = record_line(request_id='id"with]odd\\chars')
     assert b' request_id="id\\"with\\]odd\\\\chars"] {' in message(line)
 
@@ -169,7 +169,7 @@ def test_a_request_id_outside_ascii_stays_utf8_and_the_frame_counts_octets() -> 
     line = record_line(request_id="réq")
     sent = message(line)
     assert 'request_id="réq"'.encode() in sent
-    framed = syslog.frame(sent)
+    framed = rfc5424.frame(sent)
     length, rest = framed.split(b" ", 1)
     assert int(length) == len(rest) == len(sent)
 
@@ -183,10 +183,10 @@ def test_a_request_id_outside_ascii_stays_utf8_and_the_frame_counts_octets() -> 
     ],
 )
 def test_address_parses(address: str, expected: tuple[str, int]) -> None:
-    assert syslog.parse_address(address) == expected
+    assert rfc5424.parse_address(address) == expected
 
 
 @pytest.mark.parametrize("address", ["logs", ":514", "logs:", "logs:0", "logs:65536", "logs:x"])
 def test_bad_address_is_refused(address: str) -> None:
     with pytest.raises(ValueError, match="host:port"):
-        syslog.parse_address(address)
+        rfc5424.parse_address(address)

@@ -1,0 +1,123 @@
+"""The audit sink of a worker under ``andromede serve``: records go to the writer process.
+
+See ``writer.py`` for the wire format. A record is durable when the writer says so. If the
+writer says it failed, or the connection is lost, the waiting requests get AuditUnavailable
+(the faces answer 503), and new requests are refused for ``retry_seconds`` while the sink
+reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from pathlib import Path
+
+from andromede.audit import format as fmt
+from andromede.audit.writer import ACK, LENGTH
+from andromede.core import errors
+from andromede.core.audit import AuditRecord
+
+log = logging.getLogger("andromede.audit")
+
+
+class RemoteTrail:
+    """An :class:`andromede.ports.AuditSink` backed by the writer process at ``path``."""
+
+    def __init__(self, path: Path, retry_seconds: float = 1.0) -> None:
+        self.path = path
+        self.retry_seconds = retry_seconds
+        self._pending: deque[asyncio.Future[None]] = deque()
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._failed_until = 0.0
+        self._closing = False
+
+    async def start(self, wait_s: float = 10.0) -> None:
+        """Connect, retrying for ``wait_s`` while the writer process starts."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                await self._connect()
+                return
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.05)
+
+    async def _connect(self) -> None:
+        reader, writer = await asyncio.open_unix_connection(str(self.path))
+        self._writer = writer
+        self._reader_task = asyncio.create_task(self._acks(reader))
+
+    def healthy(self) -> bool:
+        """Connected, and no failure reported within ``retry_seconds``."""
+        if self._writer is None and not self._closing:
+            self._reconnect_soon()
+        return self._writer is not None and time.monotonic() >= self._failed_until
+
+    async def record(self, record: AuditRecord) -> None:
+        """Return once the writer has made ``record`` durable; AuditUnavailable otherwise."""
+        writer = self._writer
+        if writer is None:
+            raise errors.AuditUnavailable()
+        body = fmt.dumps(record.as_dict()).encode("ascii")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(done)
+        writer.write(LENGTH.pack(len(body)) + body)
+        await done
+
+    async def _acks(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                status, count = ACK.unpack(await reader.readexactly(ACK.size))
+                if status:
+                    self._failed_until = time.monotonic() + self.retry_seconds
+                for _ in range(count):
+                    done = self._pending.popleft()
+                    if done.done():
+                        continue
+                    if status:
+                        done.set_exception(errors.AuditUnavailable())
+                    else:
+                        done.set_result(None)
+        except (OSError, asyncio.IncompleteReadError, IndexError) as exc:
+            if not self._closing:
+                log.error("audit writer connection lost: %r", exc)
+        finally:
+            self._lost()
+
+    def _lost(self) -> None:
+        """Every waiting request fails: its record may or may not be durable, so the request
+        must not be acknowledged."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._failed_until = time.monotonic() + self.retry_seconds
+        while self._pending:
+            done = self._pending.popleft()
+            if not done.done():
+                done.set_exception(errors.AuditUnavailable())
+
+    def _reconnect_soon(self) -> None:
+        if time.monotonic() < self._failed_until:
+            return
+        self._failed_until = time.monotonic() + self.retry_seconds
+        task = asyncio.get_running_loop().create_task(self._retry())
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _retry(self) -> None:
+        with contextlib.suppress(OSError):
+            await self._connect()
+
+    async def close(self) -> None:
+        """Disconnect (the writer process signs the head when it stops)."""
+        self._closing = True
+        if self._writer is not None:
+            self._writer.close()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task
