@@ -102,6 +102,9 @@ class WriterLoop:
                 self._quietly(self.retention)
                 next_retention = time.monotonic() + RETENTION_EVERY_S
         self._quietly(lambda: self.chain.checkpoint("shutdown"))
+        for conn in list(self.conns.values()):  # clients still waiting see the end at once
+            self._drop(conn)
+        self.selector.close()
 
     def _ready(self, obj: object, group: list[tuple[_Conn, int]], bodies: list[str]) -> None:
         if obj is self.listener:
