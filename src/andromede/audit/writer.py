@@ -36,6 +36,7 @@ log = logging.getLogger("andromede.audit.writer")
 LENGTH: Final = struct.Struct(">I")
 ACK: Final = struct.Struct(">BI")
 MAX_RECORD: Final = 1 << 20
+RECV_BYTES: Final = 256 * 1024
 RETENTION_EVERY_S: Final = 3600.0
 
 
@@ -81,6 +82,8 @@ class WriterLoop:
         self.selector = selectors.DefaultSelector()
         self.conns: dict[socket.socket, _Conn] = {}
         self.stopping = False
+        self._scratch = bytearray(RECV_BYTES)
+        self._scratch_view = memoryview(self._scratch)
 
     def run(self) -> None:
         """Serve until told to stop, then sign the chain head."""
@@ -117,10 +120,12 @@ class WriterLoop:
         else:
             conn = self.conns[obj]  # type: ignore[index]
             try:
-                data = conn.sock.recv(1 << 20)
-                if not data:
+                # Into one reused buffer: recv(1 MiB) would map and unmap a fresh megabyte
+                # on every call.
+                size = conn.sock.recv_into(self._scratch)
+                if not size:
                     raise ConnectionResetError("closed")
-                conn.buffer += data
+                conn.buffer += self._scratch_view[:size]
                 frames = conn.frames()
             except OSError:
                 self._drop(conn)
