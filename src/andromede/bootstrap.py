@@ -105,10 +105,14 @@ async def open_audit(settings: Settings, signer: Ed25519PrivateKey) -> AuditSink
     if settings.audit_sink != "trail":
         raise ValueError(f"unknown audit_sink {settings.audit_sink!r} (trail or discard)")
     if settings.audit_writer_socket is not None:
-        remote = RemoteTrail(settings.audit_writer_socket, settings.audit_retry_seconds)
+        remote = RemoteTrail(
+            settings.audit_writer_socket,
+            settings.audit_retry_seconds,
+            settings.audit_record_wait_seconds,
+        )
         await remote.start()
         return remote
-    trail = HashChainTrail(trail_config(settings), signer)
+    trail = HashChainTrail(trail_config(settings), signer, settings.audit_record_wait_seconds)
     trail.open()
     return trail
 

@@ -86,4 +86,7 @@ def _serve(settings: Settings) -> None:
         timeout_keep_alive=30,
         server_header=False,
         date_header=False,
+        # The audit trail records the peer's address: a client must not choose it through
+        # X-Forwarded-For (uvicorn trusts it from 127.0.0.1 by default).
+        proxy_headers=False,
     )

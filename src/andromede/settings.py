@@ -52,6 +52,9 @@ class Settings(BaseSettings):
         default=None, description="host:port of an RFC 5424 collector (TCP, octet counting)"
     )
     audit_retry_seconds: float = 1.0
+    audit_record_wait_seconds: float = Field(
+        default=10.0, description="a request whose record is not durable by then gets 503"
+    )
     audit_writer_process: bool = Field(
         default=True,
         description="serve: one writer process per data dir (else a writer thread per worker)",

@@ -3,6 +3,7 @@ exactly once, in a chain that verifies; nothing acknowledged when the trail cann
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -274,3 +275,82 @@ def test_killed_writer_process_fails_closed_and_comes_back(tmp_path: Path) -> No
     _assert_acknowledged_recorded(tmp_path / "data" / "audit", outcomes)
     code, report = verify_data_dir(tmp_path / "data")
     assert code == 0, report
+
+
+def test_hostile_fields_stay_bounded_and_the_trail_readable(tmp_path: Path) -> None:
+    """A 60 KB path of control characters (each escaped to 6 bytes in JSON), a long user
+    agent and a forged X-Forwarded-For, sent anonymously, leave bounded records: the trail
+    still verifies, later records are still found by queries, the source is the peer's."""
+    with running_server(tmp_path / "data", workers=2) as srv:
+        hostile_ids = []
+        for _ in range(3):
+            request = urllib.request.Request(
+                srv.endpoint + "/" + "%01" * 20_000,
+                headers={"User-Agent": "u" * 9000, "X-Forwarded-For": "203.0.113.66"},
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request)
+            hostile_ids.append(refused.value.headers["x-amz-request-id"])
+            refused.value.close()
+        after_id, _ = _request_id(srv.client().list_buckets)
+        found = json.loads(
+            srv.cli("admin", "audit", "query", "--operation", "ListBuckets", "--json").stdout
+        )
+        assert after_id in [r["request_id"] for r in found["records"]]
+    audit_dir = tmp_path / "data" / "audit"
+    longest = max(
+        len(line)
+        for p in audit_dir.glob("*.log")
+        for line in p.read_bytes().rstrip(b"\0").split(b"\n")
+    )
+    assert longest < 64 * 1024
+    records = {r["request_id"]: r for r in trail_records(audit_dir)}
+    for rid in hostile_ids:
+        assert records[rid]["source"] == "127.0.0.1"
+        assert len(records[rid]["bucket"]) <= 256
+        assert len(records[rid]["user_agent"]) == 512
+    code, report = verify_data_dir(tmp_path / "data")
+    assert code == 0, report
+
+
+def test_in_place_verify_of_a_busy_server_reads_up_to_its_published_head(tmp_path: Path) -> None:
+    stop = threading.Event()
+    with running_server(tmp_path / "data", workers=2) as srv:
+        srv.client().create_bucket(Bucket="busy")
+
+        def load() -> None:
+            s3 = srv.client()
+            while not stop.is_set():
+                s3.put_object(Bucket="busy", Key="k", Body=b"x")
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            outcomes = [verify_data_dir(tmp_path / "data") for _ in range(5)]
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+    assert [code for code, _ in outcomes] == [0] * 5, outcomes
+
+
+def test_a_get_whose_data_is_gone_is_recorded_with_the_error_the_client_got(
+    tmp_path: Path,
+) -> None:
+    with running_server(tmp_path / "data") as srv:
+        s3 = _no_retry_client(srv)
+        s3.create_bucket(Bucket="gone")
+        s3.put_object(Bucket="gone", Key="k", Body=b"y" * 5000)
+        for blob in (tmp_path / "data" / "sites" / "local" / "blobs").rglob("*"):
+            if blob.is_file():
+                blob.unlink()
+        with pytest.raises(botocore.exceptions.ClientError) as failed:
+            s3.get_object(Bucket="gone", Key="k")
+        meta = failed.value.response["ResponseMetadata"]
+        code = failed.value.response["Error"]["Code"]
+    assert (meta["HTTPStatusCode"], code) == (500, "InternalError")
+    record = {r["request_id"]: r for r in trail_records(tmp_path / "data" / "audit")}[
+        meta["RequestId"]
+    ]
+    assert (record["operation"], record["status"], record["error"]) == ("GetObject", 500, code)

@@ -275,10 +275,10 @@ class ChainWriter:
             for number, path in found:
                 if number >= head.segment:
                     break
-                tail = seg.last_entry(path)
-                if tail is None or parse_time(tail[1]["time"]).timestamp() >= cutoff:
+                tail = seg.tail_entry(path)
+                if tail is None or parse_time(tail["time"]).timestamp() >= cutoff:
                     break
-                if shipped_seq is not None and tail[1]["seq"] > shipped_seq:
+                if shipped_seq is not None and tail["seq"] > shipped_seq:
                     break
                 expired.append(path)
             if not expired:

@@ -57,8 +57,8 @@ def canonical(value: Any) -> bytes:
 
 def entry_line(seq: int, prev: str, body_json: str) -> bytes:
     """The line for an entry whose body (a JSON object without seq/prev) is ``body_json``."""
-    if not body_json.startswith("{") or body_json == "{}":
-        raise ValueError("entry body must be a non-empty JSON object")
+    if not body_json.startswith("{") or body_json == "{}" or "\n" in body_json:
+        raise ValueError("entry body must be a non-empty JSON object on one line")
     return f'{{"seq":{seq},"prev":"{prev}",{body_json[1:]}\n'.encode("ascii")
 
 
@@ -151,8 +151,8 @@ def parse_line(line: bytes) -> dict[str, Any]:
     """Parse one line (with or without its newline) into an entry, checking its envelope."""
     try:
         entry = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadEntry(f"not JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadEntry(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(entry, dict):
         raise BadEntry("not a JSON object")
     seq, prev, kind = entry.get("seq"), entry.get("prev"), entry.get("type")

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from andromede.audit import format as fmt
@@ -23,12 +24,29 @@ from andromede.core.audit import AuditRecord
 log = logging.getLogger("andromede.audit")
 
 
+async def wait_durable(
+    done: asyncio.Future[None], wait_seconds: float, on_timeout: Callable[[], None]
+) -> None:
+    """Wait for a record's acknowledgement, at most ``wait_seconds`` (a hung disk must not hang
+    requests: they fail closed). The future itself is left to its writer, which still settles
+    it in order."""
+    done.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even late
+    try:
+        await asyncio.wait_for(asyncio.shield(done), wait_seconds)
+    except TimeoutError:
+        on_timeout()
+        log.error("audit record not durable after %.1f s: refusing the request", wait_seconds)
+        raise errors.AuditUnavailable() from None
+
+
 class RemoteTrail:
     """An :class:`andromede.ports.AuditSink` backed by the writer process at ``path``."""
 
-    def __init__(self, path: Path, retry_seconds: float = 1.0) -> None:
+    def __init__(self, path: Path, retry_seconds: float = 1.0, wait_seconds: float = 10.0) -> None:
         self.path = path
         self.retry_seconds = retry_seconds
+        self.wait_seconds = wait_seconds
+        self._reconnecting: asyncio.Task[None] | None = None
         self._pending: deque[asyncio.Future[None]] = deque()
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -67,7 +85,10 @@ class RemoteTrail:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(done)
         writer.write(LENGTH.pack(len(body)) + body)
-        await done
+        await wait_durable(done, self.wait_seconds, self._give_up)
+
+    def _give_up(self) -> None:
+        self._failed_until = time.monotonic() + self.retry_seconds
 
     async def _acks(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -102,21 +123,27 @@ class RemoteTrail:
                 done.set_exception(errors.AuditUnavailable())
 
     def _reconnect_soon(self) -> None:
-        if time.monotonic() < self._failed_until:
+        """One reconnection attempt at a time, at most one per ``retry_seconds``."""
+        if self._reconnecting is not None or time.monotonic() < self._failed_until:
             return
-        self._failed_until = time.monotonic() + self.retry_seconds
-        task = asyncio.get_running_loop().create_task(self._retry())
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        self._reconnecting = asyncio.get_running_loop().create_task(self._retry())
 
     async def _retry(self) -> None:
-        with contextlib.suppress(OSError):
+        try:
             await self._connect()
+        except OSError:
+            self._failed_until = time.monotonic() + self.retry_seconds
+        finally:
+            self._reconnecting = None
 
     async def close(self) -> None:
         """Disconnect (the writer process signs the head when it stops)."""
         self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
         if self._reader_task is not None:
             self._reader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

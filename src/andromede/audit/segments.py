@@ -202,6 +202,23 @@ def last_entry(path: Path) -> tuple[Line, dict[str, Any]] | None:
     return found
 
 
+def tail_entry(path: Path) -> dict[str, Any] | None:
+    """The entry on a segment's last line, read from the end (a sealed segment is cut right
+    after it); falls back to a whole scan when the end does not parse."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - 2 * fmt.MAX_LINE))
+        tail = fh.read().rstrip(b"\0")
+    lines = tail.split(b"\n")
+    if len(lines) >= 2:
+        try:
+            return fmt.parse_line(lines[-2])
+        except fmt.BadEntry:
+            pass
+    found = last_entry(path)
+    return found[1] if found is not None else None
+
+
 def first_entry(path: Path) -> dict[str, Any] | None:
     """The first entry of a segment, if it is well formed."""
     for line in iter_lines(path):

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from andromede.audit import format as fmt
 from andromede.audit.chain import ChainWriter, TrailConfig
+from andromede.audit.remote import wait_durable
 from andromede.core import errors
 from andromede.core.audit import AuditRecord
 
@@ -58,8 +59,11 @@ class HashChainTrail:
     """An :class:`andromede.ports.AuditSink` that writes the trail itself, from a thread of
     this process (tests, tools, and any process that runs without the writer process)."""
 
-    def __init__(self, config: TrailConfig, signer: Ed25519PrivateKey) -> None:
+    def __init__(
+        self, config: TrailConfig, signer: Ed25519PrivateKey, wait_seconds: float = 10.0
+    ) -> None:
         self.config = config
+        self.wait_seconds = wait_seconds
         self._queue: deque[_Pending] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -101,7 +105,10 @@ class HashChainTrail:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         self._enqueue(_Pending(fmt.dumps(record.as_dict()), loop, done))
-        await done
+        await wait_durable(done, self.wait_seconds, self._give_up)
+
+    def _give_up(self) -> None:
+        self._failed_until = time.monotonic() + self.config.retry_seconds
 
     def record_blocking(self, record: AuditRecord) -> None:
         """The same from a thread that has no event loop (tools, shutdown paths)."""
@@ -137,9 +144,9 @@ class HashChainTrail:
         error: BaseException | None = None
         try:
             self.chain.append([item.body for item in batch])
-        except OSError as exc:
-            self._failed_until = time.monotonic() + self.config.retry_seconds
-            log.error("audit trail write failed, refusing requests: %s", exc)
+        except Exception as exc:
+            self._give_up()
+            log.error("audit trail write failed, refusing requests: %r", exc)
             error = exc
         # One wake-up per event loop per group, not one per request.
         by_loop: dict[asyncio.AbstractEventLoop | None, list[_Pending]] = {}

@@ -45,7 +45,7 @@ __all__ = ["Facts", "Finding", "Report", "verify_trail"]
 SEGMENT_END: Final = "segment-end"
 
 
-def verify_trail(directory: Path, public_key: Ed25519PublicKey) -> Report:
+def verify_trail(directory: Path, public_key: Ed25519PublicKey, *, live: bool = False) -> Report:
     """Verify the trail in ``directory`` (segment files ``NNNNNNNNNN.log``) against
     ``public_key``; raises FileNotFoundError when the directory does not exist.
 
@@ -53,10 +53,17 @@ def verify_trail(directory: Path, public_key: Ed25519PublicKey) -> Report:
     by segment file, line, byte offset and seq; reading stops there (``facts.complete`` is then
     False). Warnings (unsigned tail, no shutdown checkpoint, clock going back) never make the
     trail fail.
+
+    ``live`` (a server's own trail, in place): the chain is read up to the head the writers
+    published, as a snapshot; what a running writer appended after it is left out, and reported
+    as a warning when present. A copy is verified with ``live`` False: every byte counts.
     """
     if not directory.is_dir():
         raise FileNotFoundError(f"no audit trail directory {directory}")
     segments = seg.list_segments(directory)
+    head = seg.published_head(directory) if live else None
+    if head is not None:
+        segments = [(n, p) for n, p in segments if n <= head.segment]
     facts = Facts(key_id=fmt.key_id(public_key), segments=len(segments))
     report = Report(directory, facts)
     if not segments:
@@ -66,8 +73,25 @@ def verify_trail(directory: Path, public_key: Ed25519PublicKey) -> Report:
         return report
     facts.first_segment, facts.last_segment = segments[0][1].name, segments[-1][1].name
     walker = _Walker(public_key, report, newest_checkpoint(segments))
-    walker.run(Stream(read_trail(segments)))
+    published = (head.segment, head.offset) if head is not None else None
+    walker.run(Stream(read_trail(segments, published)))
+    if head is not None and segments:
+        _beyond_published(report, segments[-1][1], head.offset)
     return report
+
+
+def _beyond_published(report: Report, path: Path, offset: int) -> None:
+    beyond = seg.nonzero_after(path, offset) - offset
+    if beyond > 0:
+        report.warnings.append(
+            Finding(
+                vr.BEYOND_HEAD,
+                f"{beyond} bytes after the published head in {path.name}: a write in progress "
+                "if the server runs; verify a copy of a stopped server's trail to check them",
+                segment=path.name,
+                offset=offset,
+            )
+        )
 
 
 class _Walker:

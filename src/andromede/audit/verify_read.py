@@ -97,10 +97,15 @@ def first_nonzero(path: Path, offset: int) -> int | None:
     return None
 
 
-def read_segment(number: int, path: Path, *, last: bool) -> Iterator[Item]:
-    """The whole lines of one segment, then its :class:`SegmentEnd`."""
+def read_segment(
+    number: int, path: Path, *, last: bool, limit: int | None = None
+) -> Iterator[Item]:
+    """The whole lines of one segment, then its :class:`SegmentEnd`. With ``limit`` (a live
+    trail's published end), what lies beyond it is not read: the writer may be adding to it."""
     lines, end, after, torn = 0, 0, 0, None
     for line in seg.iter_lines(path):
+        if limit is not None and line.offset + len(line.raw) > limit:
+            break
         spot = Spot(path.name, number, lines + 1, line.offset)
         after = line.offset + len(line.raw)
         if not line.raw.endswith(b"\n"):
@@ -108,13 +113,18 @@ def read_segment(number: int, path: Path, *, last: bool) -> Iterator[Item]:
             break
         lines, end = lines + 1, after
         yield read_entry(spot, line.raw)
-    yield SegmentEnd(path.name, number, last, lines, end, torn, first_nonzero(path, after))
+    junk = None if limit is not None else first_nonzero(path, after)
+    yield SegmentEnd(path.name, number, last, lines, end, torn, junk)
 
 
-def read_trail(segments: list[tuple[int, Path]]) -> Iterator[Item]:
-    """Every segment in order, as one stream."""
+def read_trail(
+    segments: list[tuple[int, Path]], published: tuple[int, int] | None = None
+) -> Iterator[Item]:
+    """Every segment in order, as one stream; with ``published`` (segment, offset), the live
+    segment up to that offset only."""
     for index, (number, path) in enumerate(segments):
-        yield from read_segment(number, path, last=index == len(segments) - 1)
+        limit = published[1] if published is not None and number == published[0] else None
+        yield from read_segment(number, path, last=index == len(segments) - 1, limit=limit)
 
 
 class Stream:

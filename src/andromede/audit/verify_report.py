@@ -33,6 +33,7 @@ NO_SHUTDOWN: Final = "no-shutdown"  # ends with a checkpoint, but not a shutdown
 CLOCK: Final = "clock"  # a checkpoint's time before the previous one's
 EMPTY_SEGMENT: Final = "empty-segment"  # the newest segment has no entry yet
 DISCARDED: Final = "discarded"  # recovery set aside an unlinked (torn, unsynced) tail
+BEYOND_HEAD: Final = "beyond-head"  # in place on a live trail: bytes after the published head
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from andromede.audit import format as fmt
 from andromede.audit.chain import ChainWriter
 
 log = logging.getLogger("andromede.audit.writer")
 LENGTH: Final = struct.Struct(">I")
 ACK: Final = struct.Struct(">BI")
-MAX_RECORD: Final = 1 << 20
+# A record's line must stay readable by every reader of the trail (fmt.MAX_LINE); the faces
+# bound every field well below this.
+MAX_RECORD: Final = fmt.MAX_LINE - 256
 RECV_BYTES: Final = 256 * 1024
 RETENTION_EVERY_S: Final = 3600.0
 
@@ -59,7 +62,10 @@ class _Conn:
             if len(view) - pos - LENGTH.size < size:
                 break
             start = pos + LENGTH.size
-            bodies.append(view[start : start + size].decode("ascii"))
+            body = bytes(view[start : start + size])
+            if not body.isascii() or b"\n" in body or not body.startswith(b"{"):
+                raise OSError("malformed audit record refused")
+            bodies.append(body.decode("ascii"))
             pos = start + size
         del view[:pos]
         return bodies

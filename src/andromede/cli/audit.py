@@ -55,7 +55,8 @@ def verify(
     trail, key_path = _locate(directory, public_key, data_dir)
     key = _public_key(key_path)
     try:
-        report = verify_trail(trail, key)
+        # In place, the server may be writing: read up to the head it published.
+        report = verify_trail(trail, key, live=data_dir is not None)
     except FileNotFoundError as exc:
         _usage(str(exc))
     except OSError as exc:

@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
+# Every field a client chooses is cut, so that a record line stays far below the 64 KiB that
+# readers of the trail accept: JSON may escape a character into 6 bytes.
 MAX_USER_AGENT: Final = 512
-MAX_FIELD: Final = 2048
+MAX_FIELD: Final = 2048  # object keys, event details
+MAX_NAME: Final = 255  # bucket names (valid ones have at most 63), version ids, sources
 
 
 class PrincipalKind(StrEnum):
@@ -181,14 +184,14 @@ class AuditRecord:
             "tenant": self.tenant,
             "principal": {
                 "kind": self.principal_kind.value,
-                "access_key_id": self.access_key_id,
+                "access_key_id": _bounded(self.access_key_id, MAX_NAME),
                 "tenant": self.principal_tenant,
             },
-            "source": self.source,
+            "source": _bounded(self.source, MAX_NAME),
             "user_agent": self.user_agent[:MAX_USER_AGENT],
-            "bucket": self.bucket,
+            "bucket": _bounded(self.bucket, MAX_NAME),
             "key": _bounded(self.key),
-            "version_id": self.version_id,
+            "version_id": _bounded(self.version_id, MAX_NAME),
             "status": self.status,
             "error": self.error,
             "bytes_in": self.bytes_in,
@@ -239,10 +242,10 @@ def parse_time(text: str) -> dt.datetime:
     return value
 
 
-def _bounded(value: str | None) -> str | None:
-    if value is None or len(value) <= MAX_FIELD:
+def _bounded(value: str | None, limit: int = MAX_FIELD) -> str | None:
+    if value is None or len(value) <= limit:
         return value
-    return value[:MAX_FIELD] + "…"
+    return value[:limit] + "…"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import datetime as dt
 import email.utils
 import logging
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from andromede import http_errors
@@ -56,6 +57,32 @@ def error_response(exc: errors.AndromedeError, req_resource: str, request_id: st
     return response
 
 
+async def _first_chunk_read(response: Response) -> Response:
+    """Read a streamed body's first chunk now: a read that fails at once (missing or corrupt
+    data) becomes an error response, and the audit record, written before the response
+    starts, says so rather than 200."""
+    body = response.body
+    if isinstance(body, bytes) or response.status in (204, 304):
+        return response
+    try:
+        first = await anext(body, b"")
+    except BaseException:
+        await body.aclose()  # type: ignore[attr-defined]
+        raise
+    response.body = _prepend(first, body)
+    return response
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        if first:
+            yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
+
+
 class S3App:
     """ASGI callable serving the S3 API over a :class:`Services` bundle."""
 
@@ -88,6 +115,11 @@ class S3App:
         except Exception:
             log.exception("internal error (request %s)", request_id)
             failure = errors.AndromedeError()
+        if failure is None and not head_only:
+            try:
+                response = await _first_chunk_read(response)
+            except errors.AndromedeError as exc:
+                failure = exc
         if failure is not None:
             response = error_response(failure, resource, request_id)
         if not isinstance(failure, errors.AuditUnavailable):

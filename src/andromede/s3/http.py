@@ -139,8 +139,8 @@ async def send_response(send: Send, response: Response, head_only: bool) -> None
     body = response.body
     first = b""
     if not isinstance(body, bytes) and not head_only:
-        # Pull the first chunk before the status line: a read that fails at once (missing or
-        # corrupt data) still becomes a proper error response.
+        # The first chunk before the status line: the S3 app already read it (so that a read
+        # failing at once became an error response, and its audit record says so).
         first = await anext(body, b"")
     if isinstance(body, bytes):
         length = len(body) if response.content_length is None else response.content_length
