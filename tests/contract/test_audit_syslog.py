@@ -535,4 +535,39 @@ async def test_an_unreadable_cursor_means_shipping_everything_again(
     finally:
         await sender.close()
     assert sent == len(trail_lines(audit_dir))
-    assert json.loads((audit_dir / "syslog-cursor").read_text()) == {"v": 1, "seq": sent}
+    stored = json.loads((audit_dir / "syslog-cursor").read_text())
+    assert (stored["v"], stored["seq"]) == (1, sent)
+    assert stored["hash"] == fmt.line_hash(trail_lines(audit_dir)[-1])
+
+
+def _edit_live_segment_and_lose_the_head(audit_dir: Path) -> None:
+    live = sorted(audit_dir.glob("*.log"))[-1]
+    data = live.read_bytes()
+    write_at(live, data.index(b"req-5"), b"req-X")
+    (audit_dir / "head").unlink()
+
+
+async def test_entries_a_recovery_replaced_are_shipped_with_the_event_that_explains_them(
+    audit_dir: Path, key: Ed25519PrivateKey, collector: Collector
+) -> None:
+    """An edit of the live segment, then a restart on a lost head: recovery sets the entries
+    after the edit aside and reuses their seqs. The collector must still get what replaced
+    them, the recovery's event first."""
+    async with open_trail(audit_dir, key) as trail:
+        await write(trail, 20)
+        first = shipper(audit_dir, collector.port)
+        await first.ship_once()
+        await first.close()
+    _edit_live_segment_and_lose_the_head(audit_dir)
+    async with open_trail(audit_dir, key) as trail:
+        await write(trail, 3, start=100)
+    second = shipper(audit_dir, collector.port)
+    try:
+        await second.ship_once()
+    finally:
+        await second.close()
+    lines = trail_lines(audit_dir)
+    await collector.wait_until(lambda: {m.msg for m in collector.messages} >= set(lines))
+    received = [m.msg for m in collector.messages]
+    assert any(b"audit:DiscardedTail" in msg for msg in received)
+    assert all(any(f"req-{n}".encode() in msg for msg in received) for n in (100, 101, 102))

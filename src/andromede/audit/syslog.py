@@ -67,25 +67,34 @@ class Cursor:
 
     def load(self) -> int:
         """The stored seq; 0 (ship everything) when there is none or it cannot be read."""
+        return self.load_state()[0]
+
+    def load_state(self) -> tuple[int, str | None]:
+        """The stored seq and the hash of that entry's line (None when not stored)."""
         try:
             data = json.loads(self.path.read_bytes())
             seq = data["seq"] if data.get("v") == CURSOR_VERSION else None
         except FileNotFoundError:
-            return 0
+            return 0, None
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("syslog cursor %s unreadable (%s): shipping from the start", self.path, exc)
-            return 0
+            return 0, None
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
             log.warning("syslog cursor %s invalid: shipping from the start", self.path)
-            return 0
-        return seq
+            return 0, None
+        line_hash = data.get("hash")
+        return seq, line_hash if isinstance(line_hash, str) else None
 
-    def store(self, seq: int) -> None:
-        """Write ``seq`` durably: temporary file, fsync, rename, fsync of the directory."""
+    def store(self, seq: int, line_hash: str | None = None) -> None:
+        """Write ``seq`` (and its line's hash) durably: temporary file, fsync, rename, fsync of
+        the directory."""
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, (fmt.dumps({"v": CURSOR_VERSION, "seq": seq}) + "\n").encode())
+            state: dict[str, object] = {"v": CURSOR_VERSION, "seq": seq}
+            if line_hash is not None:
+                state["hash"] = line_hash
+            os.write(fd, (fmt.dumps(state) + "\n").encode())
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -267,6 +276,7 @@ class SyslogShipper:
         self.max_backoff = max_backoff
         self.batch_lines = batch_lines
         self._shipped_seq: int | None = None  # loaded from the cursor on first use
+        self._shipped_hash: str | None = None
         self._position: Position | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -308,22 +318,57 @@ class SyslogShipper:
         """Ship every published entry not shipped yet; the number of entries sent. Raises
         OSError when the collector cannot be reached (what was sent before stays shipped)."""
         if self._shipped_seq is None:
-            self._shipped_seq = await asyncio.to_thread(self.cursor.load)
+            self._shipped_seq, self._shipped_hash = await asyncio.to_thread(self.cursor.load_state)
+        shipped_seq = self._shipped_seq or 0
+        head = await asyncio.to_thread(seg.published_head, self.directory)
+        if head is not None and head.next_seq - 1 < shipped_seq:
+            shipped_seq = await asyncio.to_thread(self._rewind)  # the chain went back
         sent = 0
         while True:
             batch = await asyncio.to_thread(
-                read_batch, self.directory, self._position, self._shipped_seq, self.batch_lines
+                read_batch, self.directory, self._position, shipped_seq, self.batch_lines
             )
+            if batch.items and self._rewritten(batch.items[0]):
+                shipped_seq = await asyncio.to_thread(self._rewind)
+                continue
             if batch.items:
                 await self._send(b"".join(self._frames(batch.items)))
-                last = self._note_gaps(batch.items)
-                if last > self._shipped_seq:
-                    await asyncio.to_thread(self.cursor.store, last)
-                    self._shipped_seq = last
+                last, last_hash = self._note_gaps(batch.items)
+                if last > shipped_seq:
+                    await asyncio.to_thread(self.cursor.store, last, last_hash)
+                    self._shipped_seq, self._shipped_hash = last, last_hash
+                    shipped_seq = last
                 sent += len(batch.items)
             self._position = batch.end
             if not batch.items:
                 return sent
+
+    def _rewritten(self, item: Item) -> bool:
+        """The entry after the last one shipped no longer links to it: the chain was rebuilt
+        from an earlier point (a recovery set entries aside, see recovery.py)."""
+        if item.entry is None or self._shipped_hash is None:
+            return False
+        return item.seq == (self._shipped_seq or 0) + 1 and item.entry.get("prev") != (
+            self._shipped_hash
+        )
+
+    def _rewind(self) -> int:
+        """Ship again from the start of the segment that held the last entry shipped: only
+        the live segment is ever rebuilt, and the collector then gets what replaced it (the
+        recovery's event first). Entries before the break arrive twice."""
+        shipped = self._shipped_seq or 0
+        segments = seg.list_segments(self.directory)
+        start = locate(segments, max(shipped - 1, 0))
+        first = _first_seq(self.directory / seg.segment_name(start.segment)) if start else None
+        restart = max((first or 1) - 1, 0)
+        log.warning(
+            "audit trail changed after entry %d (a recovery set entries aside): shipping again "
+            "from entry %d",
+            shipped,
+            restart + 1,
+        )
+        self._shipped_seq, self._shipped_hash, self._position = restart, None, None
+        return restart
 
     async def close(self) -> None:
         """Close the connection (the next shipment reconnects)."""
@@ -337,9 +382,11 @@ class SyslogShipper:
     def _frames(self, items: list[Item]) -> list[bytes]:
         return [frame(syslog_message(self.origin, item.raw, item.entry)) for item in items]
 
-    def _note_gaps(self, items: list[Item]) -> int:
-        """The highest seq among ``items`` (at least the shipped one); warns about gaps."""
+    def _note_gaps(self, items: list[Item]) -> tuple[int, str | None]:
+        """The highest seq among ``items`` (at least the shipped one) and its line's hash;
+        warns about gaps."""
         last = self._shipped_seq or 0
+        last_hash = self._shipped_hash
         for item in items:
             if item.seq is None:
                 continue
@@ -350,8 +397,9 @@ class SyslogShipper:
                     last + 1,
                     item.seq - 1,
                 )
-            last = max(last, item.seq)
-        return last
+            if item.seq > last:
+                last, last_hash = item.seq, fmt.line_hash(item.raw)
+        return last, last_hash
 
     def _backoff(self, failures: int) -> float:
         ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** min(failures - 1, 30))
