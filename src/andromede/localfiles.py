@@ -24,8 +24,18 @@ class RootCredentials:
     secret_key: str
 
 
+def fsync_dir(path: str | Path) -> None:
+    """Make a create, rename or unlink in directory ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_private_json(path: Path, data: dict[str, object]) -> None:
-    """Write a JSON file atomically with mode 0600."""
+    """Write a JSON file atomically and durably with mode 0600 (temporary file, fsync,
+    rename, fsync of the directory)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -33,6 +43,7 @@ def write_private_json(path: Path, data: dict[str, object]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 def read_credentials(data_dir: Path) -> RootCredentials | None:

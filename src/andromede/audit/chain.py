@@ -25,6 +25,7 @@ from andromede.audit import format as fmt
 from andromede.audit import segments as seg
 from andromede.audit.recovery import recover
 from andromede.core.audit import parse_time
+from andromede.localfiles import fsync_dir
 
 log = logging.getLogger("andromede.audit")
 CHECKPOINT_RESERVE: Final = 4096
@@ -214,7 +215,7 @@ class ChainWriter:
                 path.unlink()
         if self._created:
             with contextlib.suppress(OSError):
-                seg.fsync_dir(self.config.directory)
+                fsync_dir(self.config.directory)
 
     def _note_dirty(self, segment: int, end: int) -> None:
         assert self._shared is not None
@@ -251,7 +252,7 @@ class ChainWriter:
         old_fd, old_end = self._segment_fd(head.segment), head.offset
         os.replace(tmp, final)
         self._created.append(final)
-        seg.fsync_dir(directory)
+        fsync_dir(directory)
         with contextlib.suppress(OSError):  # the zero tail is valid too; this only saves space
             os.ftruncate(old_fd, old_end)
             os.fsync(old_fd)
@@ -291,6 +292,6 @@ class ChainWriter:
             self._write(head, [], "retention")
             for path in expired:
                 path.unlink()
-            seg.fsync_dir(self.config.directory)
+            fsync_dir(self.config.directory)
             log.info("audit retention: removed %d segment(s) up to %s", len(expired), path.name)
             return len(expired)

@@ -13,6 +13,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from andromede.localfiles import fsync_dir
+
 
 class SigningKeyError(Exception):
     """The signing key file exists but cannot be used."""
@@ -39,11 +41,7 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
             os.link(tmp, path)
     finally:
         os.unlink(tmp)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)
     return load_signing_key(path)
 
 

@@ -40,7 +40,6 @@ from andromede.core.audit import AuditQuery, format_time, parse_time
 
 MAX_SCANS: Final = 2
 RESUME_POINTS: Final = 64
-FIRST_LINE_BYTES: Final = 4096
 # A record line as the writer lays it out; the time in the canonical form compares as text.
 _RECORD = re.compile(
     rb'\{"seq":(\d+),"prev":"[0-9a-f]{64}","type":"(?:request|event)",'
@@ -260,15 +259,10 @@ class SegmentReader:
         if cached is not None:
             return cached
         try:
-            with open(path, "rb") as fh:
-                first = fh.read(FIRST_LINE_BYTES).split(b"\n", 1)
+            entry = seg.first_entry(path)
         except FileNotFoundError:
             return ("", 0)
-        if len(first) < 2:
-            return ("", 0)
-        try:
-            entry = fmt.parse_line(first[0])
-        except fmt.BadEntry:
+        if entry is None:
             return ("", 0)
         start = _entry_time_key(entry.get("time")) if entry["type"] == fmt.SEGMENT else None
         if start is None:

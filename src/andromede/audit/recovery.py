@@ -20,6 +20,7 @@ from typing import Any, Final
 from andromede.audit import format as fmt
 from andromede.audit import segments as seg
 from andromede.core.audit import AuditRecord, parse_time
+from andromede.localfiles import fsync_dir
 
 log = logging.getLogger("andromede.audit")
 DISCARDED_TAIL: Final = "audit:DiscardedTail"
@@ -95,14 +96,9 @@ def _genesis(directory: Path, segment_bytes: int) -> seg.Head:
     seg.preallocate(tmp, segment_bytes)
     now = time.time()
     line = fmt.segment_line(1, fmt.GENESIS, 1, fmt.now_text())
-    fd = os.open(tmp, os.O_RDWR)
-    try:
-        os.pwrite(fd, line, 0)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _write_synced(tmp, 0, line)
     os.replace(tmp, path)
-    seg.fsync_dir(directory)
+    fsync_dir(directory)
     return seg.Head(
         segment=1,
         offset=len(line),
@@ -163,8 +159,8 @@ def _set_aside(directory: Path, path: Path, end: int) -> Discarded | None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    seg.fsync_dir(quarantine)
-    _zero(path, end, junk_end)
+    fsync_dir(quarantine)
+    _write_synced(path, end, bytes(junk_end - end))
     checkpoints = sum(1 for line in data.split(b"\n")[:-1] if _is_checkpoint(line))
     log.warning(
         "audit: %s has %d bytes after its last linked entry (%d checkpoint lines); moved to %s",
@@ -236,7 +232,7 @@ def _empty_segment(directory: Path, found: list[tuple[int, Path]], path: Path) -
         # The rotation that created this file did not complete: the previous segment is
         # still the live one.
         path.unlink()
-        seg.fsync_dir(directory)
+        fsync_dir(directory)
         return _rebuild(directory, found[:-1]).head
     head = seg.Head(segment=number, next_seq=entry["seq"] + 1, head=fmt.line_hash(line.raw))
     if entry["type"] == fmt.CHECKPOINT:
@@ -244,12 +240,7 @@ def _empty_segment(directory: Path, found: list[tuple[int, Path]], path: Path) -
     else:
         head.last_checkpoint_time = time.time()
     first = fmt.segment_line(head.next_seq, head.head, number, fmt.now_text())
-    fd = os.open(path, os.O_RDWR)
-    try:
-        os.pwrite(fd, first, 0)
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
+    _write_synced(path, 0, first)
     head.offset = len(first)
     head.next_seq += 1
     head.head = fmt.line_hash(first)
@@ -258,10 +249,11 @@ def _empty_segment(directory: Path, found: list[tuple[int, Path]], path: Path) -
     return head
 
 
-def _zero(path: Path, start: int, end: int) -> None:
+def _write_synced(path: Path, offset: int, data: bytes) -> None:
+    """Write ``data`` at ``offset`` of a preallocated segment and sync it."""
     fd = os.open(path, os.O_RDWR)
     try:
-        os.pwrite(fd, bytes(end - start), start)
+        os.pwrite(fd, data, offset)
         os.fdatasync(fd)
     finally:
         os.close(fd)

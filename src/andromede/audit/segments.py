@@ -220,13 +220,16 @@ def tail_entry(path: Path) -> dict[str, Any] | None:
 
 
 def first_entry(path: Path) -> dict[str, Any] | None:
-    """The first entry of a segment, if it is well formed."""
-    for line in iter_lines(path):
-        try:
-            return fmt.parse_line(line.raw)
-        except fmt.BadEntry:
-            return None
-    return None
+    """The first entry of a segment, if it is whole and well formed (only a line's worth of
+    the file is read)."""
+    with open(path, "rb") as fh:
+        first = fh.read(fmt.MAX_LINE).split(b"\n", 1)
+    if len(first) < 2:
+        return None
+    try:
+        return fmt.parse_line(first[0])
+    except fmt.BadEntry:
+        return None
 
 
 def preallocate(path: Path, size: int) -> None:
@@ -237,15 +240,6 @@ def preallocate(path: Path, size: int) -> None:
         while left > 0:
             n = os.write(fd, ZEROS[: min(left, READ_CHUNK)])
             left -= n
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or unlink in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
         os.fsync(fd)
     finally:
         os.close(fd)

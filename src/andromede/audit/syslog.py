@@ -50,6 +50,7 @@ from typing import Any, Final
 from andromede.audit import format as fmt
 from andromede.audit import segments as seg
 from andromede.audit.rfc5424 import Origin, frame, parse_address, syslog_message
+from andromede.localfiles import write_private_json
 
 log = logging.getLogger("andromede.audit.syslog")
 
@@ -88,18 +89,10 @@ class Cursor:
     def store(self, seq: int, line_hash: str | None = None) -> None:
         """Write ``seq`` (and its line's hash) durably: temporary file, fsync, rename, fsync of
         the directory."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            state: dict[str, object] = {"v": CURSOR_VERSION, "seq": seq}
-            if line_hash is not None:
-                state["hash"] = line_hash
-            os.write(fd, (fmt.dumps(state) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        seg.fsync_dir(self.path.parent)
+        state: dict[str, object] = {"v": CURSOR_VERSION, "seq": seq}
+        if line_hash is not None:
+            state["hash"] = line_hash
+        write_private_json(self.path, state)
 
 
 # --- reading the trail (blocking: run in a thread) ----------------------------------------

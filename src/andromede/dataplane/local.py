@@ -30,6 +30,7 @@ import struct
 from collections.abc import AsyncIterator
 
 from andromede.core import errors
+from andromede.localfiles import fsync_dir
 
 MAGIC = b"ANDRBLOB"
 BLOB_FORMAT = 1
@@ -50,14 +51,6 @@ def _check_id(blob_id: str) -> str:
     if not _BLOB_ID.match(blob_id):
         raise ValueError("invalid blob id")
     return blob_id
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -123,7 +116,7 @@ class LocalBlobWriter:
             finally:
                 os.close(fd)
             os.rename(self._tmp, self._final)
-            _fsync_dir(os.path.dirname(self._final))
+            fsync_dir(os.path.dirname(self._final))
         except BaseException:
             self.abort_sync()
             raise
@@ -257,8 +250,8 @@ class LocalSite:
                     os.link(tmp, marker)
             finally:
                 os.unlink(tmp)
-            _fsync_dir(blobs)
-            _fsync_dir(self.root)
+            fsync_dir(blobs)
+            fsync_dir(self.root)
         with open(marker, encoding="ascii") as fh:
             if fh.read() != SITE_FORMAT:
                 raise RuntimeError(f"{self.root}: unknown site format")
@@ -293,7 +286,7 @@ class LocalSite:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            _fsync_dir(os.path.dirname(path))
+            fsync_dir(os.path.dirname(path))
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

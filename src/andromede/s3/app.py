@@ -6,7 +6,6 @@ import datetime as dt
 import email.utils
 import logging
 import secrets
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from andromede import http_errors
@@ -65,22 +64,11 @@ async def _first_chunk_read(response: Response) -> Response:
     if isinstance(body, bytes) or response.status in (204, 304):
         return response
     try:
-        first = await anext(body, b"")
+        response.first_chunk = await anext(body, b"")
     except BaseException:
         await body.aclose()  # type: ignore[attr-defined]
         raise
-    response.body = _prepend(first, body)
     return response
-
-
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        if first:
-            yield first
-        async for chunk in rest:
-            yield chunk
-    finally:
-        await rest.aclose()  # type: ignore[attr-defined]
 
 
 class S3App:

@@ -121,6 +121,7 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes | AsyncIterator[bytes] = b""
     content_length: int | None = None
+    first_chunk: bytes | None = None  # a streamed body's first chunk, already read from it
 
     def header(self, name: str, value: str) -> Response:
         """Add a header; returns self for chaining."""
@@ -139,9 +140,10 @@ async def send_response(send: Send, response: Response, head_only: bool) -> None
     body = response.body
     first = b""
     if not isinstance(body, bytes) and not head_only:
-        # The first chunk before the status line: the S3 app already read it (so that a read
-        # failing at once became an error response, and its audit record says so).
-        first = await anext(body, b"")
+        # The first chunk before the status line, so that a read failing at once becomes an
+        # error response (the S3 app reads it even earlier, before the audit record).
+        prefetched = response.first_chunk
+        first = prefetched if prefetched is not None else await anext(body, b"")
     if isinstance(body, bytes):
         length = len(body) if response.content_length is None else response.content_length
     else:
