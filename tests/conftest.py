@@ -7,7 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from support.kmip import kmip_server
 from support.postgres import PostgresUnavailable, start_postgres
+from support.softhsm import softhsm_token
+
+# Session fixtures defined once for every directory: SoftHSM2 reads its configuration once per
+# process, so a second definition of the token fixture would make a token nobody can see.
+__all__ = ["kmip_server", "softhsm_token"]
 
 
 @pytest.fixture(scope="session")

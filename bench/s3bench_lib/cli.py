@@ -17,6 +17,7 @@ from typing import Any
 
 from .auditcmp import run_audit_compare
 from .common import REPO, BenchError, KiB, MiB
+from .enccmp import run_encryption_compare
 from .figures import Figure, Plan, Result, figures
 from .measure import bench_baseline
 from .report import conditions, describe_conditions, json_document, print_summary
@@ -37,6 +38,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--audit-compare",
         action="store_true",
         help="4 KiB figures on two fresh andromede, audit trail vs no-op sink, run by run",
+    )
+    tg.add_argument(
+        "--encryption-compare",
+        action="store_true",
+        help="large figures on two fresh andromede, encrypted vs plaintext storage, run by run",
     )
     ap.add_argument("--access-key", default=os.environ.get("S3_ACCESS_KEY"))
     ap.add_argument("--secret-key", default=os.environ.get("S3_SECRET_KEY"))
@@ -138,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         with make_workdir(a, log) as wd:
             log(f"workdir {wd}; plan {plan}")
             return run_audit_compare(a, plan, wd, log)
+
+    if a.encryption_compare:
+        with make_workdir(a, log) as wd:
+            log(f"workdir {wd}; plan {plan}")
+            return run_encryption_compare(a, plan, wd, log)
 
     cond0 = conditions()
     t0 = time.perf_counter()

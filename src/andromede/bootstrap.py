@@ -29,7 +29,9 @@ from andromede.audit.trail import HashChainTrail
 from andromede.audit_process import SHUTDOWN_SHIP_S, shipper_for, trail_config
 from andromede.core.ids import new_access_key_id, new_secret_key
 from andromede.core.models import DEFAULT_TENANT
+from andromede.crypto.envelope import AesGcmEnvelope
 from andromede.dataplane.local import LocalSite
+from andromede.kms.factory import open_key_managers
 from andromede.localfiles import RootCredentials, read_credentials, write_credentials
 from andromede.metadata.sql import SqlMetadataStore, SystemClock, open_store
 from andromede.ports import AuditSink, SiteBackend
@@ -38,9 +40,12 @@ from andromede.services.accounts import Accounts
 from andromede.services.audit import AuditLog
 from andromede.services.buckets import Buckets
 from andromede.services.container import Services
+from andromede.services.encryption import Encryption
 from andromede.services.janitor import Janitor
+from andromede.services.keys import Keys
 from andromede.services.multipart import Multipart
 from andromede.services.objects import Objects
+from andromede.services.rewrap import KeyJobs
 from andromede.settings import Settings, load_settings
 from andromede.workers.sweeper import Sweeper
 
@@ -89,10 +94,12 @@ class Runtime:
     services: Services
     sweeper: Sweeper
     audit: AuditSink
+    key_jobs: KeyJobs
 
     async def close(self) -> None:
-        """Sign the trail's head and close the store."""
+        """Sign the trail's head, close the key managers and the store."""
         await self.audit.close()
+        await self.services.keys.close()
         await self.store.close()
 
 
@@ -133,11 +140,31 @@ async def build_runtime(settings: Settings) -> Runtime:
 
     accounts = Accounts(store, clock, settings.key_cache_seconds)
     buckets = Buckets(store, clock, settings.region)
-    objects = Objects(store, site, site_by_name, buckets, clock)
+    if settings.unsafe_plaintext_for_benchmarks:
+        log.warning("unsafe_plaintext_for_benchmarks: new data is stored UNENCRYPTED")
+    managers = open_key_managers(
+        settings.keystore_path, settings.keystore_passphrase_file, settings.key_managers
+    )
+    keys = Keys(
+        store,
+        managers,
+        clock,
+        region=settings.region,
+        tenant_managers=settings.tenant_key_managers,
+        cache_seconds=settings.kms_cache_seconds,
+    )
+    encryption = Encryption(
+        keys,
+        AesGcmEnvelope(),
+        store,
+        buckets,
+        plaintext_for_benchmarks=settings.unsafe_plaintext_for_benchmarks,
+    )
+    objects = Objects(store, site, site_by_name, buckets, clock, encryption)
     multipart = Multipart(objects, site_by_name, clock)
     signer = load_or_create_signing_key(settings.audit_key_path)
     audit_log = AuditLog(SegmentReader(settings.audit_path), public_pem(signer))
-    services = Services(accounts, buckets, objects, multipart, audit_log)
+    services = Services(accounts, buckets, objects, multipart, audit_log, keys, encryption)
     creds = read_credentials(settings.data_dir)
     if creds is not None:
         await accounts.ensure_root(DEFAULT_TENANT, creds.access_key_id, creds.secret_key)
@@ -151,7 +178,10 @@ async def build_runtime(settings: Settings) -> Runtime:
             orphan_scan_interval=dt.timedelta(seconds=settings.orphan_scan_interval_seconds),
         )
     )
-    return Runtime(settings, store, sites, services, sweeper, await open_audit(settings, signer))
+    audit_sink = await open_audit(settings, signer)
+    keys.set_event_recorder(audit_sink.record)
+    key_jobs = KeyJobs(store, keys, clock)
+    return Runtime(settings, store, sites, services, sweeper, audit_sink, key_jobs)
 
 
 class Gateway:
@@ -196,7 +226,10 @@ class Gateway:
         """The jobs one process per data dir runs: the sweeper; and the trail's retention and
         shipping when this process writes the trail itself (under ``serve``, the audit writer
         process runs those)."""
-        jobs = [runtime.sweeper.run_forever(self.settings.sweep_interval_seconds)]
+        jobs = [
+            runtime.sweeper.run_forever(self.settings.sweep_interval_seconds),
+            runtime.key_jobs.run_forever(self.settings.kms_job_interval_seconds),
+        ]
         if isinstance(runtime.audit, HashChainTrail):
             self._shipper = shipper_for(self.settings)
             if self._shipper is not None:

@@ -66,6 +66,17 @@ ERROR_TABLE: dict[type[e.AndromedeError], tuple[str, int]] = {
     e.ServiceUnavailable: ("SlowDown", 503),
     e.StorageFull: ("ServiceUnavailable", 503),
     e.AuditUnavailable: ("ServiceUnavailable", 503),
+    e.KmsError: ("KMS.KMSInvalidStateException", 400),
+    e.KmsNotFound: ("KMS.NotFoundException", 400),
+    e.KmsDisabled: ("KMS.DisabledException", 400),
+    e.KmsInvalidState: ("KMS.KMSInvalidStateException", 400),
+    e.KeyManagerUnavailable: ("ServiceUnavailable", 503),
+    e.DecryptionFailed: ("InternalError", 500),
+    e.SseCustomerKeyMissing: ("InvalidRequest", 400),
+    e.SseCustomerKeyMismatch: ("AccessDenied", 403),
+    e.SseCustomerKeyMd5Mismatch: ("InvalidArgument", 400),
+    e.KmsAliasExists: ("OperationAborted", 409),
+    e.NoSuchEncryptionConfiguration: ("ServerSideEncryptionConfigurationNotFoundError", 404),
 }
 
 

@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from andromede.core.audit import AuditQuery, AuditRecord
+from andromede.core.keys import BucketEncryption, KmsKey, Sealing
 from andromede.core.models import (
     AccessKey,
     BlobRef,
     Bucket,
+    Manifest,
     MultipartUpload,
     ObjectSummary,
     ObjectVersion,
@@ -88,6 +90,55 @@ class MetadataStore(Protocol):
 
     async def delete_bucket(self, name: str) -> None:
         """Raises BucketNotEmpty if it holds objects; aborts its uploads; NoSuchBucket."""
+        ...
+
+    async def set_bucket_encryption(self, name: str, config: BucketEncryption | None) -> None:
+        """Set (or with None remove) a bucket's default encryption. Raises NoSuchBucket."""
+        ...
+
+    # key-encryption keys (metadata only: the material stays in the key manager)
+    async def create_kms_key(self, key: KmsKey) -> None:
+        """Register a key. Raises KmsAliasExists when the tenant has a key with its alias,
+        NoSuchTenant when the tenant does not exist."""
+        ...
+
+    async def get_kms_key(self, key_id: str) -> KmsKey | None:
+        """The key, or None."""
+        ...
+
+    async def get_kms_key_by_alias(self, tenant: str, alias: str) -> KmsKey | None:
+        """The tenant's key with this alias, or None."""
+        ...
+
+    async def list_kms_keys(self, tenant: str | None = None) -> list[KmsKey]:
+        """Keys by (tenant, created, key id), optionally of one tenant."""
+        ...
+
+    async def update_kms_key(self, key: KmsKey, expected: KmsKey | None = None) -> bool:
+        """Replace the stored key (same ``key_id``); with ``expected``, a compare-and-swap:
+        only if the stored key still equals ``expected`` (False otherwise). KmsNotFound."""
+        ...
+
+    # re-wrapping DEKs (key rotation): only the manifest's wrapped keys change, never data
+    async def list_versions(self, bucket: str, after_key: str, limit: int) -> list[ObjectVersion]:
+        """Current versions of a bucket with keys after ``after_key``, in key order."""
+        ...
+
+    async def replace_manifest(
+        self, bucket: str, key: str, version_id: str, manifest: Manifest
+    ) -> bool:
+        """Swap the manifest of ``version_id`` if it is still the current version of the key
+        (same blobs, new wrapped keys); False when the object changed meanwhile."""
+        ...
+
+    async def list_parts_after(self, after: tuple[str, int], limit: int) -> list[Part]:
+        """Parts of every in-progress upload after (upload id, part number), in that order."""
+        ...
+
+    async def replace_part_sealing(
+        self, upload_id: str, part_number: int, blob_id: str, sealing: Sealing
+    ) -> bool:
+        """Swap a part's sealing if the part still holds blob ``blob_id``; False otherwise."""
         ...
 
     # objects
@@ -253,4 +304,80 @@ class AuditReader(Protocol):
 
     async def query(self, query: AuditQuery) -> list[dict[str, object]]:
         """Records matching ``query`` with ``seq > query.after_seq``, at most ``query.limit``."""
+        ...
+
+
+class KeyManager(Protocol):
+    """Holds key-encryption keys: DEKs are wrapped and unwrapped inside it, the KEK material
+    never leaves it (built-in keystore, PKCS#11 token, KMIP server).
+
+    Errors: KmsNotFound when a handle names no key (destroyed); DecryptionFailed when a
+    wrapped DEK or its associated data does not authenticate; KeyManagerUnavailable when the
+    manager cannot be reached or fails.
+    """
+
+    name: str
+
+    async def create_key(self, label: str) -> str:
+        """Generate a new 256-bit KEK inside the manager; returns its handle (opaque text of
+        at most 200 characters, kept in the metadata store)."""
+        ...
+
+    async def wrap(self, handle: str, dek: bytes, aad: bytes) -> bytes:
+        """Authenticated encryption of ``dek`` under the KEK, bound to ``aad``."""
+        ...
+
+    async def unwrap(self, handle: str, wrapped: bytes, aad: bytes) -> bytes:
+        """Inverse of :meth:`wrap`."""
+        ...
+
+    async def destroy_key(self, handle: str) -> None:
+        """Destroy the KEK material irreversibly; a handle already gone is fine."""
+        ...
+
+    async def close(self) -> None:
+        """Release sessions and connections."""
+        ...
+
+
+class Envelope(Protocol):
+    """Authenticated encryption of blobs (envelope format: ``core/envelope.py``).
+
+    Large buffers are sealed and opened on worker threads (the cipher releases the GIL).
+    """
+
+    def new_dek(self) -> bytes:
+        """A fresh random 256-bit data key."""
+        ...
+
+    def sealing_writer(
+        self, inner: BlobWriter, dek: bytes, digest: bytes, chunk_size: int
+    ) -> BlobWriter:
+        """A writer that seals what it is given into ``inner``: header first, then each full
+        chunk as it fills, the last (possibly empty) chunk at :meth:`BlobWriter.commit`."""
+        ...
+
+    def open_stream(
+        self,
+        sealed: AsyncIterator[bytes],
+        dek: bytes,
+        digest: bytes,
+        chunk_size: int,
+        size: int,
+        start: int,
+        end: int,
+    ) -> AsyncIterator[bytes]:
+        """Plaintext bytes ``[start, end)`` of a ``size``-byte object. ``sealed`` yields the
+        blob's bytes from ``span.offset`` for ``span.length`` bytes, where ``span`` is
+        :func:`andromede.core.envelope.span` of the same arguments. Raises DecryptionFailed
+        at the first chunk that does not authenticate (never yielding any of its bytes) and
+        DataCorrupted when ``sealed`` is short or long."""
+        ...
+
+    def wrap(self, key: bytes, dek: bytes, aad: bytes) -> bytes:
+        """Wrap a DEK under a key held here (an SSE-C customer key; the built-in keystore)."""
+        ...
+
+    def unwrap(self, key: bytes, wrapped: bytes, aad: bytes) -> bytes:
+        """Inverse of :meth:`wrap`; DecryptionFailed when the key or ``aad`` is wrong."""
         ...

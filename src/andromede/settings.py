@@ -63,6 +63,35 @@ class Settings(BaseSettings):
         default=None,
         description="set by `serve` for its workers: the audit writer process's socket",
     )
+    keystore_dir: Path | None = Field(
+        default=None, description="built-in keystore (sealed KEKs); default: <data_dir>/keystore"
+    )
+    keystore_passphrase_file: Path | None = Field(
+        default=None,
+        description="derive the keystore's master key from this passphrase (scrypt) "
+        "instead of keeping a master key file",
+    )
+    key_managers: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='named external key managers: {"hsm1": {"type": "pkcs11", "library": ..., '
+        '"token_label": ..., "pin_file": ...}, "kms1": {"type": "kmip", ...}}',
+    )
+    tenant_key_managers: dict[str, str] = Field(
+        default_factory=dict,
+        description="tenant -> key manager name for its new keys (others: the built-in keystore)",
+    )
+    kms_cache_seconds: float = Field(
+        default=2.0,
+        description="longest time a key disabled or destroyed through another gateway process "
+        "stays usable here (key states and unwrapped data keys are cached this long)",
+    )
+    kms_job_interval_seconds: float = Field(
+        default=30.0, description="how often re-wraps and due key destructions run"
+    )
+    unsafe_plaintext_for_benchmarks: bool = Field(
+        default=False,
+        description="store new data UNENCRYPTED: only for the encryption benchmark's baseline",
+    )
     config_file: Path | None = None
 
     @classmethod
@@ -95,6 +124,11 @@ class Settings(BaseSettings):
         if self.audit_signing_key_file is not None:
             return self.audit_signing_key_file
         return self.data_dir / "audit-signing.key"
+
+    @property
+    def keystore_path(self) -> Path:
+        """The built-in keystore's directory."""
+        return self.keystore_dir if self.keystore_dir is not None else self.data_dir / "keystore"
 
     @property
     def host(self) -> str:

@@ -11,13 +11,33 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.dialects import postgresql
 
-from andromede.core.models import Tenant
+from andromede.core.keys import (
+    BucketEncryption,
+    EncryptionMode,
+    KeyState,
+    KeyVersion,
+    KmsKey,
+    ObjectEncryption,
+    Sealing,
+)
+from andromede.core.models import (
+    BlobRef,
+    Bucket,
+    Manifest,
+    MultipartUpload,
+    Part,
+    Segment,
+    Tenant,
+)
 from andromede.metadata import schema
 from andromede.metadata.migrate import (
+    MIGRATIONS_DIR,
     current_revision,
     head_revision,
     sync_engine,
@@ -36,6 +56,7 @@ TABLES = {
     "uploads",
     "parts",
     "garbage",
+    "kms_keys",
 }
 
 
@@ -47,10 +68,94 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return create_database(server, f"m_{uuid.uuid4().hex}")
 
 
+T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+# Columns revision 0002 adds to tables of 0001.
+ENCRYPTION_COLUMNS = {("buckets", "encryption"), ("uploads", "encryption"), ("parts", "sealing")}
+
+
 def table_names(database_url: str) -> set[str]:
     engine = sync_engine(sync_url(database_url))
     try:
         return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def column_names(database_url: str, table: str) -> set[str]:
+    engine = sync_engine(sync_url(database_url))
+    try:
+        return {column["name"] for column in sa.inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def migrate(database_url: str, revision: str, *, down: bool = False) -> None:
+    """Move the database to ``revision``: ``upgrade()`` only ever goes to the newest."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    engine = sync_engine(sync_url(database_url))
+    try:
+        with engine.connect() as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, revision)
+    finally:
+        engine.dispose()
+
+
+def write_rows_of_0001(database_url: str) -> None:
+    """One row in each table of 0001 (a format-1, plaintext manifest), as 0001 had them."""
+    manifest = '{"format":1,"segments":[{"s":"site-a","b":"b1","n":10}]}'
+    meta = {"system_meta": "{}", "user_meta": "{}", "tags": "{}", "storage_class": "STANDARD"}
+    rows: list[tuple[sa.Table, dict[str, object]]] = [
+        (schema.tenants, {"name": "acme", "created": T0}),
+        (schema.buckets, {"name": "photos", "tenant": "acme", "created": T0, "location": "x"}),
+        (
+            schema.objects,
+            {
+                "bucket": "photos",
+                "key": "k",
+                "version_id": "v1",
+                "size": 10,
+                "etag": "e",
+                "last_modified": T0,
+                "content_type": "text/plain",
+                "owner": "acme",
+                "manifest": manifest,
+                **meta,
+            },
+        ),
+        (schema.object_blobs, {"site": "site-a", "blob_id": "b1", "bucket": "photos", "key": "k"}),
+        (
+            schema.uploads,
+            {
+                "upload_id": "u1",
+                "bucket": "photos",
+                "key": "big",
+                "initiated": T0,
+                "owner": "acme",
+                "content_type": "",
+                **meta,
+            },
+        ),
+        (
+            schema.parts,
+            {
+                "upload_id": "u1",
+                "part_number": 1,
+                "size": 5,
+                "etag": "p",
+                "last_modified": T0,
+                "site": "site-a",
+                "blob_id": "p1",
+            },
+        ),
+    ]
+    engine = sync_engine(sync_url(database_url))
+    try:
+        with engine.begin() as conn:
+            for table, values in rows:
+                # Only the columns named here: those 0002 adds do not exist yet.
+                conn.execute(table.insert().values(values))
     finally:
         engine.dispose()
 
@@ -62,17 +167,23 @@ def test_upgrade_builds_the_schema(database_url: str) -> None:
     assert table_names(database_url) == TABLES | {"alembic_version"}
 
 
-def test_schema_module_matches_the_migrations(database_url: str) -> None:
-    upgrade(database_url)
+def schema_differences(database_url: str) -> list[object]:
+    """How the database differs from ``schema.py``."""
     engine = sync_engine(sync_url(database_url))
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
-            assert compare_metadata(context, schema.metadata) == []
+            differences: list[object] = compare_metadata(context, schema.metadata)
+            return differences
     finally:
         engine.dispose()
+
+
+def test_schema_module_matches_the_migrations(database_url: str) -> None:
+    upgrade(database_url)
+    assert schema_differences(database_url) == []
 
 
 async def test_upgrade_again_is_a_no_op(database_url: str) -> None:
@@ -140,3 +251,69 @@ def test_postgres_names_collate_in_byte_order(postgres_url: str) -> None:
     finally:
         engine.dispose()
     assert {(row.table_name, row.column_name) for row in found} == expected
+
+
+async def test_upgrade_from_0001_keeps_the_rows(database_url: str) -> None:
+    migrate(database_url, "0001")
+    for table, column in ENCRYPTION_COLUMNS:
+        assert column not in column_names(database_url, table)
+    write_rows_of_0001(database_url)
+    store = await open_store(database_url)  # upgrades to the newest
+    try:
+        assert current_revision(database_url) == head_revision()
+        assert await store.get_bucket("photos") == Bucket("photos", "acme", T0, "x")
+        found = await store.get_object("photos", "k")
+        assert found is not None
+        assert found.manifest == Manifest((Segment(BlobRef("site-a", "b1"), 10),), format=1)
+        assert found.encryption is None
+        upload = await store.get_upload("photos", "big", "u1")
+        assert upload is not None
+        assert upload.encryption is None
+        part = Part("u1", 1, 5, "p", T0, BlobRef("site-a", "p1"))
+        assert await store.list_parts("u1") == [part]
+        assert await store.list_kms_keys() == []
+        blobs = [BlobRef("site-a", "b1"), BlobRef("site-a", "p1")]
+        assert await store.referenced_blobs(blobs) == set(blobs)
+        # The old rows take the new fields.
+        await store.set_bucket_encryption("photos", BucketEncryption(EncryptionMode.SSE_S3))
+        assert await store.replace_part_sealing("u1", 1, "p1", Sealing(1, 64, "u1/1", b"w"))
+    finally:
+        await store.close()
+
+
+async def test_downgrade_to_0001_keeps_the_older_rows(database_url: str) -> None:
+    store = await open_store(database_url)
+    try:
+        await store.create_tenant(Tenant("acme", T0))
+        await store.create_kms_key(
+            KmsKey("k1", "acme", "keystore", KeyState.ENABLED, T0, (KeyVersion(1, "h", T0),))
+        )
+        sse = BucketEncryption(EncryptionMode.SSE_KMS, "k1")
+        await store.create_bucket(Bucket("photos", "acme", T0, encryption=sse))
+        encryption = ObjectEncryption(EncryptionMode.SSE_KMS, "k1")
+        await store.create_upload(
+            MultipartUpload("u1", "photos", "big", T0, "acme", encryption=encryption)
+        )
+        sealing = Sealing(1, 64, "u1/1", b"w")
+        await store.put_part(Part("u1", 1, 5, "p", T0, BlobRef("site-a", "p1"), sealing=sealing))
+    finally:
+        await store.close()
+
+    migrate(database_url, "0001", down=True)
+    assert current_revision(database_url) == "0001"
+    assert table_names(database_url) == (TABLES - {"kms_keys"}) | {"alembic_version"}
+    for table, column in ENCRYPTION_COLUMNS:
+        assert column not in column_names(database_url, table)
+
+    store = await open_store(database_url)  # and up again
+    # SQLite rebuilt the tables to drop columns: their keys and indexes must be back as well.
+    assert schema_differences(database_url) == []
+    try:
+        assert await store.get_bucket("photos") == Bucket("photos", "acme", T0)
+        upload = await store.get_upload("photos", "big", "u1")
+        assert upload is not None
+        assert upload.encryption is None
+        assert [p.sealing for p in await store.list_parts("u1")] == [None]
+        assert await store.list_kms_keys() == []
+    finally:
+        await store.close()

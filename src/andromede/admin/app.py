@@ -185,8 +185,10 @@ def create_admin_app(services: Services) -> FastAPI:
         return Response(status_code=204)
 
     _ = (whoami, list_tenants, create_tenant, list_keys, create_key, delete_key, domain_error)
-    # Imported here: the audit routes import ``Caller`` from this module.
+    # Imported here: the audit and key routes import ``Caller`` from this module.
     from andromede.admin.audit_routes import register_audit_routes  # noqa: PLC0415
+    from andromede.admin.kms_routes import register_kms_routes  # noqa: PLC0415
 
     register_audit_routes(app, services)
+    register_kms_routes(app, services)
     return app

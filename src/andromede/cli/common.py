@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -32,3 +32,19 @@ def fail(exc: AdminError) -> NoReturn:
     """Print the error on stderr and exit with status 1."""
     err_console.print(f"[red]error:[/red] {exc}", highlight=False)
     raise typer.Exit(code=1)
+
+
+def call(
+    endpoint: str | None,
+    data_dir: Path | None,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    params: dict[str, str] | None = None,
+) -> Any:
+    """One admin API call; an error response ends the command with status 1."""
+    client = connect(endpoint, data_dir)
+    try:
+        return client.request(method, path, body, params)
+    except AdminError as exc:
+        fail(exc)

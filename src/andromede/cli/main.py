@@ -12,9 +12,9 @@ import typer
 from rich.table import Table
 
 from andromede.cli.admin_audit import audit_admin_app
+from andromede.cli.admin_kms import kms_app
 from andromede.cli.audit import audit_app
-from andromede.cli.client import AdminError
-from andromede.cli.common import AsJson, DataDir, Endpoint, connect, console, fail
+from andromede.cli.common import AsJson, DataDir, Endpoint, call, console
 
 app = typer.Typer(help="Andromède, a sovereign S3 object store.", no_args_is_help=True)
 admin = typer.Typer(help="Administer a running server (admin API over HTTP).", no_args_is_help=True)
@@ -24,6 +24,7 @@ app.add_typer(admin, name="admin")
 admin.add_typer(tenant_cmd, name="tenant")
 admin.add_typer(key_cmd, name="key")
 admin.add_typer(audit_admin_app, name="audit")
+admin.add_typer(kms_app, name="kms")
 app.add_typer(audit_app, name="audit")
 
 
@@ -54,27 +55,12 @@ def _output(data: Any, as_json: bool, columns: list[str]) -> None:
     console.print(table)
 
 
-def _call(
-    endpoint: str | None,
-    data_dir: Path | None,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None = None,
-    params: dict[str, str] | None = None,
-) -> Any:
-    client = connect(endpoint, data_dir)
-    try:
-        return client.request(method, path, body, params)
-    except AdminError as exc:
-        fail(exc)
-
-
 @tenant_cmd.command("create")
 def tenant_create(
     name: str, endpoint: Endpoint = None, data_dir: DataDir = None, json_out: AsJson = False
 ) -> None:
     """Create a tenant."""
-    data = _call(endpoint, data_dir, "POST", "/v1/tenants", {"name": name})
+    data = call(endpoint, data_dir, "POST", "/v1/tenants", {"name": name})
     _output(data, json_out, ["name", "created"])
 
 
@@ -83,7 +69,7 @@ def tenant_list(
     endpoint: Endpoint = None, data_dir: DataDir = None, json_out: AsJson = False
 ) -> None:
     """List tenants."""
-    _output(_call(endpoint, data_dir, "GET", "/v1/tenants"), json_out, ["name", "created"])
+    _output(call(endpoint, data_dir, "GET", "/v1/tenants"), json_out, ["name", "created"])
 
 
 _KEY_COLUMNS = ["access_key_id", "tenant", "is_operator", "created", "description"]
@@ -98,7 +84,7 @@ def key_create(
     json_out: AsJson = False,
 ) -> None:
     """Create an access key; prints the secret once."""
-    data = _call(
+    data = call(
         endpoint, data_dir, "POST", "/v1/keys", {"tenant": tenant, "description": description}
     )
     _output(data, json_out, ["access_key_id", "secret_key", "tenant"])
@@ -113,7 +99,7 @@ def key_list(
 ) -> None:
     """List access keys (never secrets)."""
     params = {"tenant": tenant} if tenant else None
-    _output(_call(endpoint, data_dir, "GET", "/v1/keys", params=params), json_out, _KEY_COLUMNS)
+    _output(call(endpoint, data_dir, "GET", "/v1/keys", params=params), json_out, _KEY_COLUMNS)
 
 
 @key_cmd.command("delete")
@@ -124,7 +110,7 @@ def key_delete(
     json_out: AsJson = False,
 ) -> None:
     """Delete an access key."""
-    _call(endpoint, data_dir, "DELETE", f"/v1/keys/{access_key_id}")
+    call(endpoint, data_dir, "DELETE", f"/v1/keys/{access_key_id}")
     _output({"deleted": access_key_id}, json_out, ["deleted"])
 
 
@@ -132,7 +118,7 @@ def key_delete(
 def whoami(endpoint: Endpoint = None, data_dir: DataDir = None, json_out: AsJson = False) -> None:
     """Show who the credentials belong to."""
     _output(
-        _call(endpoint, data_dir, "GET", "/v1/whoami"),
+        call(endpoint, data_dir, "GET", "/v1/whoami"),
         json_out,
         ["access_key_id", "tenant", "is_operator"],
     )

@@ -308,3 +308,53 @@ class AuditUnavailable(ServiceUnavailable):
 
 class BlobNotFound(DataCorrupted):
     default_message = "Stored data for this object is missing."
+
+
+# --- keys and encryption --------------------------------------------------------------------
+class KmsError(AndromedeError):
+    """A key-encryption key cannot be used for this request."""
+
+
+class KmsNotFound(KmsError):
+    default_message = "The key does not exist."
+
+
+class KmsDisabled(KmsError):
+    default_message = "The key is disabled."
+
+
+class KmsInvalidState(KmsError):
+    default_message = "The key is not in a state that allows this operation."
+
+
+class KeyManagerUnavailable(ServiceUnavailable):
+    default_message = "The key manager is unavailable. Please retry."
+
+
+class DecryptionFailed(DataCorrupted):
+    """Stored data failed its authentication tag: it was altered, moved or truncated."""
+
+    default_message = "Stored data failed authentication and was not returned."
+
+
+class SseCustomerKeyMissing(InvalidRequest):
+    default_message = (
+        "The object was stored using a form of Server Side Encryption. "
+        "The correct parameters must be provided to retrieve the object."
+    )
+
+
+class SseCustomerKeyMismatch(AccessDenied):
+    default_message = "The provided customer encryption key does not match the object's key."
+
+
+class SseCustomerKeyMd5Mismatch(InvalidArgument):
+    default_message = "The calculated MD5 hash of the key did not match the hash that was provided."
+
+
+class NoSuchEncryptionConfiguration(AndromedeError):
+    default_message = "The server side encryption configuration was not found"
+
+
+class KmsAliasExists(KmsError):
+    default_message = "The tenant already has a key with this alias."

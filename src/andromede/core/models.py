@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
+from andromede.core.keys import BucketEncryption, ObjectEncryption, Sealing
 
-MANIFEST_FORMAT = 1
+# 1: plaintext segments (before encryption at rest; still read). 2: sealed segments.
+MANIFEST_FORMAT = 2
+READABLE_MANIFEST_FORMATS = (1, 2)
 DEFAULT_TENANT = "default"
 
 
@@ -50,6 +53,7 @@ class Bucket:
     tenant: str
     created: dt.datetime
     location: str = ""
+    encryption: BucketEncryption | None = None  # the default for writes without a header
 
 
 @dataclass(frozen=True)
@@ -91,10 +95,13 @@ class Segment:
     part_number: int | None = None
     etag: str = ""
     checksum: Checksum | None = None
+    sealing: Sealing | None = None  # None only in format-1 (plaintext) manifests
 
     def to_json(self) -> dict[str, Any]:
         """Serialisable form."""
         out: dict[str, Any] = {"s": self.blob.site, "b": self.blob.blob_id, "n": self.size}
+        if self.sealing is not None:
+            out["z"] = self.sealing.to_json()
         if self.part_number is not None:
             out["p"] = self.part_number
         if self.etag:
@@ -113,6 +120,7 @@ class Segment:
             data.get("p"),
             data.get("e", ""),
             checksum,
+            Sealing.from_json(data["z"]) if "z" in data else None,
         )
 
 
@@ -122,6 +130,7 @@ class Manifest:
 
     segments: tuple[Segment, ...]
     format: int = MANIFEST_FORMAT
+    encryption: ObjectEncryption | None = None  # None only in format-1 manifests
 
     @property
     def size(self) -> int:
@@ -134,19 +143,23 @@ class Manifest:
 
     def to_json(self) -> str:
         """Serialise, format marker first."""
-        return json.dumps(
-            {"format": self.format, "segments": [s.to_json() for s in self.segments]},
-            separators=(",", ":"),
-        )
+        out: dict[str, Any] = {
+            "format": self.format,
+            "segments": [s.to_json() for s in self.segments],
+        }
+        if self.encryption is not None:
+            out["enc"] = self.encryption.to_json()
+        return json.dumps(out, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         """Parse a manifest; refuses formats this code does not know."""
         data = json.loads(text)
         fmt = int(data["format"])
-        if fmt != MANIFEST_FORMAT:
+        if fmt not in READABLE_MANIFEST_FORMATS:
             raise ValueError(f"unknown manifest format {fmt}")
-        return cls(tuple(Segment.from_json(s) for s in data["segments"]), fmt)
+        encryption = ObjectEncryption.from_json(data["enc"]) if "enc" in data else None
+        return cls(tuple(Segment.from_json(s) for s in data["segments"]), fmt, encryption)
 
 
 @dataclass(frozen=True)
@@ -167,6 +180,11 @@ class ObjectVersion:
     checksum: Checksum | None = None
     storage_class: str = "STANDARD"
     owner: str = ""
+
+    @property
+    def encryption(self) -> ObjectEncryption | None:
+        """How the object is encrypted (None for objects stored before encryption at rest)."""
+        return self.manifest.encryption
 
     @property
     def parts_count(self) -> int | None:
@@ -206,6 +224,7 @@ class MultipartUpload:
     checksum_algorithm: ChecksumAlgorithm | None = None
     checksum_type: ChecksumType | None = None
     storage_class: str = "STANDARD"
+    encryption: ObjectEncryption | None = None  # what every part and the object will use
 
 
 @dataclass(frozen=True)
@@ -219,6 +238,7 @@ class Part:
     last_modified: dt.datetime
     blob: BlobRef
     checksum: Checksum | None = None
+    sealing: Sealing | None = None
 
 
 @dataclass(frozen=True)

@@ -3,20 +3,35 @@
 Maps (metadata, tags) are stored as compact JSON text with sorted keys, so both backends hold
 byte-identical values; checksums as :meth:`Checksum.to_json`; manifests as
 :meth:`Manifest.to_json`, whose format marker makes old rows readable after a format change.
+Encryption settings, sealings and key versions are stored as their own ``to_json`` forms, in
+the same compact sorted JSON; the timestamps inside follow the store's rule (UTC, milliseconds)
+like those in columns do.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Row
 
 from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
+from andromede.core.keys import (
+    BucketEncryption,
+    KeyState,
+    KeyVersion,
+    KmsKey,
+    ObjectEncryption,
+    RewrapProgress,
+    Sealing,
+)
 from andromede.core.models import (
     AccessKey,
     BlobRef,
+    Bucket,
     Checksum,
     Manifest,
     MultipartUpload,
@@ -25,6 +40,7 @@ from andromede.core.models import (
     Part,
     WriteCondition,
 )
+from andromede.metadata.schema import to_millis
 
 
 def dump_map(values: dict[str, str]) -> str:
@@ -36,6 +52,28 @@ def load_map(text: str) -> dict[str, str]:
     """Inverse of :func:`dump_map`."""
     loaded: dict[str, str] = json.loads(text)
     return loaded
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def dump_sealing(sealing: Sealing | None) -> str | None:
+    """A part's sealing as stored, or NULL (a plaintext part)."""
+    return None if sealing is None else _dump(sealing.to_json())
+
+
+def load_sealing(text: str | None) -> Sealing | None:
+    """Inverse of :func:`dump_sealing`."""
+    return None if text is None else Sealing.from_json(json.loads(text))
+
+
+def _dump_encryption(encryption: ObjectEncryption | None) -> str | None:
+    return None if encryption is None else _dump(encryption.to_json())
+
+
+def _load_encryption(text: str | None) -> ObjectEncryption | None:
+    return None if text is None else ObjectEncryption.from_json(json.loads(text))
 
 
 def dump_checksum(checksum: Checksum | None) -> str | None:
@@ -102,6 +140,30 @@ def access_key(row: Row[Any]) -> AccessKey:
         bool(row.is_operator),
         row.description,
     )
+
+
+def bucket_values(bucket: Bucket) -> dict[str, Any]:
+    """Column values of a bucket."""
+    return {
+        "name": bucket.name,
+        "tenant": bucket.tenant,
+        "created": bucket.created,
+        "location": bucket.location,
+        "encryption": dump_bucket_encryption(bucket.encryption),
+    }
+
+
+def dump_bucket_encryption(config: BucketEncryption | None) -> str | None:
+    """A bucket's default encryption as stored, or NULL (none set)."""
+    return None if config is None else _dump(config.to_json())
+
+
+def bucket(row: Row[Any]) -> Bucket:
+    """A ``buckets`` row as a model."""
+    encryption = (
+        None if row.encryption is None else BucketEncryption.from_json(_json(row.encryption))
+    )
+    return Bucket(row.name, row.tenant, row.created, row.location, encryption)
 
 
 def object_values(version: ObjectVersion) -> dict[str, Any]:
@@ -174,6 +236,7 @@ def upload_values(upload: MultipartUpload) -> dict[str, Any]:
         "checksum_algorithm": _enum_value(upload.checksum_algorithm),
         "checksum_type": _enum_value(upload.checksum_type),
         "storage_class": upload.storage_class,
+        "encryption": _dump_encryption(upload.encryption),
     }
 
 
@@ -194,6 +257,7 @@ def upload(row: Row[Any]) -> MultipartUpload:
         ),
         checksum_type=None if row.checksum_type is None else ChecksumType(row.checksum_type),
         storage_class=row.storage_class,
+        encryption=_load_encryption(row.encryption),
     )
 
 
@@ -208,6 +272,7 @@ def part_values(part: Part) -> dict[str, Any]:
         "site": part.blob.site,
         "blob_id": part.blob.blob_id,
         "checksum": dump_checksum(part.checksum),
+        "sealing": dump_sealing(part.sealing),
     }
 
 
@@ -221,7 +286,61 @@ def part(row: Row[Any]) -> Part:
         last_modified=row.last_modified,
         blob=BlobRef(row.site, row.blob_id),
         checksum=load_checksum(row.checksum),
+        sealing=load_sealing(row.sealing),
     )
+
+
+def kms_key_values(key: KmsKey) -> dict[str, Any]:
+    """Column values of a key-encryption key (``created`` and ``deletion_date`` are truncated
+    by their column type; the timestamps inside the JSON columns here)."""
+    versions = [replace(v, created=_utc_millis(v.created)) for v in key.versions]
+    rewrap = key.rewrap
+    if rewrap is not None:
+        rewrap = replace(
+            rewrap,
+            started=None if rewrap.started is None else _utc_millis(rewrap.started),
+            finished=None if rewrap.finished is None else _utc_millis(rewrap.finished),
+        )
+    return {
+        "key_id": key.key_id,
+        "tenant": key.tenant,
+        "alias": key.alias,
+        "manager": key.manager,
+        "state": key.state.value,
+        "created": key.created,
+        "description": key.description,
+        "deletion_date": key.deletion_date,
+        "versions": _dump([v.to_json() for v in versions]),
+        "rewrap": None if rewrap is None else _dump(rewrap.to_json()),
+    }
+
+
+def kms_key(row: Row[Any]) -> KmsKey:
+    """A ``kms_keys`` row as a model."""
+    return KmsKey(
+        key_id=row.key_id,
+        tenant=row.tenant,
+        manager=row.manager,
+        state=KeyState(row.state),
+        created=row.created,
+        versions=tuple(KeyVersion.from_json(v) for v in json.loads(row.versions)),
+        description=row.description,
+        alias=row.alias,
+        deletion_date=row.deletion_date,
+        rewrap=None if row.rewrap is None else RewrapProgress.from_json(_json(row.rewrap)),
+    )
+
+
+def _json(text: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def _utc_millis(value: dt.datetime) -> dt.datetime:
+    """As ``UtcDateTime`` stores a column: aware, UTC, truncated to the millisecond."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+    return to_millis(value.astimezone(dt.UTC))
 
 
 def _enum_value(member: ChecksumAlgorithm | ChecksumType | None) -> str | None:

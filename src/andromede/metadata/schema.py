@@ -28,6 +28,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -109,6 +110,7 @@ buckets = Table(
     Column("tenant", name_type(), ForeignKey("tenants.name"), nullable=False),
     Column("created", UtcDateTime(), nullable=False),
     Column("location", Text(), nullable=False),
+    Column("encryption", Text(), nullable=True),  # BucketEncryption JSON; NULL: none set
     Index("ix_buckets_tenant_name", "tenant", "name"),
 )
 
@@ -164,6 +166,7 @@ uploads = Table(
     Column("checksum_algorithm", Text(), nullable=True),
     Column("checksum_type", Text(), nullable=True),
     Column("storage_class", Text(), nullable=False),
+    Column("encryption", Text(), nullable=True),  # ObjectEncryption JSON
     Index("ix_uploads_listing", "bucket", "key", "initiated", "upload_id"),
 )
 
@@ -178,6 +181,7 @@ parts = Table(
     Column("site", name_type(), nullable=False),
     Column("blob_id", name_type(), nullable=False),
     Column("checksum", Text(), nullable=True),
+    Column("sealing", Text(), nullable=True),  # Sealing JSON; NULL: stored in plaintext
     PrimaryKeyConstraint("upload_id", "part_number"),
     Index("ix_parts_site_blob_id", "site", "blob_id"),
 )
@@ -191,4 +195,23 @@ garbage = Table(
     Column("blob_id", name_type(), nullable=False),
     Column("due", UtcDateTime(), nullable=False, index=True),
     PrimaryKeyConstraint("site", "blob_id"),
+)
+
+# Key-encryption keys' life cycle; their material stays in the key manager (``manager``).
+# NULL aliases never collide: both backends treat NULLs as distinct in a unique constraint.
+kms_keys = Table(
+    "kms_keys",
+    metadata,
+    Column("key_id", name_type(), primary_key=True),
+    Column("tenant", name_type(), ForeignKey("tenants.name"), nullable=False),
+    Column("alias", name_type(), nullable=True),
+    Column("manager", Text(), nullable=False),
+    Column("state", Text(), nullable=False),
+    Column("created", UtcDateTime(), nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("deletion_date", UtcDateTime(), nullable=True),
+    Column("versions", Text(), nullable=False),  # JSON list of KeyVersion.to_json
+    Column("rewrap", Text(), nullable=True),  # RewrapProgress JSON
+    UniqueConstraint("tenant", "alias"),
+    Index("ix_kms_keys_listing", "tenant", "created", "key_id"),
 )

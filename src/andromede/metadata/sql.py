@@ -43,6 +43,7 @@ from andromede.metadata.engines import (
     first,
     insert_if_absent,
 )
+from andromede.metadata.keys_sql import KeysMixin
 from andromede.metadata.migrate import upgrade
 from andromede.ports import Clock, MetadataStore
 
@@ -98,8 +99,11 @@ _GET_ACCESS_KEY = sa.select(t.access_keys).where(
 )
 
 
-class SqlMetadataStore:
-    """:class:`andromede.ports.MetadataStore` on SQLite or PostgreSQL; see :func:`open_store`."""
+class SqlMetadataStore(KeysMixin):
+    """:class:`andromede.ports.MetadataStore` on SQLite or PostgreSQL; see :func:`open_store`.
+
+    Bucket encryption, key-encryption keys and the re-wrap scans are in ``KeysMixin``.
+    """
 
     def __init__(
         self,
@@ -183,14 +187,8 @@ class SqlMetadataStore:
 
         async def op(conn: AsyncConnection) -> None:
             await self._lock_tenant(conn, bucket.tenant)
-            values = {
-                "name": bucket.name,
-                "tenant": bucket.tenant,
-                "created": bucket.created,
-                "location": bucket.location,
-            }
             try:
-                await conn.execute(t.buckets.insert().values(values))
+                await conn.execute(t.buckets.insert().values(codec.bucket_values(bucket)))
             except sa.exc.IntegrityError as exc:
                 raise errors.BucketAlreadyExists(BucketName=bucket.name) from exc
 
@@ -199,14 +197,14 @@ class SqlMetadataStore:
     async def get_bucket(self, name: str) -> Bucket | None:
         """The bucket, or None."""
         row = await self._tx.read(lambda conn: first(conn, _GET_BUCKET, {"name": name}))
-        return None if row is None else Bucket(row.name, row.tenant, row.created, row.location)
+        return None if row is None else codec.bucket(row)
 
     async def list_buckets(self, tenant: str) -> list[Bucket]:
         """The tenant's buckets by name."""
         b = t.buckets
         query = sa.select(b).where(b.c.tenant == tenant).order_by(b.c.name)
         rows = await self._tx.read(lambda conn: all_rows(conn, query))
-        return [Bucket(row.name, row.tenant, row.created, row.location) for row in rows]
+        return [codec.bucket(row) for row in rows]
 
     async def delete_bucket(self, name: str) -> None:
         """Raises BucketNotEmpty if it holds objects; aborts its uploads; NoSuchBucket."""

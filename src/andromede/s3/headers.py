@@ -54,7 +54,7 @@ def reject_unsupported(req: Request) -> None:
     for name in req.headers:
         if name.startswith("x-amz-grant-"):
             raise errors.NotImplementedOperation(Header=name)
-        if name.startswith(("x-amz-server-side-encryption", "x-amz-object-lock")):
+        if name.startswith("x-amz-object-lock"):
             raise errors.NotImplementedOperation(Header=name)
         if name == "x-amz-website-redirect-location":
             raise errors.NotImplementedOperation(Header=name)

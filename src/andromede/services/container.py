@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from andromede.services.accounts import Accounts
 from andromede.services.audit import AuditLog
 from andromede.services.buckets import Buckets
+from andromede.services.encryption import Encryption
+from andromede.services.keys import Keys
 from andromede.services.multipart import Multipart
 from andromede.services.objects import Objects
 
@@ -20,3 +22,5 @@ class Services:
     objects: Objects
     multipart: Multipart
     audit: AuditLog
+    keys: Keys
+    encryption: Encryption

@@ -19,9 +19,13 @@ from andromede.core import audit, errors
 from andromede.core.checksums import ChecksumAlgorithm, Hasher, new_hasher
 from andromede.core.conditions import ByteRange
 from andromede.core.ids import new_id
-from andromede.core.models import BlobRef, Manifest
+from andromede.core.models import BlobRef, Manifest, Segment
 from andromede.ports import BlobWriter, SiteBackend
 from andromede.services.body import IncomingBody
+from andromede.services.encryption import Seal
+
+# Opens plaintext bytes [start, end) of a segment stored on a site.
+SegmentOpener = Callable[[SiteBackend, Segment, int, int], AsyncIterator[bytes]]
 
 BLOCK = 1 << 20
 # Blocks handed to the lanes and not yet done, per upload (memory bound: IN_FLIGHT * BLOCK).
@@ -149,19 +153,23 @@ async def store(
     *,
     max_size: int,
     algorithms: Sequence[ChecksumAlgorithm] = (),
+    seal: Seal | None = None,
 ) -> StoredBlob:
-    """Write ``body`` to a new blob. The blob is durable when this returns.
+    """Write ``body`` to a new blob, sealed by ``seal``. The blob is durable when this returns.
 
-    On any failure the partial blob is removed and nothing is visible. The caller must
-    record the blob in metadata (or queue it as garbage) after this returns.
+    Digests are taken of the plaintext; only sealed bytes reach the site. On any failure the
+    partial blob is removed and nothing is visible. The caller must record the blob in
+    metadata (or queue it as garbage) after this returns.
     """
     if body.length is not None and body.length > max_size:
         raise errors.EntityTooLarge(MaxSizeAllowed=str(max_size), ProposedSize=str(body.length))
     if body.length is not None and body.length <= SMALL:
-        return await _store_small(site, body, algorithms)
+        return await _store_small(site, body, algorithms, seal)
     blob_id = new_id()
     audit.note_site(site.name)
     writer = await site.create(blob_id)
+    if seal is not None:
+        writer = seal.writer(writer)
     digests = _Digests(algorithms, body.observers)
     pipeline = _Pipeline(digests, writer)
     size = 0
@@ -189,8 +197,35 @@ async def store(
     )
 
 
+class _Collect:
+    """A BlobWriter that keeps what it is given (a small blob, sealed in memory)."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+
+    async def write(self, data: bytes | memoryview) -> None:
+        self.pieces.append(bytes(data))
+
+    async def commit(self) -> None:
+        return None
+
+    async def abort(self) -> None:
+        self.pieces.clear()
+
+
+async def _sealed_bytes(seal: Seal, data: bytes) -> bytes:
+    collect = _Collect()
+    writer = seal.writer(collect)
+    await writer.write(data)
+    await writer.commit()
+    return b"".join(collect.pieces)
+
+
 async def _store_small(
-    site: SiteBackend, body: IncomingBody, algorithms: Sequence[ChecksumAlgorithm]
+    site: SiteBackend,
+    body: IncomingBody,
+    algorithms: Sequence[ChecksumAlgorithm],
+    seal: Seal | None,
 ) -> StoredBlob:
     """A body of known small size: gather it (bounded by SMALL), check it, write it at once."""
     assert body.length is not None
@@ -209,7 +244,7 @@ async def _store_small(
     body.finish()
     blob_id = new_id()
     audit.note_site(site.name)
-    await site.put(blob_id, data)
+    await site.put(blob_id, await _sealed_bytes(seal, data) if seal is not None else data)
     return StoredBlob(
         BlobRef(site.name, blob_id),
         size,
@@ -219,7 +254,10 @@ async def _store_small(
 
 
 def read(
-    sites: Callable[[str], SiteBackend], manifest: Manifest, byte_range: ByteRange | None
+    sites: Callable[[str], SiteBackend],
+    manifest: Manifest,
+    byte_range: ByteRange | None,
+    open_segment: SegmentOpener,
 ) -> AsyncIterator[bytes]:
     """Stream an object's bytes (or a range of them) segment by segment.
 
@@ -233,11 +271,15 @@ def read(
         if offset < end and offset + segment.size > start and segment.size:
             audit.note_site(segment.blob.site)
         offset += segment.size
-    return _read(sites, manifest, start, end)
+    return _read(sites, manifest, start, end, open_segment)
 
 
 async def _read(
-    sites: Callable[[str], SiteBackend], manifest: Manifest, start: int, end: int
+    sites: Callable[[str], SiteBackend],
+    manifest: Manifest,
+    start: int,
+    end: int,
+    open_segment: SegmentOpener,
 ) -> AsyncIterator[bytes]:
     offset = 0
     for segment in manifest.segments:
@@ -249,6 +291,9 @@ async def _read(
             break
         lo = max(start, seg_start) - seg_start
         hi = min(end, seg_end) - seg_start
-        site = sites(segment.blob.site)
-        async for chunk in site.read(segment.blob.blob_id, lo, hi - lo):
-            yield chunk
+        pieces = open_segment(sites(segment.blob.site), segment, lo, hi)
+        try:
+            async for chunk in pieces:
+                yield chunk
+        finally:
+            await pieces.aclose()  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from andromede.core.checksums import (
 )
 from andromede.core.conditions import Preconditions, check_copy_source, parse_copy_range
 from andromede.core.ids import ObjectKey, new_id
+from andromede.core.keys import CustomerKey, SseRequest
 from andromede.core.limits import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE
 from andromede.core.models import (
     Checksum,
@@ -115,9 +116,11 @@ class Multipart:
         attrs: ObjectAttributes,
         algorithm: ChecksumAlgorithm | None,
         checksum_type: ChecksumType | None,
+        sse: SseRequest | None = None,
     ) -> MultipartUpload:
-        """Start an upload; attributes are kept for the final object."""
+        """Start an upload; attributes and encryption are kept for the parts and the object."""
         owner = await self._objects.head_bucket(principal, bucket)
+        encryption = await self._objects.encryption.plan(owner, sse or SseRequest())
         upload = MultipartUpload(
             upload_id=new_id(),
             bucket=bucket,
@@ -130,6 +133,7 @@ class Multipart:
             tags=dict(attrs.tags or {}),
             checksum_algorithm=algorithm,
             checksum_type=resolve_checksum_type(algorithm, checksum_type),
+            encryption=encryption,
         )
         await self._store.create_upload(upload)
         return upload
@@ -162,10 +166,27 @@ class Multipart:
         part_number: int,
         body: IncomingBody,
         integrity: Integrity,
+        customer_key: CustomerKey | None,
     ) -> Part:
         algorithms = self._part_algorithms(upload, integrity)
+        encryption = self._objects.encryption
+        plan = upload.encryption
+        if plan is None:  # an upload started before encryption at rest
+            bucket = await self._store.get_bucket(upload.bucket)
+            if bucket is None:
+                raise errors.NoSuchBucket(BucketName=upload.bucket)
+            plan = await encryption.plan(bucket, SseRequest())
+        encryption.customer_key_for(plan, customer_key)
+        seal = await encryption.seal(
+            plan,
+            upload.owner,
+            upload.bucket,
+            upload.key,
+            f"{upload.upload_id}/{part_number}",
+            customer_key,
+        )
         stored = await datapath.store(
-            self._objects.site, body, max_size=MAX_PART_SIZE, algorithms=algorithms
+            self._objects.site, body, max_size=MAX_PART_SIZE, algorithms=algorithms, seal=seal
         )
         try:
             if integrity.algorithm is not None and integrity.algorithm is not algorithms[0]:
@@ -180,6 +201,7 @@ class Multipart:
                 self._clock.now(),
                 stored.blob,
                 checksum,
+                seal.sealing if seal is not None else None,
             )
             await self._store.put_part(part)
         except BaseException:
@@ -196,11 +218,12 @@ class Multipart:
         part_number: int,
         body: IncomingBody,
         integrity: Integrity,
+        customer_key: CustomerKey | None = None,
     ) -> Part:
         """UploadPart: a re-upload of a part number replaces it."""
         _check_part_number(part_number)
         upload = await self.get_upload(principal, bucket, key, upload_id)
-        return await self._store_part(upload, part_number, body, integrity)
+        return await self._store_part(upload, part_number, body, integrity, customer_key)
 
     async def upload_part_copy(
         self,
@@ -212,16 +235,20 @@ class Multipart:
         source: tuple[str, str],
         range_header: str | None,
         conditions: Preconditions,
+        customer_key: CustomerKey | None = None,
+        source_key: CustomerKey | None = None,
     ) -> tuple[ObjectVersion, Part]:
         """UploadPartCopy: a part made of (a range of) another object."""
         _check_part_number(part_number)
         upload = await self.get_upload(principal, bucket, key, upload_id)
         src = await self._objects.head_for_copy(principal, *source)
+        self._objects.encryption.check_read_key(src.encryption, source_key)
         check_copy_source(conditions, src.etag, src.last_modified)
         byte_range = parse_copy_range(range_header, src.size) if range_header else None
         length = byte_range.length if byte_range else src.size
-        body = body_from_stream(datapath.read(self._sites, src.manifest, byte_range), length)
-        return src, await self._store_part(upload, part_number, body, Integrity())
+        body = body_from_stream(self._objects.read(src, byte_range, source_key), length)
+        part = await self._store_part(upload, part_number, body, Integrity(), customer_key)
+        return src, part
 
     async def list_parts(
         self,
@@ -305,7 +332,9 @@ class Multipart:
             p.part_number: p for p in await self._store.list_parts(upload_id, 0, MAX_PART_NUMBER)
         }
         chosen = self._validate(upload, requested, stored)
-        segments = tuple(Segment(p.blob, p.size, p.part_number, p.etag, p.checksum) for p in chosen)
+        segments = tuple(
+            Segment(p.blob, p.size, p.part_number, p.etag, p.checksum, p.sealing) for p in chosen
+        )
         md5s = b"".join(bytes.fromhex(p.etag.strip('"')) for p in chosen)
         etag = f'"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(chosen)}"'
         checksum = self._object_checksum(upload, chosen, full_checksum, checksum_type)
@@ -316,7 +345,10 @@ class Multipart:
             size=sum(p.size for p in chosen),
             etag=etag,
             last_modified=self._clock.now(),
-            manifest=Manifest(segments),
+            manifest=Manifest(
+                segments,
+                encryption=upload.encryption if all(s.sealing for s in segments) else None,
+            ),
             content_type=upload.content_type,
             system_meta=dict(upload.system_meta),
             user_meta=dict(upload.user_meta),

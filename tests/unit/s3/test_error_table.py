@@ -8,6 +8,12 @@ from andromede.core import errors
 from andromede.http_errors import ERROR_TABLE, lookup
 
 KNOWN_S3_CODES = {
+    # What S3 answers when the KMS key of an SSE-KMS request cannot be used.
+    "KMS.NotFoundException",
+    "KMS.DisabledException",
+    "KMS.KMSInvalidStateException",
+    "OperationAborted",
+    "ServerSideEncryptionConfigurationNotFoundError",
     "AccessDenied",
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",

@@ -75,10 +75,6 @@ HANDLERS: dict[Endpoint, Handler] = {
     Endpoint.GetBucketLifecycleConfiguration: _missing(
         "NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist"
     ),
-    Endpoint.GetBucketEncryption: _missing(
-        "ServerSideEncryptionConfigurationNotFoundError",
-        "The server side encryption configuration was not found",
-    ),
     Endpoint.GetBucketTagging: _missing("NoSuchTagSet", "The TagSet does not exist"),
     Endpoint.GetBucketPolicy: _missing("NoSuchBucketPolicy", "The bucket policy does not exist"),
     Endpoint.GetBucketPolicyStatus: _missing(
@@ -117,7 +113,6 @@ HANDLERS: dict[Endpoint, Handler] = {
     ),
     # Deleting a configuration that does not exist succeeds, as on AWS.
     Endpoint.DeleteBucketLifecycle: _no_content,
-    Endpoint.DeleteBucketEncryption: _no_content,
     Endpoint.DeleteBucketTagging: _no_content,
     Endpoint.DeleteBucketPolicy: _no_content,
     Endpoint.DeleteBucketCors: _no_content,

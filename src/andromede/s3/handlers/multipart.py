@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm
+from andromede.core.keys import CustomerKey
 from andromede.core.limits import MAX_PART_NUMBER, MAX_XML_BODY
 from andromede.core.models import MultipartUpload
-from andromede.s3 import xml
+from andromede.s3 import sse, xml
 from andromede.s3.body import incoming_body, read_small_body
 from andromede.s3.handlers.common import encoder, iso8601, owner
 from andromede.s3.handlers.context import Context
-from andromede.s3.handlers.objects import checksum_elements, checksum_headers
+from andromede.s3.handlers.objects import checksum_elements, checksum_headers, encryption_headers
 from andromede.s3.headers import (
     checksum_algorithm,
     checksum_type,
@@ -37,6 +38,7 @@ def _upload_id(ctx: Context) -> str:
 async def create_multipart_upload(ctx: Context) -> Response:
     """CreateMultipartUpload."""
     attrs = object_attributes(ctx.req)
+    encryption = sse.write_request(ctx.req)
     upload = await ctx.services.multipart.create(
         ctx.principal,
         ctx.bucket,
@@ -44,6 +46,7 @@ async def create_multipart_upload(ctx: Context) -> Response:
         attrs,
         checksum_algorithm(ctx.req),
         checksum_type(ctx.req),
+        sse=encryption,
     )
     children = [
         xml.element("Bucket", ctx.bucket),
@@ -55,6 +58,9 @@ async def create_multipart_upload(ctx: Context) -> Response:
         response.header("x-amz-checksum-algorithm", upload.checksum_algorithm.value)
     if upload.checksum_type is not None:
         response.header("x-amz-checksum-type", upload.checksum_type.value)
+    response.headers += sse.response_headers(
+        upload.encryption, region=ctx.region, tenant=upload.owner, customer=encryption.customer_key
+    )
     return response
 
 
@@ -66,9 +72,17 @@ async def upload_part(ctx: Context) -> Response:
     """UploadPart."""
     part_number = _part_number(ctx)
     claims = integrity(ctx.req)
+    customer = sse.read_key(ctx.req)
     body = incoming_body(ctx.req, ctx.auth)
     part = await ctx.services.multipart.upload_part(
-        ctx.principal, ctx.bucket, ctx.key, _upload_id(ctx), part_number, body, claims
+        ctx.principal,
+        ctx.bucket,
+        ctx.key,
+        _upload_id(ctx),
+        part_number,
+        body,
+        claims,
+        customer_key=customer,
     )
     checksum = (
         part.checksum
@@ -76,12 +90,19 @@ async def upload_part(ctx: Context) -> Response:
         else None
     )
     headers = [(h, v) for h, v in checksum_headers(checksum) if h != "x-amz-checksum-type"]
-    return Response(200, [("etag", part.etag), *headers])
+    return Response(200, [("etag", part.etag), *headers, *_part_encryption(customer)])
+
+
+def _part_encryption(customer: CustomerKey | None) -> list[tuple[str, str]]:
+    # A part reports SSE-C only: the service hands back the part, not its upload's encryption.
+    return sse.customer_headers(customer) if customer is not None else []
 
 
 async def upload_part_copy(ctx: Context) -> Response:
     """UploadPartCopy, optionally of a byte range."""
     part_number = _part_number(ctx)
+    customer = sse.read_key(ctx.req)
+    source_key = sse.source_customer_key(ctx.req)
     _, part = await ctx.services.multipart.upload_part_copy(
         ctx.principal,
         ctx.bucket,
@@ -91,12 +112,16 @@ async def upload_part_copy(ctx: Context) -> Response:
         copy_source(ctx.req),
         ctx.req.header("x-amz-copy-source-range"),
         preconditions(ctx.req, "x-amz-copy-source-"),
+        customer_key=customer,
+        source_key=source_key,
     )
     children = [
         xml.element("LastModified", iso8601(part.last_modified)),
         xml.element("ETag", part.etag),
     ]
-    return xml_response(xml.document("CopyPartResult", children))
+    response = xml_response(xml.document("CopyPartResult", children))
+    response.headers += _part_encryption(customer)
+    return response
 
 
 def _parse_complete(body: bytes) -> list[CompletedPart]:
@@ -121,6 +146,8 @@ def _parse_complete(body: bytes) -> list[CompletedPart]:
 
 async def complete_multipart_upload(ctx: Context) -> Response:
     """CompleteMultipartUpload."""
+    # SSE-C headers are optional here (the upload knows its encryption); checked for shape only.
+    sse.read_key(ctx.req)
     parts = _parse_complete(await read_small_body(ctx.req, ctx.auth, MAX_XML_BODY))
     full = [
         (a, ctx.req.headers[a.header]) for a in ChecksumAlgorithm if a.header in ctx.req.headers
@@ -144,7 +171,9 @@ async def complete_multipart_upload(ctx: Context) -> Response:
         xml.element("ETag", version.etag),
         *checksum_elements(version.checksum),
     ]
-    return xml_response(xml.document("CompleteMultipartUploadResult", children))
+    response = xml_response(xml.document("CompleteMultipartUploadResult", children))
+    response.headers += encryption_headers(ctx, version, None)
+    return response
 
 
 async def abort_multipart_upload(ctx: Context) -> Response:

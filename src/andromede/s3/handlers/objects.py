@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from andromede.core import errors
+from andromede.core.keys import CustomerKey
 from andromede.core.limits import MAX_SINGLE_PUT, MAX_XML_BODY
 from andromede.core.models import Checksum, ObjectVersion
-from andromede.s3 import xml
+from andromede.s3 import sse, xml
 from andromede.s3.body import incoming_body, read_small_body
 from andromede.s3.handlers.common import iso8601
 from andromede.s3.handlers.context import Context
@@ -41,15 +42,33 @@ def checksum_elements(checksum: Checksum | None) -> list[str]:
     return [xml.element(name, checksum.value), xml.element("ChecksumType", checksum.type.value)]
 
 
+def encryption_headers(
+    ctx: Context, version: ObjectVersion, customer: CustomerKey | None
+) -> list[tuple[str, str]]:
+    """How ``version`` is encrypted, as S3 reports it (``customer``: the request's SSE-C key)."""
+    return sse.response_headers(
+        version.encryption, region=ctx.region, tenant=version.owner, customer=customer
+    )
+
+
 async def put_object(ctx: Context) -> Response:
     """PutObject."""
     attrs = object_attributes(ctx.req)
     claims = integrity(ctx.req)
+    encryption = sse.write_request(ctx.req)
     body = incoming_body(ctx.req, ctx.auth)
     version = await ctx.services.objects.put(
-        ctx.principal, ctx.bucket, ctx.key, body, attrs, claims, write_condition(ctx.req)
+        ctx.principal,
+        ctx.bucket,
+        ctx.key,
+        body,
+        attrs,
+        claims,
+        write_condition(ctx.req),
+        sse=encryption,
     )
-    return Response(200, [("etag", version.etag), *checksum_headers(version.checksum)])
+    headers = [("etag", version.etag), *checksum_headers(version.checksum)]
+    return Response(200, headers + encryption_headers(ctx, version, encryption.customer_key))
 
 
 def _part_number(ctx: Context) -> int | None:
@@ -60,6 +79,7 @@ def _part_number(ctx: Context) -> int | None:
 
 async def _read(ctx: Context, with_body: bool) -> Response:
     part_number = _part_number(ctx)
+    customer = sse.read_key(ctx.req)
     try:
         result = await ctx.services.objects.get(
             ctx.principal,
@@ -69,6 +89,7 @@ async def _read(ctx: Context, with_body: bool) -> Response:
             part_number=part_number,
             preconditions=preconditions(ctx.req),
             with_body=with_body,
+            customer_key=customer,
         )
     except errors.NotModified as exc:
         not_modified = Response(304)
@@ -83,6 +104,7 @@ async def _read(ctx: Context, with_body: bool) -> Response:
     headers = object_headers(
         version, ctx.req, checksum=wants_checksum and whole, part=part_number is not None
     )
+    headers += encryption_headers(ctx, version, customer)
     status = 200
     length = version.size
     if result.byte_range is not None:
@@ -123,6 +145,8 @@ async def copy_object(ctx: Context) -> Response:
     replace_metadata = _directive(ctx, "x-amz-metadata-directive")
     replace_tags = _directive(ctx, "x-amz-tagging-directive")
     attrs = object_attributes(ctx.req)
+    encryption = sse.write_request(ctx.req)
+    source_key = sse.source_customer_key(ctx.req)
     src = await ctx.services.objects.head_for_copy(ctx.principal, *source)
     if src.size > MAX_SINGLE_PUT:
         raise errors.InvalidRequest(
@@ -139,6 +163,8 @@ async def copy_object(ctx: Context) -> Response:
         source_conditions=preconditions(ctx.req, "x-amz-copy-source-"),
         algorithm=checksum_algorithm(ctx.req),
         condition=write_condition(ctx.req),
+        sse=encryption,
+        source_key=source_key,
     )
     body = xml.document(
         "CopyObjectResult",
@@ -148,7 +174,9 @@ async def copy_object(ctx: Context) -> Response:
             *checksum_elements(version.checksum),
         ],
     )
-    return xml_response(body)
+    response = xml_response(body)
+    response.headers += encryption_headers(ctx, version, encryption.customer_key)
+    return response
 
 
 def _tag_set(tags: dict[str, str]) -> str:

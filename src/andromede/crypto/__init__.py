@@ -1,0 +1,1 @@
+"""Cryptography adapters: sealing blobs at rest with AES-256-GCM."""

@@ -1,0 +1,321 @@
+"""AES-256-GCM sealing of blobs (envelope format 1, laid out in ``core/envelope.py``).
+
+Threading: AES-GCM runs at gigabytes per second and ``cryptography`` releases the GIL on
+large buffers, so the work is cheap but not free for the event loop. Anything of 128 KiB or
+more is sealed or opened in one ``asyncio.to_thread`` call per write (or per ~1 MiB batch of
+chunks when reading), so the data path's other lanes (MD5, checksums, network) run beside
+it; smaller pieces go inline, where a thread hop would cost more than it saves.
+
+Read-ahead and memory: a stream opens batch k+1 on a worker thread while its consumer
+handles batch k, and never has more than two batches in flight. A stream therefore holds a
+few batches' worth of sealed and plaintext bytes (about 5 MiB at the default chunk size,
+whatever the object's size; a chunk larger than a batch is a batch of its own, so with
+16 MiB chunks it is about seven chunks). Sealed chunks are sliced from the pieces ``sealed``
+yields, copying only those that straddle two pieces. A writer holds at most one chunk of
+plaintext besides the write being sealed, and seals straight into the buffer it hands on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from andromede.core import envelope, errors
+from andromede.core.envelope import DEK_SIZE, NONCE_SIZE, TAG_SIZE
+from andromede.ports import BlobWriter
+
+__all__ = ["AesGcmEnvelope"]
+
+_THREAD_MIN = 128 << 10  # below this, sealing inline beats a hop to a worker thread
+_BATCH = 1 << 20  # plaintext opened per worker call, and the size of the pieces yielded
+_WRAP_VERSION = b"\x01"
+_WRAPPED_SIZE = len(_WRAP_VERSION) + NONCE_SIZE + DEK_SIZE + TAG_SIZE
+_SHORT = "Stored data is shorter than its manifest."
+_LONG = "Stored data is longer than its manifest."
+
+
+def _check_key(key: bytes, what: str) -> None:
+    if len(key) != DEK_SIZE:
+        raise ValueError(f"{what} must be {DEK_SIZE} bytes")
+
+
+class AesGcmEnvelope:
+    """The ``Envelope`` port on AES-256-GCM; stateless, so one instance serves everything."""
+
+    def new_dek(self) -> bytes:
+        """A fresh key per blob is what keeps the counter nonces of format 1 unique."""
+        return os.urandom(DEK_SIZE)
+
+    def sealing_writer(
+        self, inner: BlobWriter, dek: bytes, digest: bytes, chunk_size: int
+    ) -> BlobWriter:
+        """Seal while the bytes stream through, so a 5 GiB upload never sits in memory."""
+        _check_key(dek, "a data key")
+        if not envelope.MIN_CHUNK_SIZE <= chunk_size <= envelope.MAX_CHUNK_SIZE:
+            raise ValueError("chunk size outside what a sealed blob's header allows")
+        return _SealingWriter(inner, AESGCM(dek), digest, chunk_size)
+
+    def open_stream(
+        self,
+        sealed: AsyncIterator[bytes],
+        dek: bytes,
+        digest: bytes,
+        chunk_size: int,
+        size: int,
+        start: int,
+        end: int,
+    ) -> AsyncIterator[bytes]:
+        """Open only the chunks a range covers, so a ranged GET costs what it returns.
+
+        ``sealed`` is consumed, and closed when the stream ends or is closed.
+        """
+        _check_key(dek, "a data key")
+        span = envelope.span(size, chunk_size, start, end)
+        opener = _Opener(AESGCM(dek), digest, chunk_size, size, start, end)
+        return _open(_batches(sealed, span, size, chunk_size), opener)
+
+    def wrap(self, key: bytes, dek: bytes, aad: bytes) -> bytes:
+        """A DEK may only be stored wrapped; the version byte leaves room for another scheme."""
+        _check_key(key, "a wrapping key")
+        _check_key(dek, "a data key")
+        nonce = os.urandom(NONCE_SIZE)
+        return _WRAP_VERSION + nonce + AESGCM(key).encrypt(nonce, dek, aad)
+
+    def unwrap(self, key: bytes, wrapped: bytes, aad: bytes) -> bytes:
+        """A wrong key, a wrong context and junk all read as one failure: nothing leaks."""
+        _check_key(key, "a wrapping key")
+        if len(wrapped) != _WRAPPED_SIZE or wrapped[:1] != _WRAP_VERSION:
+            raise errors.DecryptionFailed("The stored data key is not a wrapped key.")
+        nonce, body = wrapped[1 : 1 + NONCE_SIZE], wrapped[1 + NONCE_SIZE :]
+        try:
+            return AESGCM(key).decrypt(nonce, body, aad)
+        except InvalidTag as exc:
+            raise errors.DecryptionFailed("The data key could not be unwrapped.") from exc
+
+
+class _SealingWriter:
+    """Holds back up to one full chunk: only the next write or commit tells if it is the last."""
+
+    def __init__(self, inner: BlobWriter, aead: AESGCM, digest: bytes, chunk_size: int) -> None:
+        self._inner = inner
+        self._aead = aead
+        self._digest = digest
+        self._chunk_size = chunk_size
+        self._index = 0  # index of the next chunk to seal
+        self._tail = bytearray()  # 0..chunk_size plaintext bytes not sealed yet
+        self._header = envelope.header(chunk_size)  # b"" once written
+        self._closed = False
+
+    async def write(self, data: bytes | memoryview) -> None:
+        if self._closed:
+            raise RuntimeError("write to a sealing writer after commit or abort")
+        view = memoryview(data).cast("B")
+        size = self._chunk_size
+        if len(self._tail) + len(view) <= size:
+            self._tail += view
+            return
+        chunks: list[bytearray | memoryview] = []
+        pos = 0
+        if self._tail:
+            pos = size - len(self._tail)
+            self._tail += view[:pos]
+            chunks.append(self._tail)
+        while len(view) - pos > size:  # keep at least one byte back: it may end the blob
+            chunks.append(view[pos : pos + size])
+            pos += size
+        self._tail = bytearray(view[pos:])
+        await self._emit(chunks, last=False)
+
+    async def commit(self) -> None:
+        if self._closed:
+            raise RuntimeError("commit of a sealing writer after commit or abort")
+        self._closed = True
+        tail, self._tail = self._tail, bytearray()
+        await self._emit([tail], last=True)
+        await self._inner.commit()
+
+    async def abort(self) -> None:
+        self._closed = True
+        self._tail = bytearray()
+        await self._inner.abort()
+
+    async def _emit(self, chunks: Sequence[bytearray | memoryview], last: bool) -> None:
+        first = self._index
+        self._index += len(chunks)
+        header, self._header = self._header, b""
+        plain = sum(len(chunk) for chunk in chunks)
+        # Allocated here, not on the worker: the loop thread's heap then reuses freed buffers
+        # instead of mapping (and faulting in) fresh memory for every write.
+        out = memoryview(bytearray(len(header) + plain + TAG_SIZE * len(chunks)))
+        out[: len(header)] = header
+        if plain >= _THREAD_MIN:
+            await asyncio.to_thread(self._seal, out[len(header) :], chunks, first, last)
+        else:
+            self._seal(out[len(header) :], chunks, first, last)
+        await self._inner.write(out)
+
+    def _seal(
+        self, out: memoryview, chunks: Sequence[bytearray | memoryview], first: int, last: bool
+    ) -> None:
+        """Seal ``chunks`` (indices from ``first``) back to back into ``out``."""
+        pos = 0
+        for offset, chunk in enumerate(chunks):
+            index = first + offset
+            aad = envelope.chunk_aad(self._digest, index, last and offset == len(chunks) - 1)
+            stop = pos + len(chunk) + TAG_SIZE
+            self._aead.encrypt_into(envelope.nonce(index), chunk, aad, out[pos:stop])
+            pos = stop
+
+
+@dataclass(frozen=True, slots=True)
+class _Opener:
+    """Opens a batch of whole sealed chunks and keeps the plaintext of ``[start, end)``."""
+
+    aead: AESGCM
+    digest: bytes
+    chunk_size: int
+    size: int
+    start: int
+    end: int
+
+    def kept(self, first: int, chunks: Sequence[memoryview]) -> int:
+        """How many plaintext bytes of these chunks the range keeps."""
+        total = 0
+        for index, sealed in enumerate(chunks, first):
+            base = index * self.chunk_size
+            length = len(sealed) - TAG_SIZE
+            total += max(0, min(self.end - base, length) - max(self.start - base, 0))
+        return total
+
+    def __call__(self, first: int, chunks: Sequence[memoryview], out: bytearray) -> None:
+        """Open each chunk in turn into ``out`` (sized by :meth:`kept`); DecryptionFailed at
+        the first bad one. Whole chunks are decrypted in place, edges through a copy."""
+        count = envelope.chunk_count(self.size, self.chunk_size)
+        view = memoryview(out)
+        pos = 0
+        for index, sealed in enumerate(chunks, first):
+            aad = envelope.chunk_aad(self.digest, index, index == count - 1)
+            base = index * self.chunk_size
+            length = len(sealed) - TAG_SIZE
+            lo, hi = max(self.start - base, 0), min(self.end - base, length)
+            try:
+                if lo == 0 and hi == length:
+                    self.aead.decrypt_into(envelope.nonce(index), sealed, aad, view[pos : pos + hi])
+                else:
+                    plain = self.aead.decrypt(envelope.nonce(index), sealed, aad)
+                    if hi > lo:
+                        view[pos : pos + hi - lo] = plain[lo:hi]
+            except InvalidTag as exc:
+                raise errors.DecryptionFailed() from exc
+            pos += max(0, hi - lo)
+
+
+class _Regrouper:
+    """Cuts pieces of any size into exact lengths, copying only what straddles two pieces."""
+
+    def __init__(self, source: AsyncIterator[bytes]) -> None:
+        self._source = source
+        self._head = memoryview(b"")
+
+    async def take(self, length: int) -> memoryview:
+        if len(self._head) >= length:
+            out, self._head = self._head[:length], self._head[length:]
+            return out
+        parts, have = [self._head], len(self._head)
+        while True:
+            piece = await anext(self._source, None)
+            if piece is None:
+                raise errors.DataCorrupted(_SHORT)
+            view = memoryview(piece)
+            if have + len(view) >= length:
+                cut = length - have
+                self._head = view[cut:]
+                if not have:
+                    return view[:cut]
+                parts.append(view[:cut])
+                return memoryview(b"".join(parts))
+            parts.append(view)
+            have += len(view)
+
+    async def any_left(self) -> bool:
+        if self._head:
+            return True
+        async for piece in self._source:
+            if piece:
+                return True
+        return False
+
+
+async def _batches(
+    sealed: AsyncIterator[bytes], span: envelope.ChunkSpan, size: int, chunk_size: int
+) -> AsyncGenerator[tuple[int, list[memoryview]], None]:
+    """Regroup ``sealed`` into (first index, sealed chunks) of about one batch each."""
+    per = max(1, _BATCH // chunk_size)
+    regroup = _Regrouper(sealed)
+    try:
+        for first in range(span.first, span.last + 1, per):
+            stop = min(first + per, span.last + 1)
+            lengths = [envelope.chunk_length(size, chunk_size, i) for i in range(first, stop)]
+            chunks = [await regroup.take(length + TAG_SIZE) for length in lengths]
+            if stop > span.last and await regroup.any_left():
+                raise errors.DataCorrupted(_LONG)
+            yield first, chunks
+    finally:
+        if isinstance(sealed, AsyncGenerator):
+            await sealed.aclose()
+
+
+async def _open(
+    batches: AsyncGenerator[tuple[int, list[memoryview]], None], opener: _Opener
+) -> AsyncIterator[bytes]:
+    """Yield each batch's plaintext while the next one is being opened on a worker thread.
+
+    Each batch is decrypted straight into a buffer of its own, allocated here on the event
+    loop's thread (a megabyte allocated on one thread and freed on another defeats the
+    allocator's reuse and costs more in page faults than the work), and handed on as it is:
+    a buffer is never reused, so the transport may keep it as long as it needs.
+    """
+    pending: deque[tuple[bytearray, asyncio.Future[None]]] = deque()
+    try:
+        async for first, batch in batches:
+            out = bytearray(opener.kept(first, batch))
+            if sum(map(len, batch)) >= _THREAD_MIN:
+                work: asyncio.Future[None] = asyncio.ensure_future(
+                    asyncio.to_thread(opener, first, batch, out)
+                )
+                pending.append((out, work))
+                if len(pending) < 2:
+                    continue
+                ready, work = pending.popleft()
+                await work
+            else:  # only a range's last batch is small: what came before goes out first
+                while pending:
+                    earlier, work = pending.popleft()
+                    await work
+                    if earlier:
+                        yield _as_bytes(earlier)
+                opener(first, batch, out)
+                ready = out
+            if ready:
+                yield _as_bytes(ready)
+        while pending:
+            ready, work = pending.popleft()
+            await work
+            if ready:
+                yield _as_bytes(ready)
+    finally:
+        for _, work in pending:
+            work.cancel()
+        await asyncio.gather(*(work for _, work in pending), return_exceptions=True)
+        await batches.aclose()
+
+
+def _as_bytes(buffer: bytearray) -> bytes:
+    """A fresh, never reused buffer goes out as is: bytes-like is all a transport needs."""
+    return buffer  # type: ignore[return-value]
