@@ -6,7 +6,7 @@ Adapters implement them (``metadata/``, ``dataplane/``); services depend only on
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
 from andromede.core.audit import AuditQuery, AuditRecord
@@ -266,8 +266,21 @@ class SiteBackend(Protocol):
         """Write a whole (small) blob durably; it is visible under its id once this returns."""
         ...
 
-    def read(self, blob_id: str, offset: int, length: int) -> AsyncIterator[bytes]:
-        """Stream ``length`` bytes of the blob from ``offset``. Raises BlobNotFound."""
+    def read(
+        self,
+        blob_id: str,
+        offset: int,
+        length: int,
+        *,
+        piece: int | None = None,
+        transform: Callable[[bytes], Sequence[bytes]] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Stream ``length`` bytes of the blob from ``offset``. Raises BlobNotFound.
+
+        ``piece``: read in pieces of exactly this many bytes (the last one what is left).
+        ``transform``: applied to each piece, in order, where it is read (on the reading
+        worker thread); the pieces it returns are yielded instead (e.g. the plaintext of
+        sealed chunks, so that one trip to a worker thread reads and decrypts)."""
         ...
 
     async def delete(self, blob_id: str) -> None:
@@ -340,6 +353,20 @@ class KeyManager(Protocol):
         ...
 
 
+class PieceOpener(Protocol):
+    """Opens a range's sealed bytes piece by piece (see :meth:`Envelope.piece_opener`)."""
+
+    piece: int
+
+    def __call__(self, sealed: bytes) -> Sequence[bytes]:
+        """The kept plaintext of the next piece; DecryptionFailed, DataCorrupted."""
+        ...
+
+    def finish(self) -> None:
+        """Raise DataCorrupted unless every chunk of the range was given."""
+        ...
+
+
 class Envelope(Protocol):
     """Authenticated encryption of blobs (envelope format: ``core/envelope.py``).
 
@@ -372,6 +399,14 @@ class Envelope(Protocol):
         :func:`andromede.core.envelope.span` of the same arguments. Raises DecryptionFailed
         at the first chunk that does not authenticate (never yielding any of its bytes) and
         DataCorrupted when ``sealed`` is short or long."""
+        ...
+
+    def piece_opener(
+        self, dek: bytes, digest: bytes, chunk_size: int, size: int, start: int, end: int
+    ) -> PieceOpener:
+        """Opens plaintext ``[start, end)`` of a ``size``-byte object from the sealed bytes
+        of its span (:func:`andromede.core.envelope.span`), read in pieces of exactly
+        ``opener.piece`` bytes and given to the opener in order (a site read's transform)."""
         ...
 
     def wrap(self, key: bytes, dek: bytes, aad: bytes) -> bytes:

@@ -329,7 +329,8 @@ def test_human_output(server: Server, tenant: TenantKey) -> None:
     described = kms(server, "describe", key_id)
     assert described.returncode == 0, described.stderr
     assert (
-        f"re-wrap to v2: {progress['rewrapped']}/{progress['scanned']} objects" in described.stdout
+        f"re-wrap to v2: {progress['rewrapped']} of {progress['scanned']} data keys examined"
+        in described.stdout
     )
 
     table = kms(server, "list", "--tenant", tenant.tenant)

@@ -66,7 +66,9 @@ class RewrapOut(BaseModel):
     """The background re-wrap of the key's data keys under its current version."""
 
     target_version: int = Field(description="The version data keys are re-wrapped under")
-    scanned: int = Field(description="Objects and parts examined so far")
+    scanned: int = Field(
+        description="Data keys examined by the latest pass (one per sealed object or part)"
+    )
     rewrapped: int = Field(description="Data keys re-wrapped so far")
     done: bool = Field(description="Every data key of the key is under target_version")
     started: dt.datetime | None = Field(description="When the re-wrap began")

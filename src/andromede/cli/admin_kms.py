@@ -50,10 +50,10 @@ def _key_path(key_id: str, action: str = "") -> str:
 
 
 def _rewrap(progress: dict[str, Any]) -> str:
-    """``re-wrap to v3: 120/400 objects`` (data keys re-wrapped / objects examined)."""
+    """``re-wrap to v3: 120 of 400 data keys examined``."""
     line = (
         f"re-wrap to v{progress['target_version']}: "
-        f"{progress['rewrapped']}/{progress['scanned']} objects"
+        f"{progress['rewrapped']} of {progress['scanned']} data keys examined"
     )
     if progress["done"]:
         return f"{line}, done {progress.get('finished') or ''}".rstrip()

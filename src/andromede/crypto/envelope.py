@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -77,8 +76,17 @@ class AesGcmEnvelope:
         """
         _check_key(dek, "a data key")
         span = envelope.span(size, chunk_size, start, end)
+        opener = _PieceOpener(_Opener(AESGCM(dek), digest, chunk_size, size, start, end), span)
+        return _open(sealed, opener, span.length)
+
+    def piece_opener(
+        self, dek: bytes, digest: bytes, chunk_size: int, size: int, start: int, end: int
+    ) -> _PieceOpener:
+        """Open a range where its sealed bytes are read (one worker call reads and opens)."""
+        _check_key(dek, "a data key")
+        span = envelope.span(size, chunk_size, start, end)
         opener = _Opener(AESGCM(dek), digest, chunk_size, size, start, end)
-        return _open(_batches(sealed, span, size, chunk_size), opener)
+        return _PieceOpener(opener, span)
 
     def wrap(self, key: bytes, dek: bytes, aad: bytes) -> bytes:
         """A DEK may only be stored wrapped; the version byte leaves room for another scheme."""
@@ -184,36 +192,55 @@ class _Opener:
     start: int
     end: int
 
-    def kept(self, first: int, chunks: Sequence[memoryview]) -> int:
-        """How many plaintext bytes of these chunks the range keeps."""
-        total = 0
-        for index, sealed in enumerate(chunks, first):
-            base = index * self.chunk_size
-            length = len(sealed) - TAG_SIZE
-            total += max(0, min(self.end - base, length) - max(self.start - base, 0))
-        return total
+    def __call__(self, first: int, chunks: Sequence[memoryview]) -> list[bytes]:
+        """The kept plaintext of each chunk in turn; DecryptionFailed at the first bad one.
 
-    def __call__(self, first: int, chunks: Sequence[memoryview], out: bytearray) -> None:
-        """Open each chunk in turn into ``out`` (sized by :meth:`kept`); DecryptionFailed at
-        the first bad one. Whole chunks are decrypted in place, edges through a copy."""
+        Each chunk comes back as the bytes the cipher made (no zero-filled buffer, no join):
+        a copy is made only of a range's partial first or last chunk."""
         count = envelope.chunk_count(self.size, self.chunk_size)
-        view = memoryview(out)
-        pos = 0
+        kept: list[bytes] = []
         for index, sealed in enumerate(chunks, first):
             aad = envelope.chunk_aad(self.digest, index, index == count - 1)
-            base = index * self.chunk_size
-            length = len(sealed) - TAG_SIZE
-            lo, hi = max(self.start - base, 0), min(self.end - base, length)
             try:
-                if lo == 0 and hi == length:
-                    self.aead.decrypt_into(envelope.nonce(index), sealed, aad, view[pos : pos + hi])
-                else:
-                    plain = self.aead.decrypt(envelope.nonce(index), sealed, aad)
-                    if hi > lo:
-                        view[pos : pos + hi - lo] = plain[lo:hi]
+                plain = self.aead.decrypt(envelope.nonce(index), sealed, aad)
             except InvalidTag as exc:
                 raise errors.DecryptionFailed() from exc
-            pos += max(0, hi - lo)
+            base = index * self.chunk_size
+            lo, hi = max(self.start - base, 0), min(self.end - base, len(plain))
+            if hi > lo:
+                kept.append(plain if hi - lo == len(plain) else plain[lo:hi])
+        return kept
+
+
+class _PieceOpener:
+    """Opens a range's sealed bytes piece by piece, in order; each piece holds whole chunks
+    (``piece`` bytes, the last piece what is left)."""
+
+    def __init__(self, opener: _Opener, span: envelope.ChunkSpan) -> None:
+        self._opener = opener
+        self._next = span.first
+        self._last = span.last
+        per = max(1, _BATCH // opener.chunk_size)
+        self.piece = per * (opener.chunk_size + TAG_SIZE)
+
+    def __call__(self, sealed: bytes | memoryview) -> list[bytes]:
+        view = memoryview(sealed)
+        first, chunks, pos = self._next, [], 0
+        while pos < len(view):
+            if self._next > self._last:
+                raise errors.DataCorrupted(_LONG)
+            length = envelope.chunk_length(self._opener.size, self._opener.chunk_size, self._next)
+            stop = pos + length + TAG_SIZE
+            if stop > len(view):
+                raise errors.DataCorrupted(_SHORT)
+            chunks.append(view[pos:stop])
+            pos, self._next = stop, self._next + 1
+        return self._opener(first, chunks)
+
+    def finish(self) -> None:
+        """After the last piece: every chunk of the range was there."""
+        if self._next <= self._last:
+            raise errors.DataCorrupted(_SHORT)
 
 
 class _Regrouper:
@@ -252,70 +279,36 @@ class _Regrouper:
         return False
 
 
-async def _batches(
-    sealed: AsyncIterator[bytes], span: envelope.ChunkSpan, size: int, chunk_size: int
-) -> AsyncGenerator[tuple[int, list[memoryview]], None]:
-    """Regroup ``sealed`` into (first index, sealed chunks) of about one batch each."""
-    per = max(1, _BATCH // chunk_size)
+async def _open(
+    sealed: AsyncIterator[bytes], opener: _PieceOpener, length: int
+) -> AsyncIterator[bytes]:
+    """Cut ``sealed`` into the opener's pieces and open each on a worker thread, the next
+    piece while the consumer handles this one (at most two pieces in flight)."""
     regroup = _Regrouper(sealed)
+    ahead: asyncio.Future[list[bytes]] | None = None
     try:
-        for first in range(span.first, span.last + 1, per):
-            stop = min(first + per, span.last + 1)
-            lengths = [envelope.chunk_length(size, chunk_size, i) for i in range(first, stop)]
-            chunks = [await regroup.take(length + TAG_SIZE) for length in lengths]
-            if stop > span.last and await regroup.any_left():
-                raise errors.DataCorrupted(_LONG)
-            yield first, chunks
+        for done in range(0, length, opener.piece):
+            piece = await regroup.take(min(opener.piece, length - done))
+            work: asyncio.Future[list[bytes]]
+            if len(piece) >= _THREAD_MIN:
+                work = asyncio.ensure_future(asyncio.to_thread(opener, piece))
+            else:
+                work = asyncio.get_running_loop().create_future()
+                work.set_result(opener(piece))
+            previous, ahead = ahead, work
+            if previous is not None:
+                for plain in await previous:
+                    yield plain
+        if await regroup.any_left():
+            raise errors.DataCorrupted(_LONG)
+        if ahead is not None:
+            current, ahead = ahead, None
+            for plain in await current:
+                yield plain
+        opener.finish()
     finally:
+        if ahead is not None:
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)
         if isinstance(sealed, AsyncGenerator):
             await sealed.aclose()
-
-
-async def _open(
-    batches: AsyncGenerator[tuple[int, list[memoryview]], None], opener: _Opener
-) -> AsyncIterator[bytes]:
-    """Yield each batch's plaintext while the next one is being opened on a worker thread.
-
-    Each batch is decrypted straight into a buffer of its own, allocated here on the event
-    loop's thread (a megabyte allocated on one thread and freed on another defeats the
-    allocator's reuse and costs more in page faults than the work), and handed on as it is:
-    a buffer is never reused, so the transport may keep it as long as it needs.
-    """
-    pending: deque[tuple[bytearray, asyncio.Future[None]]] = deque()
-    try:
-        async for first, batch in batches:
-            out = bytearray(opener.kept(first, batch))
-            if sum(map(len, batch)) >= _THREAD_MIN:
-                work: asyncio.Future[None] = asyncio.ensure_future(
-                    asyncio.to_thread(opener, first, batch, out)
-                )
-                pending.append((out, work))
-                if len(pending) < 2:
-                    continue
-                ready, work = pending.popleft()
-                await work
-            else:  # only a range's last batch is small: what came before goes out first
-                while pending:
-                    earlier, work = pending.popleft()
-                    await work
-                    if earlier:
-                        yield _as_bytes(earlier)
-                opener(first, batch, out)
-                ready = out
-            if ready:
-                yield _as_bytes(ready)
-        while pending:
-            ready, work = pending.popleft()
-            await work
-            if ready:
-                yield _as_bytes(ready)
-    finally:
-        for _, work in pending:
-            work.cancel()
-        await asyncio.gather(*(work for _, work in pending), return_exceptions=True)
-        await batches.aclose()
-
-
-def _as_bytes(buffer: bytearray) -> bytes:
-    """A fresh, never reused buffer goes out as is: bytes-like is all a transport needs."""
-    return buffer  # type: ignore[return-value]

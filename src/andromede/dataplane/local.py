@@ -27,7 +27,7 @@ import mmap
 import os
 import re
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from andromede.core import errors
 from andromede.localfiles import fsync_dir
@@ -292,32 +292,54 @@ class LocalSite:
                 os.unlink(path)
             raise
 
-    async def read(self, blob_id: str, offset: int, length: int) -> AsyncIterator[bytes]:
-        """Stream part of a blob, verifying its header."""
+    async def read(
+        self,
+        blob_id: str,
+        offset: int,
+        length: int,
+        *,
+        piece: int | None = None,
+        transform: Callable[[bytes], Sequence[bytes]] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Stream part of a blob, verifying its header.
+
+        Large pieces are read (and transformed) on a worker thread, one piece ahead: the next
+        piece is on its way while the consumer handles this one.
+        """
         path = self.blob_path(blob_id)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
             raise errors.BlobNotFound() from exc
+        ahead: asyncio.Future[Sequence[bytes]] | None = None
         try:
             header = os.pread(fd, HEADER.size, 0)
             magic, fmt, _ = HEADER.unpack(header) if len(header) == HEADER.size else (b"", 0, 0)
             if magic != MAGIC or fmt != BLOB_FORMAT:
                 raise errors.DataCorrupted()
-            pos = HEADER_SIZE + offset
-            remaining = length
-            while remaining > 0:
-                want = min(READ_BLOCK, remaining)
-                if want >= INLINE_IO:
-                    chunk = await asyncio.to_thread(os.pread, fd, want, pos)
+            step = piece or READ_BLOCK
+            pieces = [
+                (HEADER_SIZE + offset + done, min(step, length - done))
+                for done in range(0, length, step)
+            ]
+            for i, (pos, want) in enumerate(pieces):
+                if ahead is not None:
+                    current, ahead = ahead, None
+                    data = await current
+                elif want >= INLINE_IO:
+                    data = await asyncio.to_thread(_read_piece, fd, pos, want, transform)
                 else:
-                    chunk = os.pread(fd, want, pos)
-                if not chunk:
-                    raise errors.DataCorrupted("Stored data is shorter than its manifest.")
-                pos += len(chunk)
-                remaining -= len(chunk)
-                yield chunk
+                    data = _read_piece(fd, pos, want, transform)
+                if i + 1 < len(pieces) and pieces[i + 1][1] >= INLINE_IO:
+                    ahead = asyncio.ensure_future(
+                        asyncio.to_thread(_read_piece, fd, *pieces[i + 1], transform)
+                    )
+                for out in data:
+                    yield out
         finally:
+            if ahead is not None:  # a thread cannot be cancelled: let it finish with the fd
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
             os.close(fd)
 
     async def delete(self, blob_id: str) -> None:
@@ -342,6 +364,19 @@ class LocalSite:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(tmp, name))
         return len(stale)
+
+
+def _read_piece(
+    fd: int, pos: int, want: int, transform: Callable[[bytes], Sequence[bytes]] | None
+) -> Sequence[bytes]:
+    """Exactly ``want`` bytes at ``pos`` (DataCorrupted when the file is shorter), transformed."""
+    data = os.pread(fd, want, pos)
+    while len(data) < want:
+        more = os.pread(fd, want - len(data), pos + len(data))
+        if not more:
+            raise errors.DataCorrupted("Stored data is shorter than its manifest.")
+        data += more
+    return transform(data) if transform is not None else (data,)
 
 
 def _scan(directory: str, cutoff: float, suffix: str = "") -> list[str]:

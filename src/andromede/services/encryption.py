@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from andromede.services.buckets import Buckets
 from andromede.services.keys import Keys
 
 _SSE_C_KEY_ID = "sse-c"
+log = logging.getLogger("andromede.encryption")
 
 
 @dataclass(frozen=True)
@@ -225,15 +227,31 @@ class Encryption:
         dek = await self.dek_of(sealing, tenant, encryption, customer_key)
         digest = context_digest(tenant, bucket, key, sealing.context, sealing.chunk_size)
         where = span(segment.size, sealing.chunk_size, start, end)
-        raw = site.read(segment.blob.blob_id, where.offset, where.length)
+        opener = self._envelope.piece_opener(
+            dek, digest, sealing.chunk_size, segment.size, start, end
+        )
+        pieces = site.read(
+            segment.blob.blob_id, where.offset, where.length, piece=opener.piece, transform=opener
+        )
         try:
-            async for piece in self._envelope.open_stream(
-                raw, dek, digest, sealing.chunk_size, segment.size, start, end
-            ):
-                yield piece
-        except errors.DecryptionFailed:
+            async for piece in pieces:
+                if piece:
+                    yield piece
+            opener.finish()
+        except errors.DataCorrupted as exc:
+            # A chunk failing its tag, or sealed data cut short or grown: never bytes, and
+            # the trail says which blob.
+            tag = isinstance(exc, errors.DecryptionFailed)
+            log.warning(
+                "stored data %s: bucket=%r key=%r site=%s blob=%s",
+                "failed authentication" if tag else "is damaged",
+                bucket,
+                key,
+                segment.blob.site,
+                segment.blob.blob_id,
+            )
             await self.keys.record_failure(
-                "kms:DecryptionFailed",
+                "kms:DecryptionFailed" if tag else "data:Corrupted",
                 tenant,
                 bucket=bucket,
                 key=key,
@@ -241,3 +259,5 @@ class Encryption:
                 blob=segment.blob.blob_id,
             )
             raise
+        finally:
+            await pieces.aclose()  # type: ignore[attr-defined]

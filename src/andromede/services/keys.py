@@ -86,6 +86,11 @@ class Keys:
             if name not in self._managers:
                 raise ValueError(f"tenant {tenant!r}: no key manager named {name!r}")
 
+    @property
+    def cache_seconds(self) -> float:
+        """How long another process may act on a key state older than the stored one."""
+        return self._ttl
+
     def set_event_recorder(self, record_event: EventRecorder) -> None:
         """Where key events go (the audit trail, once it is open)."""
         self._record_event = record_event
@@ -389,8 +394,12 @@ class Keys:
         return key
 
     async def wrap(self, key: KmsKey, dek: bytes, context: str) -> tuple[KekRef, bytes]:
-        """Wrap a new DEK under the key's current version."""
-        key = await self._load(key.key_id) or key
+        """Wrap a new DEK under the key's current version: the newest this process knows of,
+        between ``key`` as given and its cached state (a job hands in a key fresher than the
+        cache; a request, one that the cache may have seen rotated or disabled since)."""
+        cached = await self._load(key.key_id)
+        if cached is not None and cached.current.number >= key.current.number:
+            key = cached
         check_usable(key)
         version = key.current
         aad = dek_aad(key.tenant, key.key_id, version.number, context)
@@ -412,7 +421,12 @@ class Keys:
             return hit[1]
         version = key.version(kek.version)
         aad = dek_aad(tenant, key.key_id, version.number, context)
-        dek = await self._manager(key).unwrap(version.handle, wrapped, aad)
+        try:
+            dek = await self._manager(key).unwrap(version.handle, wrapped, aad)
+        except errors.KmsNotFound as exc:  # destroyed through another process, not seen yet
+            raise errors.KmsInvalidState(
+                f"{key.key_id} is destroyed: its data cannot be recovered."
+            ) from exc
         self._deks[entry] = (now + self._ttl, dek)
         while len(self._deks) > _DEK_CACHE_ENTRIES:
             self._deks.popitem(last=False)

@@ -1,0 +1,605 @@
+"""A key's life cycle seen from the data, against the real server with two worker processes:
+how soon a disabled key stops serving everywhere, what a rotation's re-wrap changes on disk
+(the manifests' wrapped DEKs, never the blob files), the audit events of key operations, and
+tenants whose keys live in an HSM (SoftHSM2 over PKCS#11) or on a KMIP server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from andromede.core.errors import KmsNotFound
+from andromede.kms.kmip import KmipKeyManager
+from support.audit import trail_records
+from support.encryption import (
+    SealedBlob,
+    Tenant,
+    Workers,
+    admin_call,
+    blob_file,
+    file_hashes,
+    kms_keys,
+    marked,
+    marker,
+    new_tenant,
+    open_blob,
+    operator,
+    refusals_after,
+    root_tenant,
+    s3_call,
+    sealed_blobs,
+)
+from support.s3errors import error_of
+from support.s3objects import MiB, read
+from support.server import Server, running_server
+
+KMS_CACHE_S = 2.0  # kms_cache_seconds, the default
+BOUND_S = KMS_CACHE_S + 1.0  # what the promise allows, with a margin for the test's own pace
+PART = 5 * MiB
+REWRAP_WAIT_S = 20.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Two workers (as ``serve`` starts on this two-core machine), key jobs every 0.5 s."""
+    with running_server(
+        tmp_path_factory.mktemp("key-lifecycle") / "data",
+        workers=2,
+        ANDROMEDE_KMS_JOB_INTERVAL_SECONDS="0.5",
+    ) as srv:
+        deadline = time.monotonic() + 10
+        while srv.log().count("Application startup complete") < 2:
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.1)
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def tenant(server: Server) -> str:
+    return root_tenant(server)
+
+
+@pytest.fixture
+def bucket(server: Server) -> str:
+    name = "life-" + secrets.token_hex(6)
+    server.client().create_bucket(Bucket=name)
+    return name
+
+
+def create_key(server: Server, tenant: str) -> str:
+    return str(operator(server).request("POST", "/v1/kms/keys", {"tenant": tenant})["key_id"])
+
+
+def describe(server: Server, key_id: str) -> dict[str, Any]:
+    described: dict[str, Any] = operator(server).request("GET", f"/v1/kms/keys/{key_id}")
+    return described
+
+
+def sse_kms(key_id: str) -> dict[str, str]:
+    return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id}
+
+
+def put_multipart(
+    s3: Any,
+    bucket: str,
+    key: str,
+    parts: list[bytes],
+    sse: Mapping[str, str],
+    *,
+    complete: bool = True,
+) -> str:
+    upload = str(s3.create_multipart_upload(Bucket=bucket, Key=key, **sse)["UploadId"])
+    etags = [
+        s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=n, Body=p)["ETag"]
+        for n, p in enumerate(parts, 1)
+    ]
+    if complete:
+        s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload,
+            MultipartUpload={
+                "Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]
+            },
+        )
+    return upload
+
+
+# --- disable: how soon it applies everywhere --------------------------------------------------
+@dataclass(frozen=True)
+class Attempt:
+    via: str  # "changer" (the worker that made the change), "other" worker, or "fresh"
+    started: float  # seconds after the state change's response
+    status: int
+    code: str | None
+    body: bytes
+
+
+def hammer(
+    server: Server,
+    pinned: Mapping[str, http.client.HTTPConnection],
+    path: str,
+    since: float,
+    duration: float,
+) -> list[Attempt]:
+    """GETs one after another for ``duration`` seconds, timed from ``since``: in turn through
+    each pinned connection, then on a fresh connection."""
+    attempts: list[Attempt] = []
+    routes = [*pinned, "fresh"]
+    while (now := time.monotonic()) < since + duration:
+        via = routes[len(attempts) % len(routes)]
+        if via == "fresh":
+            fresh = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            try:
+                answer = s3_call(fresh, server, "GET", path)
+            finally:
+                fresh.close()
+        else:
+            answer = s3_call(pinned[via], server, "GET", path)
+        attempts.append(Attempt(via, now - since, answer.status, answer.code, answer.body))
+    return attempts
+
+
+def _late(attempts: list[Attempt], after: float) -> list[tuple[str, float, int]]:
+    return [(a.via, round(a.started, 3), a.status) for a in attempts if a.started > after]
+
+
+def test_a_disabled_key_stops_serving_within_the_cache_bound(
+    server: Server, tenant: str, bucket: str
+) -> None:
+    """The worker that disables the key refuses at once; the other, which had just served the
+    object (so holds the key's state and the DEK in its caches), within kms_cache_seconds."""
+    key_id = create_key(server, tenant)
+    s3 = server.client()
+    data = marked(marker(), 150_000)
+    s3.put_object(Bucket=bucket, Key="k", Body=data, **sse_kms(key_id))
+    workers = Workers(server)
+    changer = workers.pids[0]
+    pinned = {
+        "changer": workers.connect(changer),
+        "other": workers.connect(workers.other_than(changer)),
+    }
+    path = f"/{bucket}/k"
+    try:
+        warm = hammer(server, pinned, path, time.monotonic(), 0.5)
+        assert {(a.via, a.status) for a in warm} >= {("changer", 200), ("other", 200)}
+
+        answer = admin_call(pinned["changer"], server, "POST", f"/v1/kms/keys/{key_id}/disable")
+        disabled_at = time.monotonic()
+        assert answer.json()["state"] == "Disabled"
+        attempts = hammer(server, pinned, path, disabled_at, BOUND_S + 1.5)
+        assert all(a.body == data for a in attempts if a.status == 200)
+        refused = {(a.status, a.code) for a in attempts if a.status != 200}
+        assert refused <= {(400, "KMS.DisabledException")}
+        assert [a for a in attempts if a.via == "changer" and a.status == 200] == []
+        served = [a.started for a in attempts if a.status == 200]
+        assert max(served, default=0.0) <= BOUND_S, _late(attempts, BOUND_S)
+        assert len([a for a in attempts if a.started > BOUND_S]) >= 6
+        with pytest.raises(ClientError) as exc:
+            s3.put_object(Bucket=bucket, Key="k2", Body=b"new", **sse_kms(key_id))
+        assert error_of(exc) == ("KMS.DisabledException", 400)
+
+        warm = hammer(server, pinned, path, time.monotonic(), 0.5)  # both cache "Disabled"
+        answer = admin_call(pinned["changer"], server, "POST", f"/v1/kms/keys/{key_id}/enable")
+        enabled_at = time.monotonic()
+        assert answer.json()["state"] == "Enabled"
+        attempts = hammer(server, pinned, path, enabled_at, BOUND_S + 1.5)
+        assert all(a.body == data for a in attempts if a.status == 200)
+        assert [a for a in attempts if a.via == "changer" and a.status != 200] == []
+        refused_at = [a.started for a in attempts if a.status != 200]
+        assert max(refused_at, default=0.0) <= BOUND_S, _late(attempts, BOUND_S)
+    finally:
+        for conn in pinned.values():
+            conn.close()
+    s3.put_object(Bucket=bucket, Key="k2", Body=b"new", **sse_kms(key_id))
+    assert read(s3.get_object(Bucket=bucket, Key="k2")) == b"new"
+
+
+# --- rotation: the re-wrap job ------------------------------------------------------------------
+def sealed_under(data_dir: Path, key_id: str) -> list[SealedBlob]:
+    """Every blob (object segment or upload part) whose DEK a version of ``key_id`` wraps."""
+    return [b for b in sealed_blobs(data_dir) if b.key_id == key_id]
+
+
+def wait_for_rewrap(server: Server, key_id: str, version: int) -> dict[str, Any]:
+    deadline = time.monotonic() + REWRAP_WAIT_S
+    while True:
+        rewrap = describe(server, key_id)["rewrap"]
+        if rewrap is not None and rewrap["target_version"] == version and rewrap["done"]:
+            return dict(rewrap)
+        assert time.monotonic() < deadline, f"re-wrap not done in {REWRAP_WAIT_S} s: {rewrap}"
+        time.sleep(0.2)
+
+
+def test_rotation_rewraps_every_dek_and_touches_no_data(
+    server: Server, tenant: str, bucket: str
+) -> None:
+    key_id = create_key(server, tenant)
+    s3 = server.client()
+    objects = {"single": marked(marker(), 300_000)}
+    s3.put_object(Bucket=bucket, Key="single", Body=objects["single"], **sse_kms(key_id))
+    parts = [marked(marker(), PART), marked(marker(), PART), marked(marker(), 100_000)]
+    put_multipart(s3, bucket, "multipart", parts, sse_kms(key_id))
+    objects["multipart"] = b"".join(parts)
+    pending_parts = [marked(marker(), PART), marked(marker(), 100_000)]
+    pending = put_multipart(s3, bucket, "pending", pending_parts, sse_kms(key_id), complete=False)
+
+    before = sealed_under(server.data_dir, key_id)
+    assert len(before) == 1 + 3 + 2
+    assert {b.version for b in before} == {1}
+    hashes = file_hashes(blob_file(server.data_dir, b) for b in before)
+    # Let the workers' cached copies of the key expire first: a rotation that another worker
+    # still sees as version 1 is the next test's subject.
+    time.sleep(KMS_CACHE_S + 0.5)
+
+    rotated = operator(server).request("POST", f"/v1/kms/keys/{key_id}/rotate")
+    assert rotated["current_version"] == 2
+    progress = wait_for_rewrap(server, key_id, 2)
+
+    after = sealed_under(server.data_dir, key_id)
+    assert sorted(b.blob_id for b in after) == sorted(b.blob_id for b in before)
+    assert {b.blob_id: b.version for b in after} == {b.blob_id: 2 for b in before}
+    wrapped_before = {b.blob_id: b.wrapped for b in before}
+    assert all(b.wrapped != wrapped_before[b.blob_id] for b in after)
+    assert file_hashes(blob_file(server.data_dir, b) for b in after) == hashes
+    assert progress["scanned"] >= len(objects)
+
+    for name, data in objects.items():
+        assert read(s3.get_object(Bucket=bucket, Key=name)) == data
+    listed = s3.list_parts(Bucket=bucket, Key="pending", UploadId=pending)["Parts"]
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="pending",
+        UploadId=pending,
+        MultipartUpload={
+            "Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in listed]
+        },
+    )
+    assert read(s3.get_object(Bucket=bucket, Key="pending")) == b"".join(pending_parts)
+
+    # The old version stays (a DEK the job has not reached must still read).
+    row = kms_keys(server.data_dir)[key_id]
+    assert sorted(row.handles) == [1, 2]
+    assert (server.data_dir / "keystore" / "keys" / f"{row.handles[1]}.kek").exists()
+
+    s3.put_object(Bucket=bucket, Key="new", Body=b"after rotation", **sse_kms(key_id))
+    new = [b for b in sealed_under(server.data_dir, key_id) if b.key == "new"]
+    assert [b.version for b in new] == [2]
+    assert read(s3.get_object(Bucket=bucket, Key="new")) == b"after rotation"
+
+    # RewrapOut documents ``rewrapped`` as "data keys re-wrapped so far": one per blob here
+    # (a single PUT, three parts of a multipart object, two parts of an upload in progress).
+    assert progress["rewrapped"] == len(before), progress
+
+
+def test_rewrap_done_leaves_no_dek_under_an_old_version(server: Server, tenant: str) -> None:
+    """The job's worker has just read an object under the key (so caches the key at version 1)
+    when the other worker rotates it. Once ``describe`` says the re-wrap to version 2 is done,
+    no manifest may name version 1.
+
+    The job saves its progress, which refreshes its worker's copy of the key, after each
+    bucket; the objects are in the tenant's first bucket by name so that they come before any
+    such refresh."""
+    bucket = "00-rewrap-" + secrets.token_hex(4)
+    server.client().create_bucket(Bucket=bucket)
+    key_id = create_key(server, tenant)
+    s3 = server.client()
+    names = [f"o{i}" for i in range(4)]
+    for name in names:
+        s3.put_object(Bucket=bucket, Key=name, Body=name.encode() * 1000, **sse_kms(key_id))
+    time.sleep(KMS_CACHE_S + 0.5)  # no worker holds the key from the writes any more
+    workers = Workers(server)
+    job = workers.job_worker()
+    at_job, at_other = workers.connect(job), workers.connect(workers.other_than(job))
+    try:
+        assert s3_call(at_job, server, "GET", f"/{bucket}/o0").status == 200
+        rotated = admin_call(at_other, server, "POST", f"/v1/kms/keys/{key_id}/rotate")
+        assert rotated.json()["current_version"] == 2
+    finally:
+        at_job.close()
+        at_other.close()
+    progress = wait_for_rewrap(server, key_id, 2)
+    versions = {b.key: b.version for b in sealed_under(server.data_dir, key_id)}
+    assert versions == dict.fromkeys(names, 2), (
+        f"re-wrap to v2 reported done ({progress}) with manifests at {versions}"
+    )
+    for name in names:
+        assert read(s3.get_object(Bucket=bucket, Key=name)) == name.encode() * 1000
+
+
+def test_rewrap_done_covers_writes_made_while_a_worker_knew_the_old_version(
+    server: Server, tenant: str, bucket: str
+) -> None:
+    """A worker may wrap new DEKs under the old version for up to kms_cache_seconds after a
+    rotation made elsewhere (documented). Here the job's worker rotates, and the other, which
+    had just read under the key, keeps writing objects while its copy of the key is fresh:
+    once the re-wrap says it is done and the cache bound has passed, every one of them must
+    be under version 2 as well."""
+    key_id = create_key(server, tenant)
+    s3 = server.client()
+    s3.put_object(Bucket=bucket, Key="seed", Body=b"seed", **sse_kms(key_id))
+    time.sleep(KMS_CACHE_S + 0.5)
+    workers = Workers(server)
+    job = workers.job_worker()
+    at_job, at_other = workers.connect(job), workers.connect(workers.other_than(job))
+    sse = {
+        "x-amz-server-side-encryption": "aws:kms",
+        "x-amz-server-side-encryption-aws-kms-key-id": key_id,
+    }
+    written: list[str] = []
+    try:
+        assert s3_call(at_other, server, "GET", f"/{bucket}/seed").status == 200
+        cached_at = time.monotonic()
+        rotated = admin_call(at_job, server, "POST", f"/v1/kms/keys/{key_id}/rotate")
+        assert rotated.json()["current_version"] == 2
+        # Writes through the other worker across the job's first pass, until its cached copy
+        # of the key is about to expire.
+        while time.monotonic() < cached_at + KMS_CACHE_S - 0.2:
+            name = f"late-{len(written)}"
+            assert s3_call(at_other, server, "PUT", f"/{bucket}/{name}", b"late", sse).status == 200
+            written.append(name)
+            time.sleep(0.1)
+    finally:
+        at_job.close()
+        at_other.close()
+    wait_for_rewrap(server, key_id, 2)
+    time.sleep(KMS_CACHE_S + 1.0)  # the bound, and two more runs of the job
+    described = describe(server, key_id)["rewrap"]
+    versions = {b.key: b.version for b in sealed_under(server.data_dir, key_id)}
+    stale = sorted(k for k, v in versions.items() if v != 2)
+    assert not described["done"] or stale == [], (
+        f"re-wrap to v2 reported done ({described}) with {stale} of {sorted(versions)} "
+        "still under version 1"
+    )
+    for name in written:
+        assert read(s3.get_object(Bucket=bucket, Key=name)) == b"late"
+
+
+# --- audit events ------------------------------------------------------------------------------
+def test_key_operations_are_audit_events(server: Server, tenant: str) -> None:
+    admin = operator(server)
+    key_id = create_key(server, tenant)
+    path = f"/v1/kms/keys/{key_id}"
+    admin.request("POST", path + "/rotate")
+    admin.request("POST", path + "/disable")
+    admin.request("POST", path + "/enable")
+    admin.request("POST", path + "/schedule-deletion", {"days": 7})
+    admin.request("POST", path + "/cancel-deletion")
+    admin.request("POST", path + "/schedule-deletion", {"days": 7})
+    admin.request("POST", path + "/destroy")
+
+    # The re-wrap job's own event (kms:RewrapDone) may fall anywhere among these.
+    events = [
+        r
+        for r in trail_records(server.data_dir / "audit")
+        if r["type"] == "event"
+        and (r.get("details") or {}).get("key_id") == key_id
+        and r["operation"] != "kms:RewrapDone"
+    ]
+    assert all(e["face"] == "kms" for e in events)
+    assert [e["operation"] for e in events] == [
+        "kms:CreateKey",
+        "kms:RotateKey",
+        "kms:DisableKey",
+        "kms:EnableKey",
+        "kms:ScheduleKeyDeletion",
+        "kms:CancelKeyDeletion",
+        "kms:ScheduleKeyDeletion",
+        "kms:DestroyKey",
+    ]
+    for event in events:
+        assert event["tenant"] == tenant
+        assert event["principal"]["access_key_id"] == server.access_key
+    states = [e["details"]["state"] for e in events]
+    assert states == [
+        "Enabled",
+        "Enabled",
+        "Disabled",
+        "Enabled",
+        "PendingDeletion",
+        "Disabled",
+        "PendingDeletion",
+        "Destroyed",
+    ]
+    assert events[1]["details"]["version"] == "2"
+
+
+# --- tenants with their own key manager ---------------------------------------------------------
+@dataclass
+class Written:
+    """What a tenant with its own key manager wrote, and under which keys."""
+
+    tenant: Tenant
+    bucket: str
+    key_id: str  # a key the tenant created
+    default_key_id: str  # the tenant's default key
+    under_key: dict[str, bytes]
+    under_default: dict[str, bytes]
+    other_bucket: str  # another tenant's, under the built-in keystore
+    other: dict[str, bytes]
+
+
+def manager_env(name: str, config: Mapping[str, str], tenant: str) -> dict[str, str]:
+    """Settings giving ``tenant`` the key manager ``name`` (JSON in the environment)."""
+    return {
+        "ANDROMEDE_KEY_MANAGERS": json.dumps({name: dict(config)}),
+        "ANDROMEDE_TENANT_KEY_MANAGERS": json.dumps({tenant: name}),
+    }
+
+
+def write_as_tenant(server: Server, tenant_name: str, manager: str) -> Written:
+    """The tenant's key and default key live in ``manager``; another tenant's in the
+    built-in keystore. Objects under each round trip."""
+    tenant = new_tenant(server, tenant_name)
+    s3 = tenant.s3(server)
+    bucket = "own-" + secrets.token_hex(5)
+    s3.create_bucket(Bucket=bucket)
+    key = tenant.admin(server).request("POST", "/v1/kms/keys", {"description": "own"})
+    assert key["manager"] == manager
+    key_id = key["key_id"]
+
+    under_key = {"single": marked(marker(), 200_000)}
+    s3.put_object(Bucket=bucket, Key="single", Body=under_key["single"], **sse_kms(key_id))
+    parts = [marked(marker(), PART), marked(marker(), 70_000)]
+    put_multipart(s3, bucket, "multipart", parts, sse_kms(key_id))
+    under_key["multipart"] = b"".join(parts)
+    under_default = {"default": marked(marker(), 100_000)}
+    s3.put_object(Bucket=bucket, Key="default", Body=under_default["default"])
+
+    others = server.client()
+    other_bucket = "builtin-" + secrets.token_hex(5)
+    others.create_bucket(Bucket=other_bucket)
+    other = {"other": marked(marker(), 100_000)}
+    others.put_object(Bucket=other_bucket, Key="other", Body=other["other"])
+
+    for name, data in {**under_key, **under_default}.items():
+        assert read(s3.get_object(Bucket=bucket, Key=name)) == data
+    assert read(others.get_object(Bucket=other_bucket, Key="other")) == other["other"]
+
+    assert tenant.admin(server).request("GET", f"/v1/kms/keys/{key_id}")["manager"] == manager
+    (default,) = [
+        k for k in tenant.admin(server).request("GET", "/v1/kms/keys") if k["alias"] == "default"
+    ]
+    assert default["manager"] == manager
+    listed = operator(server).request("GET", "/v1/kms/keys", params={"tenant": root_tenant(server)})
+    assert {k["manager"] for k in listed} == {"builtin"}
+    rows = kms_keys(server.data_dir)
+    for blob in sealed_blobs(server.data_dir):
+        if blob.bucket == bucket:
+            assert blob.key_id in (key_id, default["key_id"])
+            assert blob.key_id is not None
+            assert rows[blob.key_id].manager == manager
+    return Written(
+        tenant,
+        bucket,
+        key_id,
+        default["key_id"],
+        under_key,
+        under_default,
+        other_bucket,
+        other,
+    )
+
+
+def destroy_and_check(server: Server, written: Written) -> None:
+    """The operator destroys the tenant's key (CLI): its objects fail, the others read."""
+    server.cli("admin", "kms", "schedule-deletion", written.key_id, "--days", "7", "--json")
+    done = server.cli("admin", "kms", "destroy", written.key_id, "--yes", "--json").stdout
+    assert json.loads(done)["state"] == "Destroyed"
+    destroyed_at = time.monotonic()
+    tenant = written.tenant
+    paths = [f"/{written.bucket}/{name}" for name in written.under_key]
+    answers = refusals_after(server, tenant.access, tenant.secret, paths, destroyed_at, BOUND_S)
+    assert answers == {path: {(400, "KMS.KMSInvalidStateException")} for path in paths}
+    s3 = tenant.s3(server)
+    for name, data in written.under_default.items():
+        assert read(s3.get_object(Bucket=written.bucket, Key=name)) == data
+    others = server.client()
+    for name, data in written.other.items():
+        assert read(others.get_object(Bucket=written.other_bucket, Key=name)) == data
+
+
+_TOKEN_LABELS = """
+import json, sys
+import pkcs11
+from pkcs11 import Attribute, ObjectClass
+config = json.loads(sys.argv[1])
+token = pkcs11.lib(config["library"]).get_token(token_label=config["token_label"])
+with open(config["pin_file"], encoding="utf-8") as fh:
+    pin = fh.read().strip()
+with token.open(user_pin=pin) as session:
+    found = session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY})
+    print(json.dumps(sorted(o[Attribute.LABEL] for o in found)))
+"""
+
+
+def token_labels(config: Mapping[str, str], conf: Path) -> set[str]:
+    """Labels of the secret keys on the token, listed by a fresh process (python-pkcs11
+    initialises SoftHSM2 once per process, on the configuration it then finds)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _TOKEN_LABELS, json.dumps(dict(config))],
+        env={**os.environ, "SOFTHSM2_CONF": str(conf)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return set(json.loads(done.stdout))
+
+
+def test_hsm_backed_tenant(tmp_path: Path, softhsm_token: dict[str, str]) -> None:
+    conf = Path(softhsm_token["pin_file"]).parent / "softhsm2.conf"
+    tenant = "hsm-" + secrets.token_hex(4)
+    env = {**manager_env("hsm", softhsm_token, tenant), "SOFTHSM2_CONF": str(conf)}
+    with running_server(tmp_path / "data", workers=2, **env) as server:
+        written = write_as_tenant(server, tenant, "hsm")
+        rows = kms_keys(server.data_dir)
+        handles = set(rows[written.key_id].handles.values())
+        default_handles = set(rows[written.default_key_id].handles.values())
+        assert all(h.startswith("andromede-") for h in handles | default_handles)
+        server.stop()
+        assert handles | default_handles <= token_labels(softhsm_token, conf)
+        # Nothing of the tenant's keys in the built-in keystore.
+        kek_files = {p.stem for p in (server.data_dir / "keystore" / "keys").glob("*.kek")}
+        assert not (handles | default_handles) & kek_files
+        assert len(kek_files) == 1  # the other tenant's default key
+
+        server.start()
+        destroy_and_check(server, written)
+        server.stop()
+    labels = token_labels(softhsm_token, conf)
+    assert not handles & labels
+    assert default_handles <= labels
+
+
+def kmip_unwrap(config: Mapping[str, str], handle: str, blob: SealedBlob) -> bytes:
+    """Ask the KMIP server itself to unwrap a blob's DEK with the key ``handle``."""
+
+    async def run() -> bytes:
+        manager = KmipKeyManager.from_config("probe", config)
+        try:
+            return await manager.unwrap(handle, blob.wrapped, blob.aad())
+        finally:
+            await manager.close()
+
+    return asyncio.run(run())
+
+
+def test_kmip_backed_tenant(tmp_path: Path, kmip_server: dict[str, str]) -> None:
+    config = {"type": "kmip", **kmip_server}
+    tenant = "kmip-" + secrets.token_hex(4)
+    env = manager_env("kmip", config, tenant)
+    with running_server(tmp_path / "data", workers=2, **env) as server:
+        written = write_as_tenant(server, tenant, "kmip")
+        rows = kms_keys(server.data_dir)
+        handle = rows[written.key_id].handles[1]
+        blob = next(
+            b
+            for b in sealed_blobs(server.data_dir)
+            if (b.bucket, b.key) == (written.bucket, "single")
+        )
+        # The key is on the KMIP server: it unwraps the DEK, which opens the blob file.
+        dek = kmip_unwrap(config, handle, blob)
+        assert open_blob(server.data_dir, blob, dek) == written.under_key["single"]
+        kek_files = {p.stem for p in (server.data_dir / "keystore" / "keys").glob("*.kek")}
+        assert handle not in kek_files
+        assert len(kek_files) == 1  # the other tenant's default key
+
+        destroy_and_check(server, written)
+    # The server itself no longer has the key (not merely refusing it: KmsNotFound).
+    with pytest.raises(KmsNotFound):
+        kmip_unwrap(config, handle, blob)
