@@ -305,6 +305,35 @@ def test_sse_c_get_without_the_key_is_refused(s3: Any, bucket: str) -> None:
     assert error_of(exc)[1] == 400
 
 
+def test_sse_c_object_attributes_need_the_key(s3: Any, bucket: str) -> None:
+    key = _new_customer_key()
+    s3.put_object(Bucket=bucket, Key="k", Body=b"secret", **_sse_args("SSE-C", key=key))
+
+    def attributes(customer: bytes | None) -> dict[str, Any]:
+        # boto3 encodes the SSE-C key of this operation only if told to: do it by hand.
+        extra = (
+            {}
+            if customer is None
+            else {
+                "SSECustomerAlgorithm": "AES256",
+                "SSECustomerKey": base64.b64encode(customer).decode(),
+                "SSECustomerKeyMD5": _md5_b64(customer),
+            }
+        )
+        out: dict[str, Any] = s3.get_object_attributes(
+            Bucket=bucket, Key="k", ObjectAttributes=["ObjectSize"], **extra
+        )
+        return out
+
+    with pytest.raises(ClientError) as exc:
+        attributes(None)
+    assert error_of(exc) == ("InvalidRequest", 400)
+    with pytest.raises(ClientError) as exc:
+        attributes(b"x" * 32)
+    assert error_of(exc) == ("AccessDenied", 403)
+    assert attributes(key)["ObjectSize"] == len(b"secret")
+
+
 def test_sse_c_wrong_key_is_access_denied(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"secret", **_sse_args("SSE-C", key=b"a" * 32))
     with pytest.raises(ClientError) as exc:

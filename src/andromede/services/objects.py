@@ -421,6 +421,15 @@ class Objects:
         """DeleteObjectTagging."""
         await self.put_tags(principal, bucket, key, [])
 
-    async def attributes(self, principal: Principal, bucket: str, key: str) -> ObjectVersion:
-        """GetObjectAttributes: the version whose attributes the face renders."""
-        return await self._current(principal, bucket, key)
+    async def attributes(
+        self,
+        principal: Principal,
+        bucket: str,
+        key: str,
+        customer_key: CustomerKey | None = None,
+    ) -> ObjectVersion:
+        """GetObjectAttributes: the version whose attributes the face renders (an SSE-C
+        object's attributes need its key, as its metadata does on S3)."""
+        version = await self._current(principal, bucket, key)
+        self.encryption.check_read_key(version.encryption, customer_key)
+        return version

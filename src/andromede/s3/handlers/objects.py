@@ -268,7 +268,9 @@ async def get_object_attributes(ctx: Context) -> Response:
     wanted = {a.strip() for a in (raw or "").split(",") if a.strip()}
     if not wanted or not wanted <= _ATTRIBUTES:
         raise errors.InvalidArgument("Invalid attribute name specified.")
-    version = await ctx.services.objects.attributes(ctx.principal, ctx.bucket, ctx.key)
+    version = await ctx.services.objects.attributes(
+        ctx.principal, ctx.bucket, ctx.key, sse.read_key(ctx.req)
+    )
     children: list[str] = []
     if "ETag" in wanted:
         children.append(xml.element("ETag", version.etag.strip('"')))
