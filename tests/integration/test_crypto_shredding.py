@@ -35,7 +35,6 @@ from support.encryption import (
     new_tenant,
     open_blob,
     recover_keks,
-    refusals_after,
     scan,
     sealed_blobs,
     unseal_kek,
@@ -43,6 +42,7 @@ from support.encryption import (
 )
 from support.s3objects import MiB, read
 from support.server import running_server
+from support.workers import refusals_after
 
 PART = 5 * MiB
 # Another gateway process may serve a key's cached state this long (kms_cache_seconds + 1 s).

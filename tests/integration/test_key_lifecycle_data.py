@@ -28,8 +28,6 @@ from support.audit import trail_records
 from support.encryption import (
     SealedBlob,
     Tenant,
-    Workers,
-    admin_call,
     blob_file,
     file_hashes,
     kms_keys,
@@ -38,14 +36,13 @@ from support.encryption import (
     new_tenant,
     open_blob,
     operator,
-    refusals_after,
     root_tenant,
-    s3_call,
     sealed_blobs,
 )
 from support.s3errors import error_of
 from support.s3objects import MiB, read
 from support.server import Server, running_server
+from support.workers import Workers, admin_call, refusals_after, s3_call
 
 KMS_CACHE_S = 2.0  # kms_cache_seconds, the default
 BOUND_S = KMS_CACHE_S + 1.0  # what the promise allows, with a margin for the test's own pace
