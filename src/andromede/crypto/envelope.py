@@ -289,16 +289,19 @@ async def _open(
     try:
         for done in range(0, length, opener.piece):
             piece = await regroup.take(min(opener.piece, length - done))
+            # The opener keeps count of chunks: the previous piece is opened before this one
+            # starts; the consumer then handles it while this one is being opened.
+            previous = await ahead if ahead is not None else []
+            ahead = None
             work: asyncio.Future[list[bytes]]
             if len(piece) >= _THREAD_MIN:
                 work = asyncio.ensure_future(asyncio.to_thread(opener, piece))
             else:
                 work = asyncio.get_running_loop().create_future()
                 work.set_result(opener(piece))
-            previous, ahead = ahead, work
-            if previous is not None:
-                for plain in await previous:
-                    yield plain
+            ahead = work
+            for plain in previous:
+                yield plain
         if await regroup.any_left():
             raise errors.DataCorrupted(_LONG)
         if ahead is not None:

@@ -391,3 +391,14 @@ def test_wrap_keys_must_be_256_bits() -> None:
         ENV.unwrap(bytes(31), ENV.wrap(KEY, DEK, AAD), AAD)
     with pytest.raises(ValueError, match="data key"):
         ENV.wrap(KEY, bytes(16), AAD)
+
+
+@pytest.mark.parametrize("tail", [1, 5_000, (128 << 10) - 1])
+async def test_a_small_last_piece_after_a_large_one_opens_in_order(tail: int) -> None:
+    # The small last piece is opened inline, the large one before it on a worker thread:
+    # the chunks must still be opened in order (regression: the inline one ran first).
+    size = (1 << 20) + tail
+    plain = plaintext(size)
+    sealed = await seal(plain, 1 << 20)
+    got, failure = await read(sealed[HEADER_SIZE:], size, 0, size, sizes=(len(sealed),))
+    assert (got, failure) == (plain, None)
