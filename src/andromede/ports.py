@@ -244,6 +244,14 @@ class BlobWriter(Protocol):
         """Append bytes."""
         ...
 
+    async def write_from(
+        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
+    ) -> None:
+        """Append the pieces ``produce`` returns (``size`` bytes in all), calling it where the
+        writing happens (on the writing worker thread for a large block), so that making a
+        block (e.g. sealing it) and writing it is one trip to a worker thread."""
+        ...
+
     async def commit(self) -> None:
         """Make the blob durable (fsync) and visible under its id (atomic rename)."""
         ...

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -140,6 +140,12 @@ class _SealingWriter:
         self._tail = bytearray(view[pos:])
         await self._emit(chunks, last=False)
 
+    async def write_from(
+        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
+    ) -> None:
+        for piece in produce():
+            await self.write(piece)
+
     async def commit(self) -> None:
         if self._closed:
             raise RuntimeError("commit of a sealing writer after commit or abort")
@@ -157,28 +163,28 @@ class _SealingWriter:
         first = self._index
         self._index += len(chunks)
         header, self._header = self._header, b""
-        plain = sum(len(chunk) for chunk in chunks)
-        # Allocated here, not on the worker: the loop thread's heap then reuses freed buffers
-        # instead of mapping (and faulting in) fresh memory for every write.
-        out = memoryview(bytearray(len(header) + plain + TAG_SIZE * len(chunks)))
-        out[: len(header)] = header
-        if plain >= _THREAD_MIN:
-            await asyncio.to_thread(self._seal, out[len(header) :], chunks, first, last)
-        else:
-            self._seal(out[len(header) :], chunks, first, last)
-        await self._inner.write(out)
+        size = len(header) + sum(len(chunk) + TAG_SIZE for chunk in chunks)
+
+        def seal() -> list[bytes]:
+            return (
+                [header, *self._seal(chunks, first, last)]
+                if header
+                else self._seal(chunks, first, last)
+            )
+
+        # Sealed where it is written: one trip to the writer's worker thread per block.
+        await self._inner.write_from(seal, size)
 
     def _seal(
-        self, out: memoryview, chunks: Sequence[bytearray | memoryview], first: int, last: bool
-    ) -> None:
-        """Seal ``chunks`` (indices from ``first``) back to back into ``out``."""
-        pos = 0
+        self, chunks: Sequence[bytearray | memoryview], first: int, last: bool
+    ) -> list[bytes]:
+        """Seal ``chunks`` (indices from ``first``), each as the bytes the cipher makes."""
+        sealed: list[bytes] = []
         for offset, chunk in enumerate(chunks):
             index = first + offset
             aad = envelope.chunk_aad(self._digest, index, last and offset == len(chunks) - 1)
-            stop = pos + len(chunk) + TAG_SIZE
-            self._aead.encrypt_into(envelope.nonce(index), chunk, aad, out[pos:stop])
-            pos = stop
+            sealed.append(self._aead.encrypt(envelope.nonce(index), chunk, aad))
+        return sealed
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,20 @@ class LocalBlobWriter:
         else:
             self.write_sync(data)
 
+    async def write_from(
+        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
+    ) -> None:
+        """Append what ``produce`` makes, made and written in one trip when large."""
+
+        def make_and_write() -> None:
+            for piece in produce():
+                self.write_sync(piece)
+
+        if size >= INLINE_IO:
+            await asyncio.to_thread(make_and_write)
+        else:
+            make_and_write()
+
     async def commit(self) -> None:
         """Make the blob durable and visible under its id."""
         await asyncio.to_thread(self.commit_sync)

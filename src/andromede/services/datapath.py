@@ -206,6 +206,11 @@ class _Collect:
     async def write(self, data: bytes | memoryview) -> None:
         self.pieces.append(bytes(data))
 
+    async def write_from(
+        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
+    ) -> None:
+        self.pieces.extend(bytes(piece) for piece in produce())
+
     async def commit(self) -> None:
         return None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -34,6 +34,14 @@ class MemoryWriter:
     async def write(self, data: bytes | memoryview) -> None:
         assert not self.committed
         self.data += data
+
+    async def write_from(
+        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
+    ) -> None:
+        pieces = produce()
+        assert sum(len(p) for p in pieces) == size
+        for piece in pieces:
+            await self.write(piece)
 
     async def commit(self) -> None:
         self.committed = True
