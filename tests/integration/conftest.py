@@ -10,6 +10,10 @@ import pytest
 
 from support.server import Server, running_server
 from support.sigv4 import Signer
+from support.sse import admin, default_key_arn, foreign_key, kms_key, tenant
+
+# The SSE suites' module-scoped fixtures (a module's own ``tenant`` fixture takes precedence).
+__all__ = ["admin", "default_key_arn", "foreign_key", "kms_key", "tenant"]
 
 
 @pytest.fixture(scope="session")

@@ -356,3 +356,36 @@ def new_tenant(server: Server, name: str | None = None) -> Tenant:
 def root_tenant(server: Server) -> str:
     """The tenant of the operator's own key."""
     return str(operator(server).request("GET", "/v1/whoami")["tenant"])
+
+
+# --- writes -------------------------------------------------------------------------------------
+def sse_kms(key_id: str) -> dict[str, str]:
+    """boto3 parameters for SSE-KMS under ``key_id``."""
+    return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id}
+
+
+def put_multipart(
+    s3: Any,
+    bucket: str,
+    key: str,
+    parts: list[bytes],
+    sse: Mapping[str, str],
+    *,
+    complete: bool = True,
+) -> str:
+    """A multipart upload of ``parts`` (left open unless ``complete``); its upload id."""
+    upload = str(s3.create_multipart_upload(Bucket=bucket, Key=key, **sse)["UploadId"])
+    etags = [
+        s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=n, Body=p)["ETag"]
+        for n, p in enumerate(parts, 1)
+    ]
+    if complete:
+        s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload,
+            MultipartUpload={
+                "Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]
+            },
+        )
+    return upload
