@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +29,14 @@ from andromede.audit.trail import HashChainTrail
 from andromede.audit_process import SHUTDOWN_SHIP_S, shipper_for, trail_config
 from andromede.core.ids import new_access_key_id, new_secret_key
 from andromede.core.models import DEFAULT_TENANT
+from andromede.core.placement import ANY_JURISDICTION, Layout, Redundancy, Region, Site
 from andromede.crypto.envelope import AesGcmEnvelope
 from andromede.dataplane.local import LocalSite
+from andromede.dataplane.sharded import ShardedBlobs, preferred_code
 from andromede.kms.factory import open_key_managers
 from andromede.localfiles import RootCredentials, read_credentials, write_credentials
 from andromede.metadata.sql import SqlMetadataStore, SystemClock, open_store
-from andromede.ports import AuditSink, SiteBackend
+from andromede.ports import AuditSink, ShardSet, SiteBackend
 from andromede.s3.app import S3App, S3Config
 from andromede.services.accounts import Accounts
 from andromede.services.audit import AuditLog
@@ -45,6 +47,9 @@ from andromede.services.janitor import Janitor
 from andromede.services.keys import Keys
 from andromede.services.multipart import Multipart
 from andromede.services.objects import Objects
+from andromede.services.placement import Placement
+from andromede.services.repair import Repairs
+from andromede.services.residency import Residency
 from andromede.services.rewrap import KeyJobs
 from andromede.settings import Settings, load_settings
 from andromede.workers.sweeper import Sweeper
@@ -55,6 +60,7 @@ SWITCH_INTERVAL_S = 0.0005
 HEALTH_PATH = "/_andromede/health"
 DEFAULT_SITE = "local"
 RETENTION_INTERVAL_S = 3600.0
+RESIDENCY_KEY_FILE = "residency-signing.key"
 
 
 def prepare_data_dir(settings: Settings) -> tuple[RootCredentials, bool]:
@@ -90,7 +96,7 @@ class Runtime:
 
     settings: Settings
     store: SqlMetadataStore
-    sites: dict[str, SiteBackend]
+    placement: Placement
     services: Services
     sweeper: Sweeper
     audit: AuditSink
@@ -124,6 +130,51 @@ async def open_audit(settings: Settings, signer: Ed25519PrivateKey) -> AuditSink
     return trail
 
 
+def build_placement(settings: Settings, store: SqlMetadataStore, clock: SystemClock) -> Placement:
+    """The site registry: local-directory sites, layouts over them, and the defaults that let
+    ``serve`` run with zero setup (one site in the data dir, one copy)."""
+    code = preferred_code()
+
+    def open_site(site: Site) -> SiteBackend:
+        return LocalSite(site.name, site.path)
+
+    def sharded(
+        layout: Layout,
+        sites: Callable[[str], SiteBackend],
+        unavailable: Callable[[], frozenset[str]],
+        degraded: Callable[[str, str], None],
+        failed: Callable[[str], None],
+    ) -> ShardSet:
+        return ShardedBlobs(
+            layout,
+            sites,
+            code=code,
+            unavailable=unavailable,
+            on_degraded=degraded,
+            on_site_error=failed,
+        )
+
+    default_site = Site(
+        DEFAULT_SITE,
+        settings.default_site_jurisdiction,
+        DEFAULT_SITE,
+        "self",
+        str((settings.data_dir / "sites" / DEFAULT_SITE).resolve()),
+    )
+    default_region = Region(
+        settings.region, frozenset({ANY_JURISDICTION}), Redundancy.replicas(1), 1
+    )
+    return Placement(
+        store,
+        clock,
+        open_site,
+        sharded,
+        default_site=default_site,
+        default_region=default_region,
+        refresh_seconds=settings.placement_refresh_seconds,
+    )
+
+
 async def build_runtime(settings: Settings) -> Runtime:
     """Open the store and sites and wire the services."""
     clock = SystemClock()
@@ -132,14 +183,10 @@ async def build_runtime(settings: Settings) -> Runtime:
         garbage_grace=dt.timedelta(seconds=settings.garbage_grace_seconds),
         clock=clock,
     )
-    site = LocalSite(DEFAULT_SITE, str(settings.data_dir / "sites" / DEFAULT_SITE))
-    sites: dict[str, SiteBackend] = {site.name: site}
-
-    def site_by_name(name: str) -> SiteBackend:
-        return sites[name]
-
+    placement = build_placement(settings, store, clock)
+    await placement.start()
     accounts = Accounts(store, clock, settings.key_cache_seconds)
-    buckets = Buckets(store, clock, settings.region)
+    buckets = Buckets(store, clock, settings.region, placement.check_location)
     if settings.unsafe_plaintext_for_benchmarks:
         log.warning("unsafe_plaintext_for_benchmarks: new data is stored UNENCRYPTED")
     managers = open_key_managers(
@@ -160,18 +207,38 @@ async def build_runtime(settings: Settings) -> Runtime:
         buckets,
         plaintext_for_benchmarks=settings.unsafe_plaintext_for_benchmarks,
     )
-    objects = Objects(store, site, site_by_name, buckets, clock, encryption)
-    multipart = Multipart(objects, site_by_name, clock)
+    objects = Objects(store, placement, buckets, clock, encryption)
+    multipart = Multipart(objects, placement.backend, clock)
     signer = load_or_create_signing_key(settings.audit_key_path)
     audit_log = AuditLog(SegmentReader(settings.audit_path), public_pem(signer))
-    services = Services(accounts, buckets, objects, multipart, audit_log, keys, encryption)
+    repairs = Repairs(store, placement, clock, scrub_rate=settings.scrub_bytes_per_second)
+    residency_key = load_or_create_signing_key(settings.data_dir / RESIDENCY_KEY_FILE)
+    residency = Residency(
+        store,
+        placement,
+        residency_key.sign,
+        public_pem(residency_key),
+        lambda: clock.now().isoformat(),
+    )
+    services = Services(
+        accounts,
+        buckets,
+        objects,
+        multipart,
+        audit_log,
+        keys,
+        encryption,
+        placement,
+        repairs,
+        residency,
+    )
     creds = read_credentials(settings.data_dir)
     if creds is not None:
         await accounts.ensure_root(DEFAULT_TENANT, creds.access_key_id, creds.secret_key)
     sweeper = Sweeper(
         Janitor(
             store,
-            sites,
+            placement,
             clock,
             garbage_grace=dt.timedelta(seconds=settings.garbage_grace_seconds),
             temp_grace=dt.timedelta(seconds=settings.temp_grace_seconds),
@@ -181,7 +248,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     audit_sink = await open_audit(settings, signer)
     keys.set_event_recorder(audit_sink.record)
     key_jobs = KeyJobs(store, keys, clock)
-    return Runtime(settings, store, sites, services, sweeper, audit_sink, key_jobs)
+    return Runtime(settings, store, placement, services, sweeper, audit_sink, key_jobs)
 
 
 class Gateway:
@@ -229,6 +296,7 @@ class Gateway:
         jobs = [
             runtime.sweeper.run_forever(self.settings.sweep_interval_seconds),
             runtime.key_jobs.run_forever(self.settings.kms_job_interval_seconds),
+            runtime.services.repairs.run_forever(self.settings.repair_interval_seconds),
         ]
         if isinstance(runtime.audit, HashChainTrail):
             self._shipper = shipper_for(self.settings)

@@ -77,6 +77,13 @@ ERROR_TABLE: dict[type[e.AndromedeError], tuple[str, int]] = {
     e.SseCustomerKeyMd5Mismatch: ("InvalidArgument", 400),
     e.KmsAliasExists: ("OperationAborted", 409),
     e.NoSuchEncryptionConfiguration: ("ServerSideEncryptionConfigurationNotFoundError", 404),
+    e.PlacementImpossible: ("ServiceUnavailable", 503),
+    e.ShardsUnavailable: ("ServiceUnavailable", 503),
+    e.NoSuchSite: ("NoSuchSite", 404),
+    e.SiteAlreadyExists: ("SiteAlreadyExists", 409),
+    e.SiteNotDrained: ("SiteNotDrained", 409),
+    e.NoSuchRegion: ("NoSuchRegion", 404),
+    e.RegionAlreadyExists: ("RegionAlreadyExists", 409),
 }
 
 

@@ -6,8 +6,8 @@ Adapters implement them (``metadata/``, ``dataplane/``); services depend only on
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from andromede.core.audit import AuditQuery, AuditRecord
 from andromede.core.keys import BucketEncryption, KmsKey, Sealing
@@ -23,6 +23,7 @@ from andromede.core.models import (
     Tenant,
     WriteCondition,
 )
+from andromede.core.placement import Layout, Region, Site, SiteState
 
 
 class Clock(Protocol):
@@ -237,6 +238,92 @@ class MetadataStore(Protocol):
         ...
 
 
+class PlacementStore(Protocol):
+    """The metadata store's placement methods (sites, regions, shard moves, repairs)."""
+
+    async def create_site(self, site: Site, created: dt.datetime) -> None:
+        """Register a site. SiteAlreadyExists when its name or path is taken."""
+        ...
+
+    async def list_sites(self) -> list[Site]:
+        """Every site, by name."""
+        ...
+
+    async def site_progress(self) -> dict[str, dict[str, Any]]:
+        """Drain progress by site name."""
+        ...
+
+    async def set_site_state(
+        self, name: str, state: SiteState, progress: dict[str, Any] | None = None
+    ) -> None:
+        """Change a site's state (and its drain progress). NoSuchSite."""
+        ...
+
+    async def set_site_progress(self, name: str, progress: dict[str, Any]) -> None:
+        """Record drain progress."""
+        ...
+
+    async def delete_site(self, name: str) -> None:
+        """Forget a site. NoSuchSite; SiteNotDrained while any blob names it."""
+        ...
+
+    async def create_region(self, region: Region, created: dt.datetime) -> None:
+        """Register a region. RegionAlreadyExists."""
+        ...
+
+    async def list_regions(self) -> list[Region]:
+        """Every region, by name."""
+        ...
+
+    async def blobs_after(
+        self, after: BlobRef | None, limit: int, site: str | None = None
+    ) -> list[BlobRef]:
+        """Live blobs by (blob id, site text) after ``after``; optionally only those whose
+        layout names ``site``."""
+        ...
+
+    async def blob_buckets(self, blob: BlobRef) -> set[str]:
+        """The buckets whose objects or uploads name ``blob``."""
+        ...
+
+    async def blob_layouts(self, blob_ids: Sequence[str]) -> dict[str, set[str]]:
+        """For each named blob id: the site texts (layouts) naming it."""
+        ...
+
+    async def layout_counts(self) -> dict[str, int]:
+        """Live blobs per site text."""
+        ...
+
+    async def relocate_blob(self, old: BlobRef, new: BlobRef) -> bool:
+        """Point every live reference to ``old`` at ``new`` (same blob id); False when
+        nothing live names ``old``."""
+        ...
+
+    async def queue_repairs(self, blobs: Iterable[BlobRef], now: dt.datetime) -> None:
+        """Queue degraded blobs for repair."""
+        ...
+
+    async def queued_repairs(self, limit: int) -> list[BlobRef]:
+        """The oldest queued repairs."""
+        ...
+
+    async def count_repairs(self) -> int:
+        """How many blobs wait for repair."""
+        ...
+
+    async def forget_repairs(self, blobs: Iterable[BlobRef]) -> None:
+        """Drop blobs from the repair queue."""
+        ...
+
+    async def set_job_state(self, name: str, value: dict[str, Any]) -> None:
+        """Store a background job's state document."""
+        ...
+
+    async def get_job_state(self, name: str) -> dict[str, Any] | None:
+        """A job's state document, or None."""
+        ...
+
+
 class BlobWriter(Protocol):
     """A blob being written. Invisible until :meth:`commit` returns."""
 
@@ -262,7 +349,8 @@ class BlobWriter(Protocol):
 
 
 class SiteBackend(Protocol):
-    """A place blobs live: a local directory now; a Ceph pool or remote S3 later."""
+    """A place blobs live: a local directory now; a Ceph pool or remote S3 later; or a layout
+    (``dataplane/sharded.py``) that spreads each blob over several of those."""
 
     name: str
 
@@ -291,6 +379,15 @@ class SiteBackend(Protocol):
         sealed chunks, so that one trip to a worker thread reads and decrypts)."""
         ...
 
+    async def size(self, blob_id: str) -> int:
+        """How many bytes the blob holds. Raises BlobNotFound."""
+        ...
+
+    async def usage(self) -> tuple[int, int]:
+        """(bytes used, bytes free) where the site stores; OSError when it cannot be
+        reached."""
+        ...
+
     async def delete(self, blob_id: str) -> None:
         """Remove a blob; missing is fine."""
         ...
@@ -302,6 +399,43 @@ class SiteBackend(Protocol):
     async def sweep_temporary(self, older_than: dt.datetime) -> int:
         """Delete uncommitted leftovers older than ``older_than``; returns how many."""
         ...
+
+
+class ShardSet(SiteBackend, Protocol):
+    """A layout's backend seen shard by shard, for scrub, repair and drain."""
+
+    layout: Layout
+
+    async def shard_sizes(self, blob_id: str) -> list[int | None]:
+        """Each shard's stored size (None: missing or unreadable)."""
+        ...
+
+    async def verify_shard(self, blob_id: str, index: int, size: int) -> bool:
+        """True when shard ``index`` has ``size`` bytes, a valid header and every frame's
+        checksum right."""
+        ...
+
+    async def rebuild(
+        self, blob_id: str, size: int, indices: Sequence[int], target: ShardSet
+    ) -> int:
+        """Write shards ``indices`` of ``target`` (the same blob, a layout differing at most
+        at those indices) from this layout's readable shards; returns the bytes written."""
+        ...
+
+
+# Builds the backend of a layout over several sites (``dataplane/sharded.py``): the layout,
+# how to find a site's backend, which sites are believed down, whom to tell about a degraded
+# read (site text, blob id) and about a site that failed a write.
+ShardedFactory = Callable[
+    [
+        Layout,
+        Callable[[str], SiteBackend],
+        Callable[[], frozenset[str]],
+        Callable[[str, str], None],
+        Callable[[str], None],
+    ],
+    ShardSet,
+]
 
 
 class AuditSink(Protocol):

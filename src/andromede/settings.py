@@ -92,6 +92,19 @@ class Settings(BaseSettings):
         default=False,
         description="store new data UNENCRYPTED: only for the encryption benchmark's baseline",
     )
+    default_site_jurisdiction: str = Field(
+        default="EU",
+        description="ISO 3166-1 code of the site in the data dir (registered at first start)",
+    )
+    placement_refresh_seconds: float = Field(
+        default=2.0, description="how soon a site or region change reaches every gateway"
+    )
+    scrub_bytes_per_second: float = Field(
+        default=50e6, description="how fast the scrubber re-reads shards (0: no scrubbing)"
+    )
+    repair_interval_seconds: float = Field(
+        default=10.0, description="how often queued repairs, drains and the scrubber run"
+    )
     config_file: Path | None = None
 
     @classmethod

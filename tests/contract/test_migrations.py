@@ -58,6 +58,7 @@ TABLES = {
     "garbage",
     "kms_keys",
 }
+PLACEMENT_TABLES = {"sites", "regions", "repairs", "job_state"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -164,7 +165,7 @@ def test_upgrade_builds_the_schema(database_url: str) -> None:
     assert current_revision(database_url) is None
     upgrade(database_url)
     assert current_revision(database_url) == head_revision()
-    assert table_names(database_url) == TABLES | {"alembic_version"}
+    assert table_names(database_url) == TABLES | PLACEMENT_TABLES | {"alembic_version"}
 
 
 def schema_differences(database_url: str) -> list[object]:
@@ -214,7 +215,7 @@ async def test_concurrent_upgrades_from_several_processes(database_url: str) -> 
         _, err = await asyncio.wait_for(proc.communicate(), timeout=120)
         assert proc.returncode == 0, err.decode()
     assert current_revision(database_url) == head_revision()
-    assert table_names(database_url) == TABLES | {"alembic_version"}
+    assert table_names(database_url) == TABLES | PLACEMENT_TABLES | {"alembic_version"}
 
 
 def test_in_memory_sqlite_is_refused() -> None:
@@ -302,6 +303,7 @@ async def test_downgrade_to_0001_keeps_the_older_rows(database_url: str) -> None
     migrate(database_url, "0001", down=True)
     assert current_revision(database_url) == "0001"
     assert table_names(database_url) == (TABLES - {"kms_keys"}) | {"alembic_version"}
+    assert not PLACEMENT_TABLES & table_names(database_url)
     for table, column in ENCRYPTION_COLUMNS:
         assert column not in column_names(database_url, table)
 

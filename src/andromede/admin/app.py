@@ -188,7 +188,9 @@ def create_admin_app(services: Services) -> FastAPI:
     # Imported here: the audit and key routes import ``Caller`` from this module.
     from andromede.admin.audit_routes import register_audit_routes  # noqa: PLC0415
     from andromede.admin.kms_routes import register_kms_routes  # noqa: PLC0415
+    from andromede.admin.placement_routes import register_placement_routes  # noqa: PLC0415
 
     register_audit_routes(app, services)
     register_kms_routes(app, services)
+    register_placement_routes(app, services)
     return app

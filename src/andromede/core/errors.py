@@ -358,3 +358,32 @@ class NoSuchEncryptionConfiguration(AndromedeError):
 
 class KmsAliasExists(KmsError):
     default_message = "The tenant already has a key with this alias."
+
+
+# --- placement ------------------------------------------------------------------------------
+class PlacementImpossible(ServiceUnavailable):
+    default_message = "Not enough sites allowed by the bucket's residency policy are available."
+
+
+class ShardsUnavailable(ServiceUnavailable):
+    default_message = "Too few of the object's shards can be read right now; nothing was returned."
+
+
+class NoSuchSite(AndromedeError):
+    default_message = "The site does not exist."
+
+
+class SiteAlreadyExists(AndromedeError):
+    default_message = "A site with this name, or on this path, already exists."
+
+
+class SiteNotDrained(AndromedeError):
+    default_message = "The site still holds shards: drain it first."
+
+
+class NoSuchRegion(AndromedeError):
+    default_message = "The region does not exist."
+
+
+class RegionAlreadyExists(AndromedeError):
+    default_message = "A region with this name already exists."

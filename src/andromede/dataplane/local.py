@@ -356,6 +356,18 @@ class LocalSite:
                 await asyncio.gather(ahead, return_exceptions=True)
             os.close(fd)
 
+    async def size(self, blob_id: str) -> int:
+        """The blob's data length (its file less the header block). BlobNotFound."""
+        try:
+            return os.stat(self.blob_path(blob_id)).st_size - HEADER_SIZE
+        except FileNotFoundError as exc:
+            raise errors.BlobNotFound() from exc
+
+    async def usage(self) -> tuple[int, int]:
+        """(bytes used, bytes free) of the filesystem the site is on."""
+        st = await asyncio.to_thread(os.statvfs, self.root)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_bavail * st.f_frsize
+
     async def delete(self, blob_id: str) -> None:
         """Remove a committed blob (missing is fine)."""
         with contextlib.suppress(FileNotFoundError):

@@ -215,3 +215,55 @@ kms_keys = Table(
     UniqueConstraint("tenant", "alias"),
     Index("ix_kms_keys_listing", "tenant", "created", "key_id"),
 )
+
+# --- placement (revision 0003) -------------------------------------------------------------
+# Sites data can live on, as the operator registered them. ``progress``: the drain job's
+# progress (JSON) while the site is draining.
+sites = Table(
+    "sites",
+    metadata,
+    Column("name", name_type(), primary_key=True),
+    Column("jurisdiction", Text(), nullable=False),
+    Column("failure_domain", Text(), nullable=False),
+    Column("provider", Text(), nullable=False),
+    Column("path", Text(), nullable=False, unique=True),
+    Column("state", Text(), nullable=False),
+    Column("created", UtcDateTime(), nullable=False),
+    Column("progress", Text(), nullable=True),
+)
+
+# Residency policies; a bucket's ``location`` names one.
+regions = Table(
+    "regions",
+    metadata,
+    Column("name", name_type(), primary_key=True),
+    Column("jurisdictions", Text(), nullable=False),  # comma-separated, sorted; "*": any
+    Column("redundancy", Text(), nullable=False),  # replicas:N | ec:K+M
+    Column("min_failure_domains", Integer(), nullable=False),
+    Column("created", UtcDateTime(), nullable=False),
+)
+
+# Blobs a read found degraded (a shard missing or corrupt), for the repair job.
+repairs = Table(
+    "repairs",
+    metadata,
+    Column("site", name_type(), nullable=False),
+    Column("blob_id", name_type(), nullable=False),
+    Column("queued", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("site", "blob_id"),
+)
+
+# Small named JSON documents of the background jobs (scrub and repair progress), readable by
+# every gateway.
+job_state = Table(
+    "job_state",
+    metadata,
+    Column("name", name_type(), primary_key=True),
+    Column("value", Text(), nullable=False),
+)
+
+# A shard file on a site is named by its blob id alone: the sweeper asks which layouts name a
+# blob id.
+Index("ix_object_blobs_blob_id", object_blobs.c.blob_id)
+Index("ix_parts_blob_id", parts.c.blob_id)
+Index("ix_garbage_blob_id", garbage.c.blob_id)

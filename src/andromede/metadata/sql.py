@@ -45,6 +45,7 @@ from andromede.metadata.engines import (
 )
 from andromede.metadata.keys_sql import KeysMixin
 from andromede.metadata.migrate import upgrade
+from andromede.metadata.placement_sql import PlacementMixin
 from andromede.ports import Clock, MetadataStore
 
 __all__ = ["DEFAULT_GARBAGE_GRACE", "SqlMetadataStore", "SystemClock", "open_store"]
@@ -99,7 +100,7 @@ _GET_ACCESS_KEY = sa.select(t.access_keys).where(
 )
 
 
-class SqlMetadataStore(KeysMixin):
+class SqlMetadataStore(PlacementMixin, KeysMixin):
     """:class:`andromede.ports.MetadataStore` on SQLite or PostgreSQL; see :func:`open_store`.
 
     Bucket encryption, key-encryption keys and the re-wrap scans are in ``KeysMixin``.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from andromede.auth.policy import authorize_bucket
 from andromede.core import errors
 from andromede.core.ids import BucketName
@@ -12,16 +14,25 @@ from andromede.ports import Clock, MetadataStore
 class Buckets:
     """Create, find, list and delete buckets, each owned by one tenant."""
 
-    def __init__(self, store: MetadataStore, clock: Clock, region: str) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        clock: Clock,
+        region: str,
+        check_location: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
         self.region = region
+        self._check_location = check_location
 
     async def create(self, principal: Principal, name: str, location: str | None) -> Bucket:
         """CreateBucket. ``location`` is the LocationConstraint, if any."""
         bucket_name = BucketName(name)
         if location and location != self.region:
-            raise errors.InvalidLocationConstraint(LocationConstraint=location)
+            if self._check_location is None:
+                raise errors.InvalidLocationConstraint(LocationConstraint=location)
+            await self._check_location(location)  # a region the operator registered
         if location == "us-east-1":
             # AWS refuses an explicit us-east-1 constraint: it is the default.
             raise errors.InvalidLocationConstraint(LocationConstraint=location)

@@ -11,6 +11,9 @@ from andromede.services.encryption import Encryption
 from andromede.services.keys import Keys
 from andromede.services.multipart import Multipart
 from andromede.services.objects import Objects
+from andromede.services.placement import Placement
+from andromede.services.repair import Repairs
+from andromede.services.residency import Residency
 
 
 @dataclass(frozen=True)
@@ -24,3 +27,6 @@ class Services:
     audit: AuditLog
     keys: Keys
     encryption: Encryption
+    placement: Placement
+    repairs: Repairs
+    residency: Residency

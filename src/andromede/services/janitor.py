@@ -5,13 +5,29 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from typing import Protocol
 
-from andromede.core.models import BlobRef
-from andromede.ports import Clock, MetadataStore, SiteBackend
+from andromede.core.placement import layout_sites
+from andromede.ports import Clock, MetadataStore, PlacementStore, SiteBackend
 
 log = logging.getLogger("andromede.janitor")
 _BATCH = 500
+
+
+class Sites(Protocol):
+    """What the janitor needs of the site registry."""
+
+    def physical(self) -> dict[str, SiteBackend]:
+        """Every registered site's backend."""
+        ...
+
+    def backend(self, text: str) -> SiteBackend:
+        """The backend of a BlobRef's site text (a site or a layout)."""
+        ...
+
+
+class Store(MetadataStore, PlacementStore, Protocol):
+    """Both halves of the metadata store."""
 
 
 class Janitor:
@@ -19,8 +35,8 @@ class Janitor:
 
     def __init__(
         self,
-        store: MetadataStore,
-        sites: Mapping[str, SiteBackend],
+        store: Store,
+        sites: Sites,
         clock: Clock,
         *,
         garbage_grace: dt.timedelta,
@@ -43,9 +59,12 @@ class Janitor:
             if not due:
                 return total
             for blob in due:
-                site = self._sites.get(blob.site)
-                if site is not None:
-                    await site.delete(blob.blob_id)
+                try:
+                    site = self._sites.backend(blob.site)
+                except (KeyError, ValueError):
+                    log.warning("garbage on unknown site %s: %s", blob.site, blob.blob_id)
+                    continue
+                await site.delete(blob.blob_id)
             await self._store.forget_garbage(due)
             total += len(due)
             if len(due) < _BATCH:
@@ -53,29 +72,45 @@ class Janitor:
 
     async def sweep_temporary(self, older_than: dt.datetime) -> int:
         """Remove interrupted writes' temporary files."""
-        return sum([await site.sweep_temporary(older_than) for site in self._sites.values()])
+        sites = self._sites.physical().values()
+        total = 0
+        for site in sites:
+            try:
+                total += await site.sweep_temporary(older_than)
+            except OSError as exc:
+                log.warning("cannot sweep site %s: %s", site.name, exc)
+        return total
 
     async def remove_orphans(self, older_than: dt.datetime) -> int:
         """Delete committed blobs that no metadata references (a crash between the data
         commit and the metadata commit leaves these)."""
         removed = 0
-        for site in self._sites.values():
-            batch: list[BlobRef] = []
-            async for blob_id in site.list_blobs(older_than):
-                batch.append(BlobRef(site.name, blob_id))
-                if len(batch) >= _BATCH:
-                    removed += await self._remove_unreferenced(site, batch)
-                    batch = []
-            removed += await self._remove_unreferenced(site, batch)
+        for site in self._sites.physical().values():
+            batch: list[str] = []
+            try:
+                async for blob_id in site.list_blobs(older_than):
+                    batch.append(blob_id)
+                    if len(batch) >= _BATCH:
+                        removed += await self._remove_unreferenced(site, batch)
+                        batch = []
+                removed += await self._remove_unreferenced(site, batch)
+            except OSError as exc:
+                log.warning("cannot scan site %s: %s", site.name, exc)
         return removed
 
-    async def _remove_unreferenced(self, site: SiteBackend, batch: list[BlobRef]) -> int:
+    async def _remove_unreferenced(self, site: SiteBackend, batch: list[str]) -> int:
+        """A file on a site is live when something names its blob id with a layout (or the
+        plain site name) that includes this site."""
         if not batch:
             return 0
-        live = await self._store.referenced_blobs(batch)
-        dead = [b for b in batch if b not in live]
-        for blob in dead:
-            await site.delete(blob.blob_id)
+        named = await self._store.blob_layouts(batch)
+        dead = [
+            blob_id
+            for blob_id in batch
+            if not any(site.name in layout_sites(text) for text in named.get(blob_id, ()))
+        ]
+        for blob_id in dead:
+            await site.delete(blob_id)
         # Give requests a turn between batches: the scan may cover millions of blobs.
         await asyncio.sleep(0)
         return len(dead)

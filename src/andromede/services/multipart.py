@@ -171,10 +171,10 @@ class Multipart:
         algorithms = self._part_algorithms(upload, integrity)
         encryption = self._objects.encryption
         plan = upload.encryption
+        bucket = await self._store.get_bucket(upload.bucket)
+        if bucket is None:
+            raise errors.NoSuchBucket(BucketName=upload.bucket)
         if plan is None:  # an upload started before encryption at rest
-            bucket = await self._store.get_bucket(upload.bucket)
-            if bucket is None:
-                raise errors.NoSuchBucket(BucketName=upload.bucket)
             plan = await encryption.plan(bucket, SseRequest())
         encryption.customer_key_for(plan, customer_key)
         seal = await encryption.seal(
@@ -185,8 +185,9 @@ class Multipart:
             f"{upload.upload_id}/{part_number}",
             customer_key,
         )
+        site = await self._objects.target(bucket)
         stored = await datapath.store(
-            self._objects.site, body, max_size=MAX_PART_SIZE, algorithms=algorithms, seal=seal
+            site, body, max_size=MAX_PART_SIZE, algorithms=algorithms, seal=seal
         )
         try:
             if integrity.algorithm is not None and integrity.algorithm is not algorithms[0]:

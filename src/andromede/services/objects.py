@@ -35,6 +35,7 @@ from andromede.services import datapath
 from andromede.services.body import IncomingBody, body_from_stream
 from andromede.services.buckets import Buckets
 from andromede.services.encryption import Encryption, Seal
+from andromede.services.placement import Placement
 
 # Every object gets a CRC64NVME (as S3 does since 2025) unless the client chose an algorithm.
 DEFAULT_CHECKSUM = ChecksumAlgorithm.CRC64NVME
@@ -128,15 +129,14 @@ class Objects:
     def __init__(
         self,
         store: MetadataStore,
-        site: SiteBackend,
-        sites: Callable[[str], SiteBackend],
+        placement: Placement,
         buckets: Buckets,
         clock: Clock,
         encryption: Encryption,
     ) -> None:
         self._store = store
-        self._site = site
-        self._sites = sites
+        self._placement = placement
+        self._sites: Callable[[str], SiteBackend] = placement.backend
         self._buckets = buckets
         self._clock = clock
         self.encryption = encryption
@@ -146,10 +146,9 @@ class Objects:
         """The metadata store (for sibling services)."""
         return self._store
 
-    @property
-    def site(self) -> SiteBackend:
-        """The site new data goes to."""
-        return self._site
+    async def target(self, bucket: Bucket) -> SiteBackend:
+        """Where a new blob of ``bucket`` goes, under its residency policy."""
+        return await self._placement.target(bucket)
 
     def opener(
         self, version: ObjectVersion, customer_key: CustomerKey | None
@@ -221,7 +220,11 @@ class Objects:
             plan, owner.tenant, bucket, object_key, version_id, sse.customer_key
         )
         stored = await datapath.store(
-            self._site, body, max_size=MAX_SINGLE_PUT, algorithms=algorithms, seal=seal
+            await self.target(owner),
+            body,
+            max_size=MAX_SINGLE_PUT,
+            algorithms=algorithms,
+            seal=seal,
         )
         try:
             checksum = check_integrity(integrity, body, stored)
@@ -366,7 +369,11 @@ class Objects:
         body = body_from_stream(self.read(src, None, source_key), src.size)
         alg = algorithm or (src.checksum.algorithm if src.checksum else DEFAULT_CHECKSUM)
         stored = await datapath.store(
-            self._site, body, max_size=MAX_SINGLE_PUT, algorithms=[alg], seal=seal
+            await self.target(dst_bucket),
+            body,
+            max_size=MAX_SINGLE_PUT,
+            algorithms=[alg],
+            seal=seal,
         )
         try:
             digest = stored.checksums[alg]

@@ -65,6 +65,11 @@ KNOWN_S3_CODES = {
     "NoSuchTenant",
     "NoSuchAccessKey",
     "TenantAlreadyExists",
+    "NoSuchSite",
+    "SiteAlreadyExists",
+    "SiteNotDrained",
+    "NoSuchRegion",
+    "RegionAlreadyExists",
 }
 
 

@@ -1,0 +1,654 @@
+"""A blob spread over several sites: N replicas or an erasure code, every frame checksummed.
+
+:class:`ShardedBlobs` is a :class:`~andromede.ports.SiteBackend` for one layout
+(``core/placement.py``): the data path writes and reads through it exactly as through one
+site, and it fans the bytes out to (or gathers them from) the physical sites.
+
+Shard format (format 1), inside each site's own blob:
+
+    header (32 bytes)  b"ANDSHARD", format u16, kind u8 (0 replica, 1 erasure code),
+                       code u8 (erasure backend), k u8, m u8, index u8, reserved u8,
+                       data bytes per frame u32, full frame payload bytes u32, zeros
+    frames             payload + CRC32C of the payload (u32 big-endian)
+
+A frame carries ``data per frame`` bytes of the blob: a replica frame holds them as they
+are; an erasure-coded frame holds shard ``index``'s fragment of a stripe (pyeclib/ISA-L:
+``k`` data + ``m`` parity fragments, each with its own small header). Only the last frame is
+shorter. Reads verify every frame's CRC and read around a missing, short or corrupt shard
+(another replica, or any ``k`` fragments), then report the blob for repair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import struct
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+from awscrt import checksums as _crt
+
+from andromede.core import errors
+from andromede.core.placement import Layout
+from andromede.ports import BlobWriter, ShardSet, SiteBackend
+
+log = logging.getLogger("andromede.placement")
+
+MAGIC = b"ANDSHARD"
+SHARD_FORMAT = 1
+HEADER = struct.Struct(">8sHBBBBBBII")
+HEADER_SIZE = 32
+CRC = struct.Struct(">I")
+# Blob bytes per replica frame, and per erasure-code fragment of a full stripe.
+FRAME = 1 << 20
+# Erasure backends by the code kept in shard headers (a reader decodes with the writer's).
+EC_BACKENDS = {1: "isa_l_rs_cauchy", 2: "liberasurecode_rs_vand"}
+# Below this, a hop to a worker thread costs more than encoding inline.
+THREADED = 128 << 10
+
+SiteLookup = Callable[[str], SiteBackend]
+Reporter = Callable[[str, str], None]
+
+
+class ShardFailed(Exception):
+    """One shard could not be read (missing, short, corrupt, or its site failed)."""
+
+
+@dataclass(frozen=True)
+class ShardHeader:
+    """What a shard file says about itself."""
+
+    erasure: bool
+    code: int
+    k: int
+    m: int
+    index: int
+    data_per_frame: int
+    frame_len: int
+
+    def pack(self) -> bytes:
+        """The 32 header bytes."""
+        return HEADER.pack(
+            MAGIC,
+            SHARD_FORMAT,
+            1 if self.erasure else 0,
+            self.code,
+            self.k,
+            self.m,
+            self.index,
+            0,
+            self.data_per_frame,
+            self.frame_len,
+        ).ljust(HEADER_SIZE, b"\0")
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> ShardHeader:
+        """Parse; ShardFailed when it is no shard header of a known format."""
+        if len(raw) != HEADER_SIZE:
+            raise ShardFailed("short header")
+        magic, fmt, kind, code, k, m, index, _, per_frame, frame_len = HEADER.unpack(
+            raw[: HEADER.size]
+        )
+        if magic != MAGIC or fmt != SHARD_FORMAT or kind not in (0, 1) or frame_len == 0:
+            raise ShardFailed("not a shard header")
+        return cls(kind == 1, code, k, m, index, per_frame, frame_len)
+
+
+def crc32c(data: bytes | memoryview) -> bytes:
+    """The frame checksum."""
+    return CRC.pack(_crt.crc32c(data))
+
+
+_drivers = threading.local()
+
+
+def ec_driver(k: int, m: int, code: int) -> object:
+    """A pyeclib driver for this thread (drivers are not shared between threads)."""
+    from pyeclib.ec_iface import ECDriver  # noqa: PLC0415 - heavy; only erasure code needs it
+
+    cache: dict[tuple[int, int, int], object] = getattr(_drivers, "cache", None) or {}
+    _drivers.cache = cache
+    driver = cache.get((k, m, code))
+    if driver is None:
+        driver = ECDriver(k=k, m=m, ec_type=EC_BACKENDS[code])
+        cache[(k, m, code)] = driver
+    return driver
+
+
+def preferred_code() -> int:
+    """The fastest erasure backend this machine's pyeclib offers."""
+    for code, name in EC_BACKENDS.items():
+        try:
+            from pyeclib.ec_iface import ECDriver  # noqa: PLC0415
+
+            ECDriver(k=2, m=1, ec_type=name)
+        except Exception:  # noqa: S112 - pyeclib raises its own hierarchy per backend
+            continue
+        return code
+    raise RuntimeError("pyeclib has no usable erasure-code backend")
+
+
+class Codec:
+    """Turns one frame's worth of blob bytes into each shard's frame, and back."""
+
+    def __init__(self, layout: Layout, code: int) -> None:
+        r = layout.redundancy
+        self.erasure, self.k, self.m, self.code = r.erasure, r.k, r.m, code
+        self.shards = r.shards
+        self.data_per_frame = FRAME * self.k
+        self.frame_len = FRAME if not self.erasure else self._fragment_len(self.data_per_frame)
+
+    def _fragment_len(self, size: int) -> int:
+        return len(self.encode(bytes(size))[0]) - CRC.size
+
+    def header(self, index: int) -> bytes:
+        """Shard ``index``'s header."""
+        return ShardHeader(
+            self.erasure, self.code, self.k, self.m, index, self.data_per_frame, self.frame_len
+        ).pack()
+
+    def encode(self, data: bytes) -> list[bytes]:
+        """Each shard's frame (payload + CRC) for ``data`` (at most one frame of blob bytes)."""
+        if not self.erasure:
+            framed = data + crc32c(data)
+            return [framed] * self.shards
+        fragments: list[bytes] = ec_driver(self.k, self.m, self.code).encode(data)  # type: ignore[attr-defined]
+        return [f + crc32c(f) for f in fragments]
+
+
+def frame_count(size: int, header: ShardHeader) -> int:
+    """How many frames a shard of ``size`` bytes holds."""
+    step = header.frame_len + CRC.size
+    return max(0, -(-(size - HEADER_SIZE) // step))
+
+
+def decode(header: ShardHeader, fragments: Sequence[bytes]) -> bytes:
+    """A stripe's blob bytes from at least ``k`` verified fragments."""
+    driver = ec_driver(header.k, header.m, header.code)
+    out: bytes = driver.decode(list(fragments))  # type: ignore[attr-defined]
+    return out
+
+
+class _FrameReader:
+    """Verified frames ``[first, last]`` of one shard, in order."""
+
+    def __init__(self, site: SiteBackend, blob_id: str, index: int, layout: Layout) -> None:
+        self.site = site
+        self.blob_id = blob_id
+        self.index = index
+        self.layout = layout
+        self.header: ShardHeader | None = None
+        self._frames: AsyncIterator[bytes] | None = None
+
+    async def open(self, first: int, last: int) -> ShardHeader:
+        """Read and check the header; position at frame ``first``."""
+        try:
+            size = await self.site.size(self.blob_id)
+            raw = b"".join([p async for p in self.site.read(self.blob_id, 0, HEADER_SIZE)])
+        except (errors.AndromedeError, OSError, ValueError) as exc:
+            raise ShardFailed(f"{self.site.name}: {exc}") from exc
+        header = ShardHeader.unpack(raw)
+        r = self.layout.redundancy
+        if (
+            header.erasure != r.erasure
+            or header.index != self.index
+            or (header.erasure and (header.k, header.m) != (r.k, r.m))
+        ):
+            raise ShardFailed(f"{self.site.name}: shard header does not match the layout")
+        self.header = header
+        step = header.frame_len + CRC.size
+        start = HEADER_SIZE + first * step
+        end = min(size, HEADER_SIZE + (last + 1) * step)
+        if end <= start:
+            raise ShardFailed(f"{self.site.name}: shard is short")
+        self._frames = self.site.read(self.blob_id, start, end - start, piece=step)
+        return header
+
+    async def next(self) -> bytes:
+        """The next frame's verified payload."""
+        assert self._frames is not None
+        try:
+            frame = await anext(self._frames)
+        except StopAsyncIteration:
+            raise ShardFailed(f"{self.site.name}: shard is short") from None
+        except (errors.AndromedeError, OSError) as exc:
+            raise ShardFailed(f"{self.site.name}: {exc}") from exc
+        if len(frame) <= CRC.size:
+            raise ShardFailed(f"{self.site.name}: empty frame")
+        payload = memoryview(frame)[: -CRC.size]
+        if crc32c(payload) != frame[-CRC.size :]:
+            raise ShardFailed(f"{self.site.name}: frame checksum mismatch")
+        return bytes(payload) if len(payload) < THREADED else frame[: -CRC.size]
+
+    async def close(self) -> None:
+        """Release the underlying read."""
+        if self._frames is not None:
+            frames, self._frames = self._frames, None
+            with contextlib.suppress(Exception):
+                await frames.aclose()  # type: ignore[attr-defined]
+
+
+class ShardedBlobs:
+    """A :class:`~andromede.ports.SiteBackend` whose blobs are spread as ``layout`` says."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        sites: SiteLookup,
+        *,
+        code: int = 1,
+        unavailable: Callable[[], frozenset[str]] = frozenset,
+        on_degraded: Reporter | None = None,
+        on_site_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.layout = layout
+        self.name = layout.encode()
+        self._sites = sites
+        self._codec_code = code
+        self._unavailable = unavailable
+        self._on_degraded = on_degraded
+        self._on_site_error = on_site_error
+        self._codec: Codec | None = None
+
+    @property
+    def codec(self) -> Codec:
+        """How frames are made for this layout (built once, on first write)."""
+        if self._codec is None:
+            self._codec = Codec(self.layout, self._codec_code)
+        return self._codec
+
+    def _site_failed(self, name: str, exc: BaseException) -> None:
+        log.warning("site %s failed: %s", name, exc)
+        if self._on_site_error is not None and isinstance(exc, OSError | errors.StorageFull):
+            self._on_site_error(name)
+
+    def _write_error(self, name: str, exc: BaseException) -> errors.AndromedeError:
+        self._site_failed(name, exc)
+        if isinstance(exc, errors.StorageFull):
+            return errors.StorageFull(f"Site {name} is full; the write was not stored.")
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        return errors.ShardsUnavailable(f"Site {name} could not store a shard ({reason}).")
+
+    # --- writing ------------------------------------------------------------------------------
+    async def create(self, blob_id: str) -> BlobWriter:
+        """Start a blob: one shard writer per site, each with its header written."""
+        codec = self.codec
+        writers: list[BlobWriter] = []
+        try:
+            for index, name in enumerate(self.layout.sites):
+                try:
+                    writer = await self._sites(name).create(blob_id)
+                    writers.append(writer)
+                    await writer.write(codec.header(index))
+                except (OSError, errors.StorageFull) as exc:
+                    raise self._write_error(name, exc) from exc
+        except BaseException:
+            for writer in writers:
+                await writer.abort()
+            raise
+        return _ShardedWriter(self, blob_id, writers)
+
+    async def put(self, blob_id: str, data: bytes) -> None:
+        """A whole small blob: every shard written at once; all or none."""
+        codec = self.codec
+        frames: list[list[bytes]] = []
+        for start in range(0, len(data), codec.data_per_frame):
+            frames.append(codec.encode(data[start : start + codec.data_per_frame]))
+        shards = [
+            codec.header(i) + b"".join(frame[i] for frame in frames) for i in range(codec.shards)
+        ]
+        results = await asyncio.gather(
+            *(
+                self._sites(n).put(blob_id, s)
+                for n, s in zip(self.layout.sites, shards, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        failed = [(n, r) for n, r in zip(self.layout.sites, results, strict=True) if r is not None]
+        if failed:
+            await self.delete(blob_id)
+            name, exc = failed[0]
+            if isinstance(exc, OSError | errors.StorageFull):
+                raise self._write_error(name, exc) from exc
+            assert isinstance(exc, BaseException)
+            raise exc
+
+    # --- reading ------------------------------------------------------------------------------
+    async def size(self, blob_id: str) -> int:
+        """The size of a shard (all of a blob's shards have the same)."""
+        for found in await self.shard_sizes(blob_id):
+            if found is not None:
+                return found
+        raise errors.BlobNotFound()
+
+    async def usage(self) -> tuple[int, int]:
+        """A layout has no capacity of its own (its sites do)."""
+        raise OSError("a layout is not a site")
+
+    def _order(self, candidates: Sequence[int]) -> list[int]:
+        """Shards of sites believed available first, then the rest, each in index order."""
+        down = self._unavailable()
+        up = [i for i in candidates if self.layout.sites[i] not in down]
+        return up + [i for i in candidates if self.layout.sites[i] in down]
+
+    def _degraded(self, blob_id: str, why: str) -> None:
+        log.warning("degraded read of %s/%s: %s", self.name, blob_id, why)
+        if self._on_degraded is not None:
+            self._on_degraded(self.name, blob_id)
+
+    async def _open(self, blob_id: str, index: int, first: int, last: int) -> _FrameReader:
+        name = self.layout.sites[index]
+        try:
+            site = self._sites(name)
+        except KeyError as exc:
+            raise ShardFailed(f"site {name} is not configured") from exc
+        reader = _FrameReader(site, blob_id, index, self.layout)
+        try:
+            await reader.open(first, last)
+        except ShardFailed:
+            await reader.close()
+            raise
+        return reader
+
+    async def _frames(
+        self, blob_id: str, first: int, last: int, *, report: bool = True
+    ) -> AsyncIterator[bytes]:
+        """Blob bytes of frames ``first..last`` (a frame is ``data_per_frame`` bytes of the
+        blob), each verified, read around failed shards."""
+        if self.layout.redundancy.erasure:
+            frames = self._ec_frames(blob_id, first, last, report)
+        else:
+            frames = self._replica_frames(blob_id, first, last, report)
+        try:
+            async for data in frames:
+                yield data
+        finally:
+            await frames.aclose()  # type: ignore[attr-defined]
+
+    async def _replica_frames(
+        self, blob_id: str, first: int, last: int, report: bool
+    ) -> AsyncIterator[bytes]:
+        frame = first
+        failures: list[str] = []
+        for index in self._order(range(self.layout.redundancy.shards)):
+            try:
+                reader = await self._open(blob_id, index, frame, last)
+            except ShardFailed as exc:
+                failures.append(str(exc))
+                continue
+            try:
+                while frame <= last:
+                    payload = await reader.next()
+                    frame += 1
+                    yield payload
+            except ShardFailed as exc:
+                failures.append(str(exc))
+                continue
+            finally:
+                await reader.close()
+            break
+        if failures and report:
+            self._degraded(blob_id, "; ".join(failures))
+        if frame <= last:
+            raise errors.ShardsUnavailable()
+
+    async def _ec_frames(
+        self, blob_id: str, first: int, last: int, report: bool
+    ) -> AsyncIterator[bytes]:
+        k = self.layout.redundancy.k
+        spare = self._order(range(self.layout.redundancy.shards))
+        readers: list[_FrameReader] = []
+        failures: list[str] = []
+        try:
+            for frame in range(first, last + 1):
+                fragments: list[bytes] = []
+                for reader in list(readers):
+                    try:
+                        fragments.append(await reader.next())
+                    except ShardFailed as exc:
+                        failures.append(str(exc))
+                        readers.remove(reader)
+                        await reader.close()
+                while len(fragments) < k and spare:
+                    index = spare.pop(0)
+                    try:
+                        reader = await self._open(blob_id, index, frame, last)
+                        fragments.append(await reader.next())
+                    except ShardFailed as exc:
+                        failures.append(str(exc))
+                        continue
+                    readers.append(reader)
+                if len(fragments) < k:
+                    raise errors.ShardsUnavailable()
+                header = readers[0].header
+                assert header is not None
+                if sum(map(len, fragments)) >= THREADED:
+                    yield await asyncio.to_thread(decode, header, fragments)
+                else:
+                    yield decode(header, fragments)
+        finally:
+            for reader in readers:
+                await reader.close()
+            if failures and report:
+                self._degraded(blob_id, "; ".join(failures))
+
+    async def read(
+        self,
+        blob_id: str,
+        offset: int,
+        length: int,
+        *,
+        piece: int | None = None,
+        transform: Callable[[bytes], Sequence[bytes]] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Stream ``length`` bytes from ``offset``, in pieces of ``piece`` bytes, transformed
+        where large pieces are (on a worker thread)."""
+        if length <= 0:
+            return
+        per_frame = FRAME * self.layout.redundancy.k
+        first, last = offset // per_frame, (offset + length - 1) // per_frame
+        skip = offset - first * per_frame
+        step = piece or FRAME
+        pending = bytearray()
+        remaining = length
+        frames = self._frames(blob_id, first, last)
+        try:
+            async for data in frames:
+                view = memoryview(data)[skip:]
+                skip = 0
+                if len(view) > remaining:
+                    view = view[:remaining]
+                remaining -= len(view)
+                pending += view
+                while len(pending) >= step or (remaining == 0 and pending):
+                    out = bytes(pending[:step])
+                    del pending[:step]
+                    for chunk in await _transformed(out, transform):
+                        yield chunk
+                if remaining == 0:
+                    break
+        finally:
+            await frames.aclose()  # type: ignore[attr-defined]
+        if remaining:
+            raise errors.DataCorrupted("Stored data is shorter than its manifest.")
+
+    # --- scrub and repair ---------------------------------------------------------------------
+    async def shard_sizes(self, blob_id: str) -> list[int | None]:
+        """Each shard's stored size (None: missing or unreadable)."""
+        out: list[int | None] = []
+        for name in self.layout.sites:
+            try:
+                out.append(await self._sites(name).size(blob_id))
+            except (errors.AndromedeError, OSError, KeyError):
+                out.append(None)
+        return out
+
+    async def verify_shard(self, blob_id: str, index: int, size: int) -> bool:
+        """Header, length and every frame's CRC of one shard."""
+        try:
+            reader = await self._open(blob_id, index, 0, 1 << 40)
+        except ShardFailed:
+            return False
+        try:
+            header = reader.header
+            assert header is not None
+            if await reader.site.size(blob_id) != size:
+                return False
+            for _ in range(frame_count(size, header)):
+                await reader.next()
+        except (ShardFailed, errors.AndromedeError, OSError):
+            return False
+        finally:
+            await reader.close()
+        return True
+
+    async def _header(self, blob_id: str) -> ShardHeader:
+        for index in self._order(range(self.layout.redundancy.shards)):
+            try:
+                reader = await self._open(blob_id, index, 0, 0)
+            except ShardFailed:
+                continue
+            await reader.close()
+            assert reader.header is not None
+            return reader.header
+        raise errors.ShardsUnavailable()
+
+    async def rebuild(
+        self, blob_id: str, size: int, indices: Sequence[int], target: ShardSet
+    ) -> int:
+        """Re-make shards ``indices`` of ``target`` from this layout's readable shards:
+        every frame is read (around bad shards), re-encoded the way it was first encoded,
+        and each wanted shard's frame written to its (new) site."""
+        header = await self._header(blob_id)
+        codec = Codec(self.layout, header.code)
+        count = frame_count(size, header)
+        writers: list[tuple[int, str, BlobWriter]] = []
+        written = 0
+        try:
+            for index in indices:
+                name = target.layout.sites[index]
+                try:
+                    writer = await self._sites(name).create(blob_id)
+                    writers.append((index, name, writer))
+                    await writer.write(codec.header(index))
+                except (OSError, errors.StorageFull) as exc:
+                    raise self._write_error(name, exc) from exc
+            if count:
+                async for data in self._frames(blob_id, 0, count - 1, report=False):
+                    shards = await asyncio.to_thread(codec.encode, data)
+                    for index, name, writer in writers:
+                        try:
+                            await writer.write(shards[index])
+                        except (OSError, errors.StorageFull) as exc:
+                            raise self._write_error(name, exc) from exc
+                        written += len(shards[index])
+            for _, name, writer in writers:
+                try:
+                    await writer.commit()
+                except (OSError, errors.StorageFull) as exc:
+                    raise self._write_error(name, exc) from exc
+        except BaseException:
+            for _, _, writer in writers:
+                await writer.abort()
+            raise
+        return written
+
+    # --- housekeeping -------------------------------------------------------------------------
+    async def delete(self, blob_id: str) -> None:
+        """Remove every shard; a site that fails keeps an orphan for the sweeper."""
+        for name in self.layout.sites:
+            try:
+                await self._sites(name).delete(blob_id)
+            except (OSError, KeyError) as exc:
+                log.warning("could not delete shard of %s on %s: %s", blob_id, name, exc)
+
+    async def list_blobs(self, older_than: dt.datetime) -> AsyncIterator[str]:
+        """A layout lists nothing: the sweeper scans the physical sites."""
+        for _ in ():
+            yield ""
+
+    async def sweep_temporary(self, older_than: dt.datetime) -> int:
+        """Nothing of its own: the physical sites are swept."""
+        return 0
+
+
+async def _transformed(
+    data: bytes, transform: Callable[[bytes], Sequence[bytes]] | None
+) -> Sequence[bytes]:
+    if transform is None:
+        return (data,)
+    if len(data) >= THREADED:
+        return await asyncio.to_thread(transform, data)
+    return transform(data)
+
+
+class _ShardedWriter:
+    """Cuts the blob into frames and writes each shard's frame to its site, all in step."""
+
+    def __init__(self, blobs: ShardedBlobs, blob_id: str, writers: list[BlobWriter]) -> None:
+        self._blobs = blobs
+        self._blob_id = blob_id
+        self._writers = writers
+        self._codec = blobs.codec
+        self._pending = bytearray()
+        self._done = False
+
+    async def _emit(self, data: bytes) -> None:
+        codec = self._codec
+        if len(data) >= THREADED:
+            shards = await asyncio.to_thread(codec.encode, data)
+        else:
+            shards = codec.encode(data)
+        results = await asyncio.gather(
+            *(w.write(s) for w, s in zip(self._writers, shards, strict=True)),
+            return_exceptions=True,
+        )
+        self._raise_first(results)
+
+    def _raise_first(self, results: Sequence[object]) -> None:
+        for name, result in zip(self._blobs.layout.sites, results, strict=True):
+            if isinstance(result, OSError | errors.StorageFull):
+                raise self._blobs._write_error(name, result) from result
+            if isinstance(result, BaseException):
+                raise result
+
+    async def write(self, data: bytes | memoryview) -> None:
+        """Append; whole frames go out as they fill."""
+        per_frame = self._codec.data_per_frame
+        if not self._pending and len(data) == per_frame:
+            await self._emit(bytes(data))
+            return
+        self._pending += data
+        while len(self._pending) >= per_frame:
+            frame = bytes(self._pending[:per_frame])
+            del self._pending[:per_frame]
+            await self._emit(frame)
+
+    async def write_from(
+        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
+    ) -> None:
+        """Make the pieces (on a worker thread when large), then append them."""
+        pieces = await asyncio.to_thread(produce) if size >= THREADED else produce()
+        for piece in pieces:
+            await self.write(piece)
+
+    async def commit(self) -> None:
+        """The last frame, then every shard durable; any failure removes them all."""
+        if self._pending:
+            frame, self._pending = bytes(self._pending), bytearray()
+            await self._emit(frame)
+        results = await asyncio.gather(*(w.commit() for w in self._writers), return_exceptions=True)
+        self._done = True
+        if any(r is not None for r in results):
+            await self._blobs.delete(self._blob_id)
+            self._raise_first(results)
+
+    async def abort(self) -> None:
+        """Discard every shard, committed or not."""
+        for writer in self._writers:
+            await writer.abort()
+        if self._done:
+            await self._blobs.delete(self._blob_id)

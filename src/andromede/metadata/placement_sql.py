@@ -1,0 +1,338 @@
+"""The metadata store's part in placement: sites, regions, the repair queue, job state, and
+moving a blob's shards (the one write that changes which sites a live blob names).
+
+A mixin of :class:`andromede.metadata.sql.SqlMetadataStore`, with its rules: each public
+method is one transaction; locks follow the order bucket, upload, object, part.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from andromede.core import errors
+from andromede.core.models import BlobRef, Manifest
+from andromede.core.placement import (
+    Redundancy,
+    Region,
+    Site,
+    SiteState,
+    layout_sites,
+)
+from andromede.metadata import references
+from andromede.metadata import schema as t
+from andromede.metadata.engines import Transactions, all_rows, first, insert_if_absent
+
+__all__ = ["PlacementMixin"]
+
+
+def _site(row: sa.Row[Any]) -> Site:
+    return Site(
+        row.name,
+        row.jurisdiction,
+        row.failure_domain,
+        row.provider,
+        row.path,
+        SiteState(row.state),
+    )
+
+
+def _region(row: sa.Row[Any]) -> Region:
+    return Region(
+        row.name,
+        frozenset(row.jurisdictions.split(",")),
+        Redundancy.parse(row.redundancy),
+        int(row.min_failure_domains),
+    )
+
+
+def naming_site(column: sa.Column[str], site: str) -> sa.ColumnElement[bool]:
+    """``column`` holds ``site`` or a layout that names it (site names have no LIKE
+    wildcards: only ``[a-z0-9-]``)."""
+    return sa.or_(
+        column == site,
+        column.like(f"%:{site}"),
+        column.like(f"%:{site},%"),
+        column.like(f"%,{site}"),
+        column.like(f"%,{site},%"),
+    )
+
+
+class PlacementMixin:
+    """Placement methods of the metadata store; needs the store's ``_tx``."""
+
+    _tx: Transactions
+
+    # --- sites --------------------------------------------------------------------------------
+    async def create_site(self, site: Site, created: dt.datetime) -> None:
+        """Register a site. SiteAlreadyExists when its name or path is taken."""
+        s = t.sites
+        values = {
+            "name": site.name,
+            "jurisdiction": site.jurisdiction,
+            "failure_domain": site.failure_domain,
+            "provider": site.provider,
+            "path": site.path,
+            "state": site.state.value,
+            "created": created,
+            "progress": None,
+        }
+
+        async def op(conn: AsyncConnection) -> None:
+            same_path = await first(conn, sa.select(s.c.name).where(s.c.path == site.path))
+            if same_path is not None or not await insert_if_absent(conn, s, values, [s.c.name]):
+                raise errors.SiteAlreadyExists(Site=site.name)
+
+        await self._tx.write(op)
+
+    async def list_sites(self) -> list[Site]:
+        """Every site, by name."""
+        rows = await self._tx.read(
+            lambda conn: all_rows(conn, sa.select(t.sites).order_by(t.sites.c.name))
+        )
+        return [_site(row) for row in rows]
+
+    async def site_progress(self) -> dict[str, dict[str, Any]]:
+        """Drain progress by site name (sites that have some)."""
+        s = t.sites
+        query = sa.select(s.c.name, s.c.progress).where(s.c.progress.is_not(None))
+        rows = await self._tx.read(lambda conn: all_rows(conn, query))
+        return {row.name: json.loads(row.progress) for row in rows}
+
+    async def set_site_state(
+        self, name: str, state: SiteState, progress: dict[str, Any] | None = None
+    ) -> None:
+        """Change a site's state (and its drain progress). NoSuchSite."""
+        s = t.sites
+        stmt = (
+            s.update()
+            .where(s.c.name == name)
+            .values(state=state.value, progress=json.dumps(progress) if progress else None)
+            .returning(s.c.name)
+        )
+        if await self._tx.write(lambda conn: first(conn, stmt)) is None:
+            raise errors.NoSuchSite(Site=name)
+
+    async def set_site_progress(self, name: str, progress: dict[str, Any]) -> None:
+        """Record the drain job's progress on a site (no error if it vanished)."""
+        s = t.sites
+        stmt = s.update().where(s.c.name == name).values(progress=json.dumps(progress))
+        await self._tx.write(lambda conn: conn.execute(stmt))
+
+    async def delete_site(self, name: str) -> None:
+        """Forget a site. NoSuchSite; SiteNotDrained while any blob (live, part or queued for
+        deletion) still names it."""
+        s = t.sites
+
+        async def op(conn: AsyncConnection) -> None:
+            row = await first(conn, sa.select(s.c.name).where(s.c.name == name).with_for_update())
+            if row is None:
+                raise errors.NoSuchSite(Site=name)
+            for table in (t.object_blobs, t.parts, t.garbage):
+                query = sa.select(table.c.site).where(naming_site(table.c.site, name)).limit(1)
+                if await first(conn, query) is not None:
+                    raise errors.SiteNotDrained(Site=name)
+            await conn.execute(s.delete().where(s.c.name == name))
+
+        await self._tx.write(op)
+
+    # --- regions ------------------------------------------------------------------------------
+    async def create_region(self, region: Region, created: dt.datetime) -> None:
+        """Register a region. RegionAlreadyExists."""
+        r = t.regions
+        values = {
+            "name": region.name,
+            "jurisdictions": ",".join(region.jurisdiction_list()),
+            "redundancy": str(region.redundancy),
+            "min_failure_domains": region.min_failure_domains,
+            "created": created,
+        }
+
+        async def op(conn: AsyncConnection) -> None:
+            if not await insert_if_absent(conn, r, values, [r.c.name]):
+                raise errors.RegionAlreadyExists(Region=region.name)
+
+        await self._tx.write(op)
+
+    async def list_regions(self) -> list[Region]:
+        """Every region, by name."""
+        rows = await self._tx.read(
+            lambda conn: all_rows(conn, sa.select(t.regions).order_by(t.regions.c.name))
+        )
+        return [_region(row) for row in rows]
+
+    # --- blobs by layout ----------------------------------------------------------------------
+    async def blobs_after(
+        self, after: BlobRef | None, limit: int, site: str | None = None
+    ) -> list[BlobRef]:
+        """Blobs a current version or a part names, by (blob id, site text), after ``after``;
+        with ``site``, only those whose layout names that site."""
+        selects = []
+        for table in (t.object_blobs, t.parts):
+            query = sa.select(table.c.blob_id.label("blob_id"), table.c.site.label("site"))
+            if site is not None:
+                query = query.where(naming_site(table.c.site, site))
+            if after is not None:
+                query = query.where(
+                    sa.tuple_(table.c.blob_id, table.c.site)
+                    > sa.tuple_(sa.literal(after.blob_id), sa.literal(after.site))
+                )
+            selects.append(query)
+        both = sa.union(*selects).subquery()
+        query = sa.select(both.c.blob_id, both.c.site).order_by(both.c.blob_id, both.c.site)
+        rows = await self._tx.read(lambda conn: all_rows(conn, query.limit(limit)))
+        return [BlobRef(row.site, row.blob_id) for row in rows]
+
+    async def blob_buckets(self, blob: BlobRef) -> set[str]:
+        """The buckets whose objects or uploads name ``blob``."""
+        ob, p, u = t.object_blobs, t.parts, t.uploads
+
+        async def op(conn: AsyncConnection) -> set[str]:
+            found = await all_rows(
+                conn,
+                sa.select(ob.c.bucket).where(ob.c.site == blob.site, ob.c.blob_id == blob.blob_id),
+            )
+            via_parts = await all_rows(
+                conn,
+                sa.select(u.c.bucket)
+                .join(p, p.c.upload_id == u.c.upload_id)
+                .where(p.c.site == blob.site, p.c.blob_id == blob.blob_id),
+            )
+            return {row.bucket for row in (*found, *via_parts)}
+
+        return await self._tx.read(op)
+
+    async def blob_layouts(self, blob_ids: Sequence[str]) -> dict[str, set[str]]:
+        """For each of ``blob_ids`` that anything (a version, a part, the garbage queue)
+        names: the site texts naming it."""
+        out: dict[str, set[str]] = {}
+        ids = list(dict.fromkeys(blob_ids))
+
+        async def op(conn: AsyncConnection) -> None:
+            for start in range(0, len(ids), references.CHUNK):
+                chunk = ids[start : start + references.CHUNK]
+                for table in (t.object_blobs, t.parts, t.garbage):
+                    query = sa.select(table.c.site, table.c.blob_id).where(
+                        table.c.blob_id.in_(chunk)
+                    )
+                    for row in await all_rows(conn, query):
+                        out.setdefault(row.blob_id, set()).add(row.site)
+
+        await self._tx.read(op)
+        return out
+
+    async def layout_counts(self) -> dict[str, int]:
+        """How many distinct live blobs (versions' and parts') each site text names."""
+        both = sa.union(
+            sa.select(t.object_blobs.c.site, t.object_blobs.c.blob_id),
+            sa.select(t.parts.c.site, t.parts.c.blob_id),
+        ).subquery()
+        query = sa.select(both.c.site, sa.func.count().label("n")).group_by(both.c.site)
+        rows = await self._tx.read(lambda conn: all_rows(conn, query))
+        return {row.site: int(row.n) for row in rows}
+
+    async def relocate_blob(self, old: BlobRef, new: BlobRef) -> bool:
+        """Make every live reference to ``old`` name ``new`` instead (same blob id, shards
+        moved): object manifests, their blob index, parts; atomically. False when nothing
+        live names ``old`` any more (the object was replaced or deleted meanwhile)."""
+        if old.blob_id != new.blob_id:
+            raise ValueError("relocation keeps the blob id")
+        ob, o, p = t.object_blobs, t.objects, t.parts
+
+        async def op(conn: AsyncConnection) -> bool:
+            names = (ob.c.site == old.site, ob.c.blob_id == old.blob_id)
+            owners = await all_rows(conn, sa.select(ob.c.bucket, ob.c.key).where(*names))
+            for owner in owners:
+                where = (o.c.bucket == owner.bucket, o.c.key == owner.key)
+                row = await first(conn, sa.select(o.c.manifest).where(*where).with_for_update())
+                if row is None:
+                    continue
+                manifest = Manifest.from_json(row.manifest)
+                segments = tuple(
+                    replace(s, blob=new) if s.blob == old else s for s in manifest.segments
+                )
+                moved = replace(manifest, segments=segments)
+                await conn.execute(o.update().where(*where).values(manifest=moved.to_json()))
+            if owners:
+                await conn.execute(ob.update().where(*names).values(site=new.site))
+            parts = await conn.execute(
+                p.update()
+                .where(p.c.site == old.site, p.c.blob_id == old.blob_id)
+                .values(site=new.site)
+            )
+            await conn.execute(
+                t.repairs.delete().where(
+                    t.repairs.c.site == old.site, t.repairs.c.blob_id == old.blob_id
+                )
+            )
+            return bool(owners) or bool(parts.rowcount)
+
+        return await self._tx.write(op)
+
+    # --- repair queue and job state -----------------------------------------------------------
+    async def queue_repairs(self, blobs: Iterable[BlobRef], now: dt.datetime) -> None:
+        """Queue blobs a read found degraded (one already queued stays as it is)."""
+        r = t.repairs
+        for blob in references.unique(blobs):
+            values = {"site": blob.site, "blob_id": blob.blob_id, "queued": now}
+
+            async def op(conn: AsyncConnection, values: dict[str, Any] = values) -> None:
+                await insert_if_absent(conn, r, values, [r.c.site, r.c.blob_id])
+
+            await self._tx.write(op)
+
+    async def queued_repairs(self, limit: int) -> list[BlobRef]:
+        """The oldest queued repairs."""
+        r = t.repairs
+        query = sa.select(r.c.site, r.c.blob_id).order_by(r.c.queued).limit(limit)
+        rows = await self._tx.read(lambda conn: all_rows(conn, query))
+        return [BlobRef(row.site, row.blob_id) for row in rows]
+
+    async def count_repairs(self) -> int:
+        """How many blobs wait for repair."""
+        query = sa.select(sa.func.count().label("n")).select_from(t.repairs)
+        row = await self._tx.read(lambda conn: first(conn, query))
+        return int(row.n) if row is not None else 0
+
+    async def forget_repairs(self, blobs: Iterable[BlobRef]) -> None:
+        """Drop repaired (or vanished) blobs from the queue."""
+        r = t.repairs
+
+        async def op(conn: AsyncConnection) -> None:
+            for chunk in references.chunks(references.unique(blobs)):
+                await conn.execute(
+                    r.delete().where(references.named((r.c.site, r.c.blob_id), chunk))
+                )
+
+        await self._tx.write(op)
+
+    async def set_job_state(self, name: str, value: dict[str, Any]) -> None:
+        """Store a job's state document."""
+        j = t.job_state
+        text = json.dumps(value, sort_keys=True)
+
+        async def op(conn: AsyncConnection) -> None:
+            stmt = j.update().where(j.c.name == name).values(value=text).returning(j.c.name)
+            if await first(conn, stmt) is None:
+                await insert_if_absent(conn, j, {"name": name, "value": text}, [j.c.name])
+
+        await self._tx.write(op)
+
+    async def get_job_state(self, name: str) -> dict[str, Any] | None:
+        """A job's state document, or None."""
+        j = t.job_state
+        row = await self._tx.read(
+            lambda conn: first(conn, sa.select(j.c.value).where(j.c.name == name))
+        )
+        return None if row is None else dict(json.loads(row.value))
+
+
+def sites_named(texts: Iterable[str]) -> set[str]:
+    """Every site the layout texts name."""
+    return {name for text in texts for name in layout_sites(text)}

@@ -1,0 +1,366 @@
+"""Keeping data whole and in place: repair of degraded blobs, the scrubber, and site drains.
+
+Every move obeys the residency policy of the bucket the blob belongs to: a shard is rebuilt on
+its own site when that site is healthy, active and allowed, else on another allowed site that
+holds no shard of the blob; when there is none, the blob stays as it is and the job says why.
+A move writes the new shard durably first, then points the metadata at it (a compare-and-swap
+that loses to any write replacing the object), and only then deletes the old shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol, cast
+
+from andromede.auth.policy import require_operator
+from andromede.core import errors
+from andromede.core.models import BlobRef, Principal
+from andromede.core.placement import (
+    Layout,
+    Region,
+    SiteState,
+    choose_replacement,
+    layout_allowed,
+)
+from andromede.ports import Clock, MetadataStore, PlacementStore, ShardSet, SiteBackend
+from andromede.services.placement import Placement
+
+log = logging.getLogger("andromede.repair")
+_PAGE = 200
+SCRUB_STATE = "scrub"
+REPAIR_STATE = "repair"
+
+
+class Store(MetadataStore, PlacementStore, Protocol):
+    """Both halves of the metadata store."""
+
+
+class Outcome(StrEnum):
+    """What became of one blob."""
+
+    HEALTHY = "healthy"
+    REPAIRED = "repaired"
+    MOVED = "moved"
+    LOST = "lost"  # more shards gone than the redundancy tolerates
+    BLOCKED = "blocked"  # no allowed site can take a shard
+    VANISHED = "vanished"  # the object was replaced or deleted meanwhile
+    UNAVAILABLE = "unavailable"  # too few shards readable right now
+
+
+@dataclass(frozen=True)
+class Health:
+    """The shards of one blob that are not right, and the size the right ones have."""
+
+    bad: tuple[int, ...]
+    size: int | None
+
+
+class Repairs:
+    """Repair, scrub and drain, run by one process per deployment (the sweeper's)."""
+
+    def __init__(
+        self, store: Store, placement: Placement, clock: Clock, *, scrub_rate: float
+    ) -> None:
+        self._store = store
+        self._placement = placement
+        self._clock = clock
+        self._scrub_rate = scrub_rate
+        self._counts: Counter[str] = Counter()
+
+    # --- one blob -----------------------------------------------------------------------------
+    def _shards(self, text: str) -> ShardSet:
+        return cast(ShardSet, self._placement.backend(text))
+
+    async def health(self, ref: BlobRef) -> Health:
+        """Check every shard of a framed blob: size, header, every frame's checksum."""
+        shards = self._shards(ref.site)
+        sizes = await shards.shard_sizes(ref.blob_id)
+        known = Counter(s for s in sizes if s is not None)
+        if not known:
+            return Health(tuple(range(len(sizes))), None)
+        size = known.most_common(1)[0][0]
+        bad = []
+        for index, found in enumerate(sizes):
+            if found != size or not await shards.verify_shard(ref.blob_id, index, size):
+                bad.append(index)
+        self._counts["bytes_checked"] += size * (len(sizes) - len(bad))
+        return Health(tuple(bad), size)
+
+    async def _region(self, ref: BlobRef) -> Region | None:
+        """The policy of the bucket the blob belongs to (None: nothing names it now)."""
+        names = await self._store.blob_buckets(ref)
+        regions = []
+        for name in sorted(names):
+            bucket = await self._store.get_bucket(name)
+            if bucket is not None:
+                regions.append(self._placement.region_of(bucket))
+        if not regions:
+            return None
+        if len({r.name for r in regions}) > 1:
+            log.warning("blob %s is named in buckets of several regions: %s", ref, names)
+        return regions[0]
+
+    def _keeps(self, region: Region, site: str) -> bool:
+        """A shard may stay (or be rebuilt) on ``site``."""
+        known = self._placement.sites.get(site)
+        return (
+            known is not None
+            and known.state is SiteState.ACTIVE
+            and region.allows(known)
+            and site not in self._placement.unavailable()
+            and site in self._placement.physical()
+        )
+
+    async def repair(self, ref: BlobRef, *, leave: str | None = None) -> Outcome:
+        """Make a blob whole: rebuild bad shards (and the shard on ``leave``, when draining)
+        on allowed sites; move the metadata if a shard changed site."""
+        layout = Layout.parse(ref.site)
+        if not layout.framed:
+            return await self._move_single(ref, leave) if leave else Outcome.HEALTHY
+        region = await self._region(ref)
+        if region is None:
+            return Outcome.VANISHED
+        health = await self.health(ref)
+        wanted = set(health.bad)
+        if leave is not None and leave in layout.sites:
+            wanted.add(layout.sites.index(leave))
+        if not wanted:
+            return Outcome.HEALTHY
+        if len(health.bad) > layout.redundancy.tolerates or health.size is None:
+            log.error("blob %s lost: shards %s unreadable", ref, health.bad)
+            return Outcome.LOST
+        target = layout
+        for index in sorted(wanted):
+            site = layout.sites[index]
+            if site != leave and self._keeps(region, site):
+                continue  # rebuilt in place
+            try:
+                target = target.moved(
+                    index,
+                    choose_replacement(region, self._placement.candidates(), target, index),
+                )
+            except errors.PlacementImpossible as exc:
+                log.warning("blob %s: shard %d cannot move: %s", ref, index, exc)
+                return Outcome.BLOCKED
+        if not layout_allowed(region, target, self._placement.sites):
+            return Outcome.BLOCKED
+        source = self._shards(ref.site)
+        rebuilt = await source.rebuild(
+            ref.blob_id, health.size, sorted(wanted), self._shards(target.encode())
+        )
+        self._counts["bytes_rebuilt"] += rebuilt
+        if target == layout:
+            return Outcome.REPAIRED
+        moved = [i for i in range(len(layout.sites)) if layout.sites[i] != target.sites[i]]
+        new_ref = BlobRef(target.encode(), ref.blob_id)
+        if not await self._store.relocate_blob(ref, new_ref):
+            for index in moved:  # the object changed meanwhile: drop what was written
+                await self._delete_on(target.sites[index], ref.blob_id)
+            return Outcome.VANISHED
+        for index in moved:
+            await self._delete_on(layout.sites[index], ref.blob_id)
+        return Outcome.MOVED
+
+    async def _delete_on(self, site: str, blob_id: str) -> None:
+        try:
+            await self._placement.site_backend(site).delete(blob_id)
+        except (OSError, KeyError) as exc:  # an orphan for the sweeper
+            log.warning("could not delete %s on %s: %s", blob_id, site, exc)
+
+    async def _move_single(self, ref: BlobRef, leave: str) -> Outcome:
+        """Copy a one-copy blob (the site's own format) whole to another allowed site."""
+        region = await self._region(ref)
+        if region is None:
+            return Outcome.VANISHED
+        layout = Layout.single(ref.site)
+        try:
+            name = choose_replacement(region, self._placement.candidates(), layout, 0)
+        except errors.PlacementImpossible:
+            return Outcome.BLOCKED
+        source = self._placement.site_backend(ref.site)
+        target = self._placement.site_backend(name)
+        size = await source.size(ref.blob_id)
+        await _copy(source, target, ref.blob_id, size)
+        self._counts["bytes_rebuilt"] += size
+        if not await self._store.relocate_blob(ref, BlobRef(name, ref.blob_id)):
+            await self._delete_on(name, ref.blob_id)
+            return Outcome.VANISHED
+        await self._delete_on(leave, ref.blob_id)
+        return Outcome.MOVED
+
+    # --- jobs ---------------------------------------------------------------------------------
+    async def repair_queued(self, limit: int = _PAGE) -> dict[str, int]:
+        """Repair the blobs reads found degraded."""
+        done: Counter[str] = Counter()
+        queued = await self._store.queued_repairs(limit)
+        for ref in queued:
+            outcome = await self._attempt(ref)
+            done[outcome.value] += 1
+            if outcome in (Outcome.HEALTHY, Outcome.REPAIRED, Outcome.MOVED, Outcome.VANISHED):
+                await self._store.forget_repairs([ref])
+        self._counts.update({f"repair_{k}": v for k, v in done.items()})
+        return dict(done)
+
+    async def _attempt(self, ref: BlobRef, leave: str | None = None) -> Outcome:
+        try:
+            return await self.repair(ref, leave=leave)
+        except errors.ShardsUnavailable:
+            return Outcome.UNAVAILABLE
+        except (errors.AndromedeError, OSError) as exc:
+            log.warning("repair of %s failed: %s", ref, exc)
+            return Outcome.UNAVAILABLE
+
+    async def drain(self, site: str) -> dict[str, Any]:
+        """One pass over the blobs with a shard on ``site``: move each away."""
+        moved = 0
+        blocked: set[str] = set()
+        failed = 0
+        after: BlobRef | None = None
+        while True:
+            page = await self._store.blobs_after(after, _PAGE, site=site)
+            for ref in page:
+                outcome = await self._attempt(ref, leave=site)
+                if outcome is Outcome.MOVED:
+                    moved += 1
+                elif outcome is Outcome.BLOCKED:
+                    blocked.update(await self._store.blob_buckets(ref))
+                elif outcome not in (Outcome.VANISHED, Outcome.HEALTHY):
+                    failed += 1
+            if len(page) < _PAGE:
+                break
+            after = page[-1]
+        remaining = len(await self._store.blobs_after(None, _PAGE, site=site))
+        progress = {
+            "state": "done" if remaining == 0 else ("blocked" if blocked else "running"),
+            "moved": moved,
+            "remaining": remaining,
+            "failed": failed,
+            "blocked": sorted(blocked),
+            "updated": self._clock.now().isoformat(),
+        }
+        await self._store.set_site_progress(site, progress)
+        return progress
+
+    async def drain_all(self) -> None:
+        """Drain every draining site."""
+        await self._placement.refresh(force=True)
+        for site in list(self._placement.sites.values()):
+            if site.state is SiteState.DRAINING:
+                await self.drain(site.name)
+
+    async def scrub(self, budget_s: float, *, full: bool = False) -> dict[str, Any]:
+        """Verify blobs from where the last call stopped, for about ``budget_s`` seconds at
+        most ``scrub_rate`` bytes a second; repairs what it finds. ``full``: one whole pass
+        from the start, at full speed."""
+        state = await self._store.get_job_state(SCRUB_STATE) or {}
+        after = BlobRef(state["site"], state["blob_id"]) if state.get("blob_id") else None
+        if full:
+            after, budget_s = None, float("inf")
+        deadline = time.monotonic() + budget_s
+        start_bytes = self._counts["bytes_checked"]
+        began = time.monotonic()
+        while time.monotonic() < deadline:
+            page = await self._store.blobs_after(after, _PAGE)
+            if not page:
+                state["passes"] = int(state.get("passes", 0)) + 1
+                state["last_pass_finished"] = self._clock.now().isoformat()
+                after = None
+                break
+            for ref in page:
+                after = ref
+                if Layout.parse(ref.site).framed:
+                    health = await self.health(ref)
+                    state["checked"] = int(state.get("checked", 0)) + 1
+                    if health.bad:
+                        state["found_bad"] = int(state.get("found_bad", 0)) + 1
+                        outcome = await self._attempt(ref)
+                        key = (
+                            "repaired"
+                            if outcome in (Outcome.REPAIRED, Outcome.MOVED)
+                            else outcome.value
+                        )
+                        state[key] = int(state.get(key, 0)) + 1
+                if self._scrub_rate > 0 and not full:
+                    done = self._counts["bytes_checked"] - start_bytes
+                    ahead = done / self._scrub_rate - (time.monotonic() - began)
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+                if time.monotonic() >= deadline:
+                    break
+        state["site"], state["blob_id"] = (after.site, after.blob_id) if after else ("", "")
+        state["bytes_checked"] = int(state.get("bytes_checked", 0)) + (
+            self._counts["bytes_checked"] - start_bytes
+        )
+        await self._store.set_job_state(SCRUB_STATE, state)
+        return state
+
+    async def run_once(self, scrub_budget_s: float = 5.0) -> None:
+        """One round: queued repairs, drains, then some scrubbing."""
+        await self.repair_queued()
+        await self.drain_all()
+        if self._scrub_rate > 0:
+            await self.scrub(scrub_budget_s)
+        await self._store.set_job_state(
+            REPAIR_STATE,
+            {
+                "bytes_rebuilt": self._counts["bytes_rebuilt"],
+                "repaired": self._counts["repair_repaired"] + self._counts["repair_moved"],
+                "lost": self._counts["repair_lost"],
+                "updated": self._clock.now().isoformat(),
+            },
+        )
+
+    async def run_now(self, principal: Principal) -> None:
+        """One round on demand (operators): repairs, drains, a whole scrub pass."""
+        require_operator(principal)
+        await self.repair_queued()
+        await self.drain_all()
+        await self.scrub(0, full=True)
+        await self.repair_queued()
+
+    async def run_forever(self, interval_s: float) -> None:
+        """Background loop (one process per deployment runs it)."""
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("repair round failed")
+            await asyncio.sleep(interval_s)
+
+    # --- status -------------------------------------------------------------------------------
+    async def status(self, principal: Principal) -> dict[str, Any]:
+        """Degraded blobs waiting, bytes at risk, the jobs' progress."""
+        require_operator(principal)
+        queued = await self._store.queued_repairs(1000)
+        at_risk = 0
+        for ref in queued:
+            with contextlib.suppress(errors.AndromedeError, OSError, ValueError, KeyError):
+                layout = Layout.parse(ref.site)
+                shard = await self._placement.backend(ref.site).size(ref.blob_id)
+                at_risk += shard * (layout.redundancy.k if layout.redundancy.erasure else 1)
+        drains = await self._store.site_progress()
+        return {
+            "degraded_blobs": await self._store.count_repairs(),
+            "bytes_at_risk": at_risk,
+            "scrub": await self._store.get_job_state(SCRUB_STATE) or {},
+            "repair": await self._store.get_job_state(REPAIR_STATE) or {},
+            "drains": drains,
+        }
+
+
+async def _copy(source: SiteBackend, target: SiteBackend, blob_id: str, size: int) -> None:
+    """Copy a blob's bytes as they are, durably (commit before returning)."""
+    writer = await target.create(blob_id)
+    try:
+        async for piece in source.read(blob_id, 0, size):
+            await writer.write(piece)
+        await writer.commit()
+    except BaseException:
+        await writer.abort()
+        raise

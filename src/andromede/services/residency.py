@@ -1,0 +1,118 @@
+"""Proof of residency: a signed report of where every shard of a bucket's objects lives.
+
+The report is canonical JSON (sorted keys, no spaces) whose ``signature`` is an Ed25519
+signature over the same document without that field; ``andromede residency verify`` checks it
+offline with the exported public key, and against the server when it can reach it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from andromede.auth.policy import authorize_bucket
+from andromede.core import errors
+from andromede.core.models import Principal
+from andromede.core.placement import Layout
+from andromede.ports import MetadataStore
+from andromede.services.placement import Placement
+
+REPORT_FORMAT = 1
+REPORT_KIND = "andromede-residency-report"
+_PAGE = 500
+
+
+def canonical(document: dict[str, Any]) -> bytes:
+    """The bytes that are signed: the document without its signature, canonical JSON."""
+    body = {k: v for k, v in document.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Residency:
+    """Builds signed residency reports."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        placement: Placement,
+        sign: Callable[[bytes], bytes],
+        public_pem: bytes,
+        now: Callable[[], str],
+    ) -> None:
+        self._store = store
+        self._placement = placement
+        self._sign = sign
+        self.public_pem = public_pem
+        self._now = now
+
+    async def report(self, principal: Principal, bucket_name: str) -> dict[str, Any]:
+        """The bucket's report: operators, or the bucket's own tenant."""
+        bucket = await self._store.get_bucket(bucket_name)
+        if bucket is None:
+            raise errors.NoSuchBucket(BucketName=bucket_name)
+        if not principal.is_operator:
+            authorize_bucket(principal, bucket)
+        await self._placement.refresh(force=True)
+        region = self._placement.region_of(bucket)
+        sites = self._placement.sites
+        objects: list[dict[str, Any]] = []
+        totals: dict[str, dict[str, int]] = {}
+        after = ""
+        while True:
+            page = await self._store.list_versions(bucket.name, after, _PAGE)
+            for version in page:
+                segments = []
+                for segment in version.manifest.segments:
+                    layout = Layout.parse(segment.blob.site)
+                    per_shard = -(-segment.size // layout.redundancy.k)
+                    shards = []
+                    for index, name in enumerate(layout.sites):
+                        site = sites.get(name)
+                        jurisdiction = site.jurisdiction if site else "unknown"
+                        shards.append({"index": index, "site": name, "jurisdiction": jurisdiction})
+                        total = totals.setdefault(jurisdiction, {"shards": 0, "bytes": 0})
+                        total["shards"] += 1
+                        total["bytes"] += per_shard
+                    segments.append(
+                        {
+                            "blob": segment.blob.blob_id,
+                            "size": segment.size,
+                            "redundancy": str(layout.redundancy),
+                            "shards": shards,
+                        }
+                    )
+                objects.append(
+                    {
+                        "key": version.key,
+                        "version_id": version.version_id,
+                        "size": version.size,
+                        "etag": version.etag,
+                        "segments": segments,
+                    }
+                )
+            if len(page) < _PAGE:
+                break
+            after = page[-1].key
+        allowed = region.jurisdiction_list()
+        document: dict[str, Any] = {
+            "kind": REPORT_KIND,
+            "format": REPORT_FORMAT,
+            "bucket": bucket.name,
+            "tenant": bucket.tenant,
+            "region": {
+                "name": region.name,
+                "jurisdictions": allowed,
+                "redundancy": str(region.redundancy),
+                "min_failure_domains": region.min_failure_domains,
+            },
+            "generated": self._now(),
+            "objects": objects,
+            "totals": totals,
+            "within_policy": all(j in allowed or "*" in allowed for j in totals),
+            "public_key_sha256": hashlib.sha256(self.public_pem).hexdigest(),
+        }
+        document["signature"] = base64.b64encode(self._sign(canonical(document))).decode()
+        return document
