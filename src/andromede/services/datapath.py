@@ -20,6 +20,7 @@ from andromede.core.checksums import ChecksumAlgorithm, Hasher, new_hasher
 from andromede.core.conditions import ByteRange
 from andromede.core.ids import new_id
 from andromede.core.models import BlobRef, Manifest, Segment
+from andromede.core.placement import layout_sites
 from andromede.ports import BlobWriter, SiteBackend
 from andromede.services.body import IncomingBody
 from andromede.services.encryption import Seal
@@ -166,7 +167,7 @@ async def store(
     if body.length is not None and body.length <= SMALL:
         return await _store_small(site, body, algorithms, seal)
     blob_id = new_id()
-    audit.note_site(site.name)
+    _note_sites(site.name)
     writer = await site.create(blob_id)
     if seal is not None:
         writer = seal.writer(writer)
@@ -248,7 +249,7 @@ async def _store_small(
     digests.update_inline(data)
     body.finish()
     blob_id = new_id()
-    audit.note_site(site.name)
+    _note_sites(site.name)
     await site.put(blob_id, await _sealed_bytes(seal, data) if seal is not None else data)
     return StoredBlob(
         BlobRef(site.name, blob_id),
@@ -256,6 +257,12 @@ async def _store_small(
         digests.md5.digest(),
         {alg: h.digest() for alg, h in digests.hashers.items()},
     )
+
+
+def _note_sites(text: str) -> None:
+    """Name every site a blob's layout touches in the request's audit record."""
+    for name in layout_sites(text) or (text,):
+        audit.note_site(name)
 
 
 def read(
@@ -274,7 +281,7 @@ def read(
     offset = 0
     for segment in manifest.segments:
         if offset < end and offset + segment.size > start and segment.size:
-            audit.note_site(segment.blob.site)
+            _note_sites(segment.blob.site)
         offset += segment.size
     return _read(sites, manifest, start, end, open_segment)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -17,18 +16,11 @@ from andromede.auth.policy import authorize_bucket
 from andromede.core import errors
 from andromede.core.models import Principal
 from andromede.core.placement import Layout
+from andromede.core.residency import REPORT_FORMAT, REPORT_KIND, canonical
 from andromede.ports import MetadataStore
 from andromede.services.placement import Placement
 
-REPORT_FORMAT = 1
-REPORT_KIND = "andromede-residency-report"
 _PAGE = 500
-
-
-def canonical(document: dict[str, Any]) -> bytes:
-    """The bytes that are signed: the document without its signature, canonical JSON."""
-    body = {k: v for k, v in document.items() if k != "signature"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class Residency:
