@@ -172,6 +172,7 @@ def build_placement(settings: Settings, store: SqlMetadataStore, clock: SystemCl
         default_site=default_site,
         default_region=default_region,
         refresh_seconds=settings.placement_refresh_seconds,
+        reserve_bytes=settings.site_reserve_bytes,
     )
 
 

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     placement_refresh_seconds: float = Field(
         default=2.0, description="how soon a site or region change reaches every gateway"
     )
+    site_reserve_bytes: int = Field(
+        default=0, description="a site with less free space than this takes no new shards"
+    )
     scrub_bytes_per_second: float = Field(
         default=50e6, description="how fast the scrubber re-reads shards (0: no scrubbing)"
     )

@@ -13,8 +13,10 @@ from rich.table import Table
 
 from andromede.cli.admin_audit import audit_admin_app
 from andromede.cli.admin_kms import kms_app
+from andromede.cli.admin_placement import region_app, repair_app, residency_admin_app, site_app
 from andromede.cli.audit import audit_app
 from andromede.cli.common import AsJson, DataDir, Endpoint, call, console
+from andromede.cli.residency import residency_app
 
 app = typer.Typer(help="Andromède, a sovereign S3 object store.", no_args_is_help=True)
 admin = typer.Typer(help="Administer a running server (admin API over HTTP).", no_args_is_help=True)
@@ -25,7 +27,12 @@ admin.add_typer(tenant_cmd, name="tenant")
 admin.add_typer(key_cmd, name="key")
 admin.add_typer(audit_admin_app, name="audit")
 admin.add_typer(kms_app, name="kms")
+admin.add_typer(site_app, name="site")
+admin.add_typer(region_app, name="region")
+admin.add_typer(repair_app, name="repair")
+admin.add_typer(residency_admin_app, name="residency")
 app.add_typer(audit_app, name="audit")
+app.add_typer(residency_app, name="residency")
 
 
 @app.command()

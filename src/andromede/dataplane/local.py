@@ -364,8 +364,17 @@ class LocalSite:
             raise errors.BlobNotFound() from exc
 
     async def usage(self) -> tuple[int, int]:
-        """(bytes used, bytes free) of the filesystem the site is on."""
-        st = await asyncio.to_thread(os.statvfs, self.root)
+        """(bytes used, bytes free) of the filesystem the site is on; OSError when the
+        site's directory is gone or is no longer this site."""
+        return await asyncio.to_thread(self._usage_sync)
+
+    def _usage_sync(self) -> tuple[int, int]:
+        with open(os.path.join(self.root, "FORMAT"), encoding="ascii") as fh:
+            if fh.read() != SITE_FORMAT:
+                raise OSError(errno.EIO, "unknown site format")
+        if not os.path.isdir(os.path.join(self.root, "tmp")):
+            raise OSError(errno.ENOTDIR, "the site's tmp directory is missing")
+        st = os.statvfs(self.root)
         return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_bavail * st.f_frsize
 
     async def delete(self, blob_id: str) -> None:

@@ -373,25 +373,28 @@ class ShardedBlobs:
     ) -> AsyncIterator[bytes]:
         frame = first
         failures: list[str] = []
-        for index in self._order(range(self.layout.redundancy.shards)):
-            try:
-                reader = await self._open(blob_id, index, frame, last)
-            except ShardFailed as exc:
-                failures.append(str(exc))
-                continue
-            try:
-                while frame <= last:
-                    payload = await reader.next()
-                    frame += 1
-                    yield payload
-            except ShardFailed as exc:
-                failures.append(str(exc))
-                continue
-            finally:
-                await reader.close()
-            break
-        if failures and report:
-            self._degraded(blob_id, "; ".join(failures))
+        try:
+            for index in self._order(range(self.layout.redundancy.shards)):
+                try:
+                    reader = await self._open(blob_id, index, frame, last)
+                except ShardFailed as exc:
+                    failures.append(str(exc))
+                    continue
+                try:
+                    while frame <= last:
+                        payload = await reader.next()
+                        frame += 1
+                        yield payload
+                except ShardFailed as exc:
+                    failures.append(str(exc))
+                    continue
+                finally:
+                    await reader.close()
+                break
+        finally:
+            # Also when the consumer stops early: a detour taken is reported all the same.
+            if failures and report:
+                self._degraded(blob_id, "; ".join(failures))
         if frame <= last:
             raise errors.ShardsUnavailable()
 

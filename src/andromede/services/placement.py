@@ -74,6 +74,7 @@ class Placement:
         default_site: Site,
         default_region: Region,
         refresh_seconds: float = 2.0,
+        reserve_bytes: int = 0,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -87,6 +88,8 @@ class Placement:
         self._backends: dict[str, SiteBackend] = {}
         self._layouts: collections.OrderedDict[str, SiteBackend] = collections.OrderedDict()
         self._failed: dict[str, float] = {}
+        self._down: frozenset[str] = frozenset()
+        self._reserve = reserve_bytes
         self._loaded_at = -1e9
         self._lock = asyncio.Lock()
         self._pending: set[asyncio.Task[None]] = set()
@@ -116,7 +119,23 @@ class Placement:
             for gone in set(self._backends) - set(sites):
                 del self._backends[gone]
             self._sites, self._regions = sites, regions
+            self._down = await self._probe()
             self._loaded_at = time.monotonic()
+
+    async def _probe(self) -> frozenset[str]:
+        """Sites that cannot be reached now, or have less free space than the reserve."""
+        down = set()
+        for name, backend in self._backends.items():
+            try:
+                _, free = await backend.usage()
+            except OSError as exc:
+                log.warning("site %s is unavailable: %s", name, exc)
+                down.add(name)
+                continue
+            if free < self._reserve:
+                log.warning("site %s is full: %d bytes free, reserve %d", name, free, self._reserve)
+                down.add(name)
+        return frozenset(down)
 
     @property
     def sites(self) -> dict[str, Site]:
@@ -132,9 +151,10 @@ class Placement:
         return self._backends[name]
 
     def unavailable(self) -> frozenset[str]:
-        """Sites whose writes failed within the hold time."""
+        """Sites that failed their last probe, or a write within the hold time."""
         now = time.monotonic()
-        return frozenset(n for n, at in self._failed.items() if now - at < SITE_FAILURE_HOLD_S)
+        failed = {n for n, at in self._failed.items() if now - at < SITE_FAILURE_HOLD_S}
+        return self._down | failed
 
     def site_failed(self, name: str) -> None:
         """Leave ``name`` out of new placements for a while (a write to it failed)."""

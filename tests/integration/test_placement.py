@@ -1,0 +1,257 @@
+"""Residency through every write path, with real clients: an FR-only bucket never puts a byte
+on the BE or US sites, under writes, multipart uploads, copies, scrub, repair and drain."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from support.placement import SITES, Cluster, cluster, shard_sites
+
+JURISDICTION = {name: j for name, j, _ in SITES}
+DOMAIN = {name: d for name, _, d in SITES}
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def fr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with cluster(tmp_path_factory.mktemp("placement")) as made:
+        made.server.client().create_bucket(
+            Bucket="fr-data", CreateBucketConfiguration={"LocationConstraint": "fr-only"}
+        )
+        made.server.client().create_bucket(
+            Bucket="fr-ec-data", CreateBucketConfiguration={"LocationConstraint": "fr-ec"}
+        )
+        yield made
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_everything(s3: Any, bucket: str) -> dict[str, str]:
+    """Every write path into ``bucket``; returns key -> sha256 of the content."""
+    kept: dict[str, str] = {}
+    for key, size in (("empty", 0), ("small", 3000), ("big", 9 * MiB + 17)):
+        body = os.urandom(size)
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        kept[key] = digest(body)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="multi")["UploadId"]
+    parts, whole = [], b""
+    for number in (1, 2, 3):
+        body = os.urandom(5 * MiB if number < 3 else 1234)
+        etag = s3.upload_part(
+            Bucket=bucket, Key="multi", UploadId=upload, PartNumber=number, Body=body
+        )["ETag"]
+        parts.append({"PartNumber": number, "ETag": etag})
+        whole += body
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="multi", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    kept["multi"] = digest(whole)
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "big"})
+    kept["copy"] = kept["big"]
+    return kept
+
+
+def read_back(s3: Any, bucket: str, kept: dict[str, str]) -> None:
+    for key, expected in kept.items():
+        assert digest(s3.get_object(Bucket=bucket, Key=key)["Body"].read()) == expected, key
+
+
+def test_location_and_residency_report(fr: Cluster) -> None:
+    s3 = fr.server.client()
+    assert s3.get_bucket_location(Bucket="fr-data")["LocationConstraint"] == "fr-only"
+    with pytest.raises(ClientError) as info:
+        s3.create_bucket(Bucket="nowhere", CreateBucketConfiguration={"LocationConstraint": "mars"})
+    assert info.value.response["Error"]["Code"] == "InvalidLocationConstraint"
+    s3.put_object(Bucket="fr-data", Key="report-me", Body=b"x" * 5000)
+    report = fr.report("fr-data")
+    assert report["region"] == {
+        "name": "fr-only",
+        "jurisdictions": ["FR"],
+        "redundancy": "replicas:3",
+        "min_failure_domains": 3,
+    }
+    [sites] = shard_sites(report, "report-me")
+    assert len(set(sites)) == 3
+    assert {JURISDICTION[s] for s in sites} == {"FR"}
+    assert len({DOMAIN[s] for s in sites}) == 3
+    assert set(report["totals"]) == {"FR"}
+    assert report["within_policy"] is True
+    assert report["signature"]
+
+
+def test_fr_bucket_never_writes_outside_fr(fr: Cluster) -> None:
+    s3 = fr.server.client()
+    before = {name: fr.files(name) for name in ("be-a", "us-a")}
+    kept = write_everything(s3, "fr-data")
+    kept_ec = write_everything(s3, "fr-ec-data")
+    # a copy from a default-region bucket into the FR bucket lands in FR too
+    s3.create_bucket(Bucket="anywhere")
+    s3.put_object(Bucket="anywhere", Key="src", Body=b"from elsewhere" * 1000)
+    s3.copy_object(
+        Bucket="fr-data", Key="imported", CopySource={"Bucket": "anywhere", "Key": "src"}
+    )
+    kept["imported"] = digest(b"from elsewhere" * 1000)
+    fr.repair()  # a scrub pass over everything
+    read_back(s3, "fr-data", kept)
+    read_back(s3, "fr-ec-data", kept_ec)
+    for bucket in ("fr-data", "fr-ec-data"):
+        report = fr.report(bucket)
+        assert set(report["totals"]) == {"FR"}
+        for entry in report["objects"]:
+            for segment in entry["segments"]:
+                assert {s["jurisdiction"] for s in segment["shards"]} == {"FR"}
+    ec = shard_sites(fr.report("fr-ec-data"), "big")[0]
+    assert len(ec) == 4 and {DOMAIN[s] for s in ec} == {DOMAIN[s] for s in ec} and len(set(ec)) == 4
+    # the BE and US sites hold exactly what the default-region bucket put there, if anything
+    for name in ("be-a", "us-a"):
+        for path in set(fr.files(name)) - set(before[name]):
+            assert _owned_by(fr, "anywhere", path.name), path
+
+
+def _owned_by(fr: Cluster, bucket: str, blob_id: str) -> bool:
+    report = fr.report(bucket)
+    return any(seg["blob"] == blob_id for o in report["objects"] for seg in o["segments"])
+
+
+def test_policy_that_cannot_be_met_refuses_and_writes_nothing(fr: Cluster) -> None:
+    fr.request(
+        "POST",
+        "/v1/regions",
+        {
+            "name": "fr-wide",
+            "jurisdictions": ["FR"],
+            "redundancy": "ec:4+2",
+            "min_failure_domains": 1,
+        },
+    )
+    s3 = fr.server.client()
+    s3.create_bucket(Bucket="too-wide", CreateBucketConfiguration={"LocationConstraint": "fr-wide"})
+    before = {name: fr.files(name) for name, _, _ in SITES}
+    for body in (b"small", os.urandom(3 * MiB)):
+        with pytest.raises(ClientError) as info:
+            s3.put_object(Bucket="too-wide", Key="k", Body=body)
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        assert info.value.response["Error"]["Code"] == "ServiceUnavailable"
+        assert "FR" in info.value.response["Error"]["Message"]
+    upload = s3.create_multipart_upload(Bucket="too-wide", Key="m")["UploadId"]
+    with pytest.raises(ClientError) as info:
+        s3.upload_part(Bucket="too-wide", Key="m", UploadId=upload, PartNumber=1, Body=b"p")
+    assert info.value.response["Error"]["Code"] == "ServiceUnavailable"
+    assert {name: fr.files(name) for name, _, _ in SITES} == before
+    assert s3.list_objects_v2(Bucket="too-wide").get("KeyCount") == 0
+
+
+def test_drain_moves_shards_within_policy_then_remove(tmp_path: Path) -> None:
+    with cluster(tmp_path) as fr:
+        _drain(fr)
+
+
+def _drain(fr: Cluster) -> None:
+    s3 = fr.server.client()
+    s3.create_bucket(Bucket="fr-data", CreateBucketConfiguration={"LocationConstraint": "fr-only"})
+    s3.create_bucket(Bucket="anywhere")  # default region: one copy on any site
+    s3.put_object(Bucket="anywhere", Key="one-copy", Body=b"z" * 100_000)
+    kept = {}
+    for i in range(6):
+        body = os.urandom(700_000 + i)
+        s3.put_object(Bucket="fr-data", Key=f"drain-{i}", Body=body)
+        kept[f"drain-{i}"] = digest(body)
+    before_be_us = {name: fr.files(name) for name in ("be-a", "us-a")}
+    fr.request("POST", "/v1/sites/fr-a/drain")
+    status = fr.repair()
+    progress = status["drains"]["fr-a"]
+    assert progress["state"] == "done", progress
+    assert progress["remaining"] == 0
+    sites = {s["name"]: s for s in fr.request("GET", "/v1/sites")}
+    assert sites["fr-a"]["state"] == "draining"
+    assert sites["fr-a"]["shards"] == 0
+    assert [p for p in fr.files("fr-a") if "blobs" in p.parts] == []
+    read_back(s3, "fr-data", kept)
+    for key in kept:
+        [placed] = shard_sites(fr.report("fr-data"), key)
+        assert "fr-a" not in placed and {JURISDICTION[s] for s in placed} == {"FR"}
+    assert {name: fr.files(name) for name in ("be-a", "us-a")} == before_be_us
+    # a second FR site cannot go too: three FR domains are needed and only fr-c/fr-d remain
+    fr.request("POST", "/v1/sites/fr-b/drain")
+    progress = fr.repair()["drains"]["fr-b"]
+    assert progress["state"] == "blocked"
+    assert "fr-data" in progress["blocked"]
+    with pytest.raises(Exception, match="SiteNotDrained"):
+        fr.request("DELETE", "/v1/sites/fr-b")
+    fr.request("DELETE", "/v1/sites/fr-a")
+    assert "fr-a" not in {s["name"] for s in fr.request("GET", "/v1/sites")}
+    read_back(s3, "fr-data", kept)
+    # a one-copy blob moves whole: drain the site that holds it
+    [[holder]] = shard_sites(fr.report("anywhere"), "one-copy")
+    fr.request("POST", f"/v1/sites/{holder}/drain")
+    fr.repair()
+    [[now]] = shard_sites(fr.report("anywhere"), "one-copy")
+    assert now != holder
+    assert s3.get_object(Bucket="anywhere", Key="one-copy")["Body"].read() == b"z" * 100_000
+
+
+def test_bad_site_and_region_input_is_refused(fr: Cluster, tmp_path: Path) -> None:
+    cases = [
+        (
+            "/v1/sites",
+            {
+                "name": "x1",
+                "jurisdiction": "fr",
+                "failure_domain": "d",
+                "path": str(tmp_path / "a"),
+            },
+        ),
+        (
+            "/v1/sites",
+            {
+                "name": "Bad Name",
+                "jurisdiction": "FR",
+                "failure_domain": "d",
+                "path": str(tmp_path / "b"),
+            },
+        ),
+        (
+            "/v1/sites",
+            {"name": "x2", "jurisdiction": "FR", "failure_domain": "d", "path": "relative/dir"},
+        ),
+        (
+            "/v1/sites",
+            {
+                "name": "x3",
+                "jurisdiction": "FR",
+                "failure_domain": "d",
+                "path": str(fr.site_dir("fr-c")),
+            },
+        ),
+        ("/v1/regions", {"name": "r", "jurisdictions": ["FR"], "redundancy": "raid5"}),
+        (
+            "/v1/regions",
+            {
+                "name": "rr",
+                "jurisdictions": ["FR"],
+                "redundancy": "replicas:2",
+                "min_failure_domains": 3,
+            },
+        ),
+        ("/v1/regions", {"name": "fr-only", "jurisdictions": ["FR"], "redundancy": "replicas:2"}),
+    ]
+    for path, body in cases:
+        with pytest.raises(
+            Exception, match=r"InvalidArgument|SiteAlreadyExists|RegionAlreadyExists"
+        ):
+            fr.request("POST", path, body)
+    tenant, access, secret = fr.server.new_tenant()
+    del tenant
+    with pytest.raises(Exception, match="AccessDenied"):
+        from andromede.cli.client import AdminClient  # noqa: PLC0415
+
+        AdminClient(fr.server.endpoint, access, secret).request("GET", "/v1/sites")
