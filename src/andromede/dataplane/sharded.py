@@ -358,6 +358,9 @@ class ShardedBlobs:
     ) -> AsyncIterator[bytes]:
         """Blob bytes of frames ``first..last`` (a frame is ``data_per_frame`` bytes of the
         blob), each verified, read around failed shards."""
+        down = self._unavailable() & set(self.layout.sites)
+        if down and report:  # read around without trying: the blob still wants repair
+            self._degraded(blob_id, f"shards on unavailable sites {sorted(down)}")
         if self.layout.redundancy.erasure:
             frames = self._ec_frames(blob_id, first, last, report)
         else:

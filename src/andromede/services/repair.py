@@ -306,6 +306,19 @@ class Repairs:
         await self.drain_all()
         if self._scrub_rate > 0:
             await self.scrub(scrub_budget_s)
+        await self._save_counters()
+
+    async def run_now(self, principal: Principal) -> None:
+        """One round on demand (operators): repairs, drains, a whole scrub pass."""
+        require_operator(principal)
+        await self.repair_queued()
+        await self.drain_all()
+        await self.scrub(0, full=True)
+        await self.repair_queued()
+        await self._save_counters()
+
+    async def _save_counters(self) -> None:
+        """This process's totals since it started, for ``repair status``."""
         await self._store.set_job_state(
             REPAIR_STATE,
             {
@@ -315,14 +328,6 @@ class Repairs:
                 "updated": self._clock.now().isoformat(),
             },
         )
-
-    async def run_now(self, principal: Principal) -> None:
-        """One round on demand (operators): repairs, drains, a whole scrub pass."""
-        require_operator(principal)
-        await self.repair_queued()
-        await self.drain_all()
-        await self.scrub(0, full=True)
-        await self.repair_queued()
 
     async def run_forever(self, interval_s: float) -> None:
         """Background loop (one process per deployment runs it)."""
