@@ -4,6 +4,7 @@ redundancy, and no acknowledged object is lost."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from support.placement import SITES, Cluster, cluster, read_only, shard_sites
+from support.placement import SITES, Cluster, cluster, read_only
 
 MiB = 1 << 20
 FR = {name for name, j, _ in SITES if j == "FR"}
@@ -157,17 +158,17 @@ def test_a_full_site_fails_the_write_whole_and_is_avoided(tmp_path: Path) -> Non
         s3 = fr.server.client(retries={"total_max_attempts": 1})  # see each refusal
         s3.create_bucket(Bucket="rep", CreateBucketConfiguration={"LocationConstraint": "fr-only"})
         kept: dict[str, bytes] = {}
-        refused = 0
+        statuses: list[int] = []
         for i in range(12):
             body = os.urandom(MiB + i)
             try:
                 s3.put_object(Bucket="rep", Key=f"k{i}", Body=body)
             except ClientError as exc:
-                assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 503
-                refused += 1
+                statuses.append(exc.response["ResponseMetadata"]["HTTPStatusCode"])
                 continue
             kept[f"k{i}"] = body
-        assert refused >= 1  # fr-d filled up once
+        assert statuses  # fr-d filled up once
+        assert set(statuses) == {503}
         assert len(kept) >= 9  # and was then left out
         check(fr, "rep", kept)
         # nothing half-written: every shard file on every site belongs to an acknowledged object
@@ -191,10 +192,8 @@ def test_kill_during_a_sharded_write_leaves_nothing_after_restart(tmp_path: Path
                 time.sleep(0.005)
 
         def upload() -> None:
-            try:
+            with contextlib.suppress(Exception):  # the server dies under it
                 fr.server.client().put_object(Bucket="rep", Key="cut", Body=b"".join(slow_body()))
-            except Exception:  # noqa: S110 - the server dies under it
-                pass
 
         thread = threading.Thread(target=upload)
         thread.start()
