@@ -264,7 +264,7 @@ class PlacementStore(Protocol):
         ...
 
     async def delete_site(self, name: str) -> None:
-        """Forget a site. NoSuchSite; SiteNotDrained while any blob names it."""
+        """Forget a site. NoSuchSite; SiteNotDrained while a live blob names it."""
         ...
 
     async def create_region(self, region: Region, created: dt.datetime) -> None:

@@ -91,6 +91,7 @@ def test_a_deleted_site_directory_is_read_around_then_repaired(tmp_path: Path) -
         check(fr, "rep", replicas)
         check(fr, "coded", coded)
         assert status(fr)["repair"]["bytes_rebuilt"] > 0
+        assert fr.files("be-a") == fr.files("us-a") == []  # repair stayed in FR
 
 
 def _flip(path: Path, at: int) -> None:

@@ -238,7 +238,11 @@ def region_add(
         "redundancy": redundancy,
         "min_failure_domains": min_failure_domains,
     }
-    _show_regions([call(endpoint, data_dir, "POST", REGIONS, body)], json_out)
+    region = call(endpoint, data_dir, "POST", REGIONS, body)
+    if json_out:
+        _dump(region)
+    else:
+        _show_regions([region], as_json=False)
 
 
 @region_app.command("list")
@@ -374,4 +378,6 @@ def residency_public_key(
         sys.stdout.buffer.write(pem)
         sys.stdout.buffer.flush()
     else:
-        console.print(f"public key written to {out} (sha256 {digest})", highlight=False)
+        console.print(
+            f"public key written to {out} (sha256 {digest})", highlight=False, soft_wrap=True
+        )

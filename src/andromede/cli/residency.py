@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.markup import escape
 from rich.table import Table
 
+from andromede.cli.admin_placement import human_size
 from andromede.cli.common import AsJson, DataDir, Endpoint, call, console, err_console
 from andromede.core.residency import REPORT_FORMAT, REPORT_KIND, canonical
 
@@ -226,8 +227,12 @@ def _summary(doc: dict[str, Any]) -> dict[str, Any]:
 def _show(
     path: Path, summary: dict[str, Any], problems: list[str], diff: Differences | None
 ) -> None:
-    ok = not problems and (diff is None or diff.matches)
-    verdict = "[green]VALID[/green]" if ok else "[red]NOT VALID[/red]"
+    if problems:
+        verdict = "[red]NOT VALID[/red]"
+    elif diff is not None and not diff.matches:
+        verdict = "[yellow]VALID, NO LONGER CURRENT[/yellow]"
+    else:
+        verdict = "[green]VALID[/green]"
     console.print(f"residency report {escape(str(path))}: {verdict}", highlight=False)
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
@@ -240,18 +245,22 @@ def _show(
         ("objects", str(summary["objects"])),
     ]
     for code, total in sorted(summary["totals"].items()):
-        rows.append((f"in {code}", f"{total.get('shards')} shards, {total.get('bytes')} bytes"))
+        size = total.get("bytes")
+        size_text = human_size(size) if isinstance(size, int) else str(size)
+        rows.append((f"in {code}", f"{total.get('shards')} shard(s), {size_text}"))
     if diff is not None:
         rows.append(("server", "placement unchanged" if diff.matches else "placement changed"))
     for name, value in rows:
         table.add_row(name, escape(value))
     console.print(table, highlight=False)
     for problem in problems:
-        console.print(f"[red]problem[/red] {escape(problem)}", highlight=False)
+        console.print(f"[red]problem[/red] {escape(problem)}", highlight=False, soft_wrap=True)
     if diff is not None:
         for label, items in asdict(diff).items():
             for item in items:
-                console.print(f"[yellow]{label}[/yellow] {escape(item)}", highlight=False)
+                console.print(
+                    f"[yellow]{label}[/yellow] {escape(item)}", highlight=False, soft_wrap=True
+                )
 
 
 @residency_app.command()

@@ -126,8 +126,9 @@ class PlacementMixin:
         await self._tx.write(lambda conn: conn.execute(stmt))
 
     async def delete_site(self, name: str) -> None:
-        """Forget a site. NoSuchSite; SiteNotDrained while any blob (live, part or queued for
-        deletion) still names it."""
+        """Forget a site. NoSuchSite; SiteNotDrained while a live blob (a version's or a
+        part's) still names it. Blobs only queued for deletion do not hold a site back: their
+        shards there are left to whoever wipes the site's directory."""
         s = t.sites
 
         async def op(conn: AsyncConnection) -> None:
