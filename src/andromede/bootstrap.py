@@ -32,7 +32,8 @@ from andromede.core.models import DEFAULT_TENANT
 from andromede.core.placement import ANY_JURISDICTION, Layout, Redundancy, Region, Site
 from andromede.crypto.envelope import AesGcmEnvelope
 from andromede.dataplane.local import LocalSite
-from andromede.dataplane.sharded import ShardedBlobs, preferred_code
+from andromede.dataplane.shard_format import preferred_code
+from andromede.dataplane.sharded import ShardedBlobs
 from andromede.kms.factory import open_key_managers
 from andromede.localfiles import RootCredentials, read_credentials, write_credentials
 from andromede.metadata.sql import SqlMetadataStore, SystemClock, open_store

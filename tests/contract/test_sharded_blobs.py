@@ -13,7 +13,8 @@ from andromede.core import errors
 from andromede.core.placement import Layout, Redundancy
 from andromede.dataplane.local import HEADER_SIZE as LOCAL_HEADER
 from andromede.dataplane.local import LocalSite
-from andromede.dataplane.sharded import FRAME, HEADER_SIZE, ShardedBlobs, preferred_code
+from andromede.dataplane.shard_format import FRAME, HEADER_SIZE, preferred_code
+from andromede.dataplane.sharded import ShardedBlobs
 
 BLOB = "b" * 32
 LAYOUTS = {

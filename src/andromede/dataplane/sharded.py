@@ -2,233 +2,36 @@
 
 :class:`ShardedBlobs` is a :class:`~andromede.ports.SiteBackend` for one layout
 (``core/placement.py``): the data path writes and reads through it exactly as through one
-site, and it fans the bytes out to (or gathers them from) the physical sites.
-
-Shard format (format 1), inside each site's own blob:
-
-    header (32 bytes)  b"ANDSHARD", format u16, kind u8 (0 replica, 1 erasure code),
-                       code u8 (erasure backend), k u8, m u8, index u8, reserved u8,
-                       data bytes per frame u32, full frame payload bytes u32, zeros
-    frames             payload + CRC32C of the payload (u32 big-endian)
-
-A frame carries ``data per frame`` bytes of the blob: a replica frame holds them as they
-are; an erasure-coded frame holds shard ``index``'s fragment of a stripe (pyeclib/ISA-L:
-``k`` data + ``m`` parity fragments, each with its own small header). Only the last frame is
-shorter. Reads verify every frame's CRC and read around a missing, short or corrupt shard
-(another replica, or any ``k`` fragments), then report the blob for repair.
+site, and it fans the bytes out to (or gathers them from) the physical sites, one shard per
+site in the format of ``shard_format.py``. Reads verify every frame's CRC and read around a
+missing, short or corrupt shard (another replica, or any ``k`` fragments), then report the
+blob for repair.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
-import struct
-import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
-
-from awscrt import checksums as _crt
 
 from andromede.core import errors
 from andromede.core.placement import Layout
+from andromede.dataplane.shard_format import (
+    FRAME,
+    THREADED,
+    Codec,
+    FrameReader,
+    ShardFailed,
+    ShardHeader,
+    decode,
+    frame_count,
+)
 from andromede.ports import BlobWriter, ShardSet, SiteBackend
 
 log = logging.getLogger("andromede.placement")
-
-MAGIC = b"ANDSHARD"
-SHARD_FORMAT = 1
-HEADER = struct.Struct(">8sHBBBBBBII")
-HEADER_SIZE = 32
-CRC = struct.Struct(">I")
-# Blob bytes per replica frame, and per erasure-code fragment of a full stripe.
-FRAME = 1 << 20
-# Erasure backends by the code kept in shard headers (a reader decodes with the writer's).
-EC_BACKENDS = {1: "isa_l_rs_cauchy", 2: "liberasurecode_rs_vand"}
-# Below this, a hop to a worker thread costs more than encoding inline.
-THREADED = 128 << 10
-
 SiteLookup = Callable[[str], SiteBackend]
 Reporter = Callable[[str, str], None]
-
-
-class ShardFailed(Exception):
-    """One shard could not be read (missing, short, corrupt, or its site failed)."""
-
-
-@dataclass(frozen=True)
-class ShardHeader:
-    """What a shard file says about itself."""
-
-    erasure: bool
-    code: int
-    k: int
-    m: int
-    index: int
-    data_per_frame: int
-    frame_len: int
-
-    def pack(self) -> bytes:
-        """The 32 header bytes."""
-        return HEADER.pack(
-            MAGIC,
-            SHARD_FORMAT,
-            1 if self.erasure else 0,
-            self.code,
-            self.k,
-            self.m,
-            self.index,
-            0,
-            self.data_per_frame,
-            self.frame_len,
-        ).ljust(HEADER_SIZE, b"\0")
-
-    @classmethod
-    def unpack(cls, raw: bytes) -> ShardHeader:
-        """Parse; ShardFailed when it is no shard header of a known format."""
-        if len(raw) != HEADER_SIZE:
-            raise ShardFailed("short header")
-        magic, fmt, kind, code, k, m, index, _, per_frame, frame_len = HEADER.unpack(
-            raw[: HEADER.size]
-        )
-        if magic != MAGIC or fmt != SHARD_FORMAT or kind not in (0, 1) or frame_len == 0:
-            raise ShardFailed("not a shard header")
-        return cls(kind == 1, code, k, m, index, per_frame, frame_len)
-
-
-def crc32c(data: bytes | memoryview) -> bytes:
-    """The frame checksum."""
-    return CRC.pack(_crt.crc32c(data))
-
-
-_drivers = threading.local()
-
-
-def ec_driver(k: int, m: int, code: int) -> object:
-    """A pyeclib driver for this thread (drivers are not shared between threads)."""
-    from pyeclib.ec_iface import ECDriver  # noqa: PLC0415 - heavy; only erasure code needs it
-
-    cache: dict[tuple[int, int, int], object] = getattr(_drivers, "cache", None) or {}
-    _drivers.cache = cache
-    driver = cache.get((k, m, code))
-    if driver is None:
-        driver = ECDriver(k=k, m=m, ec_type=EC_BACKENDS[code])
-        cache[(k, m, code)] = driver
-    return driver
-
-
-def preferred_code() -> int:
-    """The fastest erasure backend this machine's pyeclib offers."""
-    for code, name in EC_BACKENDS.items():
-        try:
-            from pyeclib.ec_iface import ECDriver  # noqa: PLC0415
-
-            ECDriver(k=2, m=1, ec_type=name)
-        except Exception:  # noqa: S112 - pyeclib raises its own hierarchy per backend
-            continue
-        return code
-    raise RuntimeError("pyeclib has no usable erasure-code backend")
-
-
-class Codec:
-    """Turns one frame's worth of blob bytes into each shard's frame, and back."""
-
-    def __init__(self, layout: Layout, code: int) -> None:
-        r = layout.redundancy
-        self.erasure, self.k, self.m, self.code = r.erasure, r.k, r.m, code
-        self.shards = r.shards
-        self.data_per_frame = FRAME * self.k
-        self.frame_len = FRAME if not self.erasure else self._fragment_len(self.data_per_frame)
-
-    def _fragment_len(self, size: int) -> int:
-        return len(self.encode(bytes(size))[0]) - CRC.size
-
-    def header(self, index: int) -> bytes:
-        """Shard ``index``'s header."""
-        return ShardHeader(
-            self.erasure, self.code, self.k, self.m, index, self.data_per_frame, self.frame_len
-        ).pack()
-
-    def encode(self, data: bytes) -> list[bytes]:
-        """Each shard's frame (payload + CRC) for ``data`` (at most one frame of blob bytes)."""
-        if not self.erasure:
-            framed = data + crc32c(data)
-            return [framed] * self.shards
-        fragments: list[bytes] = ec_driver(self.k, self.m, self.code).encode(data)  # type: ignore[attr-defined]
-        return [f + crc32c(f) for f in fragments]
-
-
-def frame_count(size: int, header: ShardHeader) -> int:
-    """How many frames a shard of ``size`` bytes holds."""
-    step = header.frame_len + CRC.size
-    return max(0, -(-(size - HEADER_SIZE) // step))
-
-
-def decode(header: ShardHeader, fragments: Sequence[bytes]) -> bytes:
-    """A stripe's blob bytes from at least ``k`` verified fragments."""
-    driver = ec_driver(header.k, header.m, header.code)
-    out: bytes = driver.decode(list(fragments))  # type: ignore[attr-defined]
-    return out
-
-
-class _FrameReader:
-    """Verified frames ``[first, last]`` of one shard, in order."""
-
-    def __init__(self, site: SiteBackend, blob_id: str, index: int, layout: Layout) -> None:
-        self.site = site
-        self.blob_id = blob_id
-        self.index = index
-        self.layout = layout
-        self.header: ShardHeader | None = None
-        self._frames: AsyncIterator[bytes] | None = None
-
-    async def open(self, first: int, last: int) -> ShardHeader:
-        """Read and check the header; position at frame ``first``."""
-        try:
-            size = await self.site.size(self.blob_id)
-            raw = b"".join([p async for p in self.site.read(self.blob_id, 0, HEADER_SIZE)])
-        except (errors.AndromedeError, OSError, ValueError) as exc:
-            raise ShardFailed(f"{self.site.name}: {exc}") from exc
-        header = ShardHeader.unpack(raw)
-        r = self.layout.redundancy
-        if (
-            header.erasure != r.erasure
-            or header.index != self.index
-            or (header.erasure and (header.k, header.m) != (r.k, r.m))
-        ):
-            raise ShardFailed(f"{self.site.name}: shard header does not match the layout")
-        self.header = header
-        step = header.frame_len + CRC.size
-        start = HEADER_SIZE + first * step
-        end = min(size, HEADER_SIZE + (last + 1) * step)
-        if end <= start:
-            raise ShardFailed(f"{self.site.name}: shard is short")
-        self._frames = self.site.read(self.blob_id, start, end - start, piece=step)
-        return header
-
-    async def next(self) -> bytes:
-        """The next frame's verified payload."""
-        assert self._frames is not None
-        try:
-            frame = await anext(self._frames)
-        except StopAsyncIteration:
-            raise ShardFailed(f"{self.site.name}: shard is short") from None
-        except (errors.AndromedeError, OSError) as exc:
-            raise ShardFailed(f"{self.site.name}: {exc}") from exc
-        if len(frame) <= CRC.size:
-            raise ShardFailed(f"{self.site.name}: empty frame")
-        payload = memoryview(frame)[: -CRC.size]
-        if crc32c(payload) != frame[-CRC.size :]:
-            raise ShardFailed(f"{self.site.name}: frame checksum mismatch")
-        return bytes(payload) if len(payload) < THREADED else frame[: -CRC.size]
-
-    async def close(self) -> None:
-        """Release the underlying read."""
-        if self._frames is not None:
-            frames, self._frames = self._frames, None
-            with contextlib.suppress(Exception):
-                await frames.aclose()  # type: ignore[attr-defined]
 
 
 class ShardedBlobs:
@@ -339,13 +142,13 @@ class ShardedBlobs:
         if self._on_degraded is not None:
             self._on_degraded(self.name, blob_id)
 
-    async def _open(self, blob_id: str, index: int, first: int, last: int) -> _FrameReader:
+    async def _open(self, blob_id: str, index: int, first: int, last: int) -> FrameReader:
         name = self.layout.sites[index]
         try:
             site = self._sites(name)
         except KeyError as exc:
             raise ShardFailed(f"site {name} is not configured") from exc
-        reader = _FrameReader(site, blob_id, index, self.layout)
+        reader = FrameReader(site, blob_id, index, self.layout)
         try:
             await reader.open(first, last)
         except ShardFailed:
@@ -406,7 +209,7 @@ class ShardedBlobs:
     ) -> AsyncIterator[bytes]:
         k = self.layout.redundancy.k
         spare = self._order(range(self.layout.redundancy.shards))
-        readers: list[_FrameReader] = []
+        readers: list[FrameReader] = []
         failures: list[str] = []
         try:
             for frame in range(first, last + 1):
