@@ -135,7 +135,7 @@ class PlacementMixin:
             row = await first(conn, sa.select(s.c.name).where(s.c.name == name).with_for_update())
             if row is None:
                 raise errors.NoSuchSite(Site=name)
-            for table in (t.object_blobs, t.parts, t.garbage):
+            for table in (t.object_blobs, t.parts):
                 query = sa.select(table.c.site).where(naming_site(table.c.site, name)).limit(1)
                 if await first(conn, query) is not None:
                     raise errors.SiteNotDrained(Site=name)

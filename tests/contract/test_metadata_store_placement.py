@@ -1,0 +1,124 @@
+"""The metadata store's placement methods, on SQLite and PostgreSQL: sites, regions, blobs by
+layout, relocation (the one write that moves a live blob's shards), the repair queue."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from andromede.core import errors
+from andromede.core.models import BlobRef, Manifest, ObjectVersion, Segment
+from andromede.core.placement import Redundancy, Region, Site, SiteState
+from andromede.metadata.sql import SqlMetadataStore
+from support.metadata import LATER, T0, garbage, part, upload
+
+R3 = "r3:fr-a,fr-b,fr-c"
+MOVED = "r3:fr-a,fr-d,fr-c"
+
+
+def site(name: str, path: str | None = None) -> Site:
+    return Site(name, "FR", f"dom-{name}", "acme", path or f"/srv/{name}")
+
+
+def version_on(key: str, *refs: BlobRef) -> ObjectVersion:
+    manifest = Manifest(tuple(Segment(ref, 10, part_number=i + 1) for i, ref in enumerate(refs)))
+    return ObjectVersion("photos", key, f"v-{key}", manifest.size, "e", T0, manifest)
+
+
+async def test_sites_and_regions(store: SqlMetadataStore) -> None:
+    await store.create_site(site("fr-a"), T0)
+    await store.create_site(site("fr-b"), T0)
+    with pytest.raises(errors.SiteAlreadyExists):
+        await store.create_site(site("fr-a", "/elsewhere"), T0)
+    with pytest.raises(errors.SiteAlreadyExists):  # two sites on one directory
+        await store.create_site(site("fr-z", "/srv/fr-a"), T0)
+    await store.set_site_state("fr-b", SiteState.DRAINING, {"moved": 0})
+    assert [(s.name, s.state) for s in await store.list_sites()] == [
+        ("fr-a", SiteState.ACTIVE),
+        ("fr-b", SiteState.DRAINING),
+    ]
+    await store.set_site_progress("fr-b", {"moved": 3})
+    assert await store.site_progress() == {"fr-b": {"moved": 3}}
+    with pytest.raises(errors.NoSuchSite):
+        await store.set_site_state("nope", SiteState.DRAINING)
+    region = Region("fr-only", frozenset({"FR", "BE"}), Redundancy.parse("ec:4+2"), 3)
+    await store.create_region(region, T0)
+    with pytest.raises(errors.RegionAlreadyExists):
+        await store.create_region(region, T0)
+    assert await store.list_regions() == [region]
+
+
+async def test_blobs_by_site_name_exactly(store: SqlMetadataStore, bucket: str) -> None:
+    del bucket
+    await store.put_object(version_on("a", BlobRef(R3, "b1")))
+    await store.put_object(version_on("b", BlobRef("fr-ab", "b2")))  # a longer name
+    await store.put_object(version_on("c", BlobRef("fr-a", "b3")))  # one plain copy
+    await store.create_upload(upload("u1"))
+    await store.put_part(
+        dataclasses.replace(part("u1", 1, "b4"), blob=BlobRef("ec2+1:x,fr-a,y", "b4"))
+    )
+    found = await store.blobs_after(None, 10, site="fr-a")
+    assert found == [BlobRef(R3, "b1"), BlobRef("fr-a", "b3"), BlobRef("ec2+1:x,fr-a,y", "b4")]
+    assert await store.blobs_after(BlobRef(R3, "b1"), 1, site="fr-a") == [BlobRef("fr-a", "b3")]
+    assert len(await store.blobs_after(None, 10)) == 4
+    assert await store.blob_buckets(BlobRef("ec2+1:x,fr-a,y", "b4")) == {"photos"}
+    counts = await store.layout_counts()
+    assert counts[R3] == 1
+    assert counts["fr-ab"] == 1
+    layouts = await store.blob_layouts(["b1", "b4", "missing"])
+    assert layouts == {"b1": {R3}, "b4": {"ec2+1:x,fr-a,y"}}
+
+
+async def test_relocate_moves_every_live_reference(store: SqlMetadataStore, bucket: str) -> None:
+    del bucket
+    old, new = BlobRef(R3, "b1"), BlobRef(MOVED, "b1")
+    other = BlobRef(R3, "b2")
+    await store.put_object(version_on("a", old, other))
+    await store.create_upload(upload("u1"))
+    await store.put_part(dataclasses.replace(part("u1", 1, "b1"), blob=old))
+    await store.queue_repairs([old], T0)
+    assert await store.relocate_blob(old, new)
+    moved = await store.get_object("photos", "a")
+    assert moved is not None
+    assert [s.blob for s in moved.manifest.segments] == [new, other]
+    assert [p.blob for p in await store.list_parts("u1")] == [new]
+    assert await store.count_repairs() == 0
+    assert await store.blob_layouts(["b1"]) == {"b1": {MOVED}}
+    # the replaced version's blobs are garbage under their new layout
+    await store.put_object(version_on("a", BlobRef("fr-a", "b9")))
+    await store.abort_upload("u1")
+    assert "b1" in await garbage(store)
+    assert {b.site for b in await store.due_garbage(LATER, 100) if b.blob_id == "b1"} == {MOVED}
+    assert not await store.relocate_blob(new, BlobRef("r3:fr-d,fr-e,fr-f", "b1"))  # not live
+    with pytest.raises(ValueError, match="blob id"):
+        await store.relocate_blob(new, BlobRef(MOVED, "other"))
+
+
+async def test_a_site_named_by_a_live_blob_cannot_go(store: SqlMetadataStore, bucket: str) -> None:
+    del bucket
+    await store.create_site(site("fr-b"), T0)
+    await store.create_site(site("fr-d"), T0)
+    await store.put_object(version_on("a", BlobRef(R3, "b1")))
+    with pytest.raises(errors.SiteNotDrained):
+        await store.delete_site("fr-b")
+    await store.delete_site("fr-d")
+    await store.delete_object("photos", "a")  # now only the garbage queue names fr-b
+    await store.delete_site("fr-b")
+    assert await store.list_sites() == []
+    with pytest.raises(errors.NoSuchSite):
+        await store.delete_site("fr-b")
+
+
+async def test_repair_queue_and_job_state(store: SqlMetadataStore) -> None:
+    refs = [BlobRef(R3, f"b{i}") for i in range(3)]
+    await store.queue_repairs(refs, T0)
+    await store.queue_repairs(refs[:1], LATER)  # queued once
+    assert await store.count_repairs() == 3
+    assert await store.queued_repairs(2) == refs[:2]
+    await store.forget_repairs(refs[:2])
+    assert await store.queued_repairs(10) == refs[2:]
+    assert await store.get_job_state("scrub") is None
+    await store.set_job_state("scrub", {"checked": 1})
+    await store.set_job_state("scrub", {"checked": 2})
+    assert await store.get_job_state("scrub") == {"checked": 2}
