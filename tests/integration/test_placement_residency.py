@@ -256,3 +256,21 @@ def test_bad_site_and_region_input_is_refused(fr: Cluster, tmp_path: Path) -> No
     tenant_admin = AdminClient(fr.server.endpoint, access, secret)
     with pytest.raises(AdminError, match="AccessDenied"):
         tenant_admin.request("GET", "/v1/sites")
+
+
+def test_a_tenant_gets_its_own_buckets_report_and_no_other(fr: Cluster) -> None:
+    _, access, secret = fr.server.new_tenant()
+    mine = fr.server.client(access, secret)
+    mine.create_bucket(
+        Bucket="tenant-fr", CreateBucketConfiguration={"LocationConstraint": "fr-only"}
+    )
+    mine.put_object(Bucket="tenant-fr", Key="doc", Body=b"d" * 2000)
+    tenant_admin = AdminClient(fr.server.endpoint, access, secret)
+    report = tenant_admin.request("GET", "/v1/residency/tenant-fr")
+    assert [o["key"] for o in report["objects"]] == ["doc"]
+    with pytest.raises(AdminError, match="AccessDenied"):
+        tenant_admin.request("GET", "/v1/residency/fr-data")  # the default tenant's
+    with pytest.raises(AdminError, match="NoSuchBucket"):
+        tenant_admin.request("GET", "/v1/residency/no-such-bucket")
+    with pytest.raises(AdminError, match="AccessDenied"):
+        tenant_admin.request("POST", "/v1/repair/run")

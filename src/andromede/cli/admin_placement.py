@@ -277,7 +277,8 @@ def _rebuilt(repair: dict[str, Any]) -> str:
         return "nothing yet"
     line = (
         f"{human_size(int(repair.get('bytes_rebuilt', 0)))} "
-        f"({repair.get('repaired', 0)} blobs repaired, {repair.get('lost', 0)} lost)"
+        f"({repair.get('repaired', 0)} blobs repaired in place, {repair.get('moved', 0)} moved, "
+        f"{repair.get('blocked', 0)} blocked, {repair.get('lost', 0)} lost)"
     )
     return f"{line}, as of {repair['updated']}" if repair.get("updated") else line
 

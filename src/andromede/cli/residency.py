@@ -233,7 +233,9 @@ def _show(
         verdict = "[yellow]VALID, NO LONGER CURRENT[/yellow]"
     else:
         verdict = "[green]VALID[/green]"
-    console.print(f"residency report {escape(str(path))}: {verdict}", highlight=False)
+    console.print(
+        f"residency report {escape(str(path))}: {verdict}", highlight=False, soft_wrap=True
+    )
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
@@ -245,7 +247,7 @@ def _show(
         ("objects", str(summary["objects"])),
     ]
     for code, total in sorted(summary["totals"].items()):
-        size = total.get("bytes")
+        size = total.get("object_bytes")
         size_text = human_size(size) if isinstance(size, int) else str(size)
         rows.append((f"in {code}", f"{total.get('shards')} shard(s), {size_text}"))
     if diff is not None:

@@ -307,7 +307,7 @@ class Placement:
         """Register a residency policy buckets can name as their LocationConstraint."""
         require_operator(principal)
         check_region_name(name)
-        codes = frozenset(j.strip().upper() for j in jurisdictions if j.strip())
+        codes = frozenset(j.strip() for j in jurisdictions if j.strip())
         if ANY_JURISDICTION in codes:
             raise errors.InvalidArgument("Name the jurisdictions a region allows.")
         region = Region(name, codes, Redundancy.parse(redundancy), min_failure_domains)

@@ -72,6 +72,7 @@ class Repairs:
         self._clock = clock
         self._scrub_rate = scrub_rate
         self._counts: Counter[str] = Counter()
+        self._saved: Counter[str] = Counter()
 
     # --- one blob -----------------------------------------------------------------------------
     def _shards(self, text: str) -> ShardSet:
@@ -204,17 +205,18 @@ class Repairs:
             done[outcome.value] += 1
             if outcome in (Outcome.HEALTHY, Outcome.REPAIRED, Outcome.MOVED, Outcome.VANISHED):
                 await self._store.forget_repairs([ref])
-        self._counts.update({f"repair_{k}": v for k, v in done.items()})
         return dict(done)
 
     async def _attempt(self, ref: BlobRef, leave: str | None = None) -> Outcome:
         try:
-            return await self.repair(ref, leave=leave)
+            outcome = await self.repair(ref, leave=leave)
         except errors.ShardsUnavailable:
-            return Outcome.UNAVAILABLE
+            outcome = Outcome.UNAVAILABLE
         except (errors.AndromedeError, OSError) as exc:
             log.warning("repair of %s failed: %s", ref, exc)
-            return Outcome.UNAVAILABLE
+            outcome = Outcome.UNAVAILABLE
+        self._counts[outcome.value] += 1
+        return outcome
 
     async def drain(self, site: str) -> dict[str, Any]:
         """One pass over the blobs with a shard on ``site``: move each away."""
@@ -318,16 +320,14 @@ class Repairs:
         await self._save_counters()
 
     async def _save_counters(self) -> None:
-        """This process's totals since it started, for ``repair status``."""
-        await self._store.set_job_state(
-            REPAIR_STATE,
-            {
-                "bytes_rebuilt": self._counts["bytes_rebuilt"],
-                "repaired": self._counts["repair_repaired"] + self._counts["repair_moved"],
-                "lost": self._counts["repair_lost"],
-                "updated": self._clock.now().isoformat(),
-            },
-        )
+        """Add what this process did since its last save to the stored totals."""
+        keys = ("bytes_rebuilt", *(o.value for o in Outcome))
+        state = await self._store.get_job_state(REPAIR_STATE) or {}
+        for key in keys:
+            state[key] = int(state.get(key, 0)) + self._counts[key] - self._saved[key]
+        state["updated"] = self._clock.now().isoformat()
+        await self._store.set_job_state(REPAIR_STATE, state)
+        self._saved = Counter({k: self._counts[k] for k in keys})
 
     async def run_forever(self, interval_s: float) -> None:
         """Background loop (one process per deployment runs it)."""

@@ -15,7 +15,7 @@ from typing import Any
 from andromede.auth.policy import authorize_bucket
 from andromede.core import errors
 from andromede.core.models import Principal
-from andromede.core.placement import Layout
+from andromede.core.placement import ANY_JURISDICTION, Layout, Site
 from andromede.core.residency import REPORT_FORMAT, REPORT_KIND, canonical
 from andromede.ports import MetadataStore
 from andromede.services.placement import Placement
@@ -40,6 +40,17 @@ class Residency:
         self.public_pem = public_pem
         self._now = now
 
+    @staticmethod
+    def _shard(index: int, name: str, site: Site | None) -> dict[str, Any]:
+        """One shard's entry: where it is, as the operator registered that site."""
+        return {
+            "index": index,
+            "site": name,
+            "jurisdiction": site.jurisdiction if site else "unknown",
+            "failure_domain": site.failure_domain if site else "unknown",
+            "provider": site.provider if site else "unknown",
+        }
+
     async def report(self, principal: Principal, bucket_name: str) -> dict[str, Any]:
         """The bucket's report: operators, or the bucket's own tenant."""
         bucket = await self._store.get_bucket(bucket_name)
@@ -52,6 +63,7 @@ class Residency:
         sites = self._placement.sites
         objects: list[dict[str, Any]] = []
         totals: dict[str, dict[str, int]] = {}
+        spread_ok = True
         after = ""
         while True:
             page = await self._store.list_versions(bucket.name, after, _PAGE)
@@ -59,15 +71,21 @@ class Residency:
                 segments = []
                 for segment in version.manifest.segments:
                     layout = Layout.parse(segment.blob.site)
+                    shards = [
+                        self._shard(index, name, sites.get(name))
+                        for index, name in enumerate(layout.sites)
+                    ]
                     per_shard = -(-segment.size // layout.redundancy.k)
-                    shards = []
-                    for index, name in enumerate(layout.sites):
-                        site = sites.get(name)
-                        jurisdiction = site.jurisdiction if site else "unknown"
-                        shards.append({"index": index, "site": name, "jurisdiction": jurisdiction})
-                        total = totals.setdefault(jurisdiction, {"shards": 0, "bytes": 0})
+                    for shard in shards:
+                        total = totals.setdefault(
+                            shard["jurisdiction"], {"shards": 0, "object_bytes": 0}
+                        )
                         total["shards"] += 1
-                        total["bytes"] += per_shard
+                        total["object_bytes"] += per_shard
+                    domains = {s["failure_domain"] for s in shards}
+                    spread_ok &= len(domains) >= min(
+                        region.min_failure_domains, layout.redundancy.shards
+                    )
                     segments.append(
                         {
                             "blob": segment.blob.blob_id,
@@ -103,7 +121,9 @@ class Residency:
             "generated": self._now(),
             "objects": objects,
             "totals": totals,
-            "within_policy": all(j in allowed or "*" in allowed for j in totals),
+            # every shard in an allowed jurisdiction, every blob over enough failure domains
+            "within_policy": spread_ok
+            and all(j in allowed or ANY_JURISDICTION in allowed for j in totals),
             "public_key_sha256": hashlib.sha256(self.public_pem).hexdigest(),
         }
         document["signature"] = base64.b64encode(self._sign(canonical(document))).decode()
