@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from andromede.cli.client import AdminClient, AdminError
 from support.placement import SITES, Cluster, cluster, shard_sites
+from support.server import Server, free_port, running_server
 
 JURISDICTION = {name: j for name, j, _ in SITES}
 DOMAIN = {name: d for name, _, d in SITES}
@@ -274,3 +275,19 @@ def test_a_tenant_gets_its_own_buckets_report_and_no_other(fr: Cluster) -> None:
         tenant_admin.request("GET", "/v1/residency/no-such-bucket")
     with pytest.raises(AdminError, match="AccessDenied"):
         tenant_admin.request("POST", "/v1/repair/run")
+
+
+def test_the_data_dirs_own_site_follows_a_moved_data_dir(tmp_path: Path) -> None:
+    with running_server(tmp_path / "before") as server:
+        server.client().create_bucket(Bucket="plain")
+        server.client().put_object(Bucket="plain", Key="k", Body=b"still here" * 1000)
+        access, secret = server.access_key, server.secret_key
+    (tmp_path / "before").rename(tmp_path / "after")
+    moved = Server(tmp_path / "after", free_port(), access, secret)
+    moved.start()
+    try:
+        body = moved.client().get_object(Bucket="plain", Key="k")["Body"].read()
+        assert body == b"still here" * 1000
+        assert not (tmp_path / "before").exists()  # nothing recreated at the old place
+    finally:
+        moved.stop()

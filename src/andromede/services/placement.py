@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import posixpath
 import time
@@ -111,6 +112,10 @@ class Placement:
             if not force and time.monotonic() - self._loaded_at < self._refresh_s:
                 return
             sites = {s.name: s for s in await self._store.list_sites()}
+            default = sites.get(self.default_site.name)
+            if default is not None and default.path != self.default_site.path:
+                # The data dir's own site follows the data dir (moved, restored elsewhere).
+                sites[default.name] = dataclasses.replace(default, path=self.default_site.path)
             regions = {r.name: r for r in await self._store.list_regions()}
             for name, site in sites.items():
                 known = self._sites.get(name)
