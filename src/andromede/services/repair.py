@@ -27,6 +27,7 @@ from andromede.core.placement import (
     SiteState,
     choose_replacement,
     layout_allowed,
+    layout_sites,
 )
 from andromede.ports import Clock, MetadataStore, PlacementStore, ShardSet, SiteBackend
 from andromede.services.placement import Placement
@@ -219,35 +220,43 @@ class Repairs:
         return outcome
 
     async def drain(self, site: str) -> dict[str, Any]:
-        """One pass over the blobs with a shard on ``site``: move each away."""
-        moved = 0
+        """One pass over the blobs with a shard on ``site``: move each away, saving progress
+        after every page (``site list`` and ``repair status`` show it while it runs)."""
+        progress: dict[str, Any] = {
+            "state": "running",
+            "moved": 0,
+            "failed": 0,
+            "blocked": [],
+            "remaining": await self._remaining(site),
+        }
         blocked: set[str] = set()
-        failed = 0
         after: BlobRef | None = None
         while True:
             page = await self._store.blobs_after(after, _PAGE, site=site)
             for ref in page:
                 outcome = await self._attempt(ref, leave=site)
                 if outcome is Outcome.MOVED:
-                    moved += 1
+                    progress["moved"] += 1
                 elif outcome is Outcome.BLOCKED:
                     blocked.update(await self._store.blob_buckets(ref))
                 elif outcome not in (Outcome.VANISHED, Outcome.HEALTHY):
-                    failed += 1
+                    progress["failed"] += 1
+            progress["blocked"] = sorted(blocked)
+            progress["updated"] = self._clock.now().isoformat()
             if len(page) < _PAGE:
                 break
             after = page[-1]
-        remaining = len(await self._store.blobs_after(None, _PAGE, site=site))
-        progress = {
-            "state": "done" if remaining == 0 else ("blocked" if blocked else "running"),
-            "moved": moved,
-            "remaining": remaining,
-            "failed": failed,
-            "blocked": sorted(blocked),
-            "updated": self._clock.now().isoformat(),
-        }
+            progress["remaining"] = await self._remaining(site)
+            await self._store.set_site_progress(site, progress)
+        progress["remaining"] = remaining = await self._remaining(site)
+        progress["state"] = "done" if remaining == 0 else ("blocked" if blocked else "running")
         await self._store.set_site_progress(site, progress)
         return progress
+
+    async def _remaining(self, site: str) -> int:
+        """Live blobs with a shard on ``site``."""
+        counts = await self._store.layout_counts()
+        return sum(n for text, n in counts.items() if site in layout_sites(text))
 
     async def drain_all(self) -> None:
         """Drain every draining site."""
