@@ -15,69 +15,33 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .client import S3Raw
-from .common import WARMUP
 from .figures import Figure, Plan, Result, figures
-from .measure import EndpointBench, measure_interleaved, run_async
-from .report import (
-    conditions,
-    describe_conditions,
-    fmt_num,
-    fmt_result,
-    json_document,
-    markdown_table,
+from .measure import run_async
+from .report import conditions, describe_conditions, fmt_num, fmt_result, markdown_table
+from .sidebyside import (
+    Side,
+    fmt_paired,
+    measure_sides,
+    open_side,
+    ratios,
+    sides_meta,
+    start_server,
+    write_json,
 )
-from .targets import Target, bench_bucket, start_andromede
 
 NOOP, TRAIL = "no-op", "trail"
 SINKS = {NOOP: "discard", TRAIL: "trail"}  # column -> ANDROMEDE_AUDIT_SINK
 TARGET_RATIO = 0.90  # issue 5: audit on keeps at least 90% of the no-op sink's req/s
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------------------------
-# What the servers did: CPU time of a process tree, bytes in the trail.
-
-
-def tree_cpu_seconds(root: int | None) -> float | None:
-    """User + system CPU seconds of `root` and all its descendants now (None off Linux)."""
-    if root is None:
-        return None
-    parent: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return None
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path("/proc", entry, "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        # "pid (comm) state ppid ... utime stime": comm may hold spaces and parentheses.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        parent[int(entry)] = int(fields[1])
-        ticks[int(entry)] = int(fields[11]) + int(fields[12])
-    if root not in ticks:
-        return None
-    total = 0
-    for pid, t in ticks.items():
-        p = pid
-        while p > 1 and p != root:
-            p = parent.get(p, 0)
-        if p == root:
-            total += t
-    return total / _TICK
+# What the servers did: bytes in the trail, the disk's sync latency.
 
 
 def trail_bytes(data_dir: Path | None) -> int:
@@ -115,25 +79,13 @@ def sync_latency(directory: Path, n: int = 400) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------------------------
-# One side of the comparison: a server, its bucket, its bench, the server CPU per request.
+# One side of the comparison: a server, its bucket, its bench, the trail it wrote.
 
 
 @dataclasses.dataclass
-class Side:
-    target: Target
-    raw: S3Raw
-    bench: EndpointBench
-    server_cpu: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+class AuditSide(Side):
     trail_start: tuple[int, int] = (0, 0)  # (trail bytes, requests) after setup
     trail_end: tuple[int, int] = (0, 0)
-
-    async def run(self, fig: Figure, run: str) -> tuple[float, float]:
-        c0, n0 = tree_cpu_seconds(self.target.pid), self.raw.requests
-        value, cpu = await self.bench.run(fig, run)
-        c1, n1 = tree_cpu_seconds(self.target.pid), self.raw.requests
-        if run != WARMUP and c0 is not None and c1 is not None and n1 > n0:
-            self.server_cpu.setdefault(fig.key, []).append((c1 - c0) / (n1 - n0))
-        return value, cpu
 
     def snapshot(self) -> tuple[int, int]:
         return trail_bytes(self.target.data_dir), self.raw.requests
@@ -146,39 +98,30 @@ class Side:
 
 
 async def _measure(
-    sides: dict[str, Side], figs: list[Figure], plan: Plan, log: Callable[[str], None]
+    sides: dict[str, AuditSide], figs: list[Figure], plan: Plan, log: Callable[[str], None]
 ) -> dict[str, dict[str, Result]]:
-    try:
-        for name, side in sides.items():
-            log(f"  setup {name}: {plan.small_size} B x 256 objects to read")
-            await side.bench.setup(large=False)
-            side.trail_start = side.snapshot()
-        runners = {name: side.run for name, side in sides.items()}
-        results = await measure_interleaved(figs, plan, runners, log)
-        for side in sides.values():
-            side.trail_end = side.snapshot()
-        return results
-    finally:
-        for side in sides.values():
-            side.raw.close()
+    async def setup(name: str, side: AuditSide) -> None:
+        log(f"  setup {name}: {plan.small_size} B x 256 objects to read")
+        await side.bench.setup(large=False)
+        side.trail_start = side.snapshot()
+
+    results = await measure_sides(sides, figs, plan, log, setup)
+    for side in sides.values():
+        side.trail_end = side.snapshot()
+    return results
 
 
 # --------------------------------------------------------------------------------------------
 # The table and the notes under it.
 
 
-def _ratio(trail: Result, noop: Result) -> tuple[float, list[float]]:
-    paired = [t / n for t, n in zip(trail.values, noop.values, strict=True) if n > 0]
-    return trail.median / noop.median, paired
-
-
 def _cpu_us(side: Side, key: str) -> str:
-    runs = side.server_cpu.get(key)
-    return f"{statistics.median(runs) * 1e6:,.0f}" if runs else "?"
+    cpu = side.cpu(key)
+    return f"{cpu * 1e6:,.0f}" if cpu is not None else "?"
 
 
 def render(
-    figs: list[Figure], results: dict[str, dict[str, Result]], sides: dict[str, Side]
+    figs: list[Figure], results: dict[str, dict[str, Result]], sides: dict[str, AuditSide]
 ) -> str:
     header = [
         "figure",
@@ -192,14 +135,14 @@ def render(
     rows = [header]
     for f in figs:
         noop, trail = results[NOOP][f.key], results[TRAIL][f.key]
-        ratio, paired = _ratio(trail, noop)
+        ratio, paired = ratios(trail, noop)
         rows.append(
             [
                 f"{f.label} ({f.unit})",
                 fmt_result(noop),
                 fmt_result(trail),
                 f"{ratio:.0%}",
-                f"{statistics.median(paired):.0%} ({min(paired):.0%}-{max(paired):.0%})",
+                fmt_paired(paired),
                 "yes" if ratio >= TARGET_RATIO else "NO",
                 f"{_cpu_us(sides[NOOP], f.key)} -> {_cpu_us(sides[TRAIL], f.key)}",
             ]
@@ -207,7 +150,7 @@ def render(
     return markdown_table(rows)
 
 
-def notes(sides: dict[str, Side]) -> list[str]:
+def notes(sides: dict[str, AuditSide]) -> list[str]:
     out = []
     trail, noop = sides[TRAIL], sides[NOOP]
     per = trail.trail_per_request
@@ -241,16 +184,13 @@ def run_audit_compare(
     cond0 = conditions()
     t0 = time.perf_counter()
     syncs = [sync_latency(wd)]
-    sides: dict[str, Side] = {}
+    sides: dict[str, AuditSide] = {}
     with contextlib.ExitStack() as stack:
         for name in (NOOP, TRAIL):
             env = {"ANDROMEDE_AUDIT_SINK": SINKS[name]}
-            t = start_andromede(wd, a.andromede_arg, log, name=f"andromede-{SINKS[name]}", env=env)
-            if t.stop is not None:
-                stack.callback(t.stop)
-            log(f"  {name}: {t.endpoint}, pid {t.pid}, data {t.data_dir}")
-            raw = stack.enter_context(bench_bucket(t, log, cleanup=False))
-            sides[name] = Side(t, raw, EndpointBench(raw, plan, "b"))
+            server = f"andromede-{SINKS[name]}"
+            t = start_server(stack, wd, a, log, label=name, name=server, env=env)
+            sides[name] = open_side(stack, name, t, plan, log, cls=AuditSide)
         results = run_async(_measure(sides, figs, plan, log))
     syncs.append(sync_latency(wd))
     cond1 = conditions()
@@ -273,24 +213,20 @@ def run_audit_compare(
     for note in notes(sides):
         print(note)
     if a.json:
-        meta = {
-            n: {"endpoint": s.target.endpoint, "data_dir": str(s.target.data_dir), **s.target.info}
-            for n, s in sides.items()
-        }
-        doc = json_document(figs, results, meta, None, plan, cond0, cond1)
-        doc["audit_compare"] = _json_extra(figs, results, sides)
-        doc["audit_compare"]["sync_latency_s"] = {"before": syncs[0], "after": syncs[1]}
-        a.json.write_text(json.dumps(doc, indent=2) + "\n")
+        extra = _json_extra(figs, results, sides)
+        extra["sync_latency_s"] = {"before": syncs[0], "after": syncs[1]}
+        conds = (cond0, cond1)
+        write_json(a.json, figs, results, sides_meta(sides), plan, conds, {"audit_compare": extra})
         log(f"wrote {a.json}")
     return 0
 
 
 def _json_extra(
-    figs: list[Figure], results: dict[str, dict[str, Result]], sides: dict[str, Side]
+    figs: list[Figure], results: dict[str, dict[str, Result]], sides: dict[str, AuditSide]
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"target_ratio": TARGET_RATIO, "figures": {}}
     for f in figs:
-        ratio, paired = _ratio(results[TRAIL][f.key], results[NOOP][f.key])
+        ratio, paired = ratios(results[TRAIL][f.key], results[NOOP][f.key])
         out["figures"][f.key] = {
             "ratio_of_medians": ratio,
             "paired_ratios": paired,

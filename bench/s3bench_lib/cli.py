@@ -20,6 +20,7 @@ from .common import REPO, BenchError, KiB, MiB
 from .enccmp import run_encryption_compare
 from .figures import Figure, Plan, Result, figures
 from .measure import bench_baseline
+from .placecmp import run_placement_compare
 from .report import conditions, describe_conditions, json_document, print_summary
 from .targets import PEER_PORTS, Target, bench_target, start_andromede, start_peer
 
@@ -44,6 +45,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="large figures on two fresh andromede, encrypted vs plaintext storage, run by run",
     )
+    tg.add_argument(
+        "--placement-compare",
+        action="store_true",
+        help="large figures on one fresh andromede, one copy vs 3 replicas vs EC 4+2 over six "
+        "local sites, run by run; then repair rounds after a site's shards are deleted",
+    )
     ap.add_argument("--access-key", default=os.environ.get("S3_ACCESS_KEY"))
     ap.add_argument("--secret-key", default=os.environ.get("S3_SECRET_KEY"))
     ap.add_argument("--name", default="endpoint", help="column name for --endpoint")
@@ -67,6 +74,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         help="move at least this many bytes per large run (default 256 MiB, quick 128 MiB)",
+    )
+    ap.add_argument(
+        "--repair-objects",
+        type=int,
+        default=None,
+        help="--placement-compare: objects per redundant layout for the repair rounds "
+        "(default 8, quick 2)",
     )
     ap.add_argument("--quick", action="store_true", help="about a minute: fewer, shorter runs")
     ap.add_argument(
@@ -149,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         with make_workdir(a, log) as wd:
             log(f"workdir {wd}; plan {plan}")
             return run_encryption_compare(a, plan, wd, log)
+
+    if a.placement_compare:
+        with make_workdir(a, log) as wd:
+            log(f"workdir {wd}; plan {plan}")
+            return run_placement_compare(a, plan, wd, log)
 
     cond0 = conditions()
     t0 = time.perf_counter()

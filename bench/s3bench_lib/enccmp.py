@@ -18,21 +18,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import secrets
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .auditcmp import tree_cpu_seconds
 from .client import S3Raw
-from .common import CLIENT_BOUND_CPU, WARMUP, BenchError, MiB
+from .common import BenchError, MiB
 from .figures import Figure, Plan, Result, figures
-from .measure import EndpointBench, measure_interleaved, run_async
-from .report import conditions, describe_conditions, fmt_result, json_document, markdown_table
-from .targets import Target, bench_bucket, start_andromede
+from .measure import run_async
+from .report import conditions, describe_conditions, fmt_result, markdown_table
+from .sidebyside import (
+    Side,
+    client_notes,
+    fmt_paired,
+    measure_sides,
+    open_side,
+    ratios,
+    sides_meta,
+    start_server,
+    write_json,
+)
 
 ENCRYPTED, PLAINTEXT = "encrypted", "plaintext"
 PLAINTEXT_ENV = "ANDROMEDE_UNSAFE_PLAINTEXT_FOR_BENCHMARKS"
@@ -131,55 +138,23 @@ def verify_storage(checks: dict[str, StorageCheck], marker: bytes) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# One side of the comparison: a server, its bucket, its bench, the server CPU per MB.
-
-
-@dataclasses.dataclass
-class Side:
-    name: str
-    target: Target
-    raw: S3Raw
-    bench: EndpointBench
-    plan: Plan
-    server_cpu: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # s per MB
-
-    async def run(self, fig: Figure, run: str) -> tuple[float, float]:
-        c0 = tree_cpu_seconds(self.target.pid)
-        value, cpu = await self.bench.run(fig, run)
-        c1 = tree_cpu_seconds(self.target.pid)
-        if run != WARMUP and c0 is not None and c1 is not None:
-            per = self.plan.large_per_client(fig.clients, run)
-            mb = fig.clients * per * self.plan.large_size / 1e6
-            self.server_cpu.setdefault(fig.key, []).append((c1 - c0) / mb)
-        return value, cpu
+# The measurement, the table and the notes under it.
 
 
 async def _measure(
     sides: dict[str, Side], figs: list[Figure], plan: Plan, log: Callable[[str], None]
 ) -> dict[str, dict[str, Result]]:
-    try:
-        for name, side in sides.items():
-            log(f"  setup {name}: 4 x {plan.large_size // MiB} MiB objects to read (and small)")
-            await side.bench.setup()
-        runners = {name: side.run for name, side in sides.items()}
-        return await measure_interleaved(figs, plan, runners, log)
-    finally:
-        for side in sides.values():
-            side.raw.close()
+    async def setup(name: str, side: Side) -> None:
+        log(f"  setup {name}: 4 x {plan.large_size // MiB} MiB objects to read (and small)")
+        await side.bench.setup()
+
+    return await measure_sides(sides, figs, plan, log, setup)
 
 
-# --------------------------------------------------------------------------------------------
-# The table and the notes under it.
-
-
-def _ratio(enc: Result, plain: Result) -> tuple[float, list[float]]:
-    paired = [e / p for e, p in zip(enc.values, plain.values, strict=True) if p > 0]
-    return enc.median / plain.median, paired
-
-
-def _cpu_ms(side: Side, key: str) -> str:
-    runs = side.server_cpu.get(key)
-    return f"{statistics.median(runs) * 1e3:.2f}" if runs else "?"
+def cpu_ms(side: Side, key: str) -> str:
+    """The server's CPU milliseconds per MB, median over the runs of figure `key`."""
+    cpu = side.cpu(key)
+    return f"{cpu * 1e3:.2f}" if cpu is not None else "?"
 
 
 def render(
@@ -196,31 +171,18 @@ def render(
     rows = [header]
     for f in figs:
         plain, enc = results[PLAINTEXT][f.key], results[ENCRYPTED][f.key]
-        ratio, paired = _ratio(enc, plain)
+        ratio, paired = ratios(enc, plain)
         rows.append(
             [
                 f"{f.label} ({f.unit})",
                 fmt_result(plain),
                 fmt_result(enc),
                 f"{ratio:.0%}",
-                f"{statistics.median(paired):.0%} ({min(paired):.0%}-{max(paired):.0%})",
-                f"{_cpu_ms(sides[PLAINTEXT], f.key)} -> {_cpu_ms(sides[ENCRYPTED], f.key)}",
+                fmt_paired(paired),
+                f"{cpu_ms(sides[PLAINTEXT], f.key)} -> {cpu_ms(sides[ENCRYPTED], f.key)}",
             ]
         )
     return markdown_table(rows)
-
-
-def client_notes(figs: list[Figure], results: dict[str, dict[str, Result]]) -> list[str]:
-    out = []
-    for name, res in results.items():
-        for f in figs:
-            cpu = statistics.median(res[f.key].client_cpu)
-            if cpu > CLIENT_BOUND_CPU:
-                out.append(
-                    f"note: {name} {f.label}: the client used {cpu:.0%} of a core: that "
-                    "figure may be limited by the client"
-                )
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,12 +203,9 @@ def run_encryption_compare(
     sides: dict[str, Side] = {}
     with contextlib.ExitStack() as stack:
         for name in (ENCRYPTED, PLAINTEXT):
-            t = start_andromede(wd, a.andromede_arg, log, name=f"andromede-{name}", env=ENVS[name])
-            if t.stop is not None:
-                stack.callback(t.stop)
-            log(f"  {name}: {t.endpoint}, pid {t.pid}, data {t.data_dir}")
-            raw = stack.enter_context(bench_bucket(t, log, cleanup=False))
-            sides[name] = Side(name, t, raw, EndpointBench(raw, plan, "b"), plan)
+            server = f"andromede-{name}"
+            t = start_server(stack, wd, a, log, label=name, name=server, env=ENVS[name])
+            sides[name] = open_side(stack, name, t, plan, log, cls=Side)
         checks = {name: check_storage(side, marker) for name, side in sides.items()}
         check_line = describe_checks(checks, marker)
         log(f"  {check_line}")
@@ -269,13 +228,8 @@ def run_encryption_compare(
     for note in [*warnings, *client_notes(figs, results)]:
         print(note)
     if a.json:
-        meta = {
-            n: {"endpoint": s.target.endpoint, "data_dir": str(s.target.data_dir), **s.target.info}
-            for n, s in sides.items()
-        }
-        doc = json_document(figs, results, meta, None, plan, cond0, cond1)
-        doc["encryption_compare"] = _json_extra(figs, results, sides, checks)
-        a.json.write_text(json.dumps(doc, indent=2) + "\n")
+        extra = {"encryption_compare": _json_extra(figs, results, sides, checks)}
+        write_json(a.json, figs, results, sides_meta(sides), plan, (cond0, cond1), extra)
         log(f"wrote {a.json}")
     return 0
 
@@ -288,7 +242,7 @@ def _json_extra(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"figures": {}}
     for f in figs:
-        ratio, paired = _ratio(results[ENCRYPTED][f.key], results[PLAINTEXT][f.key])
+        ratio, paired = ratios(results[ENCRYPTED][f.key], results[PLAINTEXT][f.key])
         out["figures"][f.key] = {
             "ratio_of_medians": ratio,
             "paired_ratios": paired,

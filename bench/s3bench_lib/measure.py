@@ -39,11 +39,14 @@ class EndpointBench:
         self.large = memoryview(payload(plan.large_size))
         self.small = payload(plan.small_size)
 
-    async def setup(self, *, large: bool = True) -> None:
-        """Objects the GET figures read: 4 large (unless not `large`), SMALL_GET_OBJECTS small."""
+    async def setup(self, *, large: bool = True, small: bool = True) -> None:
+        """Objects the GET figures read: 4 large (unless not `large`), SMALL_GET_OBJECTS small
+        (unless not `small`)."""
         for i in range(4 if large else 0):
             key = f"{self.prefix}/large-get/{i}"
             await self.raw.put(0, key, unique_prefix(key, 0), self.large[16:])
+        if not small:
+            return
 
         async def worker(c: int) -> None:  # one connection each
             for i in range(c, SMALL_GET_OBJECTS, 16):

@@ -225,12 +225,19 @@ def empty_and_delete(client: Any, bucket: str, log: Callable[[str], None]) -> No
 
 
 @contextlib.contextmanager
-def bench_bucket(t: Target, log: Callable[[str], None], *, cleanup: bool = True) -> Iterator[S3Raw]:
-    """A fresh bucket on `t` and a raw client for it; emptied and deleted after if `cleanup`."""
+def bench_bucket(
+    t: Target, log: Callable[[str], None], *, cleanup: bool = True, location: str | None = None
+) -> Iterator[S3Raw]:
+    """A fresh bucket on `t` (with LocationConstraint `location`, if given) and a raw client
+    for it; emptied and deleted after if `cleanup`."""
     client = botocore_client(t)
     wait_ready(client)
     bucket = "s3bench-" + secrets.token_hex(6)
-    client.create_bucket(Bucket=bucket)
+    if location is None:
+        client.create_bucket(Bucket=bucket)
+    else:
+        conf = {"LocationConstraint": location}
+        client.create_bucket(Bucket=bucket, CreateBucketConfiguration=conf)
     try:
         yield S3Raw(t.endpoint, t.access_key, t.secret_key, bucket)
     finally:
