@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import datetime as dt
 import fcntl
 import logging
@@ -253,6 +254,32 @@ async def build_runtime(settings: Settings) -> Runtime:
     return Runtime(settings, store, placement, services, sweeper, audit_sink, key_jobs)
 
 
+# glibc serves allocations from 128 KiB up with fresh mmap()s, each unmapped again when freed,
+# so a library that allocates and frees MiB-sized buffers per call pays page faults and zeroing
+# every time: pyeclib's encode of a 4 MiB stripe ran at ~500 MB/s that way against ~5 GB/s
+# from the heap, and it holds the GIL throughout. Buffers up to 16 MiB now come from the heap;
+# two arenas keep at most 32 MiB free each (a bound on what the process keeps: a 1 GiB
+# erasure-coded round trip grew RSS by ~75 MB, against ~50 MB with glibc's defaults).
+MMAP_THRESHOLD = 16 << 20
+TRIM_THRESHOLD = 32 << 20
+ARENA_MAX = 2
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+
+
+def tune_malloc() -> bool:
+    """Raise glibc's mmap and trim thresholds in this process; False where libc is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        and mallopt(_M_ARENA_MAX, ARENA_MAX)
+    )
+
+
 class Gateway:
     """The root ASGI app: lifespan, health, admin API and S3 on one listener."""
 
@@ -273,6 +300,7 @@ class Gateway:
         # switch interval an inline read on the event loop that gives up the GIL inside sqlite
         # may wait that long to get it back.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        tune_malloc()
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=32, thread_name_prefix="andromede-io")
         )

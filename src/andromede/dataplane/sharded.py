@@ -11,6 +11,7 @@ blob for repair.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -158,7 +159,7 @@ class ShardedBlobs:
 
     async def _frames(
         self, blob_id: str, first: int, last: int, *, report: bool = True
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncIterator[bytes | memoryview]:
         """Blob bytes of frames ``first..last`` (a frame is ``data_per_frame`` bytes of the
         blob), each verified, read around failed shards."""
         down = self._unavailable() & set(self.layout.sites)
@@ -176,7 +177,7 @@ class ShardedBlobs:
 
     async def _replica_frames(
         self, blob_id: str, first: int, last: int, report: bool
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncIterator[bytes | memoryview]:
         frame = first
         failures: list[str] = []
         try:
@@ -204,19 +205,21 @@ class ShardedBlobs:
         if frame <= last:
             raise errors.ShardsUnavailable()
 
-    async def _ec_frames(
-        self, blob_id: str, first: int, last: int, report: bool
-    ) -> AsyncIterator[bytes]:
+    async def _ec_stripes(
+        self, blob_id: str, first: int, last: int, report: bool, exclude: Sequence[int] = ()
+    ) -> AsyncIterator[tuple[ShardHeader, dict[int, memoryview]]]:
+        """For each stripe ``first..last``: ``k`` verified fragments by shard index (data
+        shards first, parity ones brought in for any that fails), never from ``exclude``."""
         k = self.layout.redundancy.k
-        spare = self._order(range(self.layout.redundancy.shards))
+        spare = [i for i in self._order(range(self.layout.redundancy.shards)) if i not in exclude]
         readers: list[FrameReader] = []
         failures: list[str] = []
         try:
             for frame in range(first, last + 1):
-                fragments: list[bytes] = []
+                fragments: dict[int, memoryview] = {}
                 for reader in list(readers):
                     try:
-                        fragments.append(await reader.next())
+                        fragments[reader.index] = await reader.next()
                     except ShardFailed as exc:
                         failures.append(str(exc))
                         readers.remove(reader)
@@ -225,24 +228,40 @@ class ShardedBlobs:
                     index = spare.pop(0)
                     try:
                         reader = await self._open(blob_id, index, frame, last)
-                        fragments.append(await reader.next())
                     except ShardFailed as exc:
                         failures.append(str(exc))
                         continue
                     readers.append(reader)
+                    try:
+                        fragments[index] = await reader.next()
+                    except ShardFailed as exc:
+                        failures.append(str(exc))
+                        readers.remove(reader)
+                        await reader.close()
                 if len(fragments) < k:
                     raise errors.ShardsUnavailable()
                 header = readers[0].header
                 assert header is not None
-                if sum(map(len, fragments)) >= THREADED:
-                    yield await asyncio.to_thread(decode, header, fragments)
-                else:
-                    yield decode(header, fragments)
+                yield header, dict(sorted(fragments.items()))
         finally:
             for reader in readers:
                 await reader.close()
             if failures and report:
                 self._degraded(blob_id, "; ".join(failures))
+
+    async def _ec_frames(
+        self, blob_id: str, first: int, last: int, report: bool
+    ) -> AsyncIterator[bytes | memoryview]:
+        stripes = self._ec_stripes(blob_id, first, last, report)
+        try:
+            async for header, fragments in stripes:
+                ordered = list(fragments.values())
+                if sum(map(len, ordered)) >= THREADED:
+                    yield await asyncio.to_thread(decode, header, ordered)
+                else:
+                    yield decode(header, ordered)
+        finally:
+            await stripes.aclose()  # type: ignore[attr-defined]
 
     async def read(
         self,
@@ -261,7 +280,8 @@ class ShardedBlobs:
         first, last = offset // per_frame, (offset + length - 1) // per_frame
         skip = offset - first * per_frame
         step = piece or FRAME
-        pending = bytearray()
+        pending: collections.deque[memoryview] = collections.deque()
+        held = 0
         remaining = length
         frames = self._frames(blob_id, first, last)
         try:
@@ -271,10 +291,11 @@ class ShardedBlobs:
                 if len(view) > remaining:
                     view = view[:remaining]
                 remaining -= len(view)
-                pending += view
-                while len(pending) >= step or (remaining == 0 and pending):
-                    out = bytes(pending[:step])
-                    del pending[:step]
+                pending.append(view)
+                held += len(view)
+                while held >= step or (remaining == 0 and held):
+                    out = _take(pending, min(step, held))
+                    held -= len(out)
                     for chunk in await _transformed(out, transform):
                         yield chunk
                 if remaining == 0:
@@ -384,6 +405,27 @@ class ShardedBlobs:
         return 0
 
 
+def _take(pending: collections.deque[memoryview], size: int) -> bytes:
+    """The first ``size`` bytes of the views in ``pending`` (removed from it), one copy."""
+    parts: list[memoryview] = []
+    want = size
+    while want:
+        view = pending[0]
+        if len(view) <= want:
+            parts.append(pending.popleft())
+            want -= len(view)
+        else:
+            parts.append(view[:want])
+            pending[0] = view[want:]
+            want = 0
+    if len(parts) == 1:
+        whole = parts[0]
+        if isinstance(whole.obj, bytes) and len(whole) == len(whole.obj):
+            return whole.obj  # a whole bytes object: no copy
+        return whole.tobytes()
+    return b"".join(parts)
+
+
 async def _transformed(
     data: bytes, transform: Callable[[bytes], Sequence[bytes]] | None
 ) -> Sequence[bytes]:
@@ -395,14 +437,19 @@ async def _transformed(
 
 
 class _ShardedWriter:
-    """Cuts the blob into frames and writes each shard's frame to its site, all in step."""
+    """Cuts the blob into frames and writes each shard's frame to its site, all in step.
+
+    One frame's writes may be in flight while the next frame is encoded (on a worker thread):
+    encoding and the sites' writes overlap, and at most two frames are held."""
 
     def __init__(self, blobs: ShardedBlobs, blob_id: str, writers: list[BlobWriter]) -> None:
         self._blobs = blobs
         self._blob_id = blob_id
         self._writers = writers
         self._codec = blobs.codec
-        self._pending = bytearray()
+        self._pending: collections.deque[memoryview] = collections.deque()
+        self._held = 0
+        self._inflight: asyncio.Future[list[object]] | None = None
         self._done = False
 
     async def _emit(self, data: bytes) -> None:
@@ -411,11 +458,17 @@ class _ShardedWriter:
             shards = await asyncio.to_thread(codec.encode, data)
         else:
             shards = codec.encode(data)
-        results = await asyncio.gather(
+        await self._settle()
+        self._inflight = asyncio.gather(
             *(w.write(s) for w, s in zip(self._writers, shards, strict=True)),
             return_exceptions=True,
         )
-        self._raise_first(results)
+
+    async def _settle(self) -> None:
+        """Wait for the frame in flight; raise its first failure."""
+        if self._inflight is not None:
+            inflight, self._inflight = self._inflight, None
+            self._raise_first(await inflight)
 
     def _raise_first(self, results: Sequence[object]) -> None:
         for name, result in zip(self._blobs.layout.sites, results, strict=True):
@@ -426,15 +479,16 @@ class _ShardedWriter:
 
     async def write(self, data: bytes | memoryview) -> None:
         """Append; whole frames go out as they fill."""
-        per_frame = self._codec.data_per_frame
-        if not self._pending and len(data) == per_frame:
-            await self._emit(bytes(data))
+        if not isinstance(data, bytes):
+            data = bytes(data)  # the caller may reuse its buffer
+        if not data:
             return
-        self._pending += data
-        while len(self._pending) >= per_frame:
-            frame = bytes(self._pending[:per_frame])
-            del self._pending[:per_frame]
-            await self._emit(frame)
+        self._pending.append(memoryview(data))
+        self._held += len(data)
+        per_frame = self._codec.data_per_frame
+        while self._held >= per_frame:
+            self._held -= per_frame
+            await self._emit(_take(self._pending, per_frame))
 
     async def write_from(
         self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
@@ -446,9 +500,10 @@ class _ShardedWriter:
 
     async def commit(self) -> None:
         """The last frame, then every shard durable; any failure removes them all."""
-        if self._pending:
-            frame, self._pending = bytes(self._pending), bytearray()
+        if self._held:
+            frame, self._held = _take(self._pending, self._held), 0
             await self._emit(frame)
+        await self._settle()
         results = await asyncio.gather(*(w.commit() for w in self._writers), return_exceptions=True)
         self._done = True
         if any(r is not None for r in results):
@@ -456,7 +511,10 @@ class _ShardedWriter:
             self._raise_first(results)
 
     async def abort(self) -> None:
-        """Discard every shard, committed or not."""
+        """Discard every shard, committed or not (once writes in flight have ended)."""
+        if self._inflight is not None:
+            inflight, self._inflight = self._inflight, None
+            await asyncio.gather(inflight, return_exceptions=True)
         for writer in self._writers:
             await writer.abort()
         if self._done:
