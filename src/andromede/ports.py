@@ -319,6 +319,12 @@ class PlacementStore(Protocol):
         """Store a background job's state document."""
         ...
 
+    async def add_to_job_state(
+        self, name: str, deltas: dict[str, int], values: dict[str, Any]
+    ) -> None:
+        """Add to a job state's counters and set other fields, atomically."""
+        ...
+
     async def get_job_state(self, name: str) -> dict[str, Any] | None:
         """A job's state document, or None."""
         ...

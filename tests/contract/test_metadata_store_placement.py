@@ -3,6 +3,7 @@ layout, relocation (the one write that moves a live blob's shards), the repair q
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -122,3 +123,8 @@ async def test_repair_queue_and_job_state(store: SqlMetadataStore) -> None:
     await store.set_job_state("scrub", {"checked": 1})
     await store.set_job_state("scrub", {"checked": 2})
     assert await store.get_job_state("scrub") == {"checked": 2}
+    await store.add_to_job_state("repair", {"moved": 2, "lost": 0}, {"updated": "t1"})
+    await asyncio.gather(
+        *(store.add_to_job_state("repair", {"moved": 1}, {"updated": "t2"}) for _ in range(5))
+    )
+    assert await store.get_job_state("repair") == {"moved": 7, "lost": 0, "updated": "t2"}

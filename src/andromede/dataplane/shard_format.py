@@ -187,6 +187,23 @@ def decode(header: ShardHeader, fragments: Sequence[bytes | memoryview]) -> byte
     return out
 
 
+def reconstruct(
+    header: ShardHeader, fragments: dict[int, memoryview], missing: Sequence[int]
+) -> dict[int, bytes]:
+    """Fragments ``missing`` of a stripe, rebuilt from ``k`` others (no full decode)."""
+    wanted = sorted(missing)
+    driver = ec_driver(header.k, header.m, header.code)
+    # pyeclib sorts the list it is given and answers in that order.
+    out: list[bytes] = driver.reconstruct(  # type: ignore[attr-defined]
+        [bytes(f) for f in fragments.values()], list(wanted)
+    )
+    rebuilt = dict(zip(wanted, out, strict=True))
+    for index, fragment in rebuilt.items():
+        if fragment_info(fragment)[0] != index:
+            raise ShardFailed(f"erasure code rebuilt fragment {index} with another index")
+    return rebuilt
+
+
 class FrameReader:
     """Verified frames ``[first, last]`` of one shard, in order."""
 

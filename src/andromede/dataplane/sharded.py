@@ -25,8 +25,10 @@ from andromede.dataplane.shard_format import (
     FrameReader,
     ShardFailed,
     ShardHeader,
+    crc32c,
     decode,
     frame_count,
+    reconstruct,
 )
 from andromede.ports import BlobWriter, ShardSet, SiteBackend
 
@@ -349,9 +351,8 @@ class ShardedBlobs:
     async def rebuild(
         self, blob_id: str, size: int, indices: Sequence[int], target: ShardSet
     ) -> int:
-        """Re-make shards ``indices`` of ``target`` from this layout's readable shards:
-        every frame is read (around bad shards), re-encoded the way it was first encoded,
-        and each wanted shard's frame written to its (new) site."""
+        """Re-make shards ``indices`` of ``target`` from this layout's other shards (read
+        around any that fail), frame by frame, and write them to their (new) sites."""
         header = await self._header(blob_id)
         codec = Codec(self.layout, header.code)
         count = frame_count(size, header)
@@ -367,14 +368,13 @@ class ShardedBlobs:
                 except (OSError, errors.StorageFull) as exc:
                     raise self._write_error(name, exc) from exc
             if count:
-                async for data in self._frames(blob_id, 0, count - 1, report=False):
-                    shards = await asyncio.to_thread(codec.encode, data)
+                async for frames in self._rebuilt_frames(blob_id, count, indices, codec, header):
                     for index, name, writer in writers:
                         try:
-                            await writer.write(shards[index])
+                            await writer.write(frames[index])
                         except (OSError, errors.StorageFull) as exc:
                             raise self._write_error(name, exc) from exc
-                        written += len(shards[index])
+                        written += len(frames[index])
             for _, name, writer in writers:
                 try:
                     await writer.commit()
@@ -385,6 +385,29 @@ class ShardedBlobs:
                 await writer.abort()
             raise
         return written
+
+    async def _rebuilt_frames(
+        self,
+        blob_id: str,
+        count: int,
+        indices: Sequence[int],
+        codec: Codec,
+        header: ShardHeader,
+    ) -> AsyncIterator[dict[int, bytes]]:
+        """Each frame of shards ``indices`` (payload and CRC): a replica's frame copied from a
+        good replica; an erasure-coded one rebuilt from ``k`` fragments of the other shards."""
+        if not self.layout.redundancy.erasure:
+            async for data in self._frames(blob_id, 0, count - 1, report=False):
+                framed = codec.encode(data)[0]
+                yield dict.fromkeys(indices, framed)
+            return
+        stripes = self._ec_stripes(blob_id, 0, count - 1, False, exclude=indices)
+        try:
+            async for _, fragments in stripes:
+                rebuilt = await asyncio.to_thread(reconstruct, header, fragments, indices)
+                yield {i: b"".join((f, crc32c(f))) for i, f in rebuilt.items()}
+        finally:
+            await stripes.aclose()  # type: ignore[attr-defined]
 
     # --- housekeeping -------------------------------------------------------------------------
     async def delete(self, blob_id: str) -> None:

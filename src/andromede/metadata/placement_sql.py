@@ -325,6 +325,30 @@ class PlacementMixin:
 
         await self._tx.write(op)
 
+    async def add_to_job_state(
+        self, name: str, deltas: dict[str, int], values: dict[str, Any]
+    ) -> None:
+        """Add ``deltas`` to a job state's counters and set ``values``, in one transaction
+        (several processes may report at once)."""
+        j = t.job_state
+
+        async def op(conn: AsyncConnection) -> None:
+            for _ in range(2):  # a row another process inserted meanwhile: update it instead
+                query = sa.select(j.c.value).where(j.c.name == name).with_for_update()
+                row = await first(conn, query)
+                state = dict(json.loads(row.value)) if row is not None else {}
+                for key, delta in deltas.items():
+                    state[key] = int(state.get(key, 0)) + delta
+                state.update(values)
+                text = json.dumps(state, sort_keys=True)
+                if row is not None:
+                    await conn.execute(j.update().where(j.c.name == name).values(value=text))
+                    return
+                if await insert_if_absent(conn, j, {"name": name, "value": text}, [j.c.name]):
+                    return
+
+        await self._tx.write(op)
+
     async def get_job_state(self, name: str) -> dict[str, Any] | None:
         """A job's state document, or None."""
         j = t.job_state

@@ -119,16 +119,20 @@ class Repairs:
             and site in self._placement.physical()
         )
 
-    async def repair(self, ref: BlobRef, *, leave: str | None = None) -> Outcome:
+    async def repair(
+        self, ref: BlobRef, *, leave: str | None = None, health: Health | None = None
+    ) -> Outcome:
         """Make a blob whole: rebuild bad shards (and the shard on ``leave``, when draining)
-        on allowed sites; move the metadata if a shard changed site."""
+        on allowed sites; move the metadata if a shard changed site. ``health``: the check
+        the caller just made (the scrubber), so the shards are not read twice for it."""
         layout = Layout.parse(ref.site)
         if not layout.framed:
             return await self._move_single(ref, leave) if leave else Outcome.HEALTHY
         region = await self._region(ref)
         if region is None:
             return Outcome.VANISHED
-        health = await self.health(ref)
+        if health is None:
+            health = await self.health(ref)
         wanted = set(health.bad)
         if leave is not None and leave in layout.sites:
             wanted.add(layout.sites.index(leave))
@@ -208,9 +212,11 @@ class Repairs:
                 await self._store.forget_repairs([ref])
         return dict(done)
 
-    async def _attempt(self, ref: BlobRef, leave: str | None = None) -> Outcome:
+    async def _attempt(
+        self, ref: BlobRef, leave: str | None = None, health: Health | None = None
+    ) -> Outcome:
         try:
-            outcome = await self.repair(ref, leave=leave)
+            outcome = await self.repair(ref, leave=leave, health=health)
         except errors.ShardsUnavailable:
             outcome = Outcome.UNAVAILABLE
         except (errors.AndromedeError, OSError) as exc:
@@ -290,7 +296,7 @@ class Repairs:
                     state["checked"] = int(state.get("checked", 0)) + 1
                     if health.bad:
                         state["found_bad"] = int(state.get("found_bad", 0)) + 1
-                        outcome = await self._attempt(ref)
+                        outcome = await self._attempt(ref, health=health)
                         key = (
                             "repaired"
                             if outcome in (Outcome.REPAIRED, Outcome.MOVED)
@@ -331,11 +337,10 @@ class Repairs:
     async def _save_counters(self) -> None:
         """Add what this process did since its last save to the stored totals."""
         keys = ("bytes_rebuilt", *(o.value for o in Outcome))
-        state = await self._store.get_job_state(REPAIR_STATE) or {}
-        for key in keys:
-            state[key] = int(state.get(key, 0)) + self._counts[key] - self._saved[key]
-        state["updated"] = self._clock.now().isoformat()
-        await self._store.set_job_state(REPAIR_STATE, state)
+        deltas = {k: self._counts[k] - self._saved[k] for k in keys}
+        await self._store.add_to_job_state(
+            REPAIR_STATE, deltas, {"updated": self._clock.now().isoformat()}
+        )
         self._saved = Counter({k: self._counts[k] for k in keys})
 
     async def run_forever(self, interval_s: float) -> None:
