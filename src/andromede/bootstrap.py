@@ -33,7 +33,6 @@ from andromede.core.models import DEFAULT_TENANT
 from andromede.core.placement import ANY_JURISDICTION, Layout, Redundancy, Region, Site
 from andromede.crypto.envelope import AesGcmEnvelope
 from andromede.dataplane.local import LocalSite
-from andromede.dataplane.shard_format import preferred_code
 from andromede.dataplane.sharded import ShardedBlobs
 from andromede.kms.factory import open_key_managers
 from andromede.localfiles import RootCredentials, read_credentials, write_credentials
@@ -135,8 +134,6 @@ async def open_audit(settings: Settings, signer: Ed25519PrivateKey) -> AuditSink
 def build_placement(settings: Settings, store: SqlMetadataStore, clock: SystemClock) -> Placement:
     """The site registry: local-directory sites, layouts over them, and the defaults that let
     ``serve`` run with zero setup (one site in the data dir, one copy)."""
-    code = preferred_code()
-
     def open_site(site: Site) -> SiteBackend:
         return LocalSite(site.name, site.path)
 
@@ -150,7 +147,6 @@ def build_placement(settings: Settings, store: SqlMetadataStore, clock: SystemCl
         return ShardedBlobs(
             layout,
             sites,
-            code=code,
             unavailable=unavailable,
             on_degraded=degraded,
             on_site_error=failed,

@@ -16,6 +16,7 @@ shorter.
 from __future__ import annotations
 
 import contextlib
+import functools
 import struct
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -105,6 +106,7 @@ def ec_driver(k: int, m: int, code: int) -> object:
     return driver
 
 
+@functools.cache
 def preferred_code() -> int:
     """The fastest erasure backend this machine's pyeclib offers."""
     for code, name in EC_BACKENDS.items():

@@ -28,6 +28,7 @@ from andromede.dataplane.shard_format import (
     crc32c,
     decode,
     frame_count,
+    preferred_code,
     reconstruct,
 )
 from andromede.ports import BlobWriter, ShardSet, SiteBackend
@@ -45,7 +46,7 @@ class ShardedBlobs:
         layout: Layout,
         sites: SiteLookup,
         *,
-        code: int = 1,
+        code: int | None = None,
         unavailable: Callable[[], frozenset[str]] = frozenset,
         on_degraded: Reporter | None = None,
         on_site_error: Callable[[str], None] | None = None,
@@ -63,7 +64,9 @@ class ShardedBlobs:
     def codec(self) -> Codec:
         """How frames are made for this layout (built once, on first write)."""
         if self._codec is None:
-            self._codec = Codec(self.layout, self._codec_code)
+            # The erasure backend is probed on first use (~0.1 s): not at every start.
+            code = self._codec_code if self._codec_code is not None else preferred_code()
+            self._codec = Codec(self.layout, code if self.layout.redundancy.erasure else 0)
         return self._codec
 
     def _site_failed(self, name: str, exc: BaseException) -> None:
