@@ -134,6 +134,7 @@ async def open_audit(settings: Settings, signer: Ed25519PrivateKey) -> AuditSink
 def build_placement(settings: Settings, store: SqlMetadataStore, clock: SystemClock) -> Placement:
     """The site registry: local-directory sites, layouts over them, and the defaults that let
     ``serve`` run with zero setup (one site in the data dir, one copy)."""
+
     def open_site(site: Site) -> SiteBackend:
         return LocalSite(site.name, site.path)
 
