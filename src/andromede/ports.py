@@ -232,11 +232,6 @@ class MetadataStore(Protocol):
         """Remove blobs from the queue once deleted."""
         ...
 
-    async def referenced_blobs(self, blobs: Sequence[BlobRef]) -> set[BlobRef]:
-        """Those of ``blobs`` that a current version, a part or the garbage queue names
-        (one query per few hundred blobs: the sweeper checks whole directories)."""
-        ...
-
 
 class PlacementStore(Protocol):
     """The metadata store's placement methods (sites, regions, shard moves, repairs)."""

@@ -273,8 +273,7 @@ async def test_upgrade_from_0001_keeps_the_rows(database_url: str) -> None:
         part = Part("u1", 1, 5, "p", T0, BlobRef("site-a", "p1"))
         assert await store.list_parts("u1") == [part]
         assert await store.list_kms_keys() == []
-        blobs = [BlobRef("site-a", "b1"), BlobRef("site-a", "p1")]
-        assert await store.referenced_blobs(blobs) == set(blobs)
+        assert await store.blob_layouts(["b1", "p1"]) == {"b1": {"site-a"}, "p1": {"site-a"}}
         # The old rows take the new fields.
         await store.set_bucket_encryption("photos", BucketEncryption(EncryptionMode.SSE_S3))
         assert await store.replace_part_sealing("u1", 1, "p1", Sealing(1, 64, "u1/1", b"w"))

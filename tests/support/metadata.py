@@ -68,3 +68,8 @@ def part(upload_id: str, number: int, blob_id: str) -> Part:
 
 async def garbage(store: SqlMetadataStore) -> set[str]:
     return {b.blob_id for b in await store.due_garbage(LATER, 10_000)}
+
+
+async def referenced(store: SqlMetadataStore, ref: BlobRef) -> bool:
+    """Whether a version, a part or the garbage queue names ``ref`` (as the sweeper asks)."""
+    return ref.site in (await store.blob_layouts([ref.blob_id])).get(ref.blob_id, set())

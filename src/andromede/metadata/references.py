@@ -97,17 +97,6 @@ _UNINDEX = t.object_blobs.delete().where(
 )
 
 
-async def referenced(conn: AsyncConnection, blobs: Iterable[BlobRef]) -> set[BlobRef]:
-    """Those of ``blobs`` that an object version, a part or the deletion queue names."""
-    found: set[BlobRef] = set()
-    for chunk in chunks(unique(blobs)):
-        for table in (t.object_blobs, t.parts, t.garbage):
-            columns = (table.c.site, table.c.blob_id)
-            rows = await all_rows(conn, sa.select(*columns).where(named(columns, chunk)))
-            found.update(BlobRef(row.site, row.blob_id) for row in rows)
-    return found
-
-
 def _names_one(table: sa.Table) -> sa.Select[Any]:
     return sa.select(table.c.blob_id).where(
         table.c.site == sa.bindparam("site"), table.c.blob_id == sa.bindparam("blob_id")

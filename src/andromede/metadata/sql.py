@@ -482,10 +482,6 @@ class SqlMetadataStore(PlacementMixin, KeysMixin):
         if blobs:
             await self._tx.write(lambda conn: references.forget(conn, blobs))
 
-    async def referenced_blobs(self, blobs: Sequence[BlobRef]) -> set[BlobRef]:
-        """Those of ``blobs`` that a current version, a part or the garbage queue names."""
-        return await self._tx.read(lambda conn: references.referenced(conn, blobs))
-
     # --- inside transactions ------------------------------------------------------------------
     async def _install(
         self, conn: AsyncConnection, version: ObjectVersion, condition: WriteCondition | None
