@@ -135,8 +135,8 @@ def build_placement(settings: Settings, store: SqlMetadataStore, clock: SystemCl
     """The site registry: local-directory sites, layouts over them, and the defaults that let
     ``serve`` run with zero setup (one site in the data dir, one copy)."""
 
-    def open_site(site: Site) -> SiteBackend:
-        return LocalSite(site.name, site.path)
+    def open_site(site: Site, create: bool) -> SiteBackend:
+        return LocalSite(site.name, site.path, create=create)
 
     def sharded(
         layout: Layout,

@@ -124,3 +124,18 @@ def test_many_processes_can_prepare_a_new_site_at_once(tmp_path: Path) -> None:
     assert [p.exitcode for p in procs] == [0] * 8
     assert Path(root, "FORMAT").read_text() == "andromede-local-site 1\n"
     assert [n for n in os.listdir(root) if n.endswith(".tmp")] == []
+
+
+async def test_a_registered_site_that_vanished_is_not_made_again(tmp_path: Path) -> None:
+    root = tmp_path / "mnt" / "disk1"
+    gone = LocalSite("s1", str(root), create=False)
+    assert not root.exists()
+    with pytest.raises(OSError, match="FORMAT"):
+        await gone.usage()
+    with pytest.raises(errors.BlobNotFound):
+        await gone.size("a" * 32)
+    made = LocalSite("s1", str(root))  # registration makes it
+    used, free = await made.usage()
+    assert used > 0
+    assert free > 0
+    assert (await LocalSite("s1", str(root), create=False).usage())[1] > 0

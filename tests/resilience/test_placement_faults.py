@@ -92,6 +92,15 @@ def test_a_deleted_site_directory_is_read_around_then_repaired(tmp_path: Path) -
         check(fr, "coded", coded)
         assert status(fr)["repair"]["bytes_rebuilt"] > 0
         assert fr.files("be-a") == fr.files("us-a") == []  # repair stayed in FR
+        # a restart does not make the lost sites again (an unmounted disk must stay unused)
+        fr.server.stop()
+        fr.server.start()
+        assert not fr.site_dir("fr-a").exists()
+        available = {s["name"]: s["available"] for s in fr.request("GET", "/v1/sites")}
+        assert available["fr-a"] is False
+        assert available["fr-b"] is False
+        check(fr, "rep", replicas)
+        check(fr, "coded", coded)
 
 
 def _flip(path: Path, at: int) -> None:

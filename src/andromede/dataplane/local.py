@@ -237,12 +237,18 @@ class _DirectWriter:
 
 
 class LocalSite:
-    """A :class:`~andromede.ports.SiteBackend` over a directory."""
+    """A :class:`~andromede.ports.SiteBackend` over a directory.
 
-    def __init__(self, name: str, root: str) -> None:
+    ``create``: make the directory and its format marker if missing (a new site). Without it,
+    a site whose marker is gone is opened as it is and reports itself unavailable
+    (:meth:`usage`): a disk that failed to mount must not be filled again from the empty
+    directory under its mount point."""
+
+    def __init__(self, name: str, root: str, *, create: bool = True) -> None:
         self.name = name
         self.root = os.path.abspath(root)
-        self._prepare()
+        if create or os.path.exists(os.path.join(self.root, "FORMAT")):
+            self._prepare()
 
     def _prepare(self) -> None:
         os.makedirs(os.path.join(self.root, "tmp"), mode=0o700, exist_ok=True)

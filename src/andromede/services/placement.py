@@ -59,7 +59,8 @@ class SiteView:
     progress: dict[str, Any] | None
 
 
-OpenSite = Callable[[Site], SiteBackend]
+# Opens a registered site's backend; ``True``: create it if missing (registration only).
+OpenSite = Callable[[Site, bool], SiteBackend]
 
 
 class Placement:
@@ -120,7 +121,10 @@ class Placement:
             for name, site in sites.items():
                 known = self._sites.get(name)
                 if name not in self._backends or (known is not None and known.path != site.path):
-                    self._backends[name] = await asyncio.to_thread(self._open_site, site)
+                    # Only the data dir's own site is made again if missing; any other is
+                    # opened as it is (see LocalSite: a disk that did not mount).
+                    create = name == self.default_site.name
+                    self._backends[name] = await asyncio.to_thread(self._open_site, site, create)
             for gone in set(self._backends) - set(sites):
                 del self._backends[gone]
             self._sites, self._regions = sites, regions
@@ -246,7 +250,7 @@ class Placement:
             raise errors.InvalidArgument("A site's path must be absolute.")
         site = Site(name, jurisdiction, failure_domain, provider, posixpath.normpath(path))
         try:
-            await asyncio.to_thread(self._open_site, site)  # creates and checks the directory
+            await asyncio.to_thread(self._open_site, site, True)  # makes and checks the dir
         except OSError as exc:
             raise errors.InvalidArgument(
                 f"The site's directory cannot be used: {exc.strerror}."
