@@ -28,7 +28,7 @@ class Sites:
     """Six local sites in a temp dir; records what the backend reports."""
 
     def __init__(self, root: Path) -> None:
-        self.sites = {f"s{i}": LocalSite(f"s{i}", str(root / f"s{i}")) for i in range(6)}
+        self.sites = {f"s{i}": LocalSite(f"s{i}", str(root / f"s{i}")) for i in range(7)}
         self.degraded: list[tuple[str, str]] = []
         self.failed: list[str] = []
 
@@ -167,12 +167,11 @@ async def test_verify_and_rebuild_on_another_site(sites: Sites, name: str) -> No
     shard_sizes = await blobs.shard_sizes(BLOB)
     assert shard_sizes[0] is None
     assert [await blobs.verify_shard(BLOB, i, size) for i in range(3)] == [False, False, True]
-    if not layout.redundancy.erasure:
-        # replicas:3 tolerates two losses: rebuild both, s1 where it was, s0 elsewhere
-        target = layout.moved(0, "s5")
-    else:
-        target = layout.moved(0, "s5") if "s5" not in layout.sites else layout
-    written = await blobs.rebuild(BLOB, size, [0, 1], sites.blobs(target))
+    # Two lost shards (as many as either code tolerates) rebuilt, s1's where it was and s0's
+    # elsewhere, and a healthy third one moved at the same time (a drain): three shards
+    # written, more than the code could rebuild from what is left without the moving one.
+    target = layout.moved(0, "s6").moved(2, "s5" if "s5" not in layout.sites else "s0")
+    written = await blobs.rebuild(BLOB, size, [0, 1, 2], sites.blobs(target))
     assert written > 0
     rebuilt = sites.blobs(target)
     assert [await rebuilt.verify_shard(BLOB, i, size) for i in range(len(target.sites))] == [

@@ -211,12 +211,12 @@ class ShardedBlobs:
             raise errors.ShardsUnavailable()
 
     async def _ec_stripes(
-        self, blob_id: str, first: int, last: int, report: bool, exclude: Sequence[int] = ()
+        self, blob_id: str, first: int, last: int, report: bool
     ) -> AsyncIterator[tuple[ShardHeader, dict[int, memoryview]]]:
         """For each stripe ``first..last``: ``k`` verified fragments by shard index (data
-        shards first, parity ones brought in for any that fails), never from ``exclude``."""
+        shards first, parity ones brought in for any that fails)."""
         k = self.layout.redundancy.k
-        spare = [i for i in self._order(range(self.layout.redundancy.shards)) if i not in exclude]
+        spare = self._order(range(self.layout.redundancy.shards))
         readers: list[FrameReader] = []
         failures: list[str] = []
         try:
@@ -404,10 +404,17 @@ class ShardedBlobs:
                 framed = codec.encode(data)[0]
                 yield dict.fromkeys(indices, framed)
             return
-        stripes = self._ec_stripes(blob_id, 0, count - 1, False, exclude=indices)
+        # Any k good fragments do: a wanted shard's own fragment when it read fine (a shard
+        # that moves, or a bad shard's intact frames), the others rebuilt from those k.
+        stripes = self._ec_stripes(blob_id, 0, count - 1, False)
         try:
             async for _, fragments in stripes:
-                rebuilt = await asyncio.to_thread(reconstruct, header, fragments, indices)
+                missing = [i for i in indices if i not in fragments]
+                rebuilt: dict[int, bytes | memoryview] = {
+                    i: fragments[i] for i in indices if i in fragments
+                }
+                if missing:
+                    rebuilt.update(await asyncio.to_thread(reconstruct, header, fragments, missing))
                 yield {i: b"".join((f, crc32c(f))) for i, f in rebuilt.items()}
         finally:
             await stripes.aclose()  # type: ignore[attr-defined]
