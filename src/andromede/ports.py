@@ -325,6 +325,10 @@ class PlacementStore(Protocol):
         ...
 
 
+class FullStore(MetadataStore, PlacementStore, Protocol):
+    """Both halves of the metadata store (what the background jobs need)."""
+
+
 class BlobWriter(Protocol):
     """A blob being written. Invisible until :meth:`commit` returns."""
 

@@ -8,7 +8,7 @@ import logging
 from typing import Protocol
 
 from andromede.core.placement import layout_sites
-from andromede.ports import Clock, MetadataStore, PlacementStore, SiteBackend
+from andromede.ports import Clock, FullStore, SiteBackend
 
 log = logging.getLogger("andromede.janitor")
 _BATCH = 500
@@ -26,16 +26,12 @@ class Sites(Protocol):
         ...
 
 
-class Store(MetadataStore, PlacementStore, Protocol):
-    """Both halves of the metadata store."""
-
-
 class Janitor:
     """Removes data that nothing references any more, never data that something does."""
 
     def __init__(
         self,
-        store: Store,
+        store: FullStore,
         sites: Sites,
         clock: Clock,
         *,

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from andromede.auth.policy import require_operator
 from andromede.core import errors
@@ -29,17 +29,13 @@ from andromede.core.placement import (
     layout_allowed,
     layout_sites,
 )
-from andromede.ports import Clock, MetadataStore, PlacementStore, ShardSet, SiteBackend
+from andromede.ports import Clock, FullStore, ShardSet, SiteBackend
 from andromede.services.placement import Placement
 
 log = logging.getLogger("andromede.repair")
 _PAGE = 200
 SCRUB_STATE = "scrub"
 REPAIR_STATE = "repair"
-
-
-class Store(MetadataStore, PlacementStore, Protocol):
-    """Both halves of the metadata store."""
 
 
 class Outcome(StrEnum):
@@ -66,7 +62,7 @@ class Repairs:
     """Repair, scrub and drain, run by one process per deployment (the sweeper's)."""
 
     def __init__(
-        self, store: Store, placement: Placement, clock: Clock, *, scrub_rate: float
+        self, store: FullStore, placement: Placement, clock: Clock, *, scrub_rate: float
     ) -> None:
         self._store = store
         self._placement = placement
