@@ -23,9 +23,11 @@ deps:
 test: deps check
 	$(PYTHON) -m pytest -q
 
-## check: ruff, mypy --strict (package and bench), the import-layer contracts
+## check: ruff (rules and formatting), mypy --strict (package and bench), the import-layer
+## contracts
 check: deps
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
 	$(PYTHON) -m mypy bench
 	lint-imports
