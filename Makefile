@@ -23,9 +23,11 @@ deps:
 test: deps check
 	$(PYTHON) -m pytest -q
 
-## check: ruff, mypy --strict (package and bench), the import-layer contracts
+## check: ruff (rules and formatting), mypy --strict (package and bench), the import-layer
+## contracts
 check: deps
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
 	$(PYTHON) -m mypy bench
 	lint-imports
@@ -39,9 +41,10 @@ format: deps
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
 
-## serve: run the embedded server in the foreground
-serve: deps
-	andromede serve $(ARGS)
+## serve: the README's quick start: install what the server needs (not the test tools; in
+## ./.venv where python3 is Debian's own), then run it in the foreground
+serve:
+	scripts/serve $(ARGS)
 
 ## bench: start a fresh andromede on a temp data dir and print the figures against a disk baseline
 bench: deps

@@ -13,7 +13,7 @@ import uvicorn
 from andromede.audit_process import AuditWriterProcess, writer_socket
 from andromede.bootstrap import prepare_data_dir, sweep_at_start
 from andromede.localfiles import RootCredentials, write_server_info
-from andromede.settings import Settings, load_settings
+from andromede.settings import Settings, load_settings, warn_unknown_env
 
 
 def _snippet(creds: RootCredentials, endpoint: str, region: str) -> str:
@@ -46,6 +46,8 @@ def run(data_dir: Path | None, address: str | None, workers: int | None) -> None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Everything the server creates (metadata with credentials, blobs) is for its user only.
     os.umask(0o077)
+    # Once, here: the workers inherit the same environment.
+    warn_unknown_env()
     settings = load_settings(data_dir=data_dir, address=address, workers=workers)
     creds, created = prepare_data_dir(settings)
     endpoint = f"http://{settings.address}"

@@ -3,17 +3,53 @@
 Secrets are never literals here: root credentials come from the environment at first start
 (``ANDROMEDE_ROOT_ACCESS_KEY`` / ``ANDROMEDE_ROOT_SECRET_KEY`` or their ``*_FILE`` variants)
 and are then kept in ``<data_dir>/root-credentials.json`` (mode 0600).
+
+A misspelt setting would otherwise be dropped without a word and its default used: an unknown
+key in the settings file stops the start (``SettingsError``, naming it), and an unknown
+``ANDROMEDE_*`` environment variable is logged as a warning (``warn_unknown_env``). The
+environment only warns because other tools set such variables for themselves.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+ENV_PREFIX = "ANDROMEDE_"
+
+# ``ANDROMEDE_*`` variables that are not settings fields, and who reads them.
+OTHER_ENV_VARS = frozenset(
+    {
+        # bootstrap: the operator's credentials at first start, or files holding them
+        "ANDROMEDE_ROOT_ACCESS_KEY",
+        "ANDROMEDE_ROOT_SECRET_KEY",
+        "ANDROMEDE_ROOT_ACCESS_KEY_FILE",
+        "ANDROMEDE_ROOT_SECRET_KEY_FILE",
+        # the CLI: which server, with which key
+        "ANDROMEDE_ENDPOINT",
+        "ANDROMEDE_ACCESS_KEY",
+        "ANDROMEDE_SECRET_KEY",
+        # scripts/install-deps, the tests' KMIP server, the benchmark's peers
+        "ANDROMEDE_SKIP_APT",
+        "ANDROMEDE_PYTHON",
+        "ANDROMEDE_KMIP_PYTHON",
+        "ANDROMEDE_PEERS_DIR",
+    }
+)
+
+
+class SettingsError(ValueError):
+    """Settings the server must not start with: an unknown key in the settings file, or a
+    file that cannot be read."""
 
 
 class Settings(BaseSettings):
@@ -36,7 +72,7 @@ class Settings(BaseSettings):
     key_cache_seconds: float = 5.0
     max_clock_skew_seconds: float = 900.0
     log_level: str = "info"
-    audit_sink: str = Field(
+    audit_sink: Literal["trail", "discard"] = Field(
         default="trail",
         description='"trail" (the signed, hash-chained trail) or "discard" (benchmarks only)',
     )
@@ -172,10 +208,63 @@ class _TomlSource(PydanticBaseSettingsSource):
         path = os.environ.get("ANDROMEDE_CONFIG_FILE")
         if not path:
             return {}
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"settings file {path}: {exc}") from exc
         section = data.get("andromede", data)
-        return dict(section) if isinstance(section, dict) else {}
+        if not isinstance(section, dict):
+            return {}
+        check_file_keys(section, path)
+        return dict(section)
+
+
+def check_file_keys(section: Mapping[str, object], source: str) -> None:
+    """Refuse keys that are not settings: a typo would otherwise leave the default in force
+    with no sign of it (``adress = ...`` listening on 127.0.0.1)."""
+    known = list(Settings.model_fields)
+    unknown = sorted(k for k in section if k not in Settings.model_fields)
+    if unknown:
+        named = ", ".join(repr(k) + _did_you_mean(k, known) for k in unknown)
+        raise SettingsError(f"settings file {source}: unknown setting {named}")
+
+
+def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
+    """The ``ANDROMEDE_*`` variables in ``environ`` that nothing reads (names are matched
+    without regard to case, as the settings read them)."""
+    known = known_env_vars()
+    return sorted(
+        name
+        for name in environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+    )
+
+
+def known_env_vars() -> frozenset[str]:
+    """Every ``ANDROMEDE_*`` variable something of ours reads: one per setting, and the rest."""
+    return frozenset(ENV_PREFIX + name.upper() for name in Settings.model_fields) | OTHER_ENV_VARS
+
+
+def warn_unknown_env(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Log a warning naming each unknown ``ANDROMEDE_*`` variable; returns their names.
+
+    A warning, not an error: a variable meant for a newer version, or for a tool of the
+    operator's, should not stop a server."""
+    unknown = unknown_env_vars(os.environ if environ is None else environ)
+    known = sorted(known_env_vars())
+    for name in unknown:
+        log.warning(
+            "unknown environment variable %s is ignored%s",
+            name,
+            _did_you_mean(name.upper(), known),
+        )
+    return unknown
+
+
+def _did_you_mean(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -81,9 +81,11 @@ def test_create_bucket_invalid_name(s3: Any, name: str) -> None:
 def test_create_bucket_valid_edge_names(s3: Any, name: str) -> None:
     # Names are global: suffix the fixed ones so repeated runs against one server stay fresh.
     name = f"{name}-{secrets.token_hex(4)}" if len(name) < 63 else name[:55] + secrets.token_hex(4)
-    s3.create_bucket(Bucket=name)
-    s3.head_bucket(Bucket=name)
+    assert s3.create_bucket(Bucket=name)["Location"] == "/" + name
+    assert s3.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert name in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     s3.delete_bucket(Bucket=name)
+    assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
 def test_create_bucket_explicit_us_east_1_is_refused(s3: Any) -> None:

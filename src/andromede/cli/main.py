@@ -15,7 +15,7 @@ from andromede.cli.admin_audit import audit_admin_app
 from andromede.cli.admin_kms import kms_app
 from andromede.cli.admin_placement import region_app, repair_app, residency_admin_app, site_app
 from andromede.cli.audit import audit_app
-from andromede.cli.common import AsJson, DataDir, Endpoint, call, console
+from andromede.cli.common import AsJson, DataDir, Endpoint, call, console, err_console
 from andromede.cli.residency import residency_app
 
 app = typer.Typer(help="Andromède, a sovereign S3 object store.", no_args_is_help=True)
@@ -45,10 +45,16 @@ def serve(
     """Run the server: S3 API, admin API under /_andromede/admin, one process per core."""
     # Imported here: the admin commands should not pay for loading the server.
     from andromede.server import run  # noqa: PLC0415
+    from andromede.settings import SettingsError  # noqa: PLC0415
 
     if config is not None:
         os.environ["ANDROMEDE_CONFIG_FILE"] = str(config)
-    run(data_dir=data_dir, address=address, workers=workers)
+    try:
+        run(data_dir=data_dir, address=address, workers=workers)
+    except SettingsError as exc:
+        # The operator's mistake, not ours: the message names it; a traceback would bury it.
+        err_console.print(f"andromede serve: {exc}", style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
 
 
 def _output(data: Any, as_json: bool, columns: list[str]) -> None:

@@ -7,7 +7,7 @@ import dataclasses
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import botocore.auth
 import botocore.crt.auth
@@ -163,8 +163,20 @@ async def test_botocore_signed_keys_authenticate(key: str, crt: bool) -> None:
 )
 @pytest.mark.parametrize("crt", [False, True], ids=["python", "crt"])
 async def test_botocore_signed_queries_authenticate(query: str, crt: bool) -> None:
-    await check(signed("GET", "/bucket", query, crt=crt))
-    await check(presigned("GET", "/bucket", query, crt=crt))
+    by_header = signed("GET", "/bucket", query, crt=crt)
+    ctx = await check(by_header)
+    assert ctx.access_key_id == ACCESS_KEY
+    assert not ctx.presigned
+    assert header(by_header, "authorization").endswith("Signature=" + ctx.seed_signature)
+
+    by_query = presigned("GET", "/bucket", query, crt=crt)
+    ctx = await check(by_query)
+    assert ctx.access_key_id == ACCESS_KEY
+    assert ctx.presigned
+    assert ctx.region == "eu-west-3"
+    assert ctx.signed_headers == ("host",)
+    assert ctx.payload_mode is PayloadMode.UNSIGNED
+    assert ctx.seed_signature == parse_qs(by_query.query_string)["X-Amz-Signature"][0]
 
 
 async def test_context_describes_the_signature() -> None:
@@ -212,12 +224,21 @@ async def test_uppercase_hex_payload_hash_is_normalised() -> None:
 
 async def test_clock_skew_within_limit_is_accepted() -> None:
     req = signed()
-    await check(req, NOW + timedelta(minutes=14))
-    await check(req, NOW - timedelta(minutes=14))
+    for server_now in (NOW + timedelta(minutes=14), NOW - timedelta(minutes=14)):
+        ctx = await check(req, server_now)
+        assert ctx.access_key_id == ACCESS_KEY
+        # The signature binds the client's time, not the server's.
+        assert ctx.amz_date == f"{NOW:%Y%m%dT%H%M%SZ}"
+        assert ctx.scope == f"{NOW:%Y%m%d}/us-east-1/s3/aws4_request"
 
 
 async def test_naive_now_is_taken_as_utc() -> None:
-    await check(signed(), NOW.replace(tzinfo=None))
+    ctx = await check(signed(), NOW.replace(tzinfo=None))
+    assert ctx.access_key_id == ACCESS_KEY
+    assert ctx.amz_date == f"{NOW:%Y%m%dT%H%M%SZ}"
+    # Compared as UTC: 16 naive minutes later is as skewed as 16 UTC minutes.
+    with pytest.raises(errors.RequestTimeTooSkewed):
+        await check(signed(), (NOW + timedelta(minutes=16)).replace(tzinfo=None))
 
 
 async def test_client_that_signs_its_unusual_encoding_verbatim() -> None:
@@ -248,7 +269,11 @@ async def test_client_that_signs_its_unusual_encoding_verbatim() -> None:
     req = SignedRequest(
         "GET", "/bucket/a+b=c", "prefix=x+y", [*headers, ("authorization", authorization)]
     )
-    await check(req)
+    ctx = await check(req)
+    assert ctx.access_key_id == ACCESS_KEY
+    assert ctx.seed_signature == signature
+    assert ctx.signed_headers == ("host", "x-amz-content-sha256", "x-amz-date")
+    assert ctx.payload_mode is PayloadMode.UNSIGNED
 
 
 # --- presigned ----------------------------------------------------------------------------------
@@ -501,7 +526,11 @@ async def test_malformed_authorization_header(transform: Callable[[str], str]) -
 
 
 async def test_authorization_header_without_spaces_after_commas() -> None:
-    await check(_authz(signed(), lambda a: a.replace(", ", ",")))
+    req = signed()
+    ctx = await check(_authz(req, lambda a: a.replace(", ", ",")))
+    assert ctx.access_key_id == ACCESS_KEY
+    assert ctx.signed_headers == ("host", "x-amz-content-sha256", "x-amz-date")
+    assert header(req, "authorization").endswith("Signature=" + ctx.seed_signature)
 
 
 async def test_two_authorization_headers() -> None:
@@ -549,7 +578,10 @@ async def test_unsigned_amz_header_is_refused_on_presigned() -> None:
 
 
 async def test_other_unsigned_headers_are_fine() -> None:
-    await check(with_header(signed(), "user-agent", "curl/8"))
+    ctx = await check(with_header(signed(), "user-agent", "curl/8"))
+    assert ctx.access_key_id == ACCESS_KEY
+    assert "user-agent" not in ctx.signed_headers
+    assert ctx.signed_headers == ("host", "x-amz-content-sha256", "x-amz-date")
 
 
 async def test_signed_header_missing_from_request() -> None:
