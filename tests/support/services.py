@@ -85,6 +85,12 @@ class ServiceStack:
         """A registered site's memory backend."""
         return self.sites[name]
 
+    async def set_offline(self, name: str, offline: bool = True) -> None:
+        """Take a site away (or bring it back) and let the registry probe it, as it would
+        within ``placement_refresh_seconds`` on a server."""
+        self.sites[name].offline = offline
+        await self.placement.refresh(force=True)
+
     async def add_site(
         self, name: str, jurisdiction: str, failure_domain: str | None = None
     ) -> MemorySite:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from support.placement import REGIONS, SITES
 from support.services import ALICE, ServiceStack, build_services
 
 
@@ -25,3 +26,17 @@ async def bucket(stack: ServiceStack) -> str:
     """A bucket of tenant ``acme`` in the default region (one copy on the ``local`` site)."""
     await stack.buckets.create(ALICE, "photos", None)
     return "photos"
+
+
+@pytest.fixture
+async def cluster(stack: ServiceStack) -> ServiceStack:
+    """Six sites (four FR in four failure domains, one BE, one US), the regions fr-only
+    (replicas:3 over 3 domains), fr-ec (ec:2+2 over 4) and fr-be (ec:3+2 over 4), and the
+    buckets ``fr-data`` and ``fr-ec-data`` of tenant ``acme`` in the first two."""
+    for name, code, domain in SITES:
+        await stack.add_site(name, code, domain)
+    for name, jurisdictions, redundancy, domains in REGIONS:
+        await stack.add_region(name, jurisdictions, redundancy, domains)
+    await stack.buckets.create(ALICE, "fr-data", "fr-only")
+    await stack.buckets.create(ALICE, "fr-ec-data", "fr-ec")
+    return stack

@@ -16,26 +16,13 @@ from andromede.core.placement import SiteState, layout_sites
 from andromede.services.body import body_from_bytes
 from andromede.services.multipart import CompletedPart
 from andromede.services.objects import Integrity, ObjectAttributes
-from support.placement import REGIONS, SITES
+from support.placement import SITES
 from support.services import ALICE, OPERATOR, ServiceStack
 
 JURISDICTION = {name: code for name, code, _ in SITES}
 DOMAIN = {name: domain for name, _, domain in SITES}
 FR = {name for name, code, _ in SITES if code == "FR"}
 LARGE = 2 * 1024 * 1024 + 5
-
-
-@pytest.fixture
-async def cluster(stack: ServiceStack) -> ServiceStack:
-    """Six sites (four FR, one BE, one US), the regions fr-only (replicas:3 over 3 domains),
-    fr-ec (ec:2+2 over 4) and fr-be (ec:3+2 over 4), and a bucket in each of the first two."""
-    for name, code, domain in SITES:
-        await stack.add_site(name, code, domain)
-    for name, jurisdictions, redundancy, domains in REGIONS:
-        await stack.add_region(name, jurisdictions, redundancy, domains)
-    await stack.buckets.create(ALICE, "fr-data", "fr-only")
-    await stack.buckets.create(ALICE, "fr-ec-data", "fr-ec")
-    return stack
 
 
 async def version_of(stack: ServiceStack, bucket: str, key: str) -> ObjectVersion:
@@ -144,7 +131,7 @@ async def test_an_unknown_region_is_no_location(cluster: ServiceStack) -> None:
 # --- sites that cannot take shards ---------------------------------------------------------------
 async def test_sites_that_are_down_take_no_shards(cluster: ServiceStack) -> None:
     stack = cluster
-    stack.site("fr-a").offline = True
+    await stack.set_offline("fr-a")
     for i in range(8):
         await stack.put("fr-data", f"k{i}", b"x" * 1000)
         [sites] = await shard_sites(stack, "fr-data", f"k{i}")
@@ -152,12 +139,13 @@ async def test_sites_that_are_down_take_no_shards(cluster: ServiceStack) -> None
     views = {v.site.name: v for v in await stack.placement.list_sites(OPERATOR)}
     assert views["fr-a"].available is False
     assert views["fr-b"].available is True
-    stack.site("fr-b").offline = True  # two FR domains left: replicas:3 over 3 cannot be met
+    await stack.set_offline("fr-b")  # two FR domains left: replicas:3 over 3 cannot be met
     before = holdings(stack, {"fr-c", "fr-d"})
     with pytest.raises(errors.PlacementImpossible):
         await stack.put("fr-data", "refused", os.urandom(LARGE))
     assert holdings(stack, {"fr-c", "fr-d"}) == before
-    stack.site("fr-a").offline = stack.site("fr-b").offline = False
+    await stack.set_offline("fr-a", offline=False)
+    await stack.set_offline("fr-b", offline=False)
     await stack.put("fr-data", "again", b"y")
 
 
