@@ -57,6 +57,10 @@ class Damage:
     def damage_header(self, blob_id: str) -> None:
         raise NotImplementedError
 
+    def backdate_pending(self, blob_id: str, when: dt.datetime) -> None:
+        """Make a write in progress look last written at ``when``."""
+        raise NotImplementedError
+
 
 @dataclass
 class LocalDamage(Damage):
@@ -82,6 +86,10 @@ class LocalDamage(Damage):
         with open(self.site.blob_path(blob_id), "r+b") as fh:
             fh.write(b"XXXXXXXX")
 
+    def backdate_pending(self, blob_id: str, when: dt.datetime) -> None:
+        stamp = when.timestamp()
+        os.utime(os.path.join(self.site.root, "tmp", blob_id + ".part"), (stamp, stamp))
+
 
 @dataclass
 class MemoryDamage(Damage):
@@ -101,6 +109,9 @@ class MemoryDamage(Damage):
 
     def damage_header(self, blob_id: str) -> None:
         self.site.damage_header(blob_id)
+
+    def backdate_pending(self, blob_id: str, when: dt.datetime) -> None:
+        self.site.pending[blob_id].touched = when
 
 
 @pytest.fixture(params=["disk", "tmpfs", "memory"])
@@ -252,6 +263,23 @@ async def test_delete_list_and_sweep(backend: Damage) -> None:
         await writer.commit()
     await writer.abort()
     assert [b async for b in site.list_blobs(later)] == []
+
+
+async def test_a_blob_is_aged_from_its_commit(backend: Damage) -> None:
+    """The sweeper takes an unnamed blob older than its grace for an orphan: a body whose
+    last byte came long before its commit must count as new once committed."""
+    site = backend.site
+    writer = await site.create("6" * 32)
+    await writer.write(b"written long ago")
+    an_hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    backend.backdate_pending("6" * 32, an_hour_ago)
+    assert await site.sweep_temporary(an_hour_ago + dt.timedelta(minutes=1)) == 1
+    writer = await site.create("7" * 32)
+    # Exactly one staging buffer with the local header: nothing is left to write at commit.
+    await writer.write(_data(STAGE - HEADER_SIZE))
+    backend.backdate_pending("7" * 32, an_hour_ago)
+    await writer.commit()
+    assert [b async for b in site.list_blobs(an_hour_ago + dt.timedelta(minutes=1))] == []
 
 
 async def test_blob_ids_are_never_paths(site: SiteBackend) -> None:
