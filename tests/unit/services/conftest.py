@@ -3,13 +3,28 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
 from support.placement import REGIONS, SITES
 from support.services import ALICE, ServiceStack, build_services
+
+
+@pytest.fixture(autouse=True)
+def no_process_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What makes these unit tests: nothing here may start a process or reach a socket."""
+
+    def refuse(*args: Any, **kwargs: Any) -> NoReturn:
+        raise AssertionError("service tests start no process and open no connection")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    for name in ("connect", "connect_ex", "bind"):
+        monkeypatch.setattr(socket.socket, name, refuse)
 
 
 @pytest.fixture
