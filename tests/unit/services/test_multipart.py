@@ -89,6 +89,20 @@ async def parts_of(stack: ServiceStack, upload: MultipartUpload) -> list[Part]:
     return page.parts
 
 
+async def in_progress(stack: ServiceStack, bucket: str) -> list[str]:
+    """Upload ids ListMultipartUploads shows."""
+    uploads, _, _ = await stack.multipart.list_uploads(
+        ALICE,
+        bucket,
+        prefix="",
+        delimiter="",
+        key_marker="",
+        upload_id_marker="",
+        max_uploads=100,
+    )
+    return [u.upload_id for u in uploads]
+
+
 # --- the basic flow ------------------------------------------------------------------------------
 async def test_upload_and_complete(stack: ServiceStack, bucket: str) -> None:
     data = [random_data(PART, 1), random_data(PART, 2), random_data(1234, 3)]
@@ -106,16 +120,7 @@ async def test_upload_and_complete(stack: ServiceStack, bucket: str) -> None:
     assert got.version.user_meta == {"colour": "blue"}
     assert got.version.tags == {"t": "1"}
     assert await stack.get(bucket, "big") == b"".join(data)
-    uploads, _, _ = await stack.multipart.list_uploads(
-        ALICE,
-        bucket,
-        prefix="",
-        delimiter="",
-        key_marker="",
-        upload_id_marker="",
-        max_uploads=100,
-    )
-    assert uploads == []
+    assert await in_progress(stack, bucket) == []
 
 
 async def test_part_number_reads_and_ranges_across_parts(stack: ServiceStack, bucket: str) -> None:
@@ -236,6 +241,7 @@ async def test_part_number_out_of_range(stack: ServiceStack, bucket: str) -> Non
 async def test_abort_leaves_nothing(stack: ServiceStack, bucket: str) -> None:
     up = await create(stack, bucket)
     part = await upload(stack, up, 1, b"data")
+    assert await in_progress(stack, bucket) == [up.upload_id]
     await stack.multipart.abort(ALICE, bucket, "k", up.upload_id)
     with pytest.raises(errors.NoSuchUpload):
         await upload(stack, up, 2, b"more")
@@ -247,6 +253,7 @@ async def test_abort_leaves_nothing(stack: ServiceStack, bucket: str) -> None:
         await stack.multipart.abort(ALICE, bucket, "k", up.upload_id)
     with pytest.raises(errors.NoSuchKey):
         await stack.objects.get(ALICE, bucket, "k")
+    assert await in_progress(stack, bucket) == []
     # The part's blob stays for readers in flight, then goes.
     await stack.janitor.collect_garbage()
     assert stack.site().blobs.keys() == {part.blob.blob_id}
