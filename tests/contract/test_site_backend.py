@@ -1,20 +1,27 @@
-"""The SiteBackend contract, on every implementation (today: a local directory, on a disk
-filesystem where large blobs go through O_DIRECT, and on tmpfs where they cannot)."""
+"""The SiteBackend contract, on every implementation: a local directory (on a disk
+filesystem, where large blobs go through O_DIRECT, and on tmpfs, where they cannot) and the
+in-memory site that service tests run on, so that what those tests show holds on real sites.
+
+Each backend comes with the same damage a test can do to it (a lost, truncated or bit-rotted
+blob, a damaged format header): files changed on disk for a local site, the fault methods of
+the memory site.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from andromede.core import errors
-from andromede.dataplane.local import ALIGN, STAGE, LocalSite
+from andromede.dataplane.local import ALIGN, HEADER_SIZE, STAGE, LocalSite
+from andromede.dataplane.memory import MemorySite
 from andromede.ports import SiteBackend
 
 SIZES = [0, 1, ALIGN - 1, ALIGN, ALIGN + 1, STAGE - 1, STAGE, STAGE + 1, 3 * STAGE + 4321]
@@ -27,16 +34,104 @@ def _roots(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield "tmpfs", shm
 
 
-@pytest.fixture(params=["disk", "tmpfs"])
-def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalSite]:
+class Damage:
+    """What a test can do to a site behind its back, and what it can see of it."""
+
+    site: SiteBackend
+
+    def leftovers(self) -> list[str]:
+        """Uncommitted writes the site still holds."""
+        raise NotImplementedError
+
+    def lose(self, blob_id: str) -> None:
+        raise NotImplementedError
+
+    def truncate(self, blob_id: str, size: int) -> None:
+        """Keep ``size`` data bytes."""
+        raise NotImplementedError
+
+    def flip(self, blob_id: str, offset: int) -> None:
+        """Flip a bit of data byte ``offset``."""
+        raise NotImplementedError
+
+    def damage_header(self, blob_id: str) -> None:
+        raise NotImplementedError
+
+    def backdate_pending(self, blob_id: str, when: dt.datetime) -> None:
+        """Make a write in progress look last written at ``when``."""
+        raise NotImplementedError
+
+
+@dataclass
+class LocalDamage(Damage):
+    site: LocalSite
+
+    def leftovers(self) -> list[str]:
+        return os.listdir(os.path.join(self.site.root, "tmp"))
+
+    def lose(self, blob_id: str) -> None:
+        os.unlink(self.site.blob_path(blob_id))
+
+    def truncate(self, blob_id: str, size: int) -> None:
+        os.truncate(self.site.blob_path(blob_id), HEADER_SIZE + size)
+
+    def flip(self, blob_id: str, offset: int) -> None:
+        with open(self.site.blob_path(blob_id), "r+b") as fh:
+            fh.seek(HEADER_SIZE + offset)
+            byte = fh.read(1)
+            fh.seek(-1, os.SEEK_CUR)
+            fh.write(bytes([byte[0] ^ 0x40]))
+
+    def damage_header(self, blob_id: str) -> None:
+        with open(self.site.blob_path(blob_id), "r+b") as fh:
+            fh.write(b"XXXXXXXX")
+
+    def backdate_pending(self, blob_id: str, when: dt.datetime) -> None:
+        stamp = when.timestamp()
+        os.utime(os.path.join(self.site.root, "tmp", blob_id + ".part"), (stamp, stamp))
+
+
+@dataclass
+class MemoryDamage(Damage):
+    site: MemorySite
+
+    def leftovers(self) -> list[str]:
+        return list(self.site.pending)
+
+    def lose(self, blob_id: str) -> None:
+        self.site.lose(blob_id)
+
+    def truncate(self, blob_id: str, size: int) -> None:
+        self.site.truncate(blob_id, size)
+
+    def flip(self, blob_id: str, offset: int) -> None:
+        self.site.flip(blob_id, offset)
+
+    def damage_header(self, blob_id: str) -> None:
+        self.site.damage_header(blob_id)
+
+    def backdate_pending(self, blob_id: str, when: dt.datetime) -> None:
+        self.site.pending[blob_id].touched = when
+
+
+@pytest.fixture(params=["disk", "tmpfs", "memory"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Damage]:
+    if request.param == "memory":
+        yield MemoryDamage(MemorySite("s1"))
+        return
     roots = dict(_roots(tmp_path))
     if request.param not in roots:
         pytest.skip(f"no {request.param} filesystem here")
     base = roots[request.param]
     root = base / f"andromede-site-{os.getpid()}-{tmp_path.name}"
-    yield LocalSite("s1", str(root))
+    yield LocalDamage(LocalSite("s1", str(root)))
     if request.param == "tmpfs":
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def site(backend: Damage) -> SiteBackend:
+    return backend.site
 
 
 def _data(size: int) -> bytes:
@@ -49,47 +144,108 @@ async def _read_all(site: SiteBackend, blob_id: str, offset: int, length: int) -
 
 
 @pytest.mark.parametrize("size", SIZES)
-async def test_streamed_blob_round_trip(site: LocalSite, size: int) -> None:
+async def test_streamed_blob_round_trip(backend: Damage, size: int) -> None:
+    site = backend.site
     data = _data(size)
     writer = await site.create("a" * 32)
     for i in range(0, size, 300_000):  # uneven pieces across the staging boundary
         await writer.write(data[i : i + 300_000])
     await writer.commit()
     assert await _read_all(site, "a" * 32, 0, size) == data
+    assert await site.size("a" * 32) == size
     if size > 10:
         assert await _read_all(site, "a" * 32, 5, size - 10) == data[5:-5]
-    assert os.listdir(os.path.join(site.root, "tmp")) == []
+    assert backend.leftovers() == []
 
 
 @pytest.mark.parametrize("size", [0, 1, ALIGN + 1, 200_000])
-async def test_put_small_blob(site: LocalSite, size: int) -> None:
+async def test_put_small_blob(site: SiteBackend, size: int) -> None:
     data = _data(size)
     await site.put("b" * 32, data)
     assert await _read_all(site, "b" * 32, 0, size) == data
+    assert await site.size("b" * 32) == size
 
 
-async def test_uncommitted_blob_is_invisible_and_abort_cleans_up(site: LocalSite) -> None:
+async def test_read_in_pieces_through_a_transform(site: SiteBackend) -> None:
+    data = _data(10_000)
+    await site.put("1" * 32, data)
+
+    def upper_half(piece: bytes) -> list[bytes]:
+        return [piece[: len(piece) // 2], piece[len(piece) // 2 :]]
+
+    pieces = [p async for p in site.read("1" * 32, 100, 2500, piece=1000, transform=upper_half)]
+    assert [len(p) for p in pieces] == [500, 500, 500, 500, 250, 250]
+    assert b"".join(pieces) == data[100:2600]
+
+
+async def test_uncommitted_blob_is_invisible_and_abort_cleans_up(backend: Damage) -> None:
+    site = backend.site
     writer = await site.create("c" * 32)
     await writer.write(_data(STAGE + 10))
     with pytest.raises(errors.BlobNotFound):
         await _read_all(site, "c" * 32, 0, 1)
+    with pytest.raises(errors.BlobNotFound):
+        await site.size("c" * 32)
     await writer.abort()
     await writer.abort()  # twice is fine
-    assert os.listdir(os.path.join(site.root, "tmp")) == []
+    assert backend.leftovers() == []
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+    assert [b async for b in site.list_blobs(later)] == []
 
 
-async def test_damaged_blobs_are_never_served(site: LocalSite) -> None:
+async def test_a_commit_replaces_the_blob_whole(site: SiteBackend) -> None:
+    await site.put("2" * 32, b"old bytes, longer than the new")
+    writer = await site.create("2" * 32)
+    await writer.write(b"new")
+    assert await _read_all(site, "2" * 32, 0, 3) == b"old"  # not visible before the commit
+    await writer.commit()
+    assert await site.size("2" * 32) == 3
+    assert await _read_all(site, "2" * 32, 0, 3) == b"new"
+
+
+async def test_a_taken_id_is_refused_to_put(site: SiteBackend) -> None:
+    await site.put("3" * 32, b"first")
+    with pytest.raises(FileExistsError):
+        await site.put("3" * 32, b"second")
+    assert await _read_all(site, "3" * 32, 0, 5) == b"first"
+
+
+async def test_missing_blobs_are_not_found(backend: Damage) -> None:
+    site = backend.site
+    with pytest.raises(errors.BlobNotFound):
+        await _read_all(site, "4" * 32, 0, 1)
+    with pytest.raises(errors.BlobNotFound):
+        await site.size("4" * 32)
+    await site.put("4" * 32, b"here")
+    backend.lose("4" * 32)
+    with pytest.raises(errors.BlobNotFound):
+        await _read_all(site, "4" * 32, 0, 4)
+
+
+async def test_damaged_blobs_are_never_served(backend: Damage) -> None:
+    site = backend.site
     await site.put("d" * 32, b"hello world")
-    await asyncio.to_thread(Path(site.blob_path("d" * 32)).write_bytes, b"X")  # no magic
+    backend.damage_header("d" * 32)
     with pytest.raises(errors.DataCorrupted):
         await _read_all(site, "d" * 32, 0, 11)
     await site.put("e" * 32, b"hello world")
-    os.truncate(site.blob_path("e" * 32), ALIGN + 3)
+    backend.truncate("e" * 32, 3)
     with pytest.raises(errors.DataCorrupted):
         await _read_all(site, "e" * 32, 0, 11)
+    assert await _read_all(site, "e" * 32, 0, 3) == b"hel"
 
 
-async def test_delete_list_and_sweep(site: LocalSite) -> None:
+async def test_rotten_bytes_are_served_as_stored(backend: Damage) -> None:
+    """A site checks its own format, not the data: bit rot is for the layers above (frame
+    checksums, the envelope's tags) to catch."""
+    site = backend.site
+    await site.put("5" * 32, b"hello world")
+    backend.flip("5" * 32, 0)
+    assert await _read_all(site, "5" * 32, 0, 11) == b"(ello world"
+
+
+async def test_delete_list_and_sweep(backend: Damage) -> None:
+    site = backend.site
     await site.put("f" * 32, b"x")
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
     assert [b async for b in site.list_blobs(later)] == ["f" * 32]
@@ -102,13 +258,84 @@ async def test_delete_list_and_sweep(site: LocalSite) -> None:
     await writer.write(b"partial")
     assert await site.sweep_temporary(earlier) == 0
     assert await site.sweep_temporary(later) == 1
+    assert backend.leftovers() == []
+    with pytest.raises(FileNotFoundError):  # a swept write never appears
+        await writer.commit()
     await writer.abort()
+    assert [b async for b in site.list_blobs(later)] == []
 
 
-async def test_blob_ids_are_never_paths(site: LocalSite) -> None:
+async def test_a_blob_is_aged_from_its_commit(backend: Damage) -> None:
+    """The sweeper takes an unnamed blob older than its grace for an orphan: a body whose
+    last byte came long before its commit must count as new once committed."""
+    site = backend.site
+    writer = await site.create("6" * 32)
+    await writer.write(b"written long ago")
+    an_hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    backend.backdate_pending("6" * 32, an_hour_ago)
+    assert await site.sweep_temporary(an_hour_ago + dt.timedelta(minutes=1)) == 1
+    writer = await site.create("7" * 32)
+    # Exactly one staging buffer with the local header: nothing is left to write at commit.
+    await writer.write(_data(STAGE - HEADER_SIZE))
+    backend.backdate_pending("7" * 32, an_hour_ago)
+    await writer.commit()
+    assert [b async for b in site.list_blobs(an_hour_ago + dt.timedelta(minutes=1))] == []
+
+
+async def test_blob_ids_are_never_paths(site: SiteBackend) -> None:
     for bad in ("../../etc/passwd", "A" * 32, "a" * 31, ""):
         with pytest.raises(ValueError, match="invalid blob id"):
             await site.create(bad)
+        with pytest.raises(ValueError, match="invalid blob id"):
+            await site.put(bad, b"x")
+
+
+# --- the memory site's own faults: what an unreachable or full site does ------------------------
+async def test_an_offline_memory_site_fails_like_an_unreachable_one() -> None:
+    site = MemorySite("s1")
+    await site.put("6" * 32, b"kept")
+    writer = await site.create("7" * 32)
+    site.offline = True
+    for call in (site.usage(), site.size("6" * 32), site.put("8" * 32, b"x"), writer.commit()):
+        with pytest.raises(OSError, match="cannot be reached"):
+            await call
+    with pytest.raises(OSError, match="cannot be reached"):
+        await _read_all(site, "6" * 32, 0, 4)
+    site.offline = False
+    assert await _read_all(site, "6" * 32, 0, 4) == b"kept"
+    assert list(site.pending) == []  # the failed commit left nothing
+
+
+async def test_a_full_memory_site_refuses_writes() -> None:
+    site = MemorySite("s1", capacity=10)
+    await site.put("9" * 32, b"123456")
+    assert await site.usage() == (6, 4)
+    with pytest.raises(errors.StorageFull):
+        await site.put("a" * 32, b"12345")
+    writer = await site.create("b" * 32)
+    await writer.write(b"1234")
+    with pytest.raises(errors.StorageFull):
+        await writer.write(b"5")
+    await writer.abort()
+    assert await site.usage() == (6, 4)
+
+
+async def test_memory_blob_ages_come_from_its_clock() -> None:
+    class Clock:
+        now_value = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+        def now(self) -> dt.datetime:
+            return self.now_value
+
+    clock = Clock()
+    site = MemorySite("s1", clock=clock)
+    await site.put("c" * 32, b"x")
+    writer = await site.create("d" * 32)
+    await writer.write(b"y")
+    clock.now_value += dt.timedelta(hours=1)
+    cut = dt.datetime(2024, 1, 1, 0, 30, tzinfo=dt.UTC)
+    assert [b async for b in site.list_blobs(cut)] == ["c" * 32]
+    assert await site.sweep_temporary(cut) == 1
 
 
 def test_many_processes_can_prepare_a_new_site_at_once(tmp_path: Path) -> None:

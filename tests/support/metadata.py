@@ -22,12 +22,17 @@ LATER = T0 + dt.timedelta(days=1)
 
 
 class FakeClock:
-    """A clock the test moves by hand."""
+    """A clock the test moves by hand (the ``Clock`` port)."""
 
     def __init__(self, now: dt.datetime) -> None:
         self.current = now
 
     def now(self) -> dt.datetime:
+        return self.current
+
+    def advance(self, delta: dt.timedelta) -> dt.datetime:
+        """Move time forward by ``delta``; returns the new now."""
+        self.current += delta
         return self.current
 
 

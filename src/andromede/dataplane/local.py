@@ -47,7 +47,9 @@ SITE_FORMAT = "andromede-local-site 1\n"
 _BLOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def _check_id(blob_id: str) -> str:
+def check_blob_id(blob_id: str) -> str:
+    """A blob id is 32 lowercase hex digits, never a path (ValueError otherwise); every site
+    checks it the same way."""
     if not _BLOB_ID.match(blob_id):
         raise ValueError("invalid blob id")
     return blob_id
@@ -278,18 +280,18 @@ class LocalSite:
 
     def blob_path(self, blob_id: str) -> str:
         """Where a committed blob lives."""
-        _check_id(blob_id)
+        check_blob_id(blob_id)
         return os.path.join(self.root, "blobs", blob_id[:2], blob_id)
 
     async def create(self, blob_id: str) -> LocalBlobWriter:
         """Start a new blob (the file is created off the event loop: a create can wait on the
         filesystem journal while other requests fsync)."""
-        _check_id(blob_id)
+        check_blob_id(blob_id)
         return await asyncio.to_thread(LocalBlobWriter, self, blob_id, direct=True)
 
     async def put(self, blob_id: str, data: bytes) -> None:
         """Write a whole small blob durably in one trip to a worker thread."""
-        _check_id(blob_id)
+        check_blob_id(blob_id)
         await asyncio.to_thread(self._put_sync, blob_id, data)
 
     def _put_sync(self, blob_id: str, data: bytes) -> None:
