@@ -29,7 +29,7 @@ from andromede.audit.syslog import SyslogShipper
 from andromede.audit.trail import HashChainTrail
 from andromede.audit_process import SHUTDOWN_SHIP_S, shipper_for, trail_config
 from andromede.core.ids import new_access_key_id, new_secret_key
-from andromede.core.models import DEFAULT_TENANT
+from andromede.core.models import DEFAULT_TENANT, BlobRef
 from andromede.core.placement import ANY_JURISDICTION, Layout, Redundancy, Region, Site
 from andromede.crypto.envelope import AesGcmEnvelope
 from andromede.dataplane.local import LocalSite
@@ -142,7 +142,7 @@ def build_placement(settings: Settings, store: SqlMetadataStore, clock: SystemCl
         layout: Layout,
         sites: Callable[[str], SiteBackend],
         unavailable: Callable[[], frozenset[str]],
-        degraded: Callable[[str, str], None],
+        degraded: Callable[[BlobRef], None],
         failed: Callable[[str], None],
     ) -> ShardSet:
         return ShardedBlobs(

@@ -271,22 +271,29 @@ class PlacementStore(Protocol):
         ...
 
     async def blobs_after(
-        self, after: BlobRef | None, limit: int, site: str | None = None
+        self,
+        after: BlobRef | None,
+        limit: int,
+        site: str | None = None,
+        *,
+        after_id: str = "",
     ) -> list[BlobRef]:
-        """Live blobs by (blob id, site text) after ``after``; optionally only those whose
-        layout names ``site``."""
+        """Live blobs in a stable order (by blob id, then layout) after ``after`` and with
+        ids after ``after_id``; optionally only those whose layout names ``site``. A blob id
+        alone is a resume point: every live reference to a blob names the same layout (a
+        move changes them all at once)."""
         ...
 
     async def blob_buckets(self, blob: BlobRef) -> set[str]:
         """The buckets whose objects or uploads name ``blob``."""
         ...
 
-    async def blob_layouts(self, blob_ids: Sequence[str]) -> dict[str, set[str]]:
-        """For each named blob id: the site texts (layouts) naming it."""
+    async def blob_layouts(self, blob_ids: Sequence[str]) -> dict[str, set[Layout]]:
+        """For each named blob id: the layouts naming it."""
         ...
 
-    async def layout_counts(self) -> dict[str, int]:
-        """Live blobs per site text."""
+    async def layout_counts(self) -> dict[Layout, int]:
+        """Live blobs per layout."""
         ...
 
     async def relocate_blob(self, old: BlobRef, new: BlobRef) -> bool:
@@ -430,13 +437,13 @@ class ShardSet(SiteBackend, Protocol):
 
 # Builds the backend of a layout over several sites (``dataplane/sharded.py``): the layout,
 # how to find a site's backend, which sites are believed down, whom to tell about a degraded
-# read (site text, blob id) and about a site that failed a write.
+# read (the blob) and about a site that failed a write.
 ShardedFactory = Callable[
     [
         Layout,
         Callable[[str], SiteBackend],
         Callable[[], frozenset[str]],
-        Callable[[str, str], None],
+        Callable[[BlobRef], None],
         Callable[[str], None],
     ],
     ShardSet,

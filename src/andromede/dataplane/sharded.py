@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from andromede.core import errors
+from andromede.core.models import BlobRef
 from andromede.core.placement import Layout
 from andromede.dataplane.shard_format import (
     FRAME,
@@ -35,7 +36,7 @@ from andromede.ports import BlobWriter, ShardSet, SiteBackend
 
 log = logging.getLogger("andromede.placement")
 SiteLookup = Callable[[str], SiteBackend]
-Reporter = Callable[[str, str], None]
+Reporter = Callable[[BlobRef], None]
 
 
 class ShardedBlobs:
@@ -52,7 +53,8 @@ class ShardedBlobs:
         on_site_error: Callable[[str], None] | None = None,
     ) -> None:
         self.layout = layout
-        self.name = layout.encode()
+        # For logs only: a layout is found by its Layout, never by this name.
+        self.name = f"{layout.kind}:{','.join(layout.sites)}"
         self._sites = sites
         self._codec_code = code
         self._unavailable = unavailable
@@ -146,7 +148,7 @@ class ShardedBlobs:
     def _degraded(self, blob_id: str, why: str) -> None:
         log.warning("degraded read of %s/%s: %s", self.name, blob_id, why)
         if self._on_degraded is not None:
-            self._on_degraded(self.name, blob_id)
+            self._on_degraded(BlobRef(self.layout, blob_id))
 
     async def _open(self, blob_id: str, index: int, first: int, last: int) -> FrameReader:
         name = self.layout.sites[index]

@@ -20,7 +20,7 @@ from andromede.core.checksums import ChecksumAlgorithm, Hasher, new_hasher
 from andromede.core.conditions import ByteRange
 from andromede.core.ids import new_id
 from andromede.core.models import BlobRef, Manifest, Segment
-from andromede.core.placement import layout_sites
+from andromede.core.placement import Layout
 from andromede.ports import BlobWriter, SiteBackend
 from andromede.services.body import IncomingBody
 from andromede.services.encryption import Seal
@@ -149,6 +149,7 @@ async def _blocks(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 async def store(
+    layout: Layout,
     site: SiteBackend,
     body: IncomingBody,
     *,
@@ -156,7 +157,8 @@ async def store(
     algorithms: Sequence[ChecksumAlgorithm] = (),
     seal: Seal | None = None,
 ) -> StoredBlob:
-    """Write ``body`` to a new blob, sealed by ``seal``. The blob is durable when this returns.
+    """Write ``body`` to a new blob on ``site`` (the backend of ``layout``), sealed by
+    ``seal``. The blob is durable when this returns.
 
     Digests are taken of the plaintext; only sealed bytes reach the site. On any failure the
     partial blob is removed and nothing is visible. The caller must record the blob in
@@ -165,9 +167,9 @@ async def store(
     if body.length is not None and body.length > max_size:
         raise errors.EntityTooLarge(MaxSizeAllowed=str(max_size), ProposedSize=str(body.length))
     if body.length is not None and body.length <= SMALL:
-        return await _store_small(site, body, algorithms, seal)
+        return await _store_small(layout, site, body, algorithms, seal)
     blob_id = new_id()
-    _note_sites(site.name)
+    _note_sites(layout)
     writer = await site.create(blob_id)
     if seal is not None:
         writer = seal.writer(writer)
@@ -191,7 +193,7 @@ async def store(
         await writer.abort()
         raise
     return StoredBlob(
-        BlobRef(site.name, blob_id),
+        BlobRef(layout, blob_id),
         size,
         digests.md5.digest(),
         {alg: h.digest() for alg, h in digests.hashers.items()},
@@ -228,6 +230,7 @@ async def _sealed_bytes(seal: Seal, data: bytes) -> bytes:
 
 
 async def _store_small(
+    layout: Layout,
     site: SiteBackend,
     body: IncomingBody,
     algorithms: Sequence[ChecksumAlgorithm],
@@ -249,24 +252,24 @@ async def _store_small(
     digests.update_inline(data)
     body.finish()
     blob_id = new_id()
-    _note_sites(site.name)
+    _note_sites(layout)
     await site.put(blob_id, await _sealed_bytes(seal, data) if seal is not None else data)
     return StoredBlob(
-        BlobRef(site.name, blob_id),
+        BlobRef(layout, blob_id),
         size,
         digests.md5.digest(),
         {alg: h.digest() for alg, h in digests.hashers.items()},
     )
 
 
-def _note_sites(text: str) -> None:
+def _note_sites(layout: Layout) -> None:
     """Name every site a blob's layout touches in the request's audit record."""
-    for name in layout_sites(text) or (text,):
+    for name in layout.sites:
         audit.note_site(name)
 
 
 def read(
-    sites: Callable[[str], SiteBackend],
+    sites: Callable[[Layout], SiteBackend],
     manifest: Manifest,
     byte_range: ByteRange | None,
     open_segment: SegmentOpener,
@@ -281,13 +284,13 @@ def read(
     offset = 0
     for segment in manifest.segments:
         if offset < end and offset + segment.size > start and segment.size:
-            _note_sites(segment.blob.site)
+            _note_sites(segment.blob.layout)
         offset += segment.size
     return _read(sites, manifest, start, end, open_segment)
 
 
 async def _read(
-    sites: Callable[[str], SiteBackend],
+    sites: Callable[[Layout], SiteBackend],
     manifest: Manifest,
     start: int,
     end: int,
@@ -303,7 +306,7 @@ async def _read(
             break
         lo = max(start, seg_start) - seg_start
         hi = min(end, seg_end) - seg_start
-        pieces = open_segment(sites(segment.blob.site), segment, lo, hi)
+        pieces = open_segment(sites(segment.blob.layout), segment, lo, hi)
         try:
             async for chunk in pieces:
                 yield chunk

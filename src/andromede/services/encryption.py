@@ -242,12 +242,13 @@ class Encryption:
             # A chunk failing its tag, or sealed data cut short or grown: never bytes, and
             # the trail says which blob.
             tag = isinstance(exc, errors.DecryptionFailed)
+            sites = ",".join(segment.blob.layout.sites)
             log.warning(
-                "stored data %s: bucket=%r key=%r site=%s blob=%s",
+                "stored data %s: bucket=%r key=%r sites=%s blob=%s",
                 "failed authentication" if tag else "is damaged",
                 bucket,
                 key,
-                segment.blob.site,
+                sites,
                 segment.blob.blob_id,
             )
             await self.keys.record_failure(
@@ -255,7 +256,7 @@ class Encryption:
                 tenant,
                 bucket=bucket,
                 key=key,
-                site=segment.blob.site,
+                site=sites,
                 blob=segment.blob.blob_id,
             )
             raise

@@ -29,6 +29,7 @@ from andromede.core.models import (
     Segment,
     WriteCondition,
 )
+from andromede.core.placement import Layout
 from andromede.ports import Clock, SiteBackend
 from andromede.services import datapath
 from andromede.services.body import IncomingBody, body_from_stream
@@ -102,7 +103,9 @@ def _check_part_number(part_number: int) -> None:
 class Multipart:
     """CreateMultipartUpload … CompleteMultipartUpload."""
 
-    def __init__(self, objects: Objects, sites: Callable[[str], SiteBackend], clock: Clock) -> None:
+    def __init__(
+        self, objects: Objects, sites: Callable[[Layout], SiteBackend], clock: Clock
+    ) -> None:
         self._objects = objects
         self._store = objects.store
         self._sites = sites
@@ -185,9 +188,9 @@ class Multipart:
             f"{upload.upload_id}/{part_number}",
             customer_key,
         )
-        site = await self._objects.target(bucket)
+        layout, site = await self._objects.target(bucket)
         stored = await datapath.store(
-            site, body, max_size=MAX_PART_SIZE, algorithms=algorithms, seal=seal
+            layout, site, body, max_size=MAX_PART_SIZE, algorithms=algorithms, seal=seal
         )
         try:
             if integrity.algorithm is not None and integrity.algorithm is not algorithms[0]:
@@ -206,7 +209,7 @@ class Multipart:
             )
             await self._store.put_part(part)
         except BaseException:
-            await self._sites(stored.blob.site).delete(stored.blob.blob_id)
+            await self._sites(stored.blob.layout).delete(stored.blob.blob_id)
             raise
         return part
 

@@ -29,6 +29,7 @@ from andromede.core.models import (
     Segment,
     WriteCondition,
 )
+from andromede.core.placement import Layout
 from andromede.core.tags import validate_tags
 from andromede.ports import Clock, MetadataStore, SiteBackend
 from andromede.services import datapath
@@ -136,7 +137,7 @@ class Objects:
     ) -> None:
         self._store = store
         self._placement = placement
-        self._sites: Callable[[str], SiteBackend] = placement.backend
+        self._sites: Callable[[Layout], SiteBackend] = placement.backend
         self._buckets = buckets
         self._clock = clock
         self.encryption = encryption
@@ -146,9 +147,10 @@ class Objects:
         """The metadata store (for sibling services)."""
         return self._store
 
-    async def target(self, bucket: Bucket) -> SiteBackend:
+    async def target(self, bucket: Bucket) -> tuple[Layout, SiteBackend]:
         """Where a new blob of ``bucket`` goes, under its residency policy."""
-        return await self._placement.target(bucket)
+        layout = await self._placement.target(bucket)
+        return layout, self._placement.backend(layout)
 
     def opener(
         self, version: ObjectVersion, customer_key: CustomerKey | None
@@ -186,7 +188,7 @@ class Objects:
         )
 
     async def _discard(self, stored: datapath.StoredBlob) -> None:
-        site = self._sites(stored.blob.site)
+        site = self._sites(stored.blob.layout)
         await site.delete(stored.blob.blob_id)
 
     async def put(
@@ -220,7 +222,7 @@ class Objects:
             plan, owner.tenant, bucket, object_key, version_id, sse.customer_key
         )
         stored = await datapath.store(
-            await self.target(owner),
+            *await self.target(owner),
             body,
             max_size=MAX_SINGLE_PUT,
             algorithms=algorithms,
@@ -369,7 +371,7 @@ class Objects:
         body = body_from_stream(self.read(src, None, source_key), src.size)
         alg = algorithm or (src.checksum.algorithm if src.checksum else DEFAULT_CHECKSUM)
         stored = await datapath.store(
-            await self.target(dst_bucket),
+            *await self.target(dst_bucket),
             body,
             max_size=MAX_SINGLE_PUT,
             algorithms=[alg],
