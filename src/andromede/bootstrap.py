@@ -43,6 +43,7 @@ from andromede.services.accounts import Accounts
 from andromede.services.audit import AuditLog
 from andromede.services.buckets import Buckets
 from andromede.services.container import Services
+from andromede.services.datapath import DataReader, DataWriter
 from andromede.services.encryption import Encryption
 from andromede.services.janitor import Janitor
 from andromede.services.keys import Keys
@@ -207,8 +208,9 @@ async def build_runtime(settings: Settings) -> Runtime:
         buckets,
         plaintext_for_benchmarks=settings.unsafe_plaintext_for_benchmarks,
     )
-    objects = Objects(store, placement, buckets, clock, encryption)
-    multipart = Multipart(objects, placement.backend, clock)
+    writer, reader = DataWriter(placement, encryption), DataReader(placement, encryption)
+    objects = Objects(store, buckets, clock, encryption, writer, reader)
+    multipart = Multipart(store, objects, encryption, writer, reader, clock)
     signer = load_or_create_signing_key(settings.audit_key_path)
     audit_log = AuditLog(SegmentReader(settings.audit_path), public_pem(signer))
     repairs = Repairs(store, placement, clock, scrub_rate=settings.scrub_bytes_per_second)

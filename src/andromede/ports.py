@@ -336,6 +336,21 @@ class FullStore(MetadataStore, PlacementStore, Protocol):
     """Both halves of the metadata store (what the background jobs need)."""
 
 
+class PendingBlock(Protocol):
+    """A block whose bytes are made where they are written: the sealing writer's chunks are
+    sealed on the site writer's worker thread, so sealing and writing a block is one trip to
+    a thread (measured faster than a trip each)."""
+
+    @property
+    def size(self) -> int:
+        """How many bytes :meth:`make` returns in all."""
+        ...
+
+    def make(self) -> Sequence[bytes | memoryview]:
+        """The block's bytes, in order (called once, possibly on a worker thread)."""
+        ...
+
+
 class BlobWriter(Protocol):
     """A blob being written. Invisible until :meth:`commit` returns."""
 
@@ -343,12 +358,9 @@ class BlobWriter(Protocol):
         """Append bytes."""
         ...
 
-    async def write_from(
-        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
-    ) -> None:
-        """Append the pieces ``produce`` returns (``size`` bytes in all), calling it where the
-        writing happens (on the writing worker thread for a large block), so that making a
-        block (e.g. sealing it) and writing it is one trip to a worker thread."""
+    async def write_from(self, block: PendingBlock) -> None:
+        """Append ``block``, made where the writing happens (on the writing worker thread
+        for a large block)."""
         ...
 
     async def commit(self) -> None:

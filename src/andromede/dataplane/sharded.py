@@ -32,7 +32,7 @@ from andromede.dataplane.shard_format import (
     preferred_code,
     reconstruct,
 )
-from andromede.ports import BlobWriter, ShardSet, SiteBackend
+from andromede.ports import BlobWriter, PendingBlock, ShardSet, SiteBackend
 
 log = logging.getLogger("andromede.placement")
 SiteLookup = Callable[[str], SiteBackend]
@@ -525,11 +525,9 @@ class _ShardedWriter:
             self._held -= per_frame
             await self._emit(_take(self._pending, per_frame))
 
-    async def write_from(
-        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
-    ) -> None:
+    async def write_from(self, block: PendingBlock) -> None:
         """Make the pieces (on a worker thread when large), then append them."""
-        pieces = await asyncio.to_thread(produce) if size >= THREADED else produce()
+        pieces = await asyncio.to_thread(block.make) if block.size >= THREADED else block.make()
         for piece in pieces:
             await self.write(piece)
 

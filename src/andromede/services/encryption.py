@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from andromede.core import errors
@@ -217,7 +217,7 @@ class Encryption:
         key: str,
         encryption: ObjectEncryption | None,
         customer_key: CustomerKey | None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Plaintext bytes ``[start, end)`` of one segment; only the chunks needed are read."""
         sealing = segment.sealing
         if sealing is None:  # stored before encryption at rest (manifest format 1)
