@@ -6,7 +6,7 @@ Adapters implement them (``metadata/``, ``dataplane/``); services depend only on
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from andromede.core.audit import AuditQuery, AuditRecord
@@ -394,7 +394,7 @@ class SiteBackend(Protocol):
         *,
         piece: int | None = None,
         transform: Callable[[bytes], Sequence[bytes]] | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Stream ``length`` bytes of the blob from ``offset``. Raises BlobNotFound.
 
         ``piece``: read in pieces of exactly this many bytes (the last one what is left).

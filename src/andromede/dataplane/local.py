@@ -27,7 +27,7 @@ import mmap
 import os
 import re
 import struct
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from andromede.core import errors
 from andromede.localfiles import fsync_dir
@@ -318,7 +318,7 @@ class LocalSite:
         *,
         piece: int | None = None,
         transform: Callable[[bytes], Sequence[bytes]] | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Stream part of a blob, verifying its header.
 
         Large pieces are read (and transformed) on a worker thread, one piece ahead: the next

@@ -15,7 +15,7 @@ import asyncio
 import collections
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from andromede.core import audit, errors
@@ -323,7 +323,7 @@ class DataReader:
         version: ObjectVersion,
         byte_range: ByteRange | None,
         customer_key: CustomerKey | None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Stream the plaintext of ``version`` (or of a range of it), segment by segment.
 
         The caller has checked ``customer_key`` (:meth:`Encryption.check_read_key`) before
@@ -343,7 +343,7 @@ class DataReader:
 
     async def _read(
         self, version: ObjectVersion, start: int, end: int, customer_key: CustomerKey | None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         offset = 0
         for segment in version.manifest.segments:
             seg_start, seg_end = offset, offset + segment.size

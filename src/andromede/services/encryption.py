@@ -261,4 +261,4 @@ class Encryption:
             )
             raise
         finally:
-            await pieces.aclose()  # type: ignore[attr-defined]
+            await pieces.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from andromede.auth.policy import authorize_object
@@ -67,7 +67,7 @@ class ReadResult:
 
     version: ObjectVersion
     byte_range: ByteRange | None
-    body: AsyncIterator[bytes] | None
+    body: AsyncGenerator[bytes, None] | None
     part_number: int | None = None
 
 
