@@ -29,7 +29,7 @@ from andromede.audit.syslog import SyslogShipper
 from andromede.audit.trail import HashChainTrail
 from andromede.audit_process import SHUTDOWN_SHIP_S, shipper_for, trail_config
 from andromede.core.ids import new_access_key_id, new_secret_key
-from andromede.core.models import DEFAULT_TENANT
+from andromede.core.models import DEFAULT_TENANT, BlobRef
 from andromede.core.placement import ANY_JURISDICTION, Layout, Redundancy, Region, Site
 from andromede.crypto.envelope import AesGcmEnvelope
 from andromede.dataplane.local import LocalSite
@@ -43,6 +43,7 @@ from andromede.services.accounts import Accounts
 from andromede.services.audit import AuditLog
 from andromede.services.buckets import Buckets
 from andromede.services.container import Services
+from andromede.services.datapath import DataReader, DataWriter
 from andromede.services.encryption import Encryption
 from andromede.services.janitor import Janitor
 from andromede.services.keys import Keys
@@ -142,7 +143,7 @@ def build_placement(settings: Settings, store: SqlMetadataStore, clock: SystemCl
         layout: Layout,
         sites: Callable[[str], SiteBackend],
         unavailable: Callable[[], frozenset[str]],
-        degraded: Callable[[str, str], None],
+        degraded: Callable[[BlobRef], None],
         failed: Callable[[str], None],
     ) -> ShardSet:
         return ShardedBlobs(
@@ -207,8 +208,9 @@ async def build_runtime(settings: Settings) -> Runtime:
         buckets,
         plaintext_for_benchmarks=settings.unsafe_plaintext_for_benchmarks,
     )
-    objects = Objects(store, placement, buckets, clock, encryption)
-    multipart = Multipart(objects, placement.backend, clock)
+    writer, reader = DataWriter(placement, encryption), DataReader(placement, encryption)
+    objects = Objects(store, buckets, clock, encryption, writer, reader)
+    multipart = Multipart(store, objects, encryption, writer, reader, clock)
     signer = load_or_create_signing_key(settings.audit_key_path)
     audit_log = AuditLog(SegmentReader(settings.audit_path), public_pem(signer))
     repairs = Repairs(store, placement, clock, scrub_rate=settings.scrub_bytes_per_second)

@@ -6,7 +6,7 @@ Adapters implement them (``metadata/``, ``dataplane/``); services depend only on
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from andromede.core.audit import AuditQuery, AuditRecord
@@ -271,22 +271,29 @@ class PlacementStore(Protocol):
         ...
 
     async def blobs_after(
-        self, after: BlobRef | None, limit: int, site: str | None = None
+        self,
+        after: BlobRef | None,
+        limit: int,
+        site: str | None = None,
+        *,
+        after_id: str = "",
     ) -> list[BlobRef]:
-        """Live blobs by (blob id, site text) after ``after``; optionally only those whose
-        layout names ``site``."""
+        """Live blobs in a stable order (by blob id, then layout) after ``after`` and with
+        ids after ``after_id``; optionally only those whose layout names ``site``. A blob id
+        alone is a resume point: every live reference to a blob names the same layout (a
+        move changes them all at once)."""
         ...
 
     async def blob_buckets(self, blob: BlobRef) -> set[str]:
         """The buckets whose objects or uploads name ``blob``."""
         ...
 
-    async def blob_layouts(self, blob_ids: Sequence[str]) -> dict[str, set[str]]:
-        """For each named blob id: the site texts (layouts) naming it."""
+    async def blob_layouts(self, blob_ids: Sequence[str]) -> dict[str, set[Layout]]:
+        """For each named blob id: the layouts naming it."""
         ...
 
-    async def layout_counts(self) -> dict[str, int]:
-        """Live blobs per site text."""
+    async def layout_counts(self) -> dict[Layout, int]:
+        """Live blobs per layout."""
         ...
 
     async def relocate_blob(self, old: BlobRef, new: BlobRef) -> bool:
@@ -329,6 +336,21 @@ class FullStore(MetadataStore, PlacementStore, Protocol):
     """Both halves of the metadata store (what the background jobs need)."""
 
 
+class PendingBlock(Protocol):
+    """A block whose bytes are made where they are written: the sealing writer's chunks are
+    sealed on the site writer's worker thread, so sealing and writing a block is one trip to
+    a thread (measured faster than a trip each)."""
+
+    @property
+    def size(self) -> int:
+        """How many bytes :meth:`make` returns in all."""
+        ...
+
+    def make(self) -> Sequence[bytes | memoryview]:
+        """The block's bytes, in order (called once, possibly on a worker thread)."""
+        ...
+
+
 class BlobWriter(Protocol):
     """A blob being written. Invisible until :meth:`commit` returns."""
 
@@ -336,12 +358,9 @@ class BlobWriter(Protocol):
         """Append bytes."""
         ...
 
-    async def write_from(
-        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
-    ) -> None:
-        """Append the pieces ``produce`` returns (``size`` bytes in all), calling it where the
-        writing happens (on the writing worker thread for a large block), so that making a
-        block (e.g. sealing it) and writing it is one trip to a worker thread."""
+    async def write_from(self, block: PendingBlock) -> None:
+        """Append ``block``, made where the writing happens (on the writing worker thread
+        for a large block)."""
         ...
 
     async def commit(self) -> None:
@@ -375,7 +394,7 @@ class SiteBackend(Protocol):
         *,
         piece: int | None = None,
         transform: Callable[[bytes], Sequence[bytes]] | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Stream ``length`` bytes of the blob from ``offset``. Raises BlobNotFound.
 
         ``piece``: read in pieces of exactly this many bytes (the last one what is left).
@@ -430,13 +449,13 @@ class ShardSet(SiteBackend, Protocol):
 
 # Builds the backend of a layout over several sites (``dataplane/sharded.py``): the layout,
 # how to find a site's backend, which sites are believed down, whom to tell about a degraded
-# read (site text, blob id) and about a site that failed a write.
+# read (the blob) and about a site that failed a write.
 ShardedFactory = Callable[
     [
         Layout,
         Callable[[str], SiteBackend],
         Callable[[], frozenset[str]],
-        Callable[[str, str], None],
+        Callable[[BlobRef], None],
         Callable[[str], None],
     ],
     ShardSet,

@@ -21,6 +21,7 @@ from andromede.core.models import (
     Segment,
     WriteCondition,
 )
+from andromede.core.placement import Layout
 from andromede.metadata.sql import SqlMetadataStore
 from support.metadata import (
     LATER,
@@ -189,7 +190,7 @@ async def test_garbage_queue(store: SqlMetadataStore) -> None:
     await store.forget_garbage([])
     assert await store.due_garbage(LATER, 10) == [blob("late")]
     assert not await referenced(store, blob("early"))
-    assert not await referenced(store, BlobRef("site-b", "late"))
+    assert not await referenced(store, BlobRef(Layout.single("site-b"), "late"))
 
 
 async def test_garbage_in_large_batches(store: SqlMetadataStore, bucket: str) -> None:

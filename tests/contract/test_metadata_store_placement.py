@@ -10,12 +10,14 @@ import pytest
 
 from andromede.core import errors
 from andromede.core.models import BlobRef, Manifest, ObjectVersion, Segment
-from andromede.core.placement import Redundancy, Region, Site, SiteState
+from andromede.core.placement import Layout, Redundancy, Region, Site, SiteState
 from andromede.metadata.sql import SqlMetadataStore
 from support.metadata import LATER, T0, garbage, part, upload
 
-R3 = "r3:fr-a,fr-b,fr-c"
-MOVED = "r3:fr-a,fr-d,fr-c"
+R3 = Layout(Redundancy.replicas(3), ("fr-a", "fr-b", "fr-c"))
+MOVED = R3.moved(1, "fr-d")
+EC = Layout(Redundancy(True, 2, 1), ("x", "fr-a", "y"))
+FR_A = Layout.single("fr-a")  # one plain copy
 
 
 def site(name: str, path: str | None = None) -> Site:
@@ -53,22 +55,25 @@ async def test_sites_and_regions(store: SqlMetadataStore) -> None:
 async def test_blobs_by_site_name_exactly(store: SqlMetadataStore, bucket: str) -> None:
     del bucket
     await store.put_object(version_on("a", BlobRef(R3, "b1")))
-    await store.put_object(version_on("b", BlobRef("fr-ab", "b2")))  # a longer name
-    await store.put_object(version_on("c", BlobRef("fr-a", "b3")))  # one plain copy
+    await store.put_object(version_on("b", BlobRef(Layout.single("fr-ab"), "b2")))  # a longer name
+    await store.put_object(version_on("c", BlobRef(FR_A, "b3")))
     await store.create_upload(upload("u1"))
-    await store.put_part(
-        dataclasses.replace(part("u1", 1, "b4"), blob=BlobRef("ec2+1:x,fr-a,y", "b4"))
-    )
+    await store.put_part(dataclasses.replace(part("u1", 1, "b4"), blob=BlobRef(EC, "b4")))
     found = await store.blobs_after(None, 10, site="fr-a")
-    assert found == [BlobRef(R3, "b1"), BlobRef("fr-a", "b3"), BlobRef("ec2+1:x,fr-a,y", "b4")]
-    assert await store.blobs_after(BlobRef(R3, "b1"), 1, site="fr-a") == [BlobRef("fr-a", "b3")]
+    assert found == [BlobRef(R3, "b1"), BlobRef(FR_A, "b3"), BlobRef(EC, "b4")]
+    assert await store.blobs_after(BlobRef(R3, "b1"), 1, site="fr-a") == [BlobRef(FR_A, "b3")]
     assert len(await store.blobs_after(None, 10)) == 4
-    assert await store.blob_buckets(BlobRef("ec2+1:x,fr-a,y", "b4")) == {"photos"}
+    assert await store.blob_buckets(BlobRef(EC, "b4")) == {"photos"}
     counts = await store.layout_counts()
     assert counts[R3] == 1
-    assert counts["fr-ab"] == 1
+    assert counts[Layout.single("fr-ab")] == 1
     layouts = await store.blob_layouts(["b1", "b4", "missing"])
-    assert layouts == {"b1": {R3}, "b4": {"ec2+1:x,fr-a,y"}}
+    assert layouts == {"b1": {R3}, "b4": {EC}}
+    # a resume point kept as a blob id alone
+    assert await store.blobs_after(None, 10, after_id="b2") == [
+        BlobRef(FR_A, "b3"),
+        BlobRef(EC, "b4"),
+    ]
 
 
 async def test_relocate_moves_every_live_reference(store: SqlMetadataStore, bucket: str) -> None:
@@ -87,11 +92,11 @@ async def test_relocate_moves_every_live_reference(store: SqlMetadataStore, buck
     assert await store.count_repairs() == 0
     assert await store.blob_layouts(["b1"]) == {"b1": {MOVED}}
     # the replaced version's blobs are garbage under their new layout
-    await store.put_object(version_on("a", BlobRef("fr-a", "b9")))
+    await store.put_object(version_on("a", BlobRef(FR_A, "b9")))
     await store.abort_upload("u1")
     assert "b1" in await garbage(store)
-    assert {b.site for b in await store.due_garbage(LATER, 100) if b.blob_id == "b1"} == {MOVED}
-    assert not await store.relocate_blob(new, BlobRef("r3:fr-d,fr-e,fr-f", "b1"))  # not live
+    assert {b.layout for b in await store.due_garbage(LATER, 100) if b.blob_id == "b1"} == {MOVED}
+    assert not await store.relocate_blob(new, BlobRef(MOVED.moved(0, "fr-e"), "b1"))  # not live
     with pytest.raises(ValueError, match="blob id"):
         await store.relocate_blob(new, BlobRef(MOVED, "other"))
 

@@ -66,6 +66,7 @@ _WORKER = textwrap.dedent(
     """
     import asyncio, sys, uuid, datetime as dt
     from andromede.core.models import BlobRef, Manifest, ObjectVersion, Segment, WriteCondition
+    from andromede.core.placement import Layout
     from andromede.core import errors
     from andromede.metadata.sql import open_store
 
@@ -75,7 +76,7 @@ _WORKER = textwrap.dedent(
         won = 0
         try:
             for i in range(40):
-                m = Manifest((Segment(BlobRef("s", uuid.uuid4().hex), 1),))
+                m = Manifest((Segment(BlobRef(Layout.single("s"), uuid.uuid4().hex), 1),))
                 await store.put_object(ObjectVersion("photos", f"{name}/{i}", "v", 1, "e", now, m))
                 try:
                     await store.put_object(

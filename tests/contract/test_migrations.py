@@ -35,6 +35,7 @@ from andromede.core.models import (
     Segment,
     Tenant,
 )
+from andromede.core.placement import Layout
 from andromede.metadata import schema
 from andromede.metadata.migrate import (
     MIGRATIONS_DIR,
@@ -265,15 +266,18 @@ async def test_upgrade_from_0001_keeps_the_rows(database_url: str) -> None:
         assert await store.get_bucket("photos") == Bucket("photos", "acme", T0, "x")
         found = await store.get_object("photos", "k")
         assert found is not None
-        assert found.manifest == Manifest((Segment(BlobRef("site-a", "b1"), 10),), format=1)
+        assert found.manifest == Manifest(
+            (Segment(BlobRef(Layout.single("site-a"), "b1"), 10),), format=1
+        )
         assert found.encryption is None
         upload = await store.get_upload("photos", "big", "u1")
         assert upload is not None
         assert upload.encryption is None
-        part = Part("u1", 1, 5, "p", T0, BlobRef("site-a", "p1"))
+        part = Part("u1", 1, 5, "p", T0, BlobRef(Layout.single("site-a"), "p1"))
         assert await store.list_parts("u1") == [part]
         assert await store.list_kms_keys() == []
-        assert await store.blob_layouts(["b1", "p1"]) == {"b1": {"site-a"}, "p1": {"site-a"}}
+        site_a = {Layout.single("site-a")}
+        assert await store.blob_layouts(["b1", "p1"]) == {"b1": site_a, "p1": site_a}
         # The old rows take the new fields.
         await store.set_bucket_encryption("photos", BucketEncryption(EncryptionMode.SSE_S3))
         assert await store.replace_part_sealing("u1", 1, "p1", Sealing(1, 64, "u1/1", b"w"))
@@ -295,7 +299,9 @@ async def test_downgrade_to_0001_keeps_the_older_rows(database_url: str) -> None
             MultipartUpload("u1", "photos", "big", T0, "acme", encryption=encryption)
         )
         sealing = Sealing(1, 64, "u1/1", b"w")
-        await store.put_part(Part("u1", 1, 5, "p", T0, BlobRef("site-a", "p1"), sealing=sealing))
+        await store.put_part(
+            Part("u1", 1, 5, "p", T0, BlobRef(Layout.single("site-a"), "p1"), sealing=sealing)
+        )
     finally:
         await store.close()
 

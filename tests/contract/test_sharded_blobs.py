@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from andromede.core import errors
+from andromede.core.models import BlobRef
 from andromede.core.placement import Layout, Redundancy
 from andromede.dataplane.local import HEADER_SIZE as LOCAL_HEADER
 from andromede.dataplane.local import LocalSite
@@ -29,7 +30,7 @@ class Sites:
 
     def __init__(self, root: Path) -> None:
         self.sites = {f"s{i}": LocalSite(f"s{i}", str(root / f"s{i}")) for i in range(7)}
-        self.degraded: list[tuple[str, str]] = []
+        self.degraded: list[BlobRef] = []
         self.failed: list[str] = []
 
     def blobs(self, layout: Layout) -> ShardedBlobs:
@@ -37,7 +38,7 @@ class Sites:
             layout,
             self.sites.__getitem__,
             code=preferred_code(),
-            on_degraded=lambda text, blob: self.degraded.append((text, blob)),
+            on_degraded=self.degraded.append,
             on_site_error=self.failed.append,
         )
 
@@ -138,7 +139,7 @@ async def test_reads_go_around_up_to_tolerance_bad_shards(
     assert await read_all(blobs, 0, len(data)) == data
     assert await read_all(blobs, FRAME + 3, 2 * FRAME) == data[FRAME + 3 : 3 * FRAME + 3]
     assert sites.degraded
-    assert all(d == (layout.encode(), BLOB) for d in sites.degraded)
+    assert all(d == BlobRef(layout, BLOB) for d in sites.degraded)
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUTS))

@@ -14,6 +14,7 @@ from andromede.core.models import (
     Part,
     Segment,
 )
+from andromede.core.placement import Layout
 from andromede.metadata.sql import SqlMetadataStore
 
 T0 = dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=dt.UTC)
@@ -37,7 +38,7 @@ class FakeClock:
 
 
 def blob(name: str) -> BlobRef:
-    return BlobRef("site-a", name)
+    return BlobRef(Layout.single("site-a"), name)
 
 
 def version(
@@ -77,4 +78,4 @@ async def garbage(store: SqlMetadataStore) -> set[str]:
 
 async def referenced(store: SqlMetadataStore, ref: BlobRef) -> bool:
     """Whether a version, a part or the garbage queue names ``ref`` (as the sweeper asks)."""
-    return ref.site in (await store.blob_layouts([ref.blob_id])).get(ref.blob_id, set())
+    return ref.layout in (await store.blob_layouts([ref.blob_id])).get(ref.blob_id, set())

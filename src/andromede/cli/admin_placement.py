@@ -268,7 +268,7 @@ def _scrub(scrub: dict[str, Any]) -> str:
         f"{scrub.get('found_bad', 0)} bad, {scrub.get('repaired', 0)} repaired"
     )
     if scrub.get("blob_id"):
-        line += f"; in progress at {scrub['site']}/{scrub['blob_id']}"
+        line += f"; in progress at blob {scrub['blob_id']}"
     return line
 
 

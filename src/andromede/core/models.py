@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
 from andromede.core.keys import BucketEncryption, ObjectEncryption, Sealing
+from andromede.core.placement import Layout
 
 # 1: plaintext segments (before encryption at rest; still read). 2: sealed segments.
 MANIFEST_FORMAT = 2
@@ -76,9 +75,10 @@ class Checksum:
 
 @dataclass(frozen=True)
 class BlobRef:
-    """One stored blob on one site. Blob ids are random: never derived from a key name."""
+    """One stored blob: where its shards are, and its id there. Blob ids are random: never
+    derived from a key name."""
 
-    site: str
+    layout: Layout
     blob_id: str
 
 
@@ -97,36 +97,11 @@ class Segment:
     checksum: Checksum | None = None
     sealing: Sealing | None = None  # None only in format-1 (plaintext) manifests
 
-    def to_json(self) -> dict[str, Any]:
-        """Serialisable form."""
-        out: dict[str, Any] = {"s": self.blob.site, "b": self.blob.blob_id, "n": self.size}
-        if self.sealing is not None:
-            out["z"] = self.sealing.to_json()
-        if self.part_number is not None:
-            out["p"] = self.part_number
-        if self.etag:
-            out["e"] = self.etag
-        if self.checksum is not None:
-            out["c"] = self.checksum.to_json()
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Segment:
-        """Inverse of :meth:`to_json`."""
-        checksum = Checksum.from_json(data["c"]) if "c" in data else None
-        return cls(
-            BlobRef(data["s"], data["b"]),
-            int(data["n"]),
-            data.get("p"),
-            data.get("e", ""),
-            checksum,
-            Sealing.from_json(data["z"]) if "z" in data else None,
-        )
-
 
 @dataclass(frozen=True)
 class Manifest:
-    """Where an object version's bytes are, in order. Versioned format (``format``)."""
+    """Where an object version's bytes are, in order. Versioned format (``format``), stored
+    as ``metadata/codec.py`` writes it."""
 
     segments: tuple[Segment, ...]
     format: int = MANIFEST_FORMAT
@@ -140,26 +115,6 @@ class Manifest:
     def blobs(self) -> list[BlobRef]:
         """Every blob the manifest references."""
         return [s.blob for s in self.segments]
-
-    def to_json(self) -> str:
-        """Serialise, format marker first."""
-        out: dict[str, Any] = {
-            "format": self.format,
-            "segments": [s.to_json() for s in self.segments],
-        }
-        if self.encryption is not None:
-            out["enc"] = self.encryption.to_json()
-        return json.dumps(out, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        """Parse a manifest; refuses formats this code does not know."""
-        data = json.loads(text)
-        fmt = int(data["format"])
-        if fmt not in READABLE_MANIFEST_FORMATS:
-            raise ValueError(f"unknown manifest format {fmt}")
-        encryption = ObjectEncryption.from_json(data["enc"]) if "enc" in data else None
-        return cls(tuple(Segment.from_json(s) for s in data["segments"]), fmt, encryption)
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,16 @@
 No I/O here: the site registry (``services/placement.py``) feeds these functions the sites it
 knows and their health, and acts on what they decide.
 
-A **layout** says where one blob's shards live. It is kept where the blob is named (a
-``BlobRef``'s ``site``), as text:
+A **layout** (:class:`Layout`) says where one blob's shards live; a ``BlobRef`` carries one.
+It is one of three kinds (:class:`LayoutKind`):
 
-* ``local``: a plain site name, one whole copy in the site's own blob format (the embedded
-  default; also every blob written before placement existed);
-* ``r3:paris-1,paris-2,lyon-1``: three replicas, shard ``i`` on the ``i``-th site;
-* ``ec4+2:s1,s2,s3,s4,s5,s6``: erasure code, data shards 0..3 then parity shards 4..5.
+* single: one whole copy on one site, in the site's own blob format (the embedded default;
+  also every blob written before placement existed);
+* replicas: N framed copies, shard ``i`` on the ``i``-th site;
+* erasure: k data shards then m parity shards, shard ``i`` on the ``i``-th site.
 
-A site appears at most once in a layout, so a shard file is found by (site, blob id).
+A site appears at most once in a layout, so a shard file is found by (site, blob id). How a
+layout is written down in the metadata store is the store's business (``metadata/codec.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ FAILURE_DOMAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 JURISDICTION = re.compile(r"^[A-Z]{2}$")
 PROVIDER = re.compile(r"^[\w .&()-]{1,64}$")
 _REDUNDANCY = re.compile(r"^(?:replicas:(\d{1,2})|ec:(\d{1,2})\+(\d{1,2}))$")
-_LAYOUT = re.compile(r"^(?:r(\d{1,2})|ec(\d{1,2})\+(\d{1,2})):([a-z0-9,-]+)$")
 MAX_SHARDS = 20
 # Jurisdictions of a region that accepts any site (the embedded default region).
 ANY_JURISDICTION = "*"
@@ -171,63 +171,50 @@ class Region:
         return sorted(self.jurisdictions)
 
 
+class LayoutKind(StrEnum):
+    """How a blob's bytes are spread over its layout's sites."""
+
+    SINGLE = "single"  # one whole copy in the site's own format, no frames
+    REPLICAS = "replicas"  # N framed copies
+    ERASURE = "erasure"  # k data + m parity framed fragments
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where one blob's shards are: ``sites[i]`` holds shard ``i``."""
 
     redundancy: Redundancy
     sites: tuple[str, ...]
-    framed: bool = True  # False: a plain site name, the site's own single-copy blob
+    framed: bool = True  # False: a single site's own one-copy blob
 
     def __post_init__(self) -> None:
         if len(self.sites) != self.redundancy.shards:
             raise ValueError("a layout names one site per shard")
         if len(set(self.sites)) != len(self.sites):
             raise ValueError("a layout names each site once")
+        if not self.framed and self.redundancy.shards != 1:
+            raise ValueError("only a one-copy layout can be unframed")
+        for name in self.sites:
+            if not SITE_NAME.match(name):
+                raise ValueError(f"not a site name: {name!r}")
 
     @classmethod
     def single(cls, site: str) -> Layout:
         """One whole copy on ``site`` in the site's own format."""
         return cls(Redundancy.replicas(1), (site,), framed=False)
 
-    @classmethod
-    def parse(cls, text: str) -> Layout:
-        """Inverse of :meth:`encode`; ValueError for text that is no layout."""
-        if SITE_NAME.match(text):
-            return cls.single(text)
-        match = _LAYOUT.match(text)
-        if match is None:
-            raise ValueError(f"not a layout: {text!r}")
-        if match.group(1) is not None:
-            redundancy = Redundancy.replicas(int(match.group(1)))
-        else:
-            redundancy = Redundancy(True, int(match.group(2)), int(match.group(3)))
-        sites = tuple(match.group(4).split(","))
-        for name in sites:
-            check_site_name(name)
-        return cls(redundancy, sites)
-
-    def encode(self) -> str:
-        """The text kept in a BlobRef's ``site``."""
+    @property
+    def kind(self) -> LayoutKind:
+        """Single copy, replicas or erasure code."""
         if not self.framed:
-            return self.sites[0]
-        r = self.redundancy
-        scheme = f"ec{r.k}+{r.m}" if r.erasure else f"r{r.shards}"
-        return f"{scheme}:{','.join(self.sites)}"
+            return LayoutKind.SINGLE
+        return LayoutKind.ERASURE if self.redundancy.erasure else LayoutKind.REPLICAS
 
     def moved(self, index: int, site: str) -> Layout:
         """The same layout with shard ``index`` on ``site``."""
         sites = list(self.sites)
         sites[index] = site
         return replace(self, sites=tuple(sites))
-
-
-def layout_sites(text: str) -> tuple[str, ...]:
-    """The sites a layout text names (empty for text that is not a layout)."""
-    try:
-        return Layout.parse(text).sites
-    except (ValueError, errors.InvalidArgument):
-        return ()
 
 
 @dataclass(frozen=True)

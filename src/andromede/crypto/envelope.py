@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from andromede.core import envelope, errors
 from andromede.core.envelope import DEK_SIZE, NONCE_SIZE, TAG_SIZE
-from andromede.ports import BlobWriter
+from andromede.ports import BlobWriter, PendingBlock
 
 __all__ = ["AesGcmEnvelope"]
 
@@ -140,10 +140,8 @@ class _SealingWriter:
         self._tail = bytearray(view[pos:])
         await self._emit(chunks, last=False)
 
-    async def write_from(
-        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
-    ) -> None:
-        for piece in produce():
+    async def write_from(self, block: PendingBlock) -> None:
+        for piece in block.make():
             await self.write(piece)
 
     async def commit(self) -> None:
@@ -163,27 +161,35 @@ class _SealingWriter:
         first = self._index
         self._index += len(chunks)
         header, self._header = self._header, b""
-        size = len(header) + sum(len(chunk) + TAG_SIZE for chunk in chunks)
-
-        def seal() -> list[bytes]:
-            return (
-                [header, *self._seal(chunks, first, last)]
-                if header
-                else self._seal(chunks, first, last)
-            )
-
         # Sealed where it is written: one trip to the writer's worker thread per block.
-        await self._inner.write_from(seal, size)
+        await self._inner.write_from(
+            _SealedBlock(self._aead, self._digest, header, chunks, first, last)
+        )
 
-    def _seal(
-        self, chunks: Sequence[bytearray | memoryview], first: int, last: bool
-    ) -> list[bytes]:
-        """Seal ``chunks`` (indices from ``first``), each as the bytes the cipher makes."""
-        sealed: list[bytes] = []
-        for offset, chunk in enumerate(chunks):
-            index = first + offset
-            aad = envelope.chunk_aad(self._digest, index, last and offset == len(chunks) - 1)
-            sealed.append(self._aead.encrypt(envelope.nonce(index), chunk, aad))
+
+@dataclass(frozen=True, slots=True)
+class _SealedBlock:
+    """A :class:`~andromede.ports.PendingBlock`: plaintext chunks (indices from ``first``),
+    and the envelope header before them at the start of a blob, sealed when made."""
+
+    aead: AESGCM
+    digest: bytes
+    header: bytes
+    chunks: Sequence[bytearray | memoryview]
+    first: int
+    last: bool  # the last chunk here ends the blob
+
+    @property
+    def size(self) -> int:
+        return len(self.header) + sum(len(chunk) + TAG_SIZE for chunk in self.chunks)
+
+    def make(self) -> list[bytes]:
+        sealed = [self.header] if self.header else []
+        final = len(self.chunks) - 1
+        for offset, chunk in enumerate(self.chunks):
+            index = self.first + offset
+            aad = envelope.chunk_aad(self.digest, index, self.last and offset == final)
+            sealed.append(self.aead.encrypt(envelope.nonce(index), chunk, aad))
         return sealed
 
 

@@ -27,10 +27,11 @@ import mmap
 import os
 import re
 import struct
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from andromede.core import errors
 from andromede.localfiles import fsync_dir
+from andromede.ports import PendingBlock
 
 MAGIC = b"ANDRBLOB"
 BLOB_FORMAT = 1
@@ -141,19 +142,16 @@ class LocalBlobWriter:
         else:
             self.write_sync(data)
 
-    async def write_from(
-        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
-    ) -> None:
-        """Append what ``produce`` makes, made and written in one trip when large."""
-
-        def make_and_write() -> None:
-            for piece in produce():
-                self.write_sync(piece)
-
-        if size >= INLINE_IO:
-            await asyncio.to_thread(make_and_write)
+    async def write_from(self, block: PendingBlock) -> None:
+        """Append ``block``, made and written in one trip when large."""
+        if block.size >= INLINE_IO:
+            await asyncio.to_thread(self._make_and_write, block)
         else:
-            make_and_write()
+            self._make_and_write(block)
+
+    def _make_and_write(self, block: PendingBlock) -> None:
+        for piece in block.make():
+            self.write_sync(piece)
 
     async def commit(self) -> None:
         """Make the blob durable and visible under its id."""
@@ -322,7 +320,7 @@ class LocalSite:
         *,
         piece: int | None = None,
         transform: Callable[[bytes], Sequence[bytes]] | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Stream part of a blob, verifying its header.
 
         Large pieces are read (and transformed) on a worker thread, one piece ahead: the next

@@ -19,7 +19,7 @@ import contextlib
 import functools
 import struct
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from awscrt import checksums as _crt
@@ -215,7 +215,7 @@ class FrameReader:
         self.index = index
         self.layout = layout
         self.header: ShardHeader | None = None
-        self._frames: AsyncIterator[bytes] | None = None
+        self._frames: AsyncGenerator[bytes, None] | None = None
 
     async def open(self, first: int, last: int) -> ShardHeader:
         """Read and check the header; position at frame ``first``."""
@@ -262,4 +262,4 @@ class FrameReader:
         if self._frames is not None:
             frames, self._frames = self._frames, None
             with contextlib.suppress(Exception):
-                await frames.aclose()  # type: ignore[attr-defined]
+                await frames.aclose()

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from andromede.core import errors
+from andromede.core.models import BlobRef
 from andromede.core.placement import Layout
 from andromede.dataplane.shard_format import (
     FRAME,
@@ -31,11 +33,11 @@ from andromede.dataplane.shard_format import (
     preferred_code,
     reconstruct,
 )
-from andromede.ports import BlobWriter, ShardSet, SiteBackend
+from andromede.ports import BlobWriter, PendingBlock, ShardSet, SiteBackend
 
 log = logging.getLogger("andromede.placement")
 SiteLookup = Callable[[str], SiteBackend]
-Reporter = Callable[[str, str], None]
+Reporter = Callable[[BlobRef], None]
 
 
 class ShardedBlobs:
@@ -52,7 +54,8 @@ class ShardedBlobs:
         on_site_error: Callable[[str], None] | None = None,
     ) -> None:
         self.layout = layout
-        self.name = layout.encode()
+        # For logs only: a layout is found by its Layout, never by this name.
+        self.name = f"{layout.kind}:{','.join(layout.sites)}"
         self._sites = sites
         self._codec_code = code
         self._unavailable = unavailable
@@ -146,7 +149,7 @@ class ShardedBlobs:
     def _degraded(self, blob_id: str, why: str) -> None:
         log.warning("degraded read of %s/%s: %s", self.name, blob_id, why)
         if self._on_degraded is not None:
-            self._on_degraded(self.name, blob_id)
+            self._on_degraded(BlobRef(self.layout, blob_id))
 
     async def _open(self, blob_id: str, index: int, first: int, last: int) -> FrameReader:
         name = self.layout.sites[index]
@@ -164,7 +167,7 @@ class ShardedBlobs:
 
     async def _frames(
         self, blob_id: str, first: int, last: int, *, report: bool = True
-    ) -> AsyncIterator[bytes | memoryview]:
+    ) -> AsyncGenerator[bytes | memoryview, None]:
         """Blob bytes of frames ``first..last`` (a frame is ``data_per_frame`` bytes of the
         blob), each verified, read around failed shards."""
         down = self._unavailable() & set(self.layout.sites)
@@ -174,15 +177,13 @@ class ShardedBlobs:
             frames = self._ec_frames(blob_id, first, last, report)
         else:
             frames = self._replica_frames(blob_id, first, last, report)
-        try:
+        async with contextlib.aclosing(frames):
             async for data in frames:
                 yield data
-        finally:
-            await frames.aclose()  # type: ignore[attr-defined]
 
     async def _replica_frames(
         self, blob_id: str, first: int, last: int, report: bool
-    ) -> AsyncIterator[bytes | memoryview]:
+    ) -> AsyncGenerator[bytes | memoryview, None]:
         frame = first
         failures: list[str] = []
         try:
@@ -212,7 +213,7 @@ class ShardedBlobs:
 
     async def _ec_stripes(
         self, blob_id: str, first: int, last: int, report: bool
-    ) -> AsyncIterator[tuple[ShardHeader, dict[int, memoryview]]]:
+    ) -> AsyncGenerator[tuple[ShardHeader, dict[int, memoryview]], None]:
         """For each stripe ``first..last``: ``k`` verified fragments by shard index (data
         shards first, parity ones brought in for any that fails)."""
         k = self.layout.redundancy.k
@@ -256,17 +257,15 @@ class ShardedBlobs:
 
     async def _ec_frames(
         self, blob_id: str, first: int, last: int, report: bool
-    ) -> AsyncIterator[bytes | memoryview]:
+    ) -> AsyncGenerator[bytes | memoryview, None]:
         stripes = self._ec_stripes(blob_id, first, last, report)
-        try:
+        async with contextlib.aclosing(stripes):
             async for header, fragments in stripes:
                 ordered = list(fragments.values())
                 if sum(map(len, ordered)) >= THREADED:
                     yield await asyncio.to_thread(decode, header, ordered)
                 else:
                     yield decode(header, ordered)
-        finally:
-            await stripes.aclose()  # type: ignore[attr-defined]
 
     async def read(
         self,
@@ -276,7 +275,7 @@ class ShardedBlobs:
         *,
         piece: int | None = None,
         transform: Callable[[bytes], Sequence[bytes]] | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Stream ``length`` bytes from ``offset``, in pieces of ``piece`` bytes, transformed
         where large pieces are (on a worker thread)."""
         if length <= 0:
@@ -289,7 +288,7 @@ class ShardedBlobs:
         held = 0
         remaining = length
         frames = self._frames(blob_id, first, last)
-        try:
+        async with contextlib.aclosing(frames):
             async for data in frames:
                 view = memoryview(data)[skip:]
                 skip = 0
@@ -305,8 +304,6 @@ class ShardedBlobs:
                         yield chunk
                 if remaining == 0:
                     break
-        finally:
-            await frames.aclose()  # type: ignore[attr-defined]
         if remaining:
             raise errors.DataCorrupted("Stored data is shorter than its manifest.")
 
@@ -396,7 +393,7 @@ class ShardedBlobs:
         indices: Sequence[int],
         codec: Codec,
         header: ShardHeader,
-    ) -> AsyncIterator[dict[int, bytes]]:
+    ) -> AsyncGenerator[dict[int, bytes], None]:
         """Each frame of shards ``indices`` (payload and CRC): a replica's frame copied from a
         good replica; an erasure-coded one rebuilt from ``k`` fragments of the other shards."""
         if not self.layout.redundancy.erasure:
@@ -407,7 +404,7 @@ class ShardedBlobs:
         # Any k good fragments do: a wanted shard's own fragment when it read fine (a shard
         # that moves, or a bad shard's intact frames), the others rebuilt from those k.
         stripes = self._ec_stripes(blob_id, 0, count - 1, False)
-        try:
+        async with contextlib.aclosing(stripes):
             async for _, fragments in stripes:
                 missing = [i for i in indices if i not in fragments]
                 rebuilt: dict[int, bytes | memoryview] = {
@@ -416,8 +413,6 @@ class ShardedBlobs:
                 if missing:
                     rebuilt.update(await asyncio.to_thread(reconstruct, header, fragments, missing))
                 yield {i: b"".join((f, crc32c(f))) for i, f in rebuilt.items()}
-        finally:
-            await stripes.aclose()  # type: ignore[attr-defined]
 
     # --- housekeeping -------------------------------------------------------------------------
     async def delete(self, blob_id: str) -> None:
@@ -523,11 +518,9 @@ class _ShardedWriter:
             self._held -= per_frame
             await self._emit(_take(self._pending, per_frame))
 
-    async def write_from(
-        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
-    ) -> None:
+    async def write_from(self, block: PendingBlock) -> None:
         """Make the pieces (on a worker thread when large), then append them."""
-        pieces = await asyncio.to_thread(produce) if size >= THREADED else produce()
+        pieces = await asyncio.to_thread(block.make) if block.size >= THREADED else block.make()
         for piece in pieces:
             await self.write(piece)
 

@@ -1,8 +1,14 @@
 """Rows to domain models and back, and the write-condition rule, for ``sql.py``.
 
+Layouts are written as text, here and nowhere else (a ``site`` column, a manifest segment's
+``s``): a plain site name for a single copy (``local``), ``r3:a,b,c`` for three replicas,
+``ec4+2:a,b,c,d,e,f`` for an erasure code (data shards first, in order). The SQL that finds
+the blobs with a shard on a site reads that text too (:func:`naming_site`).
+
 Maps (metadata, tags) are stored as compact JSON text with sorted keys, so both backends hold
 byte-identical values; checksums as :meth:`Checksum.to_json`; manifests as
-:meth:`Manifest.to_json`, whose format marker makes old rows readable after a format change.
+:func:`dump_manifest` (compact, unsorted: the format marker first), whose marker makes old
+rows readable after a format change.
 Encryption settings, sealings and key versions are stored as their own ``to_json`` forms, in
 the same compact sorted JSON; the timestamps inside follow the store's rule (UTC, milliseconds)
 like those in columns do.
@@ -11,10 +17,13 @@ like those in columns do.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import re
 from dataclasses import replace
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Row
 
 from andromede.core import errors
@@ -29,6 +38,7 @@ from andromede.core.keys import (
     Sealing,
 )
 from andromede.core.models import (
+    READABLE_MANIFEST_FORMATS,
     AccessKey,
     BlobRef,
     Bucket,
@@ -38,9 +48,109 @@ from andromede.core.models import (
     ObjectSummary,
     ObjectVersion,
     Part,
+    Segment,
     WriteCondition,
 )
+from andromede.core.placement import SITE_NAME, Layout, Redundancy
 from andromede.metadata.schema import to_millis
+
+_LAYOUT = re.compile(r"^(?:r(\d{1,2})|ec(\d{1,2})\+(\d{1,2})):([a-z0-9,-]+)$")
+
+
+@functools.lru_cache(maxsize=4096)
+def load_layout(text: str) -> Layout:
+    """A layout as stored; ValueError for text that is no layout. Cached: the layouts in
+    use are few, and every object read parses its manifest's."""
+    if SITE_NAME.match(text):
+        return Layout.single(text)
+    match = _LAYOUT.match(text)
+    if match is None:
+        raise ValueError(f"not a layout: {text!r}")
+    if match.group(1) is not None:
+        redundancy = Redundancy.replicas(int(match.group(1)))
+    else:
+        redundancy = Redundancy(True, int(match.group(2)), int(match.group(3)))
+    return Layout(redundancy, tuple(match.group(4).split(",")))
+
+
+def dump_layout(layout: Layout) -> str:
+    """Inverse of :func:`load_layout`."""
+    if not layout.framed:
+        return layout.sites[0]
+    r = layout.redundancy
+    scheme = f"ec{r.k}+{r.m}" if r.erasure else f"r{r.shards}"
+    return f"{scheme}:{','.join(layout.sites)}"
+
+
+def blob_ref(site: str, blob_id: str) -> BlobRef:
+    """A blob as a ``(site, blob_id)`` pair of columns names it."""
+    return BlobRef(load_layout(site), blob_id)
+
+
+def blob_values(blob: BlobRef) -> dict[str, str]:
+    """The ``site`` and ``blob_id`` column values naming ``blob``."""
+    return {"site": dump_layout(blob.layout), "blob_id": blob.blob_id}
+
+
+def naming_site(column: sa.Column[str], site: str) -> sa.ColumnElement[bool]:
+    """``column`` holds a layout with a shard on ``site`` (site names have no LIKE
+    wildcards: only ``[a-z0-9-]``)."""
+    return sa.or_(
+        column == site,
+        column.like(f"%:{site}"),
+        column.like(f"%:{site},%"),
+        column.like(f"%,{site}"),
+        column.like(f"%,{site},%"),
+    )
+
+
+def _dump_segment(segment: Segment) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "s": dump_layout(segment.blob.layout),
+        "b": segment.blob.blob_id,
+        "n": segment.size,
+    }
+    if segment.sealing is not None:
+        out["z"] = segment.sealing.to_json()
+    if segment.part_number is not None:
+        out["p"] = segment.part_number
+    if segment.etag:
+        out["e"] = segment.etag
+    if segment.checksum is not None:
+        out["c"] = segment.checksum.to_json()
+    return out
+
+
+def _load_segment(data: dict[str, Any]) -> Segment:
+    return Segment(
+        blob_ref(data["s"], data["b"]),
+        int(data["n"]),
+        data.get("p"),
+        data.get("e", ""),
+        Checksum.from_json(data["c"]) if "c" in data else None,
+        Sealing.from_json(data["z"]) if "z" in data else None,
+    )
+
+
+def dump_manifest(manifest: Manifest) -> str:
+    """A manifest as stored: compact JSON, format marker first."""
+    out: dict[str, Any] = {
+        "format": manifest.format,
+        "segments": [_dump_segment(s) for s in manifest.segments],
+    }
+    if manifest.encryption is not None:
+        out["enc"] = manifest.encryption.to_json()
+    return json.dumps(out, separators=(",", ":"))
+
+
+def load_manifest(text: str) -> Manifest:
+    """Inverse of :func:`dump_manifest`; refuses formats this code does not know."""
+    data = json.loads(text)
+    fmt = int(data["format"])
+    if fmt not in READABLE_MANIFEST_FORMATS:
+        raise ValueError(f"unknown manifest format {fmt}")
+    encryption = ObjectEncryption.from_json(data["enc"]) if "enc" in data else None
+    return Manifest(tuple(_load_segment(s) for s in data["segments"]), fmt, encryption)
 
 
 def dump_map(values: dict[str, str]) -> str:
@@ -88,7 +198,7 @@ def load_checksum(text: str | None) -> Checksum | None:
 
 def manifest_blobs(text: str) -> list[BlobRef]:
     """The blobs a stored manifest names."""
-    return Manifest.from_json(text).blobs()
+    return load_manifest(text).blobs()
 
 
 def check_condition(condition: WriteCondition | None, current_etag: str | None) -> None:
@@ -182,7 +292,7 @@ def object_values(version: ObjectVersion) -> dict[str, Any]:
         "checksum": dump_checksum(version.checksum),
         "storage_class": version.storage_class,
         "owner": version.owner,
-        "manifest": version.manifest.to_json(),
+        "manifest": dump_manifest(version.manifest),
     }
 
 
@@ -195,7 +305,7 @@ def object_version(row: Row[Any]) -> ObjectVersion:
         size=row.size,
         etag=row.etag,
         last_modified=row.last_modified,
-        manifest=Manifest.from_json(row.manifest),
+        manifest=load_manifest(row.manifest),
         content_type=row.content_type,
         system_meta=load_map(row.system_meta),
         user_meta=load_map(row.user_meta),
@@ -269,8 +379,7 @@ def part_values(part: Part) -> dict[str, Any]:
         "size": part.size,
         "etag": part.etag,
         "last_modified": part.last_modified,
-        "site": part.blob.site,
-        "blob_id": part.blob.blob_id,
+        **blob_values(part.blob),
         "checksum": dump_checksum(part.checksum),
         "sealing": dump_sealing(part.sealing),
     }
@@ -284,7 +393,7 @@ def part(row: Row[Any]) -> Part:
         size=row.size,
         etag=row.etag,
         last_modified=row.last_modified,
-        blob=BlobRef(row.site, row.blob_id),
+        blob=blob_ref(row.site, row.blob_id),
         checksum=load_checksum(row.checksum),
         sealing=load_sealing(row.sealing),
     )

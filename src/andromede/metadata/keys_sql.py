@@ -158,8 +158,10 @@ class KeysMixin:
             current = await first(conn, query)
             if current is None:
                 return False
-            _check_same_data(Manifest.from_json(current.manifest), manifest)
-            await conn.execute(o.update().where(*where).values(manifest=manifest.to_json()))
+            _check_same_data(codec.load_manifest(current.manifest), manifest)
+            await conn.execute(
+                o.update().where(*where).values(manifest=codec.dump_manifest(manifest))
+            )
             return True
 
         return await self._tx.write(op)

@@ -17,15 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from andromede.core import errors
-from andromede.core.models import BlobRef, Manifest
-from andromede.core.placement import (
-    Redundancy,
-    Region,
-    Site,
-    SiteState,
-    layout_sites,
-)
-from andromede.metadata import references
+from andromede.core.models import BlobRef
+from andromede.core.placement import Layout, Redundancy, Region, Site, SiteState
+from andromede.metadata import codec, references
 from andromede.metadata import schema as t
 from andromede.metadata.engines import Transactions, all_rows, first, insert_if_absent
 
@@ -49,18 +43,6 @@ def _region(row: sa.Row[Any]) -> Region:
         frozenset(row.jurisdictions.split(",")),
         Redundancy.parse(row.redundancy),
         int(row.min_failure_domains),
-    )
-
-
-def naming_site(column: sa.Column[str], site: str) -> sa.ColumnElement[bool]:
-    """``column`` holds ``site`` or a layout that names it (site names have no LIKE
-    wildcards: only ``[a-z0-9-]``)."""
-    return sa.or_(
-        column == site,
-        column.like(f"%:{site}"),
-        column.like(f"%:{site},%"),
-        column.like(f"%,{site}"),
-        column.like(f"%,{site},%"),
     )
 
 
@@ -136,7 +118,9 @@ class PlacementMixin:
             if row is None:
                 raise errors.NoSuchSite(Site=name)
             for table in (t.object_blobs, t.parts):
-                query = sa.select(table.c.site).where(naming_site(table.c.site, name)).limit(1)
+                query = (
+                    sa.select(table.c.site).where(codec.naming_site(table.c.site, name)).limit(1)
+                )
                 if await first(conn, query) is not None:
                     raise errors.SiteNotDrained(Site=name)
             await conn.execute(s.delete().where(s.c.name == name))
@@ -170,49 +154,56 @@ class PlacementMixin:
 
     # --- blobs by layout ----------------------------------------------------------------------
     async def blobs_after(
-        self, after: BlobRef | None, limit: int, site: str | None = None
+        self,
+        after: BlobRef | None,
+        limit: int,
+        site: str | None = None,
+        *,
+        after_id: str = "",
     ) -> list[BlobRef]:
-        """Blobs a current version or a part names, by (blob id, site text), after ``after``;
-        with ``site``, only those whose layout names that site."""
+        """Blobs a current version or a part names, by (blob id, stored layout), after
+        ``after`` and with ids after ``after_id``; with ``site``, only those whose layout
+        names that site."""
         selects = []
         for table in (t.object_blobs, t.parts):
             query = sa.select(table.c.blob_id.label("blob_id"), table.c.site.label("site"))
             if site is not None:
-                query = query.where(naming_site(table.c.site, site))
+                query = query.where(codec.naming_site(table.c.site, site))
             if after is not None:
-                query = query.where(
-                    sa.tuple_(table.c.blob_id, table.c.site)
-                    > sa.tuple_(sa.literal(after.blob_id), sa.literal(after.site))
-                )
+                position = (sa.literal(after.blob_id), sa.literal(codec.dump_layout(after.layout)))
+                query = query.where(sa.tuple_(table.c.blob_id, table.c.site) > sa.tuple_(*position))
+            if after_id:
+                query = query.where(table.c.blob_id > after_id)
             selects.append(query)
         both = sa.union(*selects).subquery()
         query = sa.select(both.c.blob_id, both.c.site).order_by(both.c.blob_id, both.c.site)
         rows = await self._tx.read(lambda conn: all_rows(conn, query.limit(limit)))
-        return [BlobRef(row.site, row.blob_id) for row in rows]
+        return [codec.blob_ref(row.site, row.blob_id) for row in rows]
 
     async def blob_buckets(self, blob: BlobRef) -> set[str]:
         """The buckets whose objects or uploads name ``blob``."""
         ob, p, u = t.object_blobs, t.parts, t.uploads
+        text = codec.dump_layout(blob.layout)
 
         async def op(conn: AsyncConnection) -> set[str]:
             found = await all_rows(
                 conn,
-                sa.select(ob.c.bucket).where(ob.c.site == blob.site, ob.c.blob_id == blob.blob_id),
+                sa.select(ob.c.bucket).where(ob.c.site == text, ob.c.blob_id == blob.blob_id),
             )
             via_parts = await all_rows(
                 conn,
                 sa.select(u.c.bucket)
                 .join(p, p.c.upload_id == u.c.upload_id)
-                .where(p.c.site == blob.site, p.c.blob_id == blob.blob_id),
+                .where(p.c.site == text, p.c.blob_id == blob.blob_id),
             )
             return {row.bucket for row in (*found, *via_parts)}
 
         return await self._tx.read(op)
 
-    async def blob_layouts(self, blob_ids: Sequence[str]) -> dict[str, set[str]]:
+    async def blob_layouts(self, blob_ids: Sequence[str]) -> dict[str, set[Layout]]:
         """For each of ``blob_ids`` that anything (a version, a part, the garbage queue)
-        names: the site texts naming it."""
-        out: dict[str, set[str]] = {}
+        names: the layouts naming it."""
+        out: dict[str, set[Layout]] = {}
         ids = list(dict.fromkeys(blob_ids))
 
         async def op(conn: AsyncConnection) -> None:
@@ -223,20 +214,21 @@ class PlacementMixin:
                         table.c.blob_id.in_(chunk)
                     )
                     for row in await all_rows(conn, query):
-                        out.setdefault(row.blob_id, set()).add(row.site)
+                        layout = codec.load_layout(row.site)
+                        out.setdefault(row.blob_id, set()).add(layout)
 
         await self._tx.read(op)
         return out
 
-    async def layout_counts(self) -> dict[str, int]:
-        """How many distinct live blobs (versions' and parts') each site text names."""
+    async def layout_counts(self) -> dict[Layout, int]:
+        """How many distinct live blobs (versions' and parts') each layout holds."""
         both = sa.union(
             sa.select(t.object_blobs.c.site, t.object_blobs.c.blob_id),
             sa.select(t.parts.c.site, t.parts.c.blob_id),
         ).subquery()
         query = sa.select(both.c.site, sa.func.count().label("n")).group_by(both.c.site)
         rows = await self._tx.read(lambda conn: all_rows(conn, query))
-        return {row.site: int(row.n) for row in rows}
+        return {codec.load_layout(row.site): int(row.n) for row in rows}
 
     async def relocate_blob(self, old: BlobRef, new: BlobRef) -> bool:
         """Make every live reference to ``old`` name ``new`` instead (same blob id, shards
@@ -245,31 +237,34 @@ class PlacementMixin:
         if old.blob_id != new.blob_id:
             raise ValueError("relocation keeps the blob id")
         ob, o, p = t.object_blobs, t.objects, t.parts
+        old_site, new_site = codec.dump_layout(old.layout), codec.dump_layout(new.layout)
 
         async def op(conn: AsyncConnection) -> bool:
-            names = (ob.c.site == old.site, ob.c.blob_id == old.blob_id)
+            names = (ob.c.site == old_site, ob.c.blob_id == old.blob_id)
             owners = await all_rows(conn, sa.select(ob.c.bucket, ob.c.key).where(*names))
             for owner in owners:
                 where = (o.c.bucket == owner.bucket, o.c.key == owner.key)
                 row = await first(conn, sa.select(o.c.manifest).where(*where).with_for_update())
                 if row is None:
                     continue
-                manifest = Manifest.from_json(row.manifest)
+                manifest = codec.load_manifest(row.manifest)
                 segments = tuple(
                     replace(s, blob=new) if s.blob == old else s for s in manifest.segments
                 )
                 moved = replace(manifest, segments=segments)
-                await conn.execute(o.update().where(*where).values(manifest=moved.to_json()))
+                await conn.execute(
+                    o.update().where(*where).values(manifest=codec.dump_manifest(moved))
+                )
             if owners:
-                await conn.execute(ob.update().where(*names).values(site=new.site))
+                await conn.execute(ob.update().where(*names).values(site=new_site))
             parts = await conn.execute(
                 p.update()
-                .where(p.c.site == old.site, p.c.blob_id == old.blob_id)
-                .values(site=new.site)
+                .where(p.c.site == old_site, p.c.blob_id == old.blob_id)
+                .values(site=new_site)
             )
             await conn.execute(
                 t.repairs.delete().where(
-                    t.repairs.c.site == old.site, t.repairs.c.blob_id == old.blob_id
+                    t.repairs.c.site == old_site, t.repairs.c.blob_id == old.blob_id
                 )
             )
             return bool(owners) or bool(parts.rowcount)
@@ -281,7 +276,7 @@ class PlacementMixin:
         """Queue blobs a read found degraded (one already queued stays as it is)."""
         r = t.repairs
         for blob in references.unique(blobs):
-            values = {"site": blob.site, "blob_id": blob.blob_id, "queued": now}
+            values: dict[str, Any] = {**codec.blob_values(blob), "queued": now}
 
             async def op(conn: AsyncConnection, values: dict[str, Any] = values) -> None:
                 await insert_if_absent(conn, r, values, [r.c.site, r.c.blob_id])
@@ -293,7 +288,7 @@ class PlacementMixin:
         r = t.repairs
         query = sa.select(r.c.site, r.c.blob_id).order_by(r.c.queued).limit(limit)
         rows = await self._tx.read(lambda conn: all_rows(conn, query))
-        return [BlobRef(row.site, row.blob_id) for row in rows]
+        return [codec.blob_ref(row.site, row.blob_id) for row in rows]
 
     async def count_repairs(self) -> int:
         """How many blobs wait for repair."""
@@ -356,8 +351,3 @@ class PlacementMixin:
             lambda conn: first(conn, sa.select(j.c.value).where(j.c.name == name))
         )
         return None if row is None else dict(json.loads(row.value))
-
-
-def sites_named(texts: Iterable[str]) -> set[str]:
-    """Every site the layout texts name."""
-    return {name for text in texts for name in layout_sites(text)}

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from andromede.core.models import BlobRef
+from andromede.metadata import codec
 from andromede.metadata import schema as t
 from andromede.metadata.engines import all_rows, first, insert_ignoring
 
@@ -37,7 +38,7 @@ def named(
     columns: tuple[sa.Column[str], sa.Column[str]], blobs: list[BlobRef]
 ) -> sa.ColumnElement[bool]:
     """``(site, blob_id)`` columns equal to one of ``blobs``."""
-    return sa.tuple_(*columns).in_([(b.site, b.blob_id) for b in blobs])
+    return sa.tuple_(*columns).in_([(codec.dump_layout(b.layout), b.blob_id) for b in blobs])
 
 
 async def discard(conn: AsyncConnection, blobs: Iterable[BlobRef], due: dt.datetime) -> None:
@@ -45,7 +46,7 @@ async def discard(conn: AsyncConnection, blobs: Iterable[BlobRef], due: dt.datet
     candidates = unique(blobs)
     if len(candidates) == 1:  # the common case (a single-part object), with built statements
         blob = candidates[0]
-        params = {"site": blob.site, "blob_id": blob.blob_id}
+        params = codec.blob_values(blob)
         if await first(conn, _LIVE_ONE, params) is None:
             await conn.execute(_ENQUEUE_ONE[conn.dialect.name], {**params, "due": due})
         return
@@ -54,14 +55,14 @@ async def discard(conn: AsyncConnection, blobs: Iterable[BlobRef], due: dt.datet
         for table in (t.object_blobs, t.parts):
             columns = (table.c.site, table.c.blob_id)
             found = await all_rows(conn, sa.select(*columns).where(named(columns, chunk)))
-            live.update(BlobRef(row.site, row.blob_id) for row in found)
+            live.update(codec.blob_ref(row.site, row.blob_id) for row in found)
     await enqueue(conn, [b for b in candidates if b not in live], due)
 
 
 async def enqueue(conn: AsyncConnection, blobs: Iterable[BlobRef], due: dt.datetime) -> None:
     """Queue ``blobs`` for deletion at ``due``; one already queued keeps its first due time."""
     g = t.garbage
-    values = [{"site": b.site, "blob_id": b.blob_id, "due": due} for b in unique(blobs)]
+    values = [{**codec.blob_values(b), "due": due} for b in unique(blobs)]
     if values:
         stmt = insert_ignoring(conn, g).on_conflict_do_nothing(
             index_elements=[g.c.site, g.c.blob_id]
@@ -80,9 +81,7 @@ async def index_manifest(
     conn: AsyncConnection, bucket: str, key: str, blobs: Iterable[BlobRef]
 ) -> None:
     """Record that the current version of ``bucket``/``key`` names ``blobs``."""
-    values = [
-        {"site": b.site, "blob_id": b.blob_id, "bucket": bucket, "key": key} for b in unique(blobs)
-    ]
+    values = [{**codec.blob_values(b), "bucket": bucket, "key": key} for b in unique(blobs)]
     if values:
         await conn.execute(t.object_blobs.insert(), values)
 

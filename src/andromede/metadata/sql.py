@@ -224,7 +224,7 @@ class SqlMetadataStore(PlacementMixin, KeysMixin):
             )
             await conn.execute(u.delete().where(u.c.bucket == name))
             await conn.execute(b.delete().where(b.c.name == name))
-            await self._discard(conn, [BlobRef(row.site, row.blob_id) for row in dropped])
+            await self._discard(conn, [codec.blob_ref(row.site, row.blob_id) for row in dropped])
 
         await self._tx.write(op)
 
@@ -365,7 +365,7 @@ class SqlMetadataStore(PlacementMixin, KeysMixin):
                 )
                 if old is not None:
                     await conn.execute(p.update().where(*where).values(values))
-                    await self._discard(conn, [BlobRef(old.site, old.blob_id)])
+                    await self._discard(conn, [codec.blob_ref(old.site, old.blob_id)])
                     return
                 if await insert_if_absent(conn, p, values, [p.c.upload_id, p.c.part_number]):
                     return
@@ -438,7 +438,7 @@ class SqlMetadataStore(PlacementMixin, KeysMixin):
                 conn, p.delete().where(p.c.upload_id == upload_id).returning(p.c.site, p.c.blob_id)
             )
             await conn.execute(u.delete().where(u.c.upload_id == upload_id))
-            await self._discard(conn, [BlobRef(row.site, row.blob_id) for row in dropped])
+            await self._discard(conn, [codec.blob_ref(row.site, row.blob_id) for row in dropped])
 
         await self._tx.write(op)
 
@@ -454,7 +454,7 @@ class SqlMetadataStore(PlacementMixin, KeysMixin):
                 conn, p.delete().where(p.c.upload_id == upload_id).returning(p.c.site, p.c.blob_id)
             )
             await conn.execute(u.delete().where(u.c.upload_id == upload_id))
-            await self._discard(conn, [BlobRef(row.site, row.blob_id) for row in dropped])
+            await self._discard(conn, [codec.blob_ref(row.site, row.blob_id) for row in dropped])
             return True
 
         return await self._tx.write(op)
@@ -475,7 +475,7 @@ class SqlMetadataStore(PlacementMixin, KeysMixin):
             .limit(max(limit, 0))
         )
         rows = await self._tx.read(lambda conn: all_rows(conn, query))
-        return [BlobRef(row.site, row.blob_id) for row in rows]
+        return [codec.blob_ref(row.site, row.blob_id) for row in rows]
 
     async def forget_garbage(self, blobs: Sequence[BlobRef]) -> None:
         """Remove blobs from the queue once deleted."""

@@ -66,7 +66,7 @@ async def _first_chunk_read(response: Response) -> Response:
     try:
         response.first_chunk = await anext(body, b"")
     except BaseException:
-        await body.aclose()  # type: ignore[attr-defined]
+        await body.aclose()
         raise
     return response
 
@@ -149,7 +149,7 @@ class S3App:
             await self.audit.record(record)
         except errors.AuditUnavailable as exc:
             if not isinstance(response.body, bytes):
-                await response.body.aclose()  # type: ignore[attr-defined]
+                await response.body.aclose()
             return error_response(exc, resource, trace.request_id)
         return response
 

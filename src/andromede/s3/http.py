@@ -4,7 +4,7 @@ streams many-GiB bodies)."""
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +119,7 @@ class Response:
 
     status: int = 200
     headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes | AsyncIterator[bytes] = b""
+    body: bytes | AsyncGenerator[bytes, None] = b""
     content_length: int | None = None
     first_chunk: bytes | None = None  # a streamed body's first chunk, already read from it
 
@@ -153,7 +153,7 @@ async def send_response(send: Send, response: Response, head_only: bool) -> None
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     if head_only or response.status in (204, 304):
         if not isinstance(body, bytes):
-            await body.aclose()  # type: ignore[attr-defined]
+            await body.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
     if isinstance(body, bytes):

@@ -1,4 +1,6 @@
-"""Streaming data path: bytes in → hashes + blob on a site; manifest → bytes out.
+"""The streaming data path, both ways: :class:`DataWriter` takes a body to a sealed blob on
+the sites placement chooses (with its digests); :class:`DataReader` gives back the plaintext
+of a manifest's segments, or of a range of them.
 
 Memory stays bounded: at most ``IN_FLIGHT`` blocks of ``BLOCK`` bytes are in flight per request.
 Large blocks are hashed and written from worker threads (hashlib and os.write release the GIL)
@@ -11,22 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from andromede.core import audit, errors
 from andromede.core.checksums import ChecksumAlgorithm, Hasher, new_hasher
 from andromede.core.conditions import ByteRange
 from andromede.core.ids import new_id
-from andromede.core.models import BlobRef, Manifest, Segment
-from andromede.core.placement import layout_sites
-from andromede.ports import BlobWriter, SiteBackend
+from andromede.core.keys import CustomerKey, ObjectEncryption, Sealing
+from andromede.core.models import BlobRef, Bucket, ObjectVersion
+from andromede.core.placement import Layout
+from andromede.ports import BlobWriter, PendingBlock, SiteBackend
 from andromede.services.body import IncomingBody
-from andromede.services.encryption import Seal
-
-# Opens plaintext bytes [start, end) of a segment stored on a site.
-SegmentOpener = Callable[[SiteBackend, Segment, int, int], AsyncIterator[bytes]]
+from andromede.services.encryption import Encryption, Seal
+from andromede.services.placement import Placement
 
 BLOCK = 1 << 20
 # Blocks handed to the lanes and not yet done, per upload (memory bound: IN_FLIGHT * BLOCK).
@@ -38,6 +40,19 @@ SMALL = 256 << 10
 
 
 @dataclass(frozen=True)
+class NewBlob:
+    """A blob about to be written: placement follows ``bucket``'s region; its seal binds the
+    bucket's tenant, the bucket, ``key`` and ``context`` (a version id, or an upload id and
+    part number), under ``encryption``."""
+
+    bucket: Bucket
+    key: str
+    context: str
+    encryption: ObjectEncryption
+    customer_key: CustomerKey | None = None
+
+
+@dataclass(frozen=True)
 class StoredBlob:
     """What writing a stream produced."""
 
@@ -45,6 +60,7 @@ class StoredBlob:
     size: int
     md5: bytes
     checksums: dict[ChecksumAlgorithm, bytes]
+    sealing: Sealing | None  # None only for the benchmark baseline (plaintext)
 
 
 class _Digests:
@@ -148,26 +164,56 @@ async def _blocks(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         yield b"".join(pending)
 
 
-async def store(
+class DataWriter:
+    """Writes request bodies to new blobs: sealed, placed under the bucket's residency
+    policy, hashed on the way."""
+
+    def __init__(self, placement: Placement, encryption: Encryption) -> None:
+        self._placement = placement
+        self._encryption = encryption
+
+    async def write(
+        self,
+        new: NewBlob,
+        body: IncomingBody,
+        *,
+        max_size: int,
+        algorithms: Sequence[ChecksumAlgorithm] = (),
+    ) -> StoredBlob:
+        """Write ``body`` to a new blob. The blob is durable when this returns.
+
+        Digests are taken of the plaintext; only sealed bytes reach a site. On any failure
+        the partial blob is removed and nothing is visible. The caller must record the blob
+        in metadata after this returns, or :meth:`discard` it.
+        """
+        bucket = new.bucket
+        seal = await self._encryption.seal(
+            new.encryption, bucket.tenant, bucket.name, new.key, new.context, new.customer_key
+        )
+        layout = await self._placement.target(bucket)
+        site = self._placement.backend(layout)
+        if body.length is not None and body.length > max_size:
+            raise errors.EntityTooLarge(MaxSizeAllowed=str(max_size), ProposedSize=str(body.length))
+        if body.length is not None and body.length <= SMALL:
+            return await _store_small(layout, site, body, algorithms, seal)
+        return await _store(layout, site, body, max_size, algorithms, seal)
+
+    async def discard(self, blob: BlobRef) -> None:
+        """Delete a blob that was written but will not be recorded."""
+        await self._placement.backend(blob.layout).delete(blob.blob_id)
+
+
+async def _store(
+    layout: Layout,
     site: SiteBackend,
     body: IncomingBody,
-    *,
     max_size: int,
-    algorithms: Sequence[ChecksumAlgorithm] = (),
-    seal: Seal | None = None,
+    algorithms: Sequence[ChecksumAlgorithm],
+    seal: Seal | None,
 ) -> StoredBlob:
-    """Write ``body`` to a new blob, sealed by ``seal``. The blob is durable when this returns.
-
-    Digests are taken of the plaintext; only sealed bytes reach the site. On any failure the
-    partial blob is removed and nothing is visible. The caller must record the blob in
-    metadata (or queue it as garbage) after this returns.
-    """
-    if body.length is not None and body.length > max_size:
-        raise errors.EntityTooLarge(MaxSizeAllowed=str(max_size), ProposedSize=str(body.length))
-    if body.length is not None and body.length <= SMALL:
-        return await _store_small(site, body, algorithms, seal)
+    """A body of any size, streamed block by block through the lanes."""
     blob_id = new_id()
-    _note_sites(site.name)
+    _note_sites(layout)
     writer = await site.create(blob_id)
     if seal is not None:
         writer = seal.writer(writer)
@@ -190,11 +236,16 @@ async def store(
         await pipeline.settle()
         await writer.abort()
         raise
+    return _stored(BlobRef(layout, blob_id), size, digests, seal)
+
+
+def _stored(blob: BlobRef, size: int, digests: _Digests, seal: Seal | None) -> StoredBlob:
     return StoredBlob(
-        BlobRef(site.name, blob_id),
+        blob,
         size,
         digests.md5.digest(),
         {alg: h.digest() for alg, h in digests.hashers.items()},
+        seal.sealing if seal is not None else None,
     )
 
 
@@ -207,10 +258,8 @@ class _Collect:
     async def write(self, data: bytes | memoryview) -> None:
         self.pieces.append(bytes(data))
 
-    async def write_from(
-        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
-    ) -> None:
-        self.pieces.extend(bytes(piece) for piece in produce())
+    async def write_from(self, block: PendingBlock) -> None:
+        self.pieces.extend(bytes(piece) for piece in block.make())
 
     async def commit(self) -> None:
         return None
@@ -228,6 +277,7 @@ async def _sealed_bytes(seal: Seal, data: bytes) -> bytes:
 
 
 async def _store_small(
+    layout: Layout,
     site: SiteBackend,
     body: IncomingBody,
     algorithms: Sequence[ChecksumAlgorithm],
@@ -249,63 +299,70 @@ async def _store_small(
     digests.update_inline(data)
     body.finish()
     blob_id = new_id()
-    _note_sites(site.name)
+    _note_sites(layout)
     await site.put(blob_id, await _sealed_bytes(seal, data) if seal is not None else data)
-    return StoredBlob(
-        BlobRef(site.name, blob_id),
-        size,
-        digests.md5.digest(),
-        {alg: h.digest() for alg, h in digests.hashers.items()},
-    )
+    return _stored(BlobRef(layout, blob_id), size, digests, seal)
 
 
-def _note_sites(text: str) -> None:
+def _note_sites(layout: Layout) -> None:
     """Name every site a blob's layout touches in the request's audit record."""
-    for name in layout_sites(text) or (text,):
+    for name in layout.sites:
         audit.note_site(name)
 
 
-def read(
-    sites: Callable[[str], SiteBackend],
-    manifest: Manifest,
-    byte_range: ByteRange | None,
-    open_segment: SegmentOpener,
-) -> AsyncIterator[bytes]:
-    """Stream an object's bytes (or a range of them) segment by segment.
+class DataReader:
+    """Reads object versions back: the segments a range needs, opened (authenticated and
+    decrypted) chunk by chunk."""
 
-    The sites to be read are noted for the audit record now, before the stream starts (the
-    record is durable before the response, hence before the stream is consumed).
-    """
-    start = byte_range.start if byte_range else 0
-    end = byte_range.end + 1 if byte_range else manifest.size
-    offset = 0
-    for segment in manifest.segments:
-        if offset < end and offset + segment.size > start and segment.size:
-            _note_sites(segment.blob.site)
-        offset += segment.size
-    return _read(sites, manifest, start, end, open_segment)
+    def __init__(self, placement: Placement, encryption: Encryption) -> None:
+        self._placement = placement
+        self._encryption = encryption
 
+    def read(
+        self,
+        version: ObjectVersion,
+        byte_range: ByteRange | None,
+        customer_key: CustomerKey | None,
+    ) -> AsyncGenerator[bytes, None]:
+        """Stream the plaintext of ``version`` (or of a range of it), segment by segment.
 
-async def _read(
-    sites: Callable[[str], SiteBackend],
-    manifest: Manifest,
-    start: int,
-    end: int,
-    open_segment: SegmentOpener,
-) -> AsyncIterator[bytes]:
-    offset = 0
-    for segment in manifest.segments:
-        seg_start, seg_end = offset, offset + segment.size
-        offset = seg_end
-        if seg_end <= start or segment.size == 0:
-            continue
-        if seg_start >= end:
-            break
-        lo = max(start, seg_start) - seg_start
-        hi = min(end, seg_end) - seg_start
-        pieces = open_segment(sites(segment.blob.site), segment, lo, hi)
-        try:
-            async for chunk in pieces:
-                yield chunk
-        finally:
-            await pieces.aclose()  # type: ignore[attr-defined]
+        The caller has checked ``customer_key`` (:meth:`Encryption.check_read_key`) before
+        anything else it answers, as S3 orders its errors. The sites to be read are noted for
+        the audit record now, before the stream starts (the record is durable before the
+        response, hence before the stream is consumed).
+        """
+        manifest = version.manifest
+        start = byte_range.start if byte_range else 0
+        end = byte_range.end + 1 if byte_range else manifest.size
+        offset = 0
+        for segment in manifest.segments:
+            if offset < end and offset + segment.size > start and segment.size:
+                _note_sites(segment.blob.layout)
+            offset += segment.size
+        return self._read(version, start, end, customer_key)
+
+    async def _read(
+        self, version: ObjectVersion, start: int, end: int, customer_key: CustomerKey | None
+    ) -> AsyncGenerator[bytes, None]:
+        offset = 0
+        for segment in version.manifest.segments:
+            seg_start, seg_end = offset, offset + segment.size
+            offset = seg_end
+            if seg_end <= start or segment.size == 0:
+                continue
+            if seg_start >= end:
+                break
+            pieces = self._encryption.open_segment(
+                self._placement.backend(segment.blob.layout),
+                segment,
+                max(start, seg_start) - seg_start,
+                min(end, seg_end) - seg_start,
+                tenant=version.owner,
+                bucket=version.bucket,
+                key=version.key,
+                encryption=version.encryption,
+                customer_key=customer_key,
+            )
+            async with contextlib.aclosing(pieces):
+                async for chunk in pieces:
+                    yield chunk

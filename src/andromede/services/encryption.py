@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from andromede.core import errors
@@ -217,7 +217,7 @@ class Encryption:
         key: str,
         encryption: ObjectEncryption | None,
         customer_key: CustomerKey | None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Plaintext bytes ``[start, end)`` of one segment; only the chunks needed are read."""
         sealing = segment.sealing
         if sealing is None:  # stored before encryption at rest (manifest format 1)
@@ -242,12 +242,13 @@ class Encryption:
             # A chunk failing its tag, or sealed data cut short or grown: never bytes, and
             # the trail says which blob.
             tag = isinstance(exc, errors.DecryptionFailed)
+            sites = ",".join(segment.blob.layout.sites)
             log.warning(
-                "stored data %s: bucket=%r key=%r site=%s blob=%s",
+                "stored data %s: bucket=%r key=%r sites=%s blob=%s",
                 "failed authentication" if tag else "is damaged",
                 bucket,
                 key,
-                segment.blob.site,
+                sites,
                 segment.blob.blob_id,
             )
             await self.keys.record_failure(
@@ -255,9 +256,9 @@ class Encryption:
                 tenant,
                 bucket=bucket,
                 key=key,
-                site=segment.blob.site,
+                site=sites,
                 blob=segment.blob.blob_id,
             )
             raise
         finally:
-            await pieces.aclose()  # type: ignore[attr-defined]
+            await pieces.aclose()

@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 from typing import Protocol
 
-from andromede.core.placement import layout_sites
+from andromede.core.placement import Layout
 from andromede.ports import Clock, FullStore, SiteBackend
 
 log = logging.getLogger("andromede.janitor")
@@ -21,8 +21,8 @@ class Sites(Protocol):
         """Every registered site's backend."""
         ...
 
-    def backend(self, text: str) -> SiteBackend:
-        """The backend of a BlobRef's site text (a site or a layout)."""
+    def backend(self, layout: Layout) -> SiteBackend:
+        """The backend of a blob's layout (a site's own, or one over several sites)."""
         ...
 
 
@@ -56,9 +56,9 @@ class Janitor:
                 return total
             for blob in due:
                 try:
-                    site = self._sites.backend(blob.site)
-                except (KeyError, ValueError):
-                    log.warning("garbage on unknown site %s: %s", blob.site, blob.blob_id)
+                    site = self._sites.backend(blob.layout)
+                except KeyError:
+                    log.warning("garbage on unknown site %s: %s", blob.layout.sites, blob.blob_id)
                     continue
                 await site.delete(blob.blob_id)
             await self._store.forget_garbage(due)
@@ -103,7 +103,7 @@ class Janitor:
         dead = [
             blob_id
             for blob_id in batch
-            if not any(site.name in layout_sites(text) for text in named.get(blob_id, ()))
+            if not any(site.name in layout.sites for layout in named.get(blob_id, ()))
         ]
         for blob_id in dead:
             await site.delete(blob_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from andromede.core import errors
@@ -29,9 +28,10 @@ from andromede.core.models import (
     Segment,
     WriteCondition,
 )
-from andromede.ports import Clock, SiteBackend
-from andromede.services import datapath
+from andromede.ports import Clock, MetadataStore
 from andromede.services.body import IncomingBody, body_from_stream
+from andromede.services.datapath import DataReader, DataWriter, NewBlob
+from andromede.services.encryption import Encryption
 from andromede.services.objects import (
     DEFAULT_CHECKSUM,
     Integrity,
@@ -102,10 +102,20 @@ def _check_part_number(part_number: int) -> None:
 class Multipart:
     """CreateMultipartUpload … CompleteMultipartUpload."""
 
-    def __init__(self, objects: Objects, sites: Callable[[str], SiteBackend], clock: Clock) -> None:
-        self._objects = objects
-        self._store = objects.store
-        self._sites = sites
+    def __init__(
+        self,
+        store: MetadataStore,
+        objects: Objects,
+        encryption: Encryption,
+        writer: DataWriter,
+        reader: DataReader,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._objects = objects  # buckets and copy sources, as object operations see them
+        self._encryption = encryption
+        self._writer = writer
+        self._reader = reader
         self._clock = clock
 
     async def create(
@@ -120,7 +130,7 @@ class Multipart:
     ) -> MultipartUpload:
         """Start an upload; attributes and encryption are kept for the parts and the object."""
         owner = await self._objects.head_bucket(principal, bucket)
-        encryption = await self._objects.encryption.plan(owner, sse or SseRequest())
+        encryption = await self._encryption.plan(owner, sse or SseRequest())
         upload = MultipartUpload(
             upload_id=new_id(),
             bucket=bucket,
@@ -169,25 +179,19 @@ class Multipart:
         customer_key: CustomerKey | None,
     ) -> Part:
         algorithms = self._part_algorithms(upload, integrity)
-        encryption = self._objects.encryption
         plan = upload.encryption
         bucket = await self._store.get_bucket(upload.bucket)
         if bucket is None:
             raise errors.NoSuchBucket(BucketName=upload.bucket)
         if plan is None:  # an upload started before encryption at rest
-            plan = await encryption.plan(bucket, SseRequest())
-        encryption.customer_key_for(plan, customer_key)
-        seal = await encryption.seal(
-            plan,
-            upload.owner,
-            upload.bucket,
-            upload.key,
-            f"{upload.upload_id}/{part_number}",
-            customer_key,
-        )
-        site = await self._objects.target(bucket)
-        stored = await datapath.store(
-            site, body, max_size=MAX_PART_SIZE, algorithms=algorithms, seal=seal
+            plan = await self._encryption.plan(bucket, SseRequest())
+        self._encryption.customer_key_for(plan, customer_key)
+        context = f"{upload.upload_id}/{part_number}"
+        stored = await self._writer.write(
+            NewBlob(bucket, upload.key, context, plan, customer_key),
+            body,
+            max_size=MAX_PART_SIZE,
+            algorithms=algorithms,
         )
         try:
             if integrity.algorithm is not None and integrity.algorithm is not algorithms[0]:
@@ -202,11 +206,11 @@ class Multipart:
                 self._clock.now(),
                 stored.blob,
                 checksum,
-                seal.sealing if seal is not None else None,
+                stored.sealing,
             )
             await self._store.put_part(part)
         except BaseException:
-            await self._sites(stored.blob.site).delete(stored.blob.blob_id)
+            await self._writer.discard(stored.blob)
             raise
         return part
 
@@ -243,11 +247,11 @@ class Multipart:
         _check_part_number(part_number)
         upload = await self.get_upload(principal, bucket, key, upload_id)
         src = await self._objects.head_for_copy(principal, *source)
-        self._objects.encryption.check_read_key(src.encryption, source_key)
+        self._encryption.check_read_key(src.encryption, source_key)
         check_copy_source(conditions, src.etag, src.last_modified)
         byte_range = parse_copy_range(range_header, src.size) if range_header else None
         length = byte_range.length if byte_range else src.size
-        body = body_from_stream(self._objects.read(src, byte_range, source_key), length)
+        body = body_from_stream(self._reader.read(src, byte_range, source_key), length)
         part = await self._store_part(upload, part_number, body, Integrity(), customer_key)
         return src, part
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from andromede.auth.policy import authorize_object
@@ -30,12 +30,11 @@ from andromede.core.models import (
     WriteCondition,
 )
 from andromede.core.tags import validate_tags
-from andromede.ports import Clock, MetadataStore, SiteBackend
-from andromede.services import datapath
+from andromede.ports import Clock, MetadataStore
 from andromede.services.body import IncomingBody, body_from_stream
 from andromede.services.buckets import Buckets
-from andromede.services.encryption import Encryption, Seal
-from andromede.services.placement import Placement
+from andromede.services.datapath import DataReader, DataWriter, NewBlob, StoredBlob
+from andromede.services.encryption import Encryption
 
 # Every object gets a CRC64NVME (as S3 does since 2025) unless the client chose an algorithm.
 DEFAULT_CHECKSUM = ChecksumAlgorithm.CRC64NVME
@@ -68,7 +67,7 @@ class ReadResult:
 
     version: ObjectVersion
     byte_range: ByteRange | None
-    body: AsyncIterator[bytes] | None
+    body: AsyncGenerator[bytes, None] | None
     part_number: int | None = None
 
 
@@ -86,7 +85,7 @@ def decode_content_md5(value: str | None) -> bytes | None:
 
 
 def check_integrity(
-    integrity: Integrity, body: IncomingBody, stored: datapath.StoredBlob
+    integrity: Integrity, body: IncomingBody, stored: StoredBlob
 ) -> Checksum | None:
     """Verify MD5 and checksum claims against what was stored; returns the checksum to keep."""
     expected_md5 = decode_content_md5(integrity.content_md5)
@@ -109,13 +108,11 @@ def check_integrity(
     return Checksum(alg, base64.b64encode(digest).decode(), ChecksumType.FULL_OBJECT)
 
 
-def sealed_manifest(
-    stored: datapath.StoredBlob, seal: Seal | None, plan: ObjectEncryption
-) -> Manifest:
+def sealed_manifest(stored: StoredBlob, plan: ObjectEncryption) -> Manifest:
     """The manifest of a single-blob object."""
-    if seal is None:  # the benchmark baseline
+    if stored.sealing is None:  # the benchmark baseline
         return Manifest((Segment(stored.blob, stored.size),))
-    return Manifest((Segment(stored.blob, stored.size, sealing=seal.sealing),), encryption=plan)
+    return Manifest((Segment(stored.blob, stored.size, sealing=stored.sealing),), encryption=plan)
 
 
 def etag_of(md5: bytes) -> str:
@@ -124,70 +121,28 @@ def etag_of(md5: bytes) -> str:
 
 
 class Objects:
-    """Object operations over a metadata store and a site."""
+    """Object operations over a metadata store and the data path."""
 
     def __init__(
         self,
         store: MetadataStore,
-        placement: Placement,
         buckets: Buckets,
         clock: Clock,
         encryption: Encryption,
+        writer: DataWriter,
+        reader: DataReader,
     ) -> None:
         self._store = store
-        self._placement = placement
-        self._sites: Callable[[str], SiteBackend] = placement.backend
         self._buckets = buckets
         self._clock = clock
-        self.encryption = encryption
+        self._encryption = encryption
+        self._writer = writer
+        self._reader = reader
 
     @property
     def store(self) -> MetadataStore:
-        """The metadata store (for sibling services)."""
+        """The metadata store (the S3 face's bucket listing reads it)."""
         return self._store
-
-    async def target(self, bucket: Bucket) -> SiteBackend:
-        """Where a new blob of ``bucket`` goes, under its residency policy."""
-        return await self._placement.target(bucket)
-
-    def opener(
-        self, version: ObjectVersion, customer_key: CustomerKey | None
-    ) -> datapath.SegmentOpener:
-        """How to read the plaintext of ``version``'s segments."""
-        encryption = self.encryption
-
-        def open_segment(
-            site: SiteBackend, segment: Segment, start: int, end: int
-        ) -> AsyncIterator[bytes]:
-            return encryption.open_segment(
-                site,
-                segment,
-                start,
-                end,
-                tenant=version.owner,
-                bucket=version.bucket,
-                key=version.key,
-                encryption=version.encryption,
-                customer_key=customer_key,
-            )
-
-        return open_segment
-
-    def read(
-        self,
-        version: ObjectVersion,
-        byte_range: ByteRange | None,
-        customer_key: CustomerKey | None,
-    ) -> AsyncIterator[bytes]:
-        """The plaintext of a version (or a range of it), checking an SSE-C key first."""
-        self.encryption.check_read_key(version.encryption, customer_key)
-        return datapath.read(
-            self._sites, version.manifest, byte_range, self.opener(version, customer_key)
-        )
-
-    async def _discard(self, stored: datapath.StoredBlob) -> None:
-        site = self._sites(stored.blob.site)
-        await site.delete(stored.blob.blob_id)
 
     async def put(
         self,
@@ -204,7 +159,7 @@ class Objects:
         the data)."""
         owner = await self._buckets.get(principal, bucket)
         sse = sse or SseRequest()
-        plan = await self.encryption.plan(owner, sse)
+        plan = await self._encryption.plan(owner, sse)
         object_key = ObjectKey(key)
         decode_content_md5(integrity.content_md5)  # fail fast on a malformed header
         algorithms = [integrity.algorithm or DEFAULT_CHECKSUM]
@@ -216,15 +171,11 @@ class Objects:
         ):
             raise errors.PreconditionFailed(Condition="If-None-Match")
         version_id = new_id()
-        seal = await self.encryption.seal(
-            plan, owner.tenant, bucket, object_key, version_id, sse.customer_key
-        )
-        stored = await datapath.store(
-            await self.target(owner),
+        stored = await self._writer.write(
+            NewBlob(owner, object_key, version_id, plan, sse.customer_key),
             body,
             max_size=MAX_SINGLE_PUT,
             algorithms=algorithms,
-            seal=seal,
         )
         try:
             checksum = check_integrity(integrity, body, stored)
@@ -235,7 +186,7 @@ class Objects:
                 size=stored.size,
                 etag=etag_of(stored.md5),
                 last_modified=self._clock.now(),
-                manifest=sealed_manifest(stored, seal, plan),
+                manifest=sealed_manifest(stored, plan),
                 content_type=attrs.content_type or "binary/octet-stream",
                 system_meta=dict(attrs.system_meta),
                 user_meta=dict(attrs.user_meta),
@@ -245,7 +196,7 @@ class Objects:
             )
             await self._store.put_object(version, condition)
         except BaseException:
-            await self._discard(stored)
+            await self._writer.discard(stored.blob)
             raise
         return version
 
@@ -277,7 +228,7 @@ class Objects:
                 "Cannot specify both Range header and partNumber query parameter"
             )
         version = await self._current(principal, bucket, key)
-        self.encryption.check_read_key(version.encryption, customer_key)
+        self._encryption.check_read_key(version.encryption, customer_key)
         if preconditions is not None:
             check_read(preconditions, version.etag, version.last_modified)
         byte_range: ByteRange | None
@@ -285,7 +236,7 @@ class Objects:
             byte_range = self._part_range(version, part_number)
         else:
             byte_range = parse_range(range_header, version.size)
-        body = self.read(version, byte_range, customer_key) if with_body else None
+        body = self._reader.read(version, byte_range, customer_key) if with_body else None
         return ReadResult(version, byte_range, body, part_number)
 
     @staticmethod
@@ -346,7 +297,7 @@ class Objects:
         anew, under the encryption the request (or the target bucket) asks for."""
         sse = sse or SseRequest()
         src = await self._current(principal, *source)
-        self.encryption.check_read_key(src.encryption, source_key)
+        self._encryption.check_read_key(src.encryption, source_key)
         check_copy_source(source_conditions, src.etag, src.last_modified)
         dst_bucket = await self._buckets.get(principal, target[0])
         changes_encryption = sse.mode is not None or sse.customer_key is not None
@@ -361,19 +312,15 @@ class Objects:
                 "without changing the object's metadata, storage class, website redirect "
                 "location or encryption attributes."
             )
-        plan = await self.encryption.plan(dst_bucket, sse)
+        plan = await self._encryption.plan(dst_bucket, sse)
         version_id = new_id()
-        seal = await self.encryption.seal(
-            plan, dst_bucket.tenant, dst_bucket.name, target[1], version_id, sse.customer_key
-        )
-        body = body_from_stream(self.read(src, None, source_key), src.size)
+        body = body_from_stream(self._reader.read(src, None, source_key), src.size)
         alg = algorithm or (src.checksum.algorithm if src.checksum else DEFAULT_CHECKSUM)
-        stored = await datapath.store(
-            await self.target(dst_bucket),
+        stored = await self._writer.write(
+            NewBlob(dst_bucket, target[1], version_id, plan, sse.customer_key),
             body,
             max_size=MAX_SINGLE_PUT,
             algorithms=[alg],
-            seal=seal,
         )
         try:
             digest = stored.checksums[alg]
@@ -389,7 +336,7 @@ class Objects:
                 size=stored.size,
                 etag=etag_of(stored.md5),
                 last_modified=self._clock.now(),
-                manifest=sealed_manifest(stored, seal, plan),
+                manifest=sealed_manifest(stored, plan),
                 content_type=meta.content_type or "binary/octet-stream",
                 system_meta=dict(meta.system_meta),
                 user_meta=dict(meta.user_meta),
@@ -399,7 +346,7 @@ class Objects:
             )
             await self._store.put_object(version, condition)
         except BaseException:
-            await self._discard(stored)
+            await self._writer.discard(stored.blob)
             raise
         return src, version
 
@@ -438,5 +385,5 @@ class Objects:
         """GetObjectAttributes: the version whose attributes the face renders (an SSE-C
         object's attributes need its key, as its metadata does on S3)."""
         version = await self._current(principal, bucket, key)
-        self.encryption.check_read_key(version.encryption, customer_key)
+        self._encryption.check_read_key(version.encryption, customer_key)
         return version

@@ -3,8 +3,8 @@ use cases.
 
 Every gateway process keeps the registry (sites and regions, from the metadata store) fresh
 within ``refresh_seconds``, so a site added or drained through one process steers every
-other's placement shortly after. A write asks :meth:`Placement.target` for the backend of a
-new blob: a layout chosen under the bucket's region, or a refusal (PlacementImpossible) when
+other's placement shortly after. A write asks :meth:`Placement.target` for the layout of a
+new blob: sites chosen under the bucket's region, or a refusal (PlacementImpossible) when
 too few allowed sites are available — never a site outside the policy.
 """
 
@@ -35,7 +35,6 @@ from andromede.core.placement import (
     check_region_name,
     check_site_name,
     choose_sites,
-    layout_sites,
 )
 from andromede.ports import Clock, PlacementStore, ShardedFactory, SiteBackend
 
@@ -88,7 +87,7 @@ class Placement:
         self._sites: dict[str, Site] = {}
         self._regions: dict[str, Region] = {}
         self._backends: dict[str, SiteBackend] = {}
-        self._layouts: collections.OrderedDict[str, SiteBackend] = collections.OrderedDict()
+        self._layouts: collections.OrderedDict[Layout, SiteBackend] = collections.OrderedDict()
         self._failed: dict[str, float] = {}
         self._down: frozenset[str] = frozenset()
         self._reserve = reserve_bytes
@@ -169,21 +168,21 @@ class Placement:
         """Leave ``name`` out of new placements for a while (a write to it failed)."""
         self._failed[name] = time.monotonic()
 
-    def backend(self, text: str) -> SiteBackend:
-        """The backend for a BlobRef's ``site``: a site, or a layout over sites."""
-        layout = Layout.parse(text)
+    def backend(self, layout: Layout) -> SiteBackend:
+        """The backend for a blob's layout: its site's own, or one spread over its sites.
+        KeyError when a single copy's site is not registered."""
         if not layout.framed:
-            return self._backends[text]
-        found = self._layouts.get(text)
+            return self._backends[layout.sites[0]]
+        found = self._layouts.get(layout)
         if found is None:
             found = self._sharded(
                 layout, self._site_or_fail, self.unavailable, self._degraded, self.site_failed
             )
-            self._layouts[text] = found
+            self._layouts[layout] = found
             if len(self._layouts) > LAYOUT_CACHE:
                 self._layouts.popitem(last=False)
         else:
-            self._layouts.move_to_end(text)
+            self._layouts.move_to_end(layout)
         return found
 
     def _site_or_fail(self, name: str) -> SiteBackend:
@@ -192,11 +191,9 @@ class Placement:
             raise KeyError(name)
         return backend
 
-    def _degraded(self, text: str, blob_id: str) -> None:
+    def _degraded(self, blob: BlobRef) -> None:
         """A read went around a bad shard: queue the blob for repair (in the background)."""
-        task = asyncio.ensure_future(
-            self._store.queue_repairs([BlobRef(text, blob_id)], self._clock.now())
-        )
+        task = asyncio.ensure_future(self._store.queue_repairs([blob], self._clock.now()))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -223,15 +220,15 @@ class Placement:
         """What placement may use now."""
         return Candidates(self._sites, self.unavailable())
 
-    async def target(self, bucket: Bucket) -> SiteBackend:
-        """Where a new blob of ``bucket`` goes. PlacementImpossible when the policy cannot be
-        met with the sites available now."""
+    async def target(self, bucket: Bucket) -> Layout:
+        """Where a new blob of ``bucket`` goes (its backend: :meth:`backend`).
+        PlacementImpossible when the policy cannot be met with the sites available now."""
         await self.refresh()
         region = self.region_of(bucket)
         names = choose_sites(region, self.candidates())
         if region.redundancy.shards == 1:
-            return self.backend(names[0])
-        return self.backend(Layout(region.redundancy, names).encode())
+            return Layout.single(names[0])
+        return Layout(region.redundancy, names)
 
     # --- operator use cases -------------------------------------------------------------------
     async def add_site(
@@ -266,8 +263,8 @@ class Placement:
         require_operator(principal)
         await self.refresh(force=True)
         counts: dict[str, int] = collections.Counter()
-        for text, n in (await self._store.layout_counts()).items():
-            for name in layout_sites(text):
+        for layout, n in (await self._store.layout_counts()).items():
+            for name in layout.sites:
                 counts[name] += n
         progress = await self._store.site_progress()
         views = []

@@ -27,7 +27,6 @@ from andromede.core.placement import (
     SiteState,
     choose_replacement,
     layout_allowed,
-    layout_sites,
 )
 from andromede.ports import Clock, FullStore, ShardSet, SiteBackend
 from andromede.services.placement import Placement
@@ -72,12 +71,12 @@ class Repairs:
         self._saved: Counter[str] = Counter()
 
     # --- one blob -----------------------------------------------------------------------------
-    def _shards(self, text: str) -> ShardSet:
-        return cast(ShardSet, self._placement.backend(text))
+    def _shards(self, layout: Layout) -> ShardSet:
+        return cast(ShardSet, self._placement.backend(layout))
 
     async def health(self, ref: BlobRef) -> Health:
         """Check every shard of a framed blob: size, header, every frame's checksum."""
-        shards = self._shards(ref.site)
+        shards = self._shards(ref.layout)
         sizes = await shards.shard_sizes(ref.blob_id)
         known = Counter(s for s in sizes if s is not None)
         if not known:
@@ -121,7 +120,7 @@ class Repairs:
         """Make a blob whole: rebuild bad shards (and the shard on ``leave``, when draining)
         on allowed sites; move the metadata if a shard changed site. ``health``: the check
         the caller just made (the scrubber), so the shards are not read twice for it."""
-        layout = Layout.parse(ref.site)
+        layout = ref.layout
         if not layout.framed:
             return await self._move_single(ref, leave) if leave else Outcome.HEALTHY
         region = await self._region(ref)
@@ -152,15 +151,15 @@ class Repairs:
                 return Outcome.BLOCKED
         if not layout_allowed(region, target, self._placement.sites):
             return Outcome.BLOCKED
-        source = self._shards(ref.site)
+        source = self._shards(layout)
         rebuilt = await source.rebuild(
-            ref.blob_id, health.size, sorted(wanted), self._shards(target.encode())
+            ref.blob_id, health.size, sorted(wanted), self._shards(target)
         )
         self._counts["bytes_rebuilt"] += rebuilt
         if target == layout:
             return Outcome.REPAIRED
         moved = [i for i in range(len(layout.sites)) if layout.sites[i] != target.sites[i]]
-        new_ref = BlobRef(target.encode(), ref.blob_id)
+        new_ref = BlobRef(target, ref.blob_id)
         if not await self._store.relocate_blob(ref, new_ref):
             for index in moved:  # the object changed meanwhile: drop what was written
                 await self._delete_on(target.sites[index], ref.blob_id)
@@ -180,17 +179,16 @@ class Repairs:
         region = await self._region(ref)
         if region is None:
             return Outcome.VANISHED
-        layout = Layout.single(ref.site)
         try:
-            name = choose_replacement(region, self._placement.candidates(), layout, 0)
+            name = choose_replacement(region, self._placement.candidates(), ref.layout, 0)
         except errors.PlacementImpossible:
             return Outcome.BLOCKED
-        source = self._placement.site_backend(ref.site)
+        source = self._placement.site_backend(ref.layout.sites[0])
         target = self._placement.site_backend(name)
         size = await source.size(ref.blob_id)
         await _copy(source, target, ref.blob_id, size)
         self._counts["bytes_rebuilt"] += size
-        if not await self._store.relocate_blob(ref, BlobRef(name, ref.blob_id)):
+        if not await self._store.relocate_blob(ref, BlobRef(Layout.single(name), ref.blob_id)):
             await self._delete_on(name, ref.blob_id)
             return Outcome.VANISHED
         await self._delete_on(leave, ref.blob_id)
@@ -258,7 +256,7 @@ class Repairs:
     async def _remaining(self, site: str) -> int:
         """Live blobs with a shard on ``site``."""
         counts = await self._store.layout_counts()
-        return sum(n for text, n in counts.items() if site in layout_sites(text))
+        return sum(n for layout, n in counts.items() if site in layout.sites)
 
     async def drain_all(self) -> None:
         """Drain every draining site."""
@@ -272,22 +270,25 @@ class Repairs:
         most ``scrub_rate`` bytes a second; repairs what it finds. ``full``: one whole pass
         from the start, at full speed."""
         state = await self._store.get_job_state(SCRUB_STATE) or {}
-        after = BlobRef(state["site"], state["blob_id"]) if state.get("blob_id") else None
+        # The resume point is a blob id (the layout is the store's to write down).
+        state.pop("site", None)
+        after_id = "" if full else str(state.get("blob_id", ""))
         if full:
-            after, budget_s = None, float("inf")
+            budget_s = float("inf")
+        after: BlobRef | None = None
         deadline = time.monotonic() + budget_s
         start_bytes = self._counts["bytes_checked"]
         began = time.monotonic()
         while time.monotonic() < deadline:
-            page = await self._store.blobs_after(after, _PAGE)
+            page = await self._store.blobs_after(after, _PAGE, after_id=after_id)
             if not page:
                 state["passes"] = int(state.get("passes", 0)) + 1
                 state["last_pass_finished"] = self._clock.now().isoformat()
-                after = None
+                after, after_id = None, ""
                 break
             for ref in page:
                 after = ref
-                if Layout.parse(ref.site).framed:
+                if ref.layout.framed:
                     health = await self.health(ref)
                     state["checked"] = int(state.get("checked", 0)) + 1
                     if health.bad:
@@ -306,7 +307,7 @@ class Repairs:
                         await asyncio.sleep(ahead)
                 if time.monotonic() >= deadline:
                     break
-        state["site"], state["blob_id"] = (after.site, after.blob_id) if after else ("", "")
+        state["blob_id"] = after.blob_id if after else after_id
         state["bytes_checked"] = int(state.get("bytes_checked", 0)) + (
             self._counts["bytes_checked"] - start_bytes
         )
@@ -356,8 +357,8 @@ class Repairs:
         at_risk = 0
         for ref in queued:
             with contextlib.suppress(errors.AndromedeError, OSError, ValueError, KeyError):
-                layout = Layout.parse(ref.site)
-                shard = await self._placement.backend(ref.site).size(ref.blob_id)
+                layout = ref.layout
+                shard = await self._placement.backend(layout).size(ref.blob_id)
                 at_risk += shard * (layout.redundancy.k if layout.redundancy.erasure else 1)
         drains = await self._store.site_progress()
         return {

@@ -15,7 +15,7 @@ from typing import Any
 from andromede.auth.policy import authorize_bucket
 from andromede.core import errors
 from andromede.core.models import Principal
-from andromede.core.placement import ANY_JURISDICTION, Layout, Site
+from andromede.core.placement import ANY_JURISDICTION, Site
 from andromede.core.residency import REPORT_FORMAT, REPORT_KIND, canonical
 from andromede.ports import MetadataStore
 from andromede.services.placement import Placement
@@ -70,7 +70,7 @@ class Residency:
             for version in page:
                 segments = []
                 for segment in version.manifest.segments:
-                    layout = Layout.parse(segment.blob.site)
+                    layout = segment.blob.layout
                     shards = [
                         self._shard(index, name, sites.get(name))
                         for index, name in enumerate(layout.sites)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from andromede.core import envelope, errors
 from andromede.core.envelope import HEADER_SIZE, TAG_SIZE
 from andromede.crypto.envelope import AesGcmEnvelope
+from andromede.ports import PendingBlock
 
 C = envelope.MIN_CHUNK_SIZE  # small chunks: many of them, and several 1 MiB batches
 BIG = (5 << 20) // 2 + 3  # ~2.5 MiB: three batches of small chunks, through worker threads
@@ -35,11 +36,9 @@ class MemoryWriter:
         assert not self.committed
         self.data += data
 
-    async def write_from(
-        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
-    ) -> None:
-        pieces = produce()
-        assert sum(len(p) for p in pieces) == size
+    async def write_from(self, block: PendingBlock) -> None:
+        pieces = block.make()
+        assert sum(len(p) for p in pieces) == block.size
         for piece in pieces:
             await self.write(piece)
 
