@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from andromede.core.audit import AuditRecord
-from andromede.core.models import Principal, Tenant
+from andromede.core.models import BlobRef, Principal, Tenant
 from andromede.core.placement import (
     ANY_JURISDICTION,
     Layout,
@@ -32,6 +32,7 @@ from andromede.metadata.sql import SqlMetadataStore, open_store
 from andromede.ports import ShardSet, SiteBackend
 from andromede.services.body import body_from_bytes
 from andromede.services.buckets import Buckets
+from andromede.services.datapath import DataReader, DataWriter
 from andromede.services.encryption import Encryption
 from andromede.services.janitor import Janitor
 from andromede.services.keys import Keys
@@ -169,8 +170,9 @@ async def build_services(
         cache_seconds=kms_cache_seconds,
     )
     encryption = Encryption(keys, AesGcmEnvelope(), store, buckets)
-    objects = Objects(store, placement, buckets, clock, encryption)
-    multipart = Multipart(objects, placement.backend, clock)
+    writer, reader = DataWriter(placement, encryption), DataReader(placement, encryption)
+    objects = Objects(store, buckets, clock, encryption, writer, reader)
+    multipart = Multipart(store, objects, encryption, writer, reader, clock)
     repairs = Repairs(store, placement, clock, scrub_rate=SCRUB_RATE)
     janitor = Janitor(
         store,
@@ -218,7 +220,7 @@ def _build_placement(
         layout: Layout,
         lookup: Callable[[str], SiteBackend],
         unavailable: Callable[[], frozenset[str]],
-        degraded: Callable[[str, str], None],
+        degraded: Callable[[BlobRef], None],
         failed: Callable[[str], None],
     ) -> ShardSet:
         return ShardedBlobs(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from andromede.core import errors
 from andromede.dataplane.local import READ_BLOCK, check_blob_id
-from andromede.ports import Clock
+from andromede.ports import Clock, PendingBlock
 
 # A stored blob starts with this marker, as a local blob file starts with its header block:
 # damaging it is how a test makes a blob the site itself refuses to serve.
@@ -73,11 +73,9 @@ class MemoryBlobWriter:
         buffer += data
         self.touched = self._site.clock.now()
 
-    async def write_from(
-        self, produce: Callable[[], Sequence[bytes | memoryview]], size: int
-    ) -> None:
-        """Append what ``produce`` makes."""
-        for piece in produce():
+    async def write_from(self, block: PendingBlock) -> None:
+        """Append what ``block`` makes."""
+        for piece in block.make():
             await self.write(piece)
 
     async def commit(self) -> None:

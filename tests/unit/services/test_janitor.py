@@ -8,7 +8,6 @@ import datetime as dt
 import os
 
 from andromede.core.models import BlobRef
-from andromede.core.placement import layout_sites
 from andromede.services.body import body_from_bytes
 from andromede.services.multipart import CompletedPart
 from andromede.services.objects import Integrity, ObjectAttributes
@@ -174,7 +173,7 @@ async def test_shards_of_a_layout(cluster: ServiceStack) -> None:
     stack = cluster
     await stack.put("fr-ec-data", "k", b"sharded" * 1000)
     ref = await blob_of(stack, "fr-ec-data", "k")
-    holders = set(layout_sites(ref.site))
+    holders = set(ref.layout.sites)
     other = ({"fr-a", "fr-b", "fr-c", "fr-d", "be-a", "us-a"} - holders).pop()
     await stack.site(other).put(ref.blob_id, b"stale shard")  # e.g. left by a moved repair
     stack.clock.advance(TEMP_GRACE + SECOND)

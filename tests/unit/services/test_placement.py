@@ -12,7 +12,7 @@ import pytest
 from andromede.core import errors
 from andromede.core.conditions import Preconditions
 from andromede.core.models import ObjectVersion
-from andromede.core.placement import SiteState, layout_sites
+from andromede.core.placement import SiteState
 from andromede.services.body import body_from_bytes
 from andromede.services.multipart import CompletedPart
 from andromede.services.objects import Integrity, ObjectAttributes
@@ -32,7 +32,7 @@ async def version_of(stack: ServiceStack, bucket: str, key: str) -> ObjectVersio
 async def shard_sites(stack: ServiceStack, bucket: str, key: str) -> list[tuple[str, ...]]:
     """The sites of each segment's shards."""
     version = await version_of(stack, bucket, key)
-    return [layout_sites(s.blob.site) for s in version.manifest.segments]
+    return [list(s.blob.layout.sites) for s in version.manifest.segments]
 
 
 def holdings(stack: ServiceStack, names: set[str] | None = None) -> dict[str, set[str]]:

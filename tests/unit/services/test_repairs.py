@@ -12,7 +12,6 @@ import pytest
 
 from andromede.core import errors
 from andromede.core.models import BlobRef
-from andromede.core.placement import layout_sites
 from andromede.dataplane.shard_format import HEADER_SIZE
 from andromede.services.repair import Outcome
 from support.services import ALICE, OPERATOR, ServiceStack
@@ -68,7 +67,7 @@ async def test_scrub_finds_rot_truncation_and_loss_and_rebuilds_in_place(
     for bucket, kept in (("fr-data", replicas), ("coded", coded)):
         for n, key in enumerate(kept):
             ref = await ref_of(stack, bucket, key)
-            site = stack.site(layout_sites(ref.site)[n % 3])
+            site = stack.site(ref.layout.sites[n % 3])
             originals[site.name, ref.blob_id] = site.data(ref.blob_id)
             if n == 0:
                 site.flip(ref.blob_id, HEADER_SIZE + 1000)
@@ -113,7 +112,7 @@ async def test_a_lost_site_is_read_around_then_its_shards_move(fr: ServiceStack)
     on_fr_a = 0
     for bucket, kept in (("fr-data", replicas), ("coded", coded)):
         for key in kept:
-            on_fr_a += "fr-a" in layout_sites((await ref_of(stack, bucket, key)).site)
+            on_fr_a += "fr-a" in list((await ref_of(stack, bucket, key)).layout.sites)
     assert on_fr_a > 0
     await stack.set_offline("fr-a")
 
@@ -131,7 +130,7 @@ async def test_a_lost_site_is_read_around_then_its_shards_move(fr: ServiceStack)
     assert (await stack.repairs.status(OPERATOR))["degraded_blobs"] == 0
     for bucket, kept in (("fr-data", replicas), ("coded", coded)):
         for key in kept:
-            sites = layout_sites((await ref_of(stack, bucket, key)).site)
+            sites = list((await ref_of(stack, bucket, key)).layout.sites)
             assert "fr-a" not in sites, (bucket, key)
             assert set(sites) <= FR
             assert len(set(sites)) == len(sites)
@@ -146,7 +145,7 @@ async def test_no_allowed_site_free_blocks_the_repair(fr: ServiceStack) -> None:
     stack = fr
     await stack.put("coded", "k", b"x" * 5000)
     ref = await ref_of(stack, "coded", "k")
-    holders = layout_sites(ref.site)
+    holders = ref.layout.sites
     spare = (FR - set(holders)).pop()
     await stack.set_offline(holders[0])
     await stack.set_offline(spare)  # the one FR site that could take the shard
@@ -158,7 +157,7 @@ async def test_no_allowed_site_free_blocks_the_repair(fr: ServiceStack) -> None:
     assert stack.stored_blobs() == before  # never placed outside FR instead
     await stack.set_offline(spare, offline=False)
     assert await stack.repairs.repair(ref) is Outcome.MOVED
-    moved = layout_sites((await ref_of(stack, "coded", "k")).site)
+    moved = list((await ref_of(stack, "coded", "k")).layout.sites)
     assert set(moved) == (set(holders) - {holders[0]}) | {spare}
     assert await stack.get("coded", "k") == b"x" * 5000
 
@@ -168,7 +167,7 @@ async def test_too_few_fragments_left_is_lost_and_never_served(fr: ServiceStack)
     data = os.urandom(100_000)
     await stack.put("coded", "k", data)
     ref = await ref_of(stack, "coded", "k")
-    first, second, _ = layout_sites(ref.site)
+    first, second, _ = ref.layout.sites
     stack.site(first).lose(ref.blob_id)
     stack.site(second).flip(ref.blob_id, HEADER_SIZE + 10)
 
@@ -186,7 +185,7 @@ async def test_a_blob_whose_object_went_is_left_alone(fr: ServiceStack) -> None:
     stack = fr
     await stack.put("fr-data", "k", b"soon gone")
     ref = await ref_of(stack, "fr-data", "k")
-    stack.site(layout_sites(ref.site)[0]).lose(ref.blob_id)
+    stack.site(ref.layout.sites[0]).lose(ref.blob_id)
     await stack.objects.delete(ALICE, "fr-data", "k")
     before = stack.stored_blobs()
     assert await stack.repairs.repair(ref) is Outcome.VANISHED
