@@ -194,8 +194,10 @@ class Multipart:
             algorithms=algorithms,
         )
         try:
-            if integrity.algorithm is not None and integrity.algorithm is not algorithms[0]:
-                check_integrity(integrity, body, stored)
+            if integrity.algorithm is not algorithms[0]:
+                # A part sent with no checksum (or another one too) is kept under the upload's.
+                if integrity.algorithm is not None:
+                    check_integrity(integrity, body, stored)
                 integrity = Integrity(content_md5=integrity.content_md5, algorithm=algorithms[0])
             checksum = check_integrity(integrity, body, stored)
             part = Part(

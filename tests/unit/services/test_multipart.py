@@ -308,11 +308,6 @@ async def test_wrong_part_checksum_on_complete(stack: ServiceStack, bucket: str)
         )
 
 
-@pytest.mark.xfail(
-    raises=KeyError,
-    reason="bug: a part sent without a checksum to an upload created with a non-default "
-    "algorithm is checked against CRC64NVME, which was not computed (KeyError: a 500)",
-)
 async def test_a_part_without_a_checksum_gets_the_uploads_algorithm(
     stack: ServiceStack, bucket: str
 ) -> None:
