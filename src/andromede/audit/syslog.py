@@ -164,15 +164,7 @@ def read_batch(
         if gate is not None and pos.segment > gate.segment:
             return batch
         limit = gate.offset if gate is not None and pos.segment == gate.segment else None
-        later: int | None = None
-        if gate is not None:
-            sealed = pos.segment < gate.segment
-        else:
-            # Without a head, a segment is whole once a newer one exists: the writer seals a
-            # segment before it renames the next one into place. Look before reading.
-            if (directory / seg.segment_name(pos.segment + 1)).exists():
-                later = pos.segment + 1
-            sealed = later is not None
+        sealed, later = _sealed(directory, pos.segment, gate)
         try:
             whole = _read_segment(directory, pos, limit, after_seq, batch, max_lines, sealed)
         except FileNotFoundError:  # removed by retention under our feet
@@ -184,6 +176,17 @@ def read_batch(
             if later is None:
                 return batch
         batch.end = Position(later, 0)
+
+
+def _sealed(directory: Path, segment: int, gate: seg.Head | None) -> tuple[bool, int | None]:
+    """Whether ``segment`` is whole, and the next segment's number when already seen."""
+    if gate is not None:
+        return segment < gate.segment, None
+    # Without a head, a segment is whole once a newer one exists: the writer seals a segment
+    # before it renames the next one into place. Look before reading.
+    if (directory / seg.segment_name(segment + 1)).exists():
+        return True, segment + 1
+    return False, None
 
 
 def _next_segment(directory: Path, number: int) -> int | None:

@@ -15,7 +15,7 @@ import collections
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 
 from andromede.core import errors
 from andromede.core.models import BlobRef
@@ -84,6 +84,14 @@ class ShardedBlobs:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         return errors.ShardsUnavailable(f"Site {name} could not store a shard ({reason}).")
 
+    @contextlib.contextmanager
+    def _writing_to(self, name: str) -> Iterator[None]:
+        """A site's write failure becomes the client's error (and the site is noted failed)."""
+        try:
+            yield
+        except (OSError, errors.StorageFull) as exc:
+            raise self._write_error(name, exc) from exc
+
     # --- writing ------------------------------------------------------------------------------
     async def create(self, blob_id: str) -> BlobWriter:
         """Start a blob: one shard writer per site, each with its header written."""
@@ -91,12 +99,10 @@ class ShardedBlobs:
         writers: list[BlobWriter] = []
         try:
             for index, name in enumerate(self.layout.sites):
-                try:
+                with self._writing_to(name):
                     writer = await self._sites(name).create(blob_id)
                     writers.append(writer)
                     await writer.write(codec.header(index))
-                except (OSError, errors.StorageFull) as exc:
-                    raise self._write_error(name, exc) from exc
         except BaseException:
             for writer in writers:
                 await writer.abort()
@@ -361,25 +367,19 @@ class ShardedBlobs:
         try:
             for index in indices:
                 name = target.layout.sites[index]
-                try:
+                with self._writing_to(name):
                     writer = await self._sites(name).create(blob_id)
                     writers.append((index, name, writer))
                     await writer.write(codec.header(index))
-                except (OSError, errors.StorageFull) as exc:
-                    raise self._write_error(name, exc) from exc
             if count:
                 async for frames in self._rebuilt_frames(blob_id, count, indices, codec, header):
                     for index, name, writer in writers:
-                        try:
+                        with self._writing_to(name):
                             await writer.write(frames[index])
-                        except (OSError, errors.StorageFull) as exc:
-                            raise self._write_error(name, exc) from exc
                         written += len(frames[index])
             for _, name, writer in writers:
-                try:
+                with self._writing_to(name):
                     await writer.commit()
-                except (OSError, errors.StorageFull) as exc:
-                    raise self._write_error(name, exc) from exc
         except BaseException:
             for _, _, writer in writers:
                 await writer.abort()

@@ -198,7 +198,8 @@ def resolve(
     return _resolve_object(method, query, headers)
 
 
-def _resolve_bucket(method: str, query: Container[str]) -> Endpoint | None:
+# A dispatch table: one return per HTTP method.
+def _resolve_bucket(method: str, query: Container[str]) -> Endpoint | None:  # noqa: PLR0911
     if method == "GET":
         found = _first(_BUCKET_GET, query)
         if found is not None:
@@ -216,7 +217,8 @@ def _resolve_bucket(method: str, query: Container[str]) -> Endpoint | None:
     return None
 
 
-def _resolve_object(
+# A dispatch table: one return per HTTP method.
+def _resolve_object(  # noqa: PLR0911
     method: str, query: Container[str], headers: Mapping[str, str]
 ) -> Endpoint | None:
     if method == "GET":

@@ -429,13 +429,18 @@ class Multipart:
                 return None
             combined = combine_crc(alg, [(d, p.size) for d, p in zip(digests, parts, strict=True)])
             value = base64.b64encode(combined).decode()
+        checksum = Checksum(alg, value, kind)
         if full_checksum is not None:
-            claimed_alg, claimed = full_checksum
-            if claimed_alg is not alg:
-                raise errors.InvalidRequest("The checksum algorithm does not match the upload's.")
-            if kind is ChecksumType.FULL_OBJECT:
-                if decode_b64_checksum(alg, claimed) != base64.b64decode(value):
-                    raise errors.ChecksumMismatch()
-            elif claimed.split("-")[0] != value.split("-")[0]:
-                raise errors.ChecksumMismatch()
-        return Checksum(alg, value, kind)
+            _check_claimed(checksum, *full_checksum)
+        return checksum
+
+
+def _check_claimed(checksum: Checksum, claimed_alg: ChecksumAlgorithm, claimed: str) -> None:
+    """The object checksum a CompleteMultipartUpload claims must be the one computed."""
+    if claimed_alg is not checksum.algorithm:
+        raise errors.InvalidRequest("The checksum algorithm does not match the upload's.")
+    if checksum.type is ChecksumType.FULL_OBJECT:
+        if decode_b64_checksum(claimed_alg, claimed) != base64.b64decode(checksum.value):
+            raise errors.ChecksumMismatch()
+    elif claimed.split("-", maxsplit=1)[0] != checksum.value.split("-")[0]:
+        raise errors.ChecksumMismatch()
