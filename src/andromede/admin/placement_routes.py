@@ -7,16 +7,17 @@ own tenant's. Route function names give the audit trail its operation names
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from andromede.admin.app import API_VERSION, Caller
+from andromede.admin.deps import API_VERSION, Caller, ServicesDep
 from andromede.core.placement import Region, Site
 from andromede.core.repair import DrainProgress, RepairTotals, ScrubState
-from andromede.services.container import Services
 from andromede.services.placement import SiteView
 from andromede.services.repair import RepairStatus
 from andromede.services.residency import report_document
+
+router = APIRouter()
 
 
 class SiteIn(BaseModel):
@@ -143,70 +144,62 @@ def _region(region: Region) -> RegionOut:
     )
 
 
-def register_placement_routes(app: FastAPI, services: Services) -> None:
-    """Add the placement routes to the admin app."""
-    placement = services.placement
-
-    @app.post(f"/{API_VERSION}/sites", response_model=SiteOut, status_code=201)
-    async def add_site(body: SiteIn, caller: Caller) -> SiteOut:
-        site = await placement.add_site(
-            caller, body.name, body.jurisdiction, body.failure_domain, body.provider, body.path
-        )
-        return _site(site)
-
-    @app.get(f"/{API_VERSION}/sites", response_model=list[SiteOut])
-    async def list_sites(caller: Caller) -> list[SiteOut]:
-        return [_site(v.site, v) for v in await placement.list_sites(caller)]
-
-    @app.post(f"/{API_VERSION}/sites/{{name}}/drain", response_model=SiteOut)
-    async def drain_site(name: str, caller: Caller) -> SiteOut:
-        return _site(await placement.drain_site(caller, name))
-
-    @app.delete(f"/{API_VERSION}/sites/{{name}}", status_code=204)
-    async def remove_site(name: str, caller: Caller) -> Response:
-        await placement.remove_site(caller, name)
-        return Response(status_code=204)
-
-    @app.post(f"/{API_VERSION}/regions", response_model=RegionOut, status_code=201)
-    async def add_region(body: RegionIn, caller: Caller) -> RegionOut:
-        region = await placement.add_region(
-            caller, body.name, body.jurisdictions, body.redundancy, body.min_failure_domains
-        )
-        return _region(region)
-
-    @app.get(f"/{API_VERSION}/regions", response_model=list[RegionOut])
-    async def list_regions(caller: Caller) -> list[RegionOut]:
-        return [_region(r) for r in await placement.list_regions(caller)]
-
-    @app.get(f"/{API_VERSION}/repair")
-    async def repair_status(caller: Caller) -> dict[str, object]:
-        return _repair_status(await services.repairs.status(caller))
-
-    @app.post(f"/{API_VERSION}/repair/run")
-    async def run_repair(caller: Caller) -> dict[str, object]:
-        """Run one round now (queued repairs, drains, a full scrub pass) and return the
-        status afterwards."""
-        await services.repairs.run_now(caller)
-        return _repair_status(await services.repairs.status(caller))
-
-    @app.get(f"/{API_VERSION}/residency/public-key")
-    async def residency_public_key(caller: Caller) -> Response:
-        del caller
-        return Response(services.residency.public_pem, media_type="application/x-pem-file")
-
-    @app.get(f"/{API_VERSION}/residency/{{bucket}}")
-    async def residency_report(bucket: str, caller: Caller) -> dict[str, object]:
-        return report_document(await services.residency.report(caller, bucket))
-
-    _ = (
-        add_site,
-        list_sites,
-        drain_site,
-        remove_site,
-        add_region,
-        list_regions,
-        repair_status,
-        run_repair,
-        residency_public_key,
-        residency_report,
+@router.post(f"/{API_VERSION}/sites", response_model=SiteOut, status_code=201)
+async def add_site(body: SiteIn, caller: Caller, services: ServicesDep) -> SiteOut:
+    site = await services.placement.add_site(
+        caller, body.name, body.jurisdiction, body.failure_domain, body.provider, body.path
     )
+    return _site(site)
+
+
+@router.get(f"/{API_VERSION}/sites", response_model=list[SiteOut])
+async def list_sites(caller: Caller, services: ServicesDep) -> list[SiteOut]:
+    return [_site(v.site, v) for v in await services.placement.list_sites(caller)]
+
+
+@router.post(f"/{API_VERSION}/sites/{{name}}/drain", response_model=SiteOut)
+async def drain_site(name: str, caller: Caller, services: ServicesDep) -> SiteOut:
+    return _site(await services.placement.drain_site(caller, name))
+
+
+@router.delete(f"/{API_VERSION}/sites/{{name}}", status_code=204)
+async def remove_site(name: str, caller: Caller, services: ServicesDep) -> Response:
+    await services.placement.remove_site(caller, name)
+    return Response(status_code=204)
+
+
+@router.post(f"/{API_VERSION}/regions", response_model=RegionOut, status_code=201)
+async def add_region(body: RegionIn, caller: Caller, services: ServicesDep) -> RegionOut:
+    region = await services.placement.add_region(
+        caller, body.name, body.jurisdictions, body.redundancy, body.min_failure_domains
+    )
+    return _region(region)
+
+
+@router.get(f"/{API_VERSION}/regions", response_model=list[RegionOut])
+async def list_regions(caller: Caller, services: ServicesDep) -> list[RegionOut]:
+    return [_region(r) for r in await services.placement.list_regions(caller)]
+
+
+@router.get(f"/{API_VERSION}/repair")
+async def repair_status(caller: Caller, services: ServicesDep) -> dict[str, object]:
+    return _repair_status(await services.repairs.status(caller))
+
+
+@router.post(f"/{API_VERSION}/repair/run")
+async def run_repair(caller: Caller, services: ServicesDep) -> dict[str, object]:
+    """Run one round now (queued repairs, drains, a full scrub pass) and return the
+    status afterwards."""
+    await services.repairs.run_now(caller)
+    return _repair_status(await services.repairs.status(caller))
+
+
+@router.get(f"/{API_VERSION}/residency/public-key")
+async def residency_public_key(caller: Caller, services: ServicesDep) -> Response:
+    del caller
+    return Response(services.residency.public_pem, media_type="application/x-pem-file")
+
+
+@router.get(f"/{API_VERSION}/residency/{{bucket}}")
+async def residency_report(bucket: str, caller: Caller, services: ServicesDep) -> dict[str, object]:
+    return report_document(await services.residency.report(caller, bucket))
