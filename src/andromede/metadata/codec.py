@@ -14,9 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import replace
-from typing import Any, TypeVar
-
-from sqlalchemy import Row
+from typing import TypeVar
 
 from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
@@ -50,6 +48,7 @@ from andromede.core.repair import (
     RepairTotals,
     ScrubState,
 )
+from andromede.metadata.engines import Row
 from andromede.metadata.schema import to_millis
 
 T = TypeVar("T")
@@ -130,7 +129,7 @@ def _unquote(etag: str) -> str:
     return etag.strip('"')
 
 
-def access_key_values(key: AccessKey) -> dict[str, Any]:
+def access_key_values(key: AccessKey) -> dict[str, object]:
     """Column values of an access key."""
     return {
         "access_key_id": key.access_key_id,
@@ -142,7 +141,7 @@ def access_key_values(key: AccessKey) -> dict[str, Any]:
     }
 
 
-def access_key(row: Row[Any]) -> AccessKey:
+def access_key(row: Row) -> AccessKey:
     """An ``access_keys`` row as a model."""
     return AccessKey(
         row.access_key_id,
@@ -154,7 +153,7 @@ def access_key(row: Row[Any]) -> AccessKey:
     )
 
 
-def bucket_values(bucket: Bucket) -> dict[str, Any]:
+def bucket_values(bucket: Bucket) -> dict[str, object]:
     """Column values of a bucket."""
     return {
         "name": bucket.name,
@@ -172,13 +171,13 @@ def dump_bucket_encryption(config: BucketEncryption | None) -> str | None:
     return _dump({"m": config.mode.value, "k": config.kms_key_id, "bk": config.bucket_key_enabled})
 
 
-def bucket(row: Row[Any]) -> Bucket:
+def bucket(row: Row) -> Bucket:
     """A ``buckets`` row as a model."""
     encryption = None if row.encryption is None else _bucket_encryption(row.encryption)
     return Bucket(row.name, row.tenant, row.created, row.location, encryption)
 
 
-def object_values(version: ObjectVersion) -> dict[str, Any]:
+def object_values(version: ObjectVersion) -> dict[str, object]:
     """Column values of an object version."""
     return {
         "bucket": version.bucket,
@@ -198,7 +197,7 @@ def object_values(version: ObjectVersion) -> dict[str, Any]:
     }
 
 
-def object_version(row: Row[Any]) -> ObjectVersion:
+def object_version(row: Row) -> ObjectVersion:
     """An ``objects`` row as a model."""
     return ObjectVersion(
         bucket=row.bucket,
@@ -218,7 +217,7 @@ def object_version(row: Row[Any]) -> ObjectVersion:
     )
 
 
-def object_summary(row: Row[Any]) -> ObjectSummary:
+def object_summary(row: Row) -> ObjectSummary:
     """A listing row (object columns plus the bucket's ``tenant``) as a summary."""
     checksum = load_checksum(row.checksum)
     return ObjectSummary(
@@ -233,7 +232,7 @@ def object_summary(row: Row[Any]) -> ObjectSummary:
     )
 
 
-def upload_values(upload: MultipartUpload) -> dict[str, Any]:
+def upload_values(upload: MultipartUpload) -> dict[str, object]:
     """Column values of a multipart upload."""
     return {
         "upload_id": upload.upload_id,
@@ -252,7 +251,7 @@ def upload_values(upload: MultipartUpload) -> dict[str, Any]:
     }
 
 
-def upload(row: Row[Any]) -> MultipartUpload:
+def upload(row: Row) -> MultipartUpload:
     """An ``uploads`` row as a model."""
     return MultipartUpload(
         upload_id=row.upload_id,
@@ -273,7 +272,7 @@ def upload(row: Row[Any]) -> MultipartUpload:
     )
 
 
-def part_values(part: Part) -> dict[str, Any]:
+def part_values(part: Part) -> dict[str, object]:
     """Column values of a part."""
     return {
         "upload_id": part.upload_id,
@@ -288,7 +287,7 @@ def part_values(part: Part) -> dict[str, Any]:
     }
 
 
-def part(row: Row[Any]) -> Part:
+def part(row: Row) -> Part:
     """A ``parts`` row as a model."""
     return Part(
         upload_id=row.upload_id,
@@ -302,7 +301,7 @@ def part(row: Row[Any]) -> Part:
     )
 
 
-def kms_key_values(key: KmsKey) -> dict[str, Any]:
+def kms_key_values(key: KmsKey) -> dict[str, object]:
     """Column values of a key-encryption key (``created`` and ``deletion_date`` are truncated
     by their column type; the timestamps inside the JSON columns here)."""
     versions = [replace(v, created=_utc_millis(v.created)) for v in key.versions]
@@ -327,7 +326,7 @@ def kms_key_values(key: KmsKey) -> dict[str, Any]:
     }
 
 
-def kms_key(row: Row[Any]) -> KmsKey:
+def kms_key(row: Row) -> KmsKey:
     """A ``kms_keys`` row as a model."""
     return KmsKey(
         key_id=row.key_id,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,7 +26,7 @@ from andromede.core.placement import (
 from andromede.core.repair import DrainProgress, RepairTotals, ScrubState
 from andromede.metadata import codec, references
 from andromede.metadata import schema as t
-from andromede.metadata.engines import Transactions, all_rows, first, insert_if_absent
+from andromede.metadata.engines import Row, Transactions, all_rows, first, insert_if_absent
 
 __all__ = ["PlacementMixin"]
 
@@ -36,7 +35,7 @@ SCRUB = "scrub"
 REPAIR = "repair"
 
 
-def _site(row: sa.Row[Any]) -> Site:
+def _site(row: Row) -> Site:
     return Site(
         row.name,
         row.jurisdiction,
@@ -47,7 +46,7 @@ def _site(row: sa.Row[Any]) -> Site:
     )
 
 
-def _region(row: sa.Row[Any]) -> Region:
+def _region(row: Row) -> Region:
     return Region(
         row.name,
         frozenset(row.jurisdictions.split(",")),
@@ -289,7 +288,7 @@ class PlacementMixin:
         for blob in references.unique(blobs):
             values = {"site": blob.site, "blob_id": blob.blob_id, "queued": now}
 
-            async def op(conn: AsyncConnection, values: dict[str, Any] = values) -> None:
+            async def op(conn: AsyncConnection, values: dict[str, object] = values) -> None:
                 await insert_if_absent(conn, r, values, [r.c.site, r.c.blob_id])
 
             await self._tx.write(op)
