@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -32,7 +32,7 @@ router = APIRouter()
 class AuditPage(BaseModel):
     """One page of records, oldest first."""
 
-    records: list[dict[str, Any]] = Field(
+    records: list[dict[str, object]] = Field(
         description=(
             "Records as the trail stores them (see docs/audit.md), each with its 'seq': "
             "type, time, face, operation, request_id, tenant, principal {kind, "
