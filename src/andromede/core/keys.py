@@ -163,9 +163,9 @@ class Sealing:
     wrapped_dek: bytes
     kek: KekRef | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """Serialisable form (binary fields base64)."""
-        out: dict[str, Any] = {
+        out: dict[str, object] = {
             "f": self.envelope,
             "cs": self.chunk_size,
             "ctx": self.context,
@@ -198,9 +198,9 @@ class ObjectEncryption:
     customer_key_hmac: bytes | None = None
     customer_key_salt: bytes | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """Serialisable form."""
-        out: dict[str, Any] = {"m": self.mode.value}
+        out: dict[str, object] = {"m": self.mode.value}
         if self.key_id is not None:
             out["k"] = self.key_id
         if self.customer_key_hmac is not None and self.customer_key_salt is not None:
