@@ -230,7 +230,6 @@ class Repairs:
         after every page (``site list`` and ``repair status`` show it while it runs)."""
         moved = failed = 0
         blocked: set[str] = set()
-        remaining = await self._remaining(site)
         after: BlobRef | None = None
         while True:
             page = await self._store.blobs_after(after, _PAGE, site=site)
