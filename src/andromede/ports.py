@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from andromede.core.audit import AuditQuery, AuditRecord
 from andromede.core.keys import BucketEncryption, KmsKey, Sealing
@@ -24,6 +24,7 @@ from andromede.core.models import (
     WriteCondition,
 )
 from andromede.core.placement import Layout, Region, Site, SiteState
+from andromede.core.repair import DrainProgress, RepairTotals, ScrubState
 
 
 class Clock(Protocol):
@@ -244,17 +245,17 @@ class PlacementStore(Protocol):
         """Every site, by name."""
         ...
 
-    async def site_progress(self) -> dict[str, dict[str, Any]]:
+    async def site_progress(self) -> dict[str, DrainProgress]:
         """Drain progress by site name."""
         ...
 
     async def set_site_state(
-        self, name: str, state: SiteState, progress: dict[str, Any] | None = None
+        self, name: str, state: SiteState, progress: DrainProgress | None = None
     ) -> None:
         """Change a site's state (and its drain progress). NoSuchSite."""
         ...
 
-    async def set_site_progress(self, name: str, progress: dict[str, Any]) -> None:
+    async def set_site_progress(self, name: str, progress: DrainProgress) -> None:
         """Record drain progress."""
         ...
 
@@ -317,18 +318,20 @@ class PlacementStore(Protocol):
         """Drop blobs from the repair queue."""
         ...
 
-    async def set_job_state(self, name: str, value: dict[str, Any]) -> None:
-        """Store a background job's state document."""
+    async def set_scrub_state(self, state: ScrubState) -> None:
+        """Store where the scrubber stands."""
         ...
 
-    async def add_to_job_state(
-        self, name: str, deltas: dict[str, int], values: dict[str, Any]
-    ) -> None:
-        """Add to a job state's counters and set other fields, atomically."""
+    async def scrub_state(self) -> ScrubState | None:
+        """Where the scrubber stands; None before its first run."""
         ...
 
-    async def get_job_state(self, name: str) -> dict[str, Any] | None:
-        """A job's state document, or None."""
+    async def add_repair_totals(self, done: RepairTotals) -> None:
+        """Add one process's repairs to the totals, atomically (several processes report)."""
+        ...
+
+    async def repair_totals(self) -> RepairTotals | None:
+        """What every process's repairs have done; None before any reported."""
         ...
 
 

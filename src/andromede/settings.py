@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -201,10 +202,10 @@ class Settings(BaseSettings):
 class _TomlSource(PydanticBaseSettingsSource):
     """Reads the file named by ``ANDROMEDE_CONFIG_FILE`` (or ``config_file``), if any."""
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[object, str, bool]:
         return None, field_name, False
 
-    def __call__(self) -> dict[str, Any]:
+    def __call__(self) -> dict[str, object]:
         path = os.environ.get("ANDROMEDE_CONFIG_FILE")
         if not path:
             return {}
@@ -267,6 +268,8 @@ def _did_you_mean(name: str, candidates: list[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+# Untyped values: pydantic checks each against its field. Only the values given are passed, so
+# that the fields not given still come from the environment and the file.
 def load_settings(**overrides: Any) -> Settings:
     """Build settings; ``overrides`` are command-line values that win over everything."""
     clean = {k: v for k, v in overrides.items() if v is not None}

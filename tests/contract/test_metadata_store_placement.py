@@ -11,6 +11,13 @@ import pytest
 from andromede.core import errors
 from andromede.core.models import BlobRef, Manifest, ObjectVersion, Segment
 from andromede.core.placement import Layout, Redundancy, Region, Site, SiteState
+from andromede.core.repair import (
+    DrainProgress,
+    DrainState,
+    OutcomeCounts,
+    RepairTotals,
+    ScrubState,
+)
 from andromede.metadata.sql import SqlMetadataStore
 from support.metadata import LATER, T0, garbage, part, upload
 
@@ -36,13 +43,15 @@ async def test_sites_and_regions(store: SqlMetadataStore) -> None:
         await store.create_site(site("fr-a", "/elsewhere"), T0)
     with pytest.raises(errors.SiteAlreadyExists):  # two sites on one directory
         await store.create_site(site("fr-z", "/srv/fr-a"), T0)
-    await store.set_site_state("fr-b", SiteState.DRAINING, {"moved": 0})
+    await store.set_site_state("fr-b", SiteState.DRAINING, DrainProgress.queued())
     assert [(s.name, s.state) for s in await store.list_sites()] == [
         ("fr-a", SiteState.ACTIVE),
         ("fr-b", SiteState.DRAINING),
     ]
-    await store.set_site_progress("fr-b", {"moved": 3})
-    assert await store.site_progress() == {"fr-b": {"moved": 3}}
+    assert await store.site_progress() == {"fr-b": DrainProgress.queued()}
+    progress = DrainProgress(DrainState.BLOCKED, 3, ("photos",), 1, 2, T0)
+    await store.set_site_progress("fr-b", progress)
+    assert await store.site_progress() == {"fr-b": progress}
     with pytest.raises(errors.NoSuchSite):
         await store.set_site_state("nope", SiteState.DRAINING)
     region = Region("fr-only", frozenset({"FR", "BE"}), Redundancy.parse("ec:4+2"), 3)
@@ -124,12 +133,17 @@ async def test_repair_queue_and_job_state(store: SqlMetadataStore) -> None:
     assert await store.queued_repairs(2) == refs[:2]
     await store.forget_repairs(refs[:2])
     assert await store.queued_repairs(10) == refs[2:]
-    assert await store.get_job_state("scrub") is None
-    await store.set_job_state("scrub", {"checked": 1})
-    await store.set_job_state("scrub", {"checked": 2})
-    assert await store.get_job_state("scrub") == {"checked": 2}
-    await store.add_to_job_state("repair", {"moved": 2, "lost": 0}, {"updated": "t1"})
+    assert await store.scrub_state() is None
+    await store.set_scrub_state(ScrubState(checked=1))
+    scrub = ScrubState("b2", 1, T0, 2, 1, 4096, OutcomeCounts(repaired=1))
+    await store.set_scrub_state(scrub)
+    assert await store.scrub_state() == scrub
+    assert await store.repair_totals() is None
+    await store.add_repair_totals(RepairTotals(10, OutcomeCounts(moved=2), T0))
     await asyncio.gather(
-        *(store.add_to_job_state("repair", {"moved": 1}, {"updated": "t2"}) for _ in range(5))
+        *(
+            store.add_repair_totals(RepairTotals(1, OutcomeCounts(moved=1, lost=1), LATER))
+            for _ in range(5)
+        )
     )
-    assert await store.get_job_state("repair") == {"moved": 7, "lost": 0, "updated": "t2"}
+    assert await store.repair_totals() == RepairTotals(15, OutcomeCounts(moved=7, lost=5), LATER)

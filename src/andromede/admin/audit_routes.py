@@ -10,28 +10,29 @@ import dataclasses
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from andromede.admin.app import API_VERSION, Caller
+from andromede.admin.deps import API_VERSION, Caller, ServicesDep
 from andromede.core import errors
 from andromede.core.audit import AuditQuery, parse_time
 from andromede.core.models import Principal
 from andromede.services.audit import MAX_LIMIT, AuditLog
-from andromede.services.container import Services
 
 DEFAULT_LIMIT: Final = 100
 EXPORT_PAGE: Final = MAX_LIMIT
 NDJSON: Final = "application/x-ndjson"
 
+router = APIRouter()
+
 
 class AuditPage(BaseModel):
     """One page of records, oldest first."""
 
-    records: list[dict[str, Any]] = Field(
+    records: list[dict[str, object]] = Field(
         description=(
             "Records as the trail stores them (see docs/audit.md), each with its 'seq': "
             "type, time, face, operation, request_id, tenant, principal {kind, "
@@ -113,7 +114,7 @@ def _filters(
     return _Filters(tenant, since, until, bucket, principal, operation, outcome)
 
 
-# Module level for the same reason as ``Caller`` in admin/app.py.
+# Module level for the same reason as ``Caller`` in admin/deps.py.
 Filters = Annotated[_Filters, Depends(_filters)]
 
 
@@ -150,41 +151,42 @@ def _seq(record: dict[str, object]) -> int:
     return seq
 
 
-def register_audit_routes(app: FastAPI, services: Services) -> None:
-    """Add the ``/v1/audit/...`` routes to the admin app."""
+@router.get(f"/{API_VERSION}/audit/records", response_model=AuditPage)
+async def query_audit_records(
+    caller: Caller,
+    services: ServicesDep,
+    filters: Filters,
+    after_seq: AfterSeq = 0,
+    limit: Limit = DEFAULT_LIMIT,
+) -> AuditPage:
+    """Records matching every filter given, oldest first, at most ``limit``."""
+    records = await services.audit.query(caller, filters.query(after_seq, limit))
+    more = len(records) == limit
+    return AuditPage(records=records, next_after_seq=_seq(records[-1]) if more else None)
 
-    @app.get(f"/{API_VERSION}/audit/records", response_model=AuditPage)
-    async def query_audit_records(
-        caller: Caller, filters: Filters, after_seq: AfterSeq = 0, limit: Limit = DEFAULT_LIMIT
-    ) -> AuditPage:
-        """Records matching every filter given, oldest first, at most ``limit``."""
-        records = await services.audit.query(caller, filters.query(after_seq, limit))
-        more = len(records) == limit
-        return AuditPage(records=records, next_after_seq=_seq(records[-1]) if more else None)
 
-    @app.get(
-        f"/{API_VERSION}/audit/export",
-        response_class=StreamingResponse,
-        responses={200: {"content": {NDJSON: {}}, "description": "One record per line"}},
-    )
-    async def export_audit_records(
-        caller: Caller, filters: Filters, after_seq: AfterSeq = 0
-    ) -> StreamingResponse:
-        """Every matching record as JSON Lines, oldest first. Without ``until``, the export
-        stops at requests that started after it did, so that it ends on a busy server."""
-        query = filters.query(after_seq, EXPORT_PAGE, until_default=dt.datetime.now(dt.UTC))
-        # The first page is read before the response starts: a refused query gets its error.
-        first = await services.audit.query(caller, query)
-        return StreamingResponse(_export(services.audit, caller, query, first), media_type=NDJSON)
+@router.get(
+    f"/{API_VERSION}/audit/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {NDJSON: {}}, "description": "One record per line"}},
+)
+async def export_audit_records(
+    caller: Caller, services: ServicesDep, filters: Filters, after_seq: AfterSeq = 0
+) -> StreamingResponse:
+    """Every matching record as JSON Lines, oldest first. Without ``until``, the export
+    stops at requests that started after it did, so that it ends on a busy server."""
+    query = filters.query(after_seq, EXPORT_PAGE, until_default=dt.datetime.now(dt.UTC))
+    # The first page is read before the response starts: a refused query gets its error.
+    first = await services.audit.query(caller, query)
+    return StreamingResponse(_export(services.audit, caller, query, first), media_type=NDJSON)
 
-    @app.get(
-        f"/{API_VERSION}/audit/public-key",
-        response_class=PlainTextResponse,
-        responses={200: {"content": {"text/plain": {}}, "description": "PEM"}},
-    )
-    async def get_audit_public_key(caller: Caller) -> PlainTextResponse:
-        """The Ed25519 public key (PEM) that verifies the trail's checkpoints."""
-        del caller  # any authenticated caller
-        return PlainTextResponse(services.audit.public_key().decode("ascii"))
 
-    _ = (query_audit_records, export_audit_records, get_audit_public_key)
+@router.get(
+    f"/{API_VERSION}/audit/public-key",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "PEM"}},
+)
+async def get_audit_public_key(caller: Caller, services: ServicesDep) -> PlainTextResponse:
+    """The Ed25519 public key (PEM) that verifies the trail's checkpoints."""
+    del caller  # any authenticated caller
+    return PlainTextResponse(services.audit.public_key().decode("ascii"))

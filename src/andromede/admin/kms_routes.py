@@ -13,10 +13,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import FastAPI, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from andromede.admin.app import API_VERSION, Caller
+from andromede.admin.deps import API_VERSION, Caller, services_of
 from andromede.core.keys import (
     DEFAULT_KEY_ALIAS,
     MAX_DELETION_DAYS,
@@ -25,10 +25,12 @@ from andromede.core.keys import (
     KmsKey,
     RewrapProgress,
 )
-from andromede.services.container import Services
+from andromede.services.keys import Keys
 
 KEYS = f"/{API_VERSION}/kms/keys"
 KEY = KEYS + "/{key_id}"
+
+router = APIRouter()
 
 
 class KmsKeyIn(BaseModel):
@@ -158,7 +160,7 @@ def kms_key_out(key: KmsKey, region: str) -> KmsKeyOut:
     )
 
 
-# Module level for the same reason as ``Caller`` in admin/app.py.
+# Module level for the same reason as ``Caller`` in admin/deps.py.
 KeyId = Annotated[str, Path(description="The key's id (a UUID)")]
 TenantFilter = Annotated[
     str | None,
@@ -166,72 +168,70 @@ TenantFilter = Annotated[
 ]
 
 
-def register_kms_routes(app: FastAPI, services: Services) -> None:
-    """Add the ``/v1/kms/keys...`` routes to the admin app."""
-    keys = services.keys
+def _keys(request: Request) -> Keys:
+    return services_of(request).keys
 
-    def out(key: KmsKey) -> KmsKeyOut:
-        return kms_key_out(key, keys.region)
 
-    @app.get(KEYS, response_model=list[KmsKeyOut], responses=_ERRORS)
-    async def list_kms_keys(caller: Caller, tenant: TenantFilter = None) -> list[KmsKeyOut]:
-        """Keys of one tenant (the caller's own when the caller is not an operator)."""
-        return [out(k) for k in await keys.list(caller, tenant)]
+KeysDep = Annotated[Keys, Depends(_keys)]
 
-    @app.post(KEYS, response_model=KmsKeyOut, status_code=201, responses=_ERRORS)
-    async def create_kms_key(caller: Caller, body: KmsKeyIn | None = None) -> KmsKeyOut:
-        """A new key, Enabled, at version 1."""
-        body = body or KmsKeyIn()
-        return out(await keys.create(caller, body.tenant, body.description))
 
-    @app.get(KEY, response_model=KmsKeyOut, responses=_ERRORS)
-    async def describe_kms_key(caller: Caller, key_id: KeyId) -> KmsKeyOut:
-        """One key."""
-        return out(await keys.describe(caller, key_id))
+@router.get(KEYS, response_model=list[KmsKeyOut], responses=_ERRORS)
+async def list_kms_keys(
+    caller: Caller, keys: KeysDep, tenant: TenantFilter = None
+) -> list[KmsKeyOut]:
+    """Keys of one tenant (the caller's own when the caller is not an operator)."""
+    return [kms_key_out(k, keys.region) for k in await keys.list(caller, tenant)]
 
-    @app.post(KEY + "/rotate", response_model=KmsKeyOut, responses=_ERRORS)
-    async def rotate_kms_key(caller: Caller, key_id: KeyId) -> KmsKeyOut:
-        """New material (the next version) for new data keys; the existing data keys are
-        re-wrapped under it in the background (see ``rewrap``)."""
-        return out(await keys.rotate(caller, key_id))
 
-    @app.post(KEY + "/disable", response_model=KmsKeyOut, responses=_ERRORS)
-    async def disable_kms_key(caller: Caller, key_id: KeyId) -> KmsKeyOut:
-        """Refuse every read and write of data under the key until it is enabled again."""
-        return out(await keys.disable(caller, key_id))
+@router.post(KEYS, response_model=KmsKeyOut, status_code=201, responses=_ERRORS)
+async def create_kms_key(caller: Caller, keys: KeysDep, body: KmsKeyIn | None = None) -> KmsKeyOut:
+    """A new key, Enabled, at version 1."""
+    body = body or KmsKeyIn()
+    return kms_key_out(await keys.create(caller, body.tenant, body.description), keys.region)
 
-    @app.post(KEY + "/enable", response_model=KmsKeyOut, responses=_ERRORS)
-    async def enable_kms_key(caller: Caller, key_id: KeyId) -> KmsKeyOut:
-        """Make a disabled key usable again."""
-        return out(await keys.enable(caller, key_id))
 
-    @app.post(KEY + "/schedule-deletion", response_model=KmsKeyOut, responses=_ERRORS)
-    async def schedule_kms_key_deletion(
-        caller: Caller, key_id: KeyId, body: DeletionIn | None = None
-    ) -> KmsKeyOut:
-        """Make the key unusable now, and destroy it after the waiting period."""
-        days = (body or DeletionIn()).days
-        return out(await keys.schedule_deletion(caller, key_id, days))
+@router.get(KEY, response_model=KmsKeyOut, responses=_ERRORS)
+async def describe_kms_key(caller: Caller, keys: KeysDep, key_id: KeyId) -> KmsKeyOut:
+    """One key."""
+    return kms_key_out(await keys.describe(caller, key_id), keys.region)
 
-    @app.post(KEY + "/cancel-deletion", response_model=KmsKeyOut, responses=_ERRORS)
-    async def cancel_kms_key_deletion(caller: Caller, key_id: KeyId) -> KmsKeyOut:
-        """Keep a key pending deletion after all."""
-        return out(await keys.cancel_deletion(caller, key_id))
 
-    @app.post(KEY + "/destroy", response_model=KmsKeyOut, responses=_ERRORS)
-    async def destroy_kms_key(caller: Caller, key_id: KeyId) -> KmsKeyOut:
-        """Destroy a key pending deletion now: its material is erased and every object under
-        it becomes unreadable, irreversibly (crypto-shredding)."""
-        return out(await keys.destroy(caller, key_id))
+@router.post(KEY + "/rotate", response_model=KmsKeyOut, responses=_ERRORS)
+async def rotate_kms_key(caller: Caller, keys: KeysDep, key_id: KeyId) -> KmsKeyOut:
+    """New material (the next version) for new data keys; the existing data keys are
+    re-wrapped under it in the background (see ``rewrap``)."""
+    return kms_key_out(await keys.rotate(caller, key_id), keys.region)
 
-    _ = (
-        list_kms_keys,
-        create_kms_key,
-        describe_kms_key,
-        rotate_kms_key,
-        disable_kms_key,
-        enable_kms_key,
-        schedule_kms_key_deletion,
-        cancel_kms_key_deletion,
-        destroy_kms_key,
-    )
+
+@router.post(KEY + "/disable", response_model=KmsKeyOut, responses=_ERRORS)
+async def disable_kms_key(caller: Caller, keys: KeysDep, key_id: KeyId) -> KmsKeyOut:
+    """Refuse every read and write of data under the key until it is enabled again."""
+    return kms_key_out(await keys.disable(caller, key_id), keys.region)
+
+
+@router.post(KEY + "/enable", response_model=KmsKeyOut, responses=_ERRORS)
+async def enable_kms_key(caller: Caller, keys: KeysDep, key_id: KeyId) -> KmsKeyOut:
+    """Make a disabled key usable again."""
+    return kms_key_out(await keys.enable(caller, key_id), keys.region)
+
+
+@router.post(KEY + "/schedule-deletion", response_model=KmsKeyOut, responses=_ERRORS)
+async def schedule_kms_key_deletion(
+    caller: Caller, keys: KeysDep, key_id: KeyId, body: DeletionIn | None = None
+) -> KmsKeyOut:
+    """Make the key unusable now, and destroy it after the waiting period."""
+    days = (body or DeletionIn()).days
+    return kms_key_out(await keys.schedule_deletion(caller, key_id, days), keys.region)
+
+
+@router.post(KEY + "/cancel-deletion", response_model=KmsKeyOut, responses=_ERRORS)
+async def cancel_kms_key_deletion(caller: Caller, keys: KeysDep, key_id: KeyId) -> KmsKeyOut:
+    """Keep a key pending deletion after all."""
+    return kms_key_out(await keys.cancel_deletion(caller, key_id), keys.region)
+
+
+@router.post(KEY + "/destroy", response_model=KmsKeyOut, responses=_ERRORS)
+async def destroy_kms_key(caller: Caller, keys: KeysDep, key_id: KeyId) -> KmsKeyOut:
+    """Destroy a key pending deletion now: its material is erased and every object under
+    it becomes unreadable, irreversibly (crypto-shredding)."""
+    return kms_key_out(await keys.destroy(caller, key_id), keys.region)

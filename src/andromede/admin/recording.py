@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-from typing import Any, Final
+from typing import Final
 
+from andromede import asgi
+from andromede.asgi import App, Message, Receive, Scope, Send
 from andromede.core import audit, errors
 from andromede.core.audit import RequestTrace
 from andromede.ports import AuditSink
@@ -21,7 +23,7 @@ from andromede.ports import AuditSink
 ERROR_HEADER: Final = b"x-andromede-error-code"
 
 
-def operation_name(scope: dict[str, Any]) -> str:
+def operation_name(scope: Scope) -> str:
     """``admin:CreateTenant`` for the endpoint function ``create_tenant``."""
     endpoint = scope.get("endpoint")
     name = getattr(endpoint, "__name__", "")
@@ -33,18 +35,18 @@ def operation_name(scope: dict[str, Any]) -> str:
 class AuditedApp:
     """Wraps the admin ASGI app so that no response leaves unrecorded."""
 
-    def __init__(self, app: Any, sink: AuditSink) -> None:
+    def __init__(self, app: App, sink: AuditSink) -> None:
         self.app = app
         self.sink = sink
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry (http)."""
         trace = audit.arriving(
             "admin",
             secrets.token_hex(8).upper(),
-            scope.get("headers", ()),
-            scope.get("query_string", b""),
-            scope.get("client"),
+            asgi.headers(scope),
+            asgi.raw(scope, "query_string"),
+            asgi.client(scope),
             dt.datetime.now(dt.UTC),
         )
         if not self.sink.healthy():
@@ -61,24 +63,24 @@ class _Recorder:
     """The ``send`` callable handed to the admin app."""
 
     def __init__(
-        self, sink: AuditSink, trace: RequestTrace, scope: Any, receive: Any, send: Any
+        self, sink: AuditSink, trace: RequestTrace, scope: Scope, receive: Receive, send: Send
     ) -> None:
         self.sink, self.trace, self.scope, self.send = sink, trace, scope, send
         self.receive = receive
         self.dropped = False
 
-    async def __call__(self, message: dict[str, Any]) -> None:
+    async def __call__(self, message: Message) -> None:
         if self.dropped:
             return
         if message["type"] != "http.response.start":
             await self.send(message)
             return
-        headers = list(message.get("headers", []))
+        headers = asgi.headers(message)
         code = next((v.decode("latin-1") for k, v in headers if k == ERROR_HEADER), None)
         length = next((int(v) for k, v in headers if k == b"content-length"), 0)
         self.trace.operation = operation_name(self.scope)
         self.trace.bytes_in = int(_header(self.scope, b"content-length") or 0)
-        record = audit.record_of(self.trace, int(message["status"]), code, length)
+        record = audit.record_of(self.trace, asgi.integer(message, "status"), code, length)
         try:
             await self.sink.record(record)
         except errors.AuditUnavailable:
@@ -90,14 +92,14 @@ class _Recorder:
         await self.send({**message, "headers": headers})
 
 
-def _header(scope: Any, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", ()):
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in asgi.headers(scope):
         if key == name:
-            return bytes(value)
+            return value
     return None
 
 
-async def _unavailable(send: Any, request_id: str) -> None:
+async def _unavailable(send: Send, request_id: str) -> None:
     body = json.dumps(
         {"code": "ServiceUnavailable", "message": errors.AuditUnavailable.default_message}
     ).encode()

@@ -20,6 +20,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -45,12 +46,12 @@ def now_text() -> str:
     return format_time(dt.datetime.now(dt.UTC))
 
 
-def dumps(value: Any) -> str:
+def dumps(value: object) -> str:
     """Compact, ASCII-only JSON: a line can never hold a raw newline or control byte."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
 
 
-def canonical(value: Any) -> bytes:
+def canonical(value: object) -> bytes:
     """Canonical bytes of a JSON value (sorted keys), for signatures."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True, sort_keys=True).encode()
 
@@ -73,7 +74,7 @@ def key_id(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
-def checkpoint_message(entry: dict[str, Any]) -> bytes:
+def checkpoint_message(entry: Mapping[str, object]) -> bytes:
     """What a checkpoint's signature covers: every field but ``sig``, canonically, with a
     context prefix so that the key signs nothing else by accident. ``prev`` is the chain head:
     the signature vouches for every entry before the checkpoint."""
@@ -106,7 +107,7 @@ def checkpoint_line(
 ) -> bytes:
     """A signed checkpoint entry. ``prev`` is the hash of the entry before it (the chain head
     it vouches for), so ``seq - 1`` entries are covered."""
-    entry: dict[str, Any] = {
+    entry: dict[str, object] = {
         "seq": seq,
         "prev": prev,
         "type": CHECKPOINT,
@@ -131,7 +132,7 @@ def segment_line(seq: int, prev: str, segment: int, time: str) -> bytes:
     return entry_line(seq, prev, body)
 
 
-def checkpoint_signature_ok(entry: dict[str, Any], public: Ed25519PublicKey) -> bool:
+def checkpoint_signature_ok(entry: Mapping[str, object], public: Ed25519PublicKey) -> bool:
     """True when a checkpoint entry's signature verifies under ``public``."""
     sig = entry.get("sig")
     if not isinstance(sig, str):

@@ -67,7 +67,7 @@ def sd_value(value: str) -> str:
     return clean.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
 
 
-def severity(entry: Mapping[str, Any] | None) -> int:
+def severity(entry: Mapping[str, object] | None) -> int:
     """Notice for a failed or denied request (or an event reporting an error), else
     informational; an unreadable line is a notice too."""
     if entry is None:

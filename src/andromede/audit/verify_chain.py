@@ -8,7 +8,7 @@ fits); a step back is an insertion when the chain goes on around the extra entry
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from andromede.audit import format as fmt
 from andromede.audit import verify_report as vr
@@ -16,7 +16,15 @@ from andromede.audit.verify_read import Entry, Spot, Stream
 from andromede.audit.verify_report import Finding
 
 
-def at(spot: Spot) -> dict[str, Any]:
+class Where(TypedDict):
+    """Where a :class:`Finding` is, as its keyword arguments."""
+
+    segment: str
+    line: int
+    offset: int
+
+
+def at(spot: Spot) -> Where:
     """A spot as :class:`Finding` keyword arguments."""
     return {"segment": spot.file, "line": spot.line, "offset": spot.offset}
 

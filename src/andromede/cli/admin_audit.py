@@ -8,13 +8,22 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import IO, Annotated, Any, Final
+from typing import IO, Annotated, Final
 
 import typer
 from rich.table import Table
 
 from andromede.cli.client import AdminClient, AdminError
-from andromede.cli.common import AsJson, DataDir, Endpoint, connect, console, err_console, fail
+from andromede.cli.common import (
+    AsJson,
+    DataDir,
+    Endpoint,
+    connect,
+    console,
+    err_console,
+    fail,
+    obj,
+)
 
 audit_admin_app = typer.Typer(
     help="Read the audit trail: query, export as JSON Lines, the checkpoint signing key.",
@@ -85,12 +94,12 @@ def _params(
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _principal(record: dict[str, Any]) -> str:
-    principal = record.get("principal") or {}
+def _principal(record: dict[str, object]) -> str:
+    principal = obj(record.get("principal"))
     return str(principal.get("access_key_id") or principal.get("kind") or "")
 
 
-def _cell(record: dict[str, Any], column: str) -> str:
+def _cell(record: dict[str, object], column: str) -> str:
     if column == "principal":
         return _principal(record)
     if column == "status":

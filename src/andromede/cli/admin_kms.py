@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 from urllib.parse import quote
 
 import typer
@@ -21,6 +21,8 @@ from andromede.cli.common import (
     console,
     err_console,
     fail,
+    obj,
+    objects,
 )
 
 kms_app = typer.Typer(
@@ -49,7 +51,7 @@ def _key_path(key_id: str, action: str = "") -> str:
     return f"{path}/{action}" if action else path
 
 
-def _rewrap(progress: dict[str, Any]) -> str:
+def _rewrap(progress: dict[str, object]) -> str:
     """``re-wrap to v3: 120 of 400 data keys examined``."""
     line = (
         f"re-wrap to v{progress['target_version']}: "
@@ -60,13 +62,13 @@ def _rewrap(progress: dict[str, Any]) -> str:
     return f"{line}, running since {progress.get('started') or '?'}"
 
 
-def _show(key: dict[str, Any], as_json: bool) -> None:
+def _show(key: dict[str, object], as_json: bool) -> None:
     """One key: JSON as the API returns it, or its fields one per line."""
     if as_json:
         sys.stdout.write(json.dumps(key, indent=2) + "\n")
         return
-    versions = ", ".join(f"v{v['number']} {v['created']}" for v in key["versions"])
-    fields: list[tuple[str, Any]] = [
+    versions = ", ".join(f"v{v['number']} {v['created']}" for v in objects(key["versions"]))
+    fields: list[tuple[str, object]] = [
         ("key_id", key["key_id"]),
         ("arn", key["arn"]),
         ("tenant", key["tenant"]),
@@ -86,11 +88,11 @@ def _show(key: dict[str, Any], as_json: bool) -> None:
         if value not in (None, ""):
             table.add_row(name, str(value))
     if key.get("rewrap"):
-        table.add_row("rewrap", _rewrap(key["rewrap"]))
+        table.add_row("rewrap", _rewrap(obj(key["rewrap"])))
     console.print(table, highlight=False)
 
 
-def _cell(key: dict[str, Any], column: str) -> str:
+def _cell(key: dict[str, object], column: str) -> str:
     if column in _DATES:  # the day is enough in a table; describe shows the time
         value = key.get(_DATES[column])
         return str(value)[:10] if value else ""
@@ -98,7 +100,7 @@ def _cell(key: dict[str, Any], column: str) -> str:
     return "" if value is None else str(value)
 
 
-def _show_list(keys: list[dict[str, Any]], as_json: bool) -> None:
+def _show_list(keys: list[dict[str, object]], as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(keys, indent=2) + "\n")
         return
@@ -125,7 +127,7 @@ def create(
     json_out: AsJson = False,
 ) -> None:
     """Create a key, Enabled, at version 1."""
-    body: dict[str, Any] = {"description": description}
+    body: dict[str, object] = {"description": description}
     if tenant is not None:
         body["tenant"] = tenant
     _show(call(endpoint, data_dir, "POST", KEYS, body), json_out)

@@ -10,7 +10,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 from urllib.parse import quote
 
 import typer
@@ -18,7 +18,19 @@ from rich import box
 from rich.table import Table
 
 from andromede.cli.client import AdminError
-from andromede.cli.common import AsJson, DataDir, Endpoint, call, connect, console, fail
+from andromede.cli.common import (
+    AsJson,
+    DataDir,
+    Endpoint,
+    call,
+    connect,
+    console,
+    count,
+    fail,
+    integer,
+    obj,
+    texts,
+)
 
 site_app = typer.Typer(
     help="Sites: places data can live (a directory on the server's hosts).", no_args_is_help=True
@@ -68,32 +80,32 @@ def human_size(size: int | None) -> str:
     return f"{size} B" if unit == 0 else f"{value:.1f} {_UNITS[unit]}"
 
 
-def _dump(data: Any) -> None:
+def _dump(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
-def _drain(progress: dict[str, Any] | None) -> str:
+def _drain(progress: dict[str, object] | None) -> str:
     """``blocked: 0 moved, 2 left, by bk1`` (buckets whose policy leaves no other site)."""
     if not progress:
         return ""
     parts = [f"{progress[k]} {word}" for k, word in _DRAIN_COUNTS if k in progress]
     if progress.get("failed"):
         parts.append(f"{progress['failed']} failed")
-    blocked = progress.get("blocked") or []
+    blocked = texts(progress.get("blocked"))
     if blocked:
         parts.append(f"by {','.join(blocked)}")
     state = str(progress.get("state", "?"))
     return f"{state}: {', '.join(parts)}" if parts else state
 
 
-def _site_cell(site: dict[str, Any], column: str) -> str:
+def _site_cell(site: dict[str, object], column: str) -> str:
     if column == "available":
         value = site.get("available")
         return "" if value is None else ("yes" if value else "no")
     if column in ("used", "free"):
-        return human_size(site.get(f"{column}_bytes"))
+        return human_size(integer(site.get(f"{column}_bytes")))
     if column == "drain":  # the state and what is left; ``repair status`` says more
-        drain = site.get("drain") or {}
+        drain = obj(site.get("drain"))
         left = drain.get("remaining")
         state = str(drain.get("state", ""))
         return f"{state}, {left} left" if left else state
@@ -101,7 +113,7 @@ def _site_cell(site: dict[str, Any], column: str) -> str:
     return "" if value is None else str(value)
 
 
-def _show_sites(sites: list[dict[str, Any]], as_json: bool) -> None:
+def _show_sites(sites: list[dict[str, object]], as_json: bool) -> None:
     if as_json:
         _dump(sites)
         return
@@ -117,7 +129,7 @@ def _show_sites(sites: list[dict[str, Any]], as_json: bool) -> None:
     console.print(table, highlight=False)
 
 
-def _show_regions(regions: list[dict[str, Any]], as_json: bool) -> None:
+def _show_regions(regions: list[dict[str, object]], as_json: bool) -> None:
     if as_json:
         _dump(regions)
         return
@@ -125,8 +137,9 @@ def _show_regions(regions: list[dict[str, Any]], as_json: bool) -> None:
     for column in _REGION_COLUMNS:
         table.add_column(column, no_wrap=True)
     for region in regions:
-        cells = [region["name"], ",".join(region["jurisdictions"]), region["redundancy"]]
-        table.add_row(*cells, str(region["min_failure_domains"]))
+        cells = [region.get("name"), ",".join(texts(region.get("jurisdictions")))]
+        cells += [region.get("redundancy"), region.get("min_failure_domains")]
+        table.add_row(*("" if c is None else str(c) for c in cells))
     console.print(table, highlight=False)
 
 
@@ -254,17 +267,17 @@ def region_list(
 
 
 # --- repair -----------------------------------------------------------------------------------
-def _scrub(scrub: dict[str, Any]) -> str:
+def _scrub(scrub: dict[str, object]) -> str:
     """``3 passes, last finished T; 6 blobs checked (63.4 KiB), 0 bad``."""
     if not scrub:
         return "not run yet"
-    passes = int(scrub.get("passes", 0))
+    passes = count(scrub.get("passes"))
     line = f"{passes} pass{'es' if passes != 1 else ''}"
     if scrub.get("last_pass_finished"):
         line += f", last finished {scrub['last_pass_finished']}"
     line += (
         f"; {scrub.get('checked', 0)} blobs checked "
-        f"({human_size(int(scrub.get('bytes_checked', 0)))}), "
+        f"({human_size(count(scrub.get('bytes_checked')))}), "
         f"{scrub.get('found_bad', 0)} bad, {scrub.get('repaired', 0)} repaired"
     )
     if scrub.get("blob_id"):
@@ -272,18 +285,18 @@ def _scrub(scrub: dict[str, Any]) -> str:
     return line
 
 
-def _rebuilt(repair: dict[str, Any]) -> str:
+def _rebuilt(repair: dict[str, object]) -> str:
     if not repair:
         return "nothing yet"
     line = (
-        f"{human_size(int(repair.get('bytes_rebuilt', 0)))} "
+        f"{human_size(count(repair.get('bytes_rebuilt')))} "
         f"({repair.get('repaired', 0)} blobs repaired in place, {repair.get('moved', 0)} moved, "
         f"{repair.get('blocked', 0)} blocked, {repair.get('lost', 0)} lost)"
     )
     return f"{line}, as of {repair['updated']}" if repair.get("updated") else line
 
 
-def _show_repair(status: dict[str, Any], as_json: bool) -> None:
+def _show_repair(status: dict[str, object], as_json: bool) -> None:
     if as_json:
         _dump(status)
         return
@@ -291,14 +304,14 @@ def _show_repair(status: dict[str, Any], as_json: bool) -> None:
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     table.add_row("degraded blobs", str(status.get("degraded_blobs", 0)))
-    table.add_row("bytes at risk", human_size(int(status.get("bytes_at_risk", 0))))
-    table.add_row("scrub", _scrub(status.get("scrub") or {}))
-    table.add_row("rebuilt", _rebuilt(status.get("repair") or {}))
-    drains = status.get("drains") or {}
+    table.add_row("bytes at risk", human_size(count(status.get("bytes_at_risk"))))
+    table.add_row("scrub", _scrub(obj(status.get("scrub"))))
+    table.add_row("rebuilt", _rebuilt(obj(status.get("repair"))))
+    drains = obj(status.get("drains"))
     if not drains:
         table.add_row("drains", "none")
     for site, progress in sorted(drains.items()):
-        table.add_row(f"drain {site}", _drain(progress))
+        table.add_row(f"drain {site}", _drain(obj(progress)))
     console.print(table, highlight=False)
 
 

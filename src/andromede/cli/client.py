@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ class AdminClient:
         self,
         method: str,
         path: str,
-        body: dict[str, Any] | None = None,
+        body: Mapping[str, object] | None = None,
         params: dict[str, str] | None = None,
     ) -> Any:
         """Send a signed request; returns the decoded JSON (None for 204)."""
@@ -107,7 +107,7 @@ class AdminClient:
         return url, dict(aws_request.headers.items())
 
 
-def _error(status: int, payload: Any) -> AdminError:
+def _error(status: int, payload: object) -> AdminError:
     # Domain errors carry code and message; FastAPI's own (422) carry only detail.
     if not isinstance(payload, dict):
         payload = {}

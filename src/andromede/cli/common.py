@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -39,7 +40,7 @@ def call(
     data_dir: Path | None,
     method: str,
     path: str,
-    body: dict[str, Any] | None = None,
+    body: Mapping[str, object] | None = None,
     params: dict[str, str] | None = None,
 ) -> Any:
     """One admin API call; an error response ends the command with status 1."""
@@ -48,3 +49,34 @@ def call(
         return client.request(method, path, body, params)
     except AdminError as exc:
         fail(exc)
+
+
+# --- reading the API's JSON answers ----------------------------------------------------------
+# Display code reads the server's answers leniently: a field missing, or of another type than
+# the API documents, shows as empty (or zero) instead of failing the command.
+JsonObject = dict[str, object]
+
+
+def obj(value: object) -> JsonObject:
+    """``value`` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def objects(value: object) -> list[JsonObject]:
+    """The JSON objects of the list ``value`` (nothing if it is no list)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def integer(value: object) -> int | None:
+    """``value`` if it is an integer (JSON's true and false are not)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def count(value: object) -> int:
+    """``value`` if it is an integer, else 0."""
+    return integer(value) or 0
+
+
+def texts(value: object) -> list[str]:
+    """The items of the list ``value`` as text (nothing if it is no list)."""
+    return [str(v) for v in value] if isinstance(value, list) else []

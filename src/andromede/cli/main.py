@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -15,7 +15,16 @@ from andromede.cli.admin_audit import audit_admin_app
 from andromede.cli.admin_kms import kms_app
 from andromede.cli.admin_placement import region_app, repair_app, residency_admin_app, site_app
 from andromede.cli.audit import audit_app
-from andromede.cli.common import AsJson, DataDir, Endpoint, call, console, err_console
+from andromede.cli.common import (
+    AsJson,
+    DataDir,
+    Endpoint,
+    call,
+    console,
+    err_console,
+    obj,
+    objects,
+)
 from andromede.cli.residency import residency_app
 
 app = typer.Typer(help="Andromède, a sovereign S3 object store.", no_args_is_help=True)
@@ -57,11 +66,11 @@ def serve(
         raise typer.Exit(2) from exc
 
 
-def _output(data: Any, as_json: bool, columns: list[str]) -> None:
+def _output(data: object, as_json: bool, columns: list[str]) -> None:
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
         return
-    rows = data if isinstance(data, list) else [data]
+    rows = objects(data) if isinstance(data, list) else [obj(data)]
     table = Table(*columns)
     for row in rows:
         table.add_row(*(str(row.get(c, "")) for c in columns))

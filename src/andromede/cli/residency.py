@@ -16,7 +16,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Final, NoReturn
+from typing import Annotated, Any, Final, NoReturn, TypedDict
 from urllib.parse import quote
 
 import typer
@@ -201,7 +201,21 @@ def _check(
         _stop("a report's objects are not in the expected form")
 
 
-def _summary(doc: dict[str, Any]) -> dict[str, Any]:
+class Summary(TypedDict):
+    """What a report says, as ``verify`` shows it (and adds to its --json output)."""
+
+    bucket: object
+    tenant: object
+    region: object
+    jurisdictions: list[str]
+    redundancy: object
+    generated: object
+    objects: int
+    totals: dict[str, dict[str, object]]
+    within_policy: object
+
+
+def _summary(doc: dict[str, Any]) -> Summary:
     """What the report says, in a shape that holds even for a malformed one."""
     region = doc.get("region")
     region = region if isinstance(region, dict) else {}
@@ -224,9 +238,7 @@ def _summary(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _show(
-    path: Path, summary: dict[str, Any], problems: list[str], diff: Differences | None
-) -> None:
+def _show(path: Path, summary: Summary, problems: list[str], diff: Differences | None) -> None:
     if problems:
         verdict = "[red]NOT VALID[/red]"
     elif diff is not None and not diff.matches:
@@ -298,7 +310,7 @@ def verify(
     summary = _summary(doc)
     valid = not problems and (diff is None or diff.matches)
     if json_out:
-        out: dict[str, Any] = {"report": str(report), "valid": valid, "problems": problems}
+        out: dict[str, object] = {"report": str(report), "valid": valid, "problems": problems}
         out.update(summary)
         if diff is not None:
             out["check"] = {"matches": diff.matches, **asdict(diff)}

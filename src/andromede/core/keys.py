@@ -13,7 +13,7 @@ import base64
 import datetime as dt
 import re
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -52,15 +52,6 @@ class KeyVersion:
     handle: str
     created: dt.datetime
 
-    def to_json(self) -> dict[str, Any]:
-        """Serialisable form."""
-        return {"n": self.number, "h": self.handle, "c": self.created.isoformat()}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> KeyVersion:
-        """Inverse of :meth:`to_json`."""
-        return cls(int(data["n"]), str(data["h"]), dt.datetime.fromisoformat(data["c"]))
-
 
 @dataclass(frozen=True)
 class RewrapProgress:
@@ -72,33 +63,6 @@ class RewrapProgress:
     done: bool = False
     started: dt.datetime | None = None
     finished: dt.datetime | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """Serialisable form."""
-        return {
-            "target_version": self.target_version,
-            "scanned": self.scanned,
-            "rewrapped": self.rewrapped,
-            "done": self.done,
-            "started": self.started.isoformat() if self.started else None,
-            "finished": self.finished.isoformat() if self.finished else None,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RewrapProgress:
-        """Inverse of :meth:`to_json`."""
-
-        def when(v: Any) -> dt.datetime | None:
-            return dt.datetime.fromisoformat(v) if v else None
-
-        return cls(
-            int(data["target_version"]),
-            int(data.get("scanned", 0)),
-            int(data.get("rewrapped", 0)),
-            bool(data.get("done", False)),
-            when(data.get("started")),
-            when(data.get("finished")),
-        )
 
 
 @dataclass(frozen=True)
@@ -176,11 +140,6 @@ def deletion_date(now: dt.datetime, days: int) -> dt.datetime:
     return now + dt.timedelta(days=days)
 
 
-def with_state(key: KmsKey, state: KeyState, **changes: Any) -> KmsKey:
-    """A copy of ``key`` in ``state``."""
-    return replace(key, state=state, **changes)
-
-
 @dataclass(frozen=True)
 class KekRef:
     """Which KEK (and version) wraps a DEK."""
@@ -204,9 +163,9 @@ class Sealing:
     wrapped_dek: bytes
     kek: KekRef | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """Serialisable form (binary fields base64)."""
-        out: dict[str, Any] = {
+        out: dict[str, object] = {
             "f": self.envelope,
             "cs": self.chunk_size,
             "ctx": self.context,
@@ -239,9 +198,9 @@ class ObjectEncryption:
     customer_key_hmac: bytes | None = None
     customer_key_salt: bytes | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """Serialisable form."""
-        out: dict[str, Any] = {"m": self.mode.value}
+        out: dict[str, object] = {"m": self.mode.value}
         if self.key_id is not None:
             out["k"] = self.key_id
         if self.customer_key_hmac is not None and self.customer_key_salt is not None:
@@ -287,15 +246,6 @@ class BucketEncryption:
     mode: EncryptionMode  # SSE_S3 or SSE_KMS
     kms_key_id: str | None = None
     bucket_key_enabled: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        """Serialisable form."""
-        return {"m": self.mode.value, "k": self.kms_key_id, "bk": self.bucket_key_enabled}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> BucketEncryption:
-        """Inverse of :meth:`to_json`."""
-        return cls(EncryptionMode(data["m"]), data.get("k"), bool(data.get("bk", False)))
 
 
 def _b64(raw: bytes) -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
 
 REPORT_KIND = "andromede-residency-report"
 REPORT_FORMAT = 1
 
 
-def canonical(document: dict[str, Any]) -> bytes:
+def canonical(document: Mapping[str, object]) -> bytes:
     """The bytes that are signed: the document without ``signature``, as canonical JSON
     (sorted keys, no spaces, UTF-8)."""
     body = {k: v for k, v in document.items() if k != "signature"}

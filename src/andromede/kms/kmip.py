@@ -48,7 +48,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 from andromede.core.errors import (
     DecryptionFailed,
@@ -70,6 +70,7 @@ with warnings.catch_warnings():
 __all__ = ["KmipKeyManager"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _VERSION = 1
 _IV_BYTES = 12
@@ -110,13 +111,13 @@ class _Broken(Exception):
 class _Refused(Exception):
     """The server answered the operation with a failure status."""
 
-    def __init__(self, reason: Any, message: str) -> None:
+    def __init__(self, reason: enums.ResultReason | None, message: str) -> None:
         name = getattr(reason, "name", "unknown reason")
         super().__init__(f"{name}: {message}")
         self.reason = reason
 
 
-def _gcm() -> Any:
+def _gcm() -> attributes.CryptographicParameters:
     return attributes.CryptographicParameters(
         block_cipher_mode=enums.BlockCipherMode.GCM,
         cryptographic_algorithm=enums.CryptographicAlgorithm.AES,
@@ -131,13 +132,18 @@ def _valid_handle(handle: object) -> bool:
 class _Connection:
     """One TLS connection to the server; not thread-safe (one user at a time)."""
 
-    def __init__(self, sock: ssl.SSLSocket, credential: Any) -> None:
+    def __init__(self, sock: ssl.SSLSocket, credential: objects.Credential | None) -> None:
         self._sock = sock
         self._credential = credential
 
     @classmethod
     def open(
-        cls, host: str, port: int, context: ssl.SSLContext, timeout: float, credential: Any
+        cls,
+        host: str,
+        port: int,
+        context: ssl.SSLContext,
+        timeout: float,
+        credential: objects.Credential | None,
     ) -> _Connection:
         try:
             raw = socket.create_connection((host, port), timeout=timeout)
@@ -155,7 +161,9 @@ class _Connection:
         with contextlib.suppress(OSError):
             self._sock.close()
 
-    def call(self, operation: Any, payload: Any, timeout: float) -> Any:
+    def call(
+        self, operation: enums.Operation, payload: payloads.RequestPayload, timeout: float
+    ) -> payloads.ResponsePayload:
         """Send one request; return the response payload or raise _Refused / _Broken."""
         header = messages.RequestHeader(
             protocol_version=contents.ProtocolVersion(1, 4),
@@ -197,7 +205,7 @@ class _Connection:
         return bytes(chunks)
 
     @staticmethod
-    def _result(data: bytes, operation: Any) -> Any:
+    def _result(data: bytes, operation: enums.Operation) -> payloads.ResponsePayload:
         try:
             response = messages.ResponseMessage()
             response.read(utils.BytearrayStream(data), kmip_version=enums.KMIPVersion.KMIP_1_4)
@@ -241,7 +249,7 @@ class KmipKeyManager:
         except OSError as exc:  # ssl.SSLError is one
             raise ValueError(f"KMIP key manager {name!r}: cannot load TLS files: {exc}") from exc
         self._context = context
-        self._credential: Any = None
+        self._credential: objects.Credential | None = None
         if username is not None:
             self._credential = CredentialFactory().create_credential(
                 enums.CredentialType.USERNAME_AND_PASSWORD,
@@ -305,9 +313,9 @@ class KmipKeyManager:
         self._drop_idle()
 
     # --- operations (worker threads) --------------------------------------------------------
-    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+    async def _in_thread(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return await asyncio.to_thread(function, *args)
+            return await asyncio.to_thread(function, *args, **kwargs)
         except (_Broken, _Refused) as exc:
             raise self._unavailable(exc) from exc
 
@@ -469,13 +477,15 @@ class KmipKeyManager:
         return KmsInvalidState()
 
     @staticmethod
-    def _destroy_request(handle: str) -> Any:
+    def _destroy_request(handle: str) -> payloads.DestroyRequestPayload:
         return payloads.DestroyRequestPayload(unique_identifier=attributes.UniqueIdentifier(handle))
 
     def _unavailable(self, cause: Exception) -> KeyManagerUnavailable:
         return KeyManagerUnavailable(f"KMIP server {self.name!r}: {cause}")
 
-    def _call(self, operation: Any, payload: Any) -> Any:
+    def _call(
+        self, operation: enums.Operation, payload: payloads.RequestPayload
+    ) -> payloads.ResponsePayload:
         """One request on a pooled connection. A reused connection that turns out dead (the
         server dropped it while idle) is replaced, with the others idle since, and the
         request sent once more on a fresh one; not after a timeout, which would double it."""

@@ -28,7 +28,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, Session
@@ -64,10 +64,10 @@ T = TypeVar("T")
 
 class _Kek(Protocol):
     def encrypt(
-        self, data: bytes, buffer_size: int = ..., **kwargs: Any
+        self, data: bytes, buffer_size: int = ..., **kwargs: object
     ) -> bytes | Iterator[bytes]: ...
     def decrypt(
-        self, data: bytes, buffer_size: int = ..., **kwargs: Any
+        self, data: bytes, buffer_size: int = ..., **kwargs: object
     ) -> bytes | Iterator[bytes]: ...
 
 

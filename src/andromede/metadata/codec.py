@@ -9,8 +9,9 @@ Maps (metadata, tags) are stored as compact JSON text with sorted keys, so both 
 byte-identical values; checksums as :meth:`Checksum.to_json`; manifests as
 :func:`dump_manifest` (compact, unsorted: the format marker first), whose marker makes old
 rows readable after a format change.
-Encryption settings, sealings and key versions are stored as their own ``to_json`` forms, in
-the same compact sorted JSON; the timestamps inside follow the store's rule (UTC, milliseconds)
+Sealings and object encryption are stored as their own ``to_json`` forms; a bucket's default
+encryption and a key's versions and re-wrap progress as this module writes them; all in the
+same compact sorted JSON, the timestamps inside following the store's rule (UTC, milliseconds)
 like those in columns do.
 """
 
@@ -21,15 +22,15 @@ import functools
 import json
 import re
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import Row
 
 from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
 from andromede.core.keys import (
     BucketEncryption,
+    EncryptionMode,
     KeyState,
     KeyVersion,
     KmsKey,
@@ -52,7 +53,18 @@ from andromede.core.models import (
     WriteCondition,
 )
 from andromede.core.placement import SITE_NAME, Layout, Redundancy
+from andromede.core.repair import (
+    DrainProgress,
+    DrainState,
+    Outcome,
+    OutcomeCounts,
+    RepairTotals,
+    ScrubState,
+)
+from andromede.metadata.engines import Row
 from andromede.metadata.schema import to_millis
+
+T = TypeVar("T")
 
 _LAYOUT = re.compile(r"^(?:r(\d{1,2})|ec(\d{1,2})\+(\d{1,2})):([a-z0-9,-]+)$")
 
@@ -164,7 +176,7 @@ def load_map(text: str) -> dict[str, str]:
     return loaded
 
 
-def _dump(value: Any) -> str:
+def _dump(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
@@ -228,7 +240,7 @@ def _unquote(etag: str) -> str:
     return etag.strip('"')
 
 
-def access_key_values(key: AccessKey) -> dict[str, Any]:
+def access_key_values(key: AccessKey) -> dict[str, object]:
     """Column values of an access key."""
     return {
         "access_key_id": key.access_key_id,
@@ -240,7 +252,7 @@ def access_key_values(key: AccessKey) -> dict[str, Any]:
     }
 
 
-def access_key(row: Row[Any]) -> AccessKey:
+def access_key(row: Row) -> AccessKey:
     """An ``access_keys`` row as a model."""
     return AccessKey(
         row.access_key_id,
@@ -252,7 +264,7 @@ def access_key(row: Row[Any]) -> AccessKey:
     )
 
 
-def bucket_values(bucket: Bucket) -> dict[str, Any]:
+def bucket_values(bucket: Bucket) -> dict[str, object]:
     """Column values of a bucket."""
     return {
         "name": bucket.name,
@@ -265,18 +277,18 @@ def bucket_values(bucket: Bucket) -> dict[str, Any]:
 
 def dump_bucket_encryption(config: BucketEncryption | None) -> str | None:
     """A bucket's default encryption as stored, or NULL (none set)."""
-    return None if config is None else _dump(config.to_json())
+    if config is None:
+        return None
+    return _dump({"m": config.mode.value, "k": config.kms_key_id, "bk": config.bucket_key_enabled})
 
 
-def bucket(row: Row[Any]) -> Bucket:
+def bucket(row: Row) -> Bucket:
     """A ``buckets`` row as a model."""
-    encryption = (
-        None if row.encryption is None else BucketEncryption.from_json(_json(row.encryption))
-    )
+    encryption = None if row.encryption is None else _bucket_encryption(row.encryption)
     return Bucket(row.name, row.tenant, row.created, row.location, encryption)
 
 
-def object_values(version: ObjectVersion) -> dict[str, Any]:
+def object_values(version: ObjectVersion) -> dict[str, object]:
     """Column values of an object version."""
     return {
         "bucket": version.bucket,
@@ -296,7 +308,7 @@ def object_values(version: ObjectVersion) -> dict[str, Any]:
     }
 
 
-def object_version(row: Row[Any]) -> ObjectVersion:
+def object_version(row: Row) -> ObjectVersion:
     """An ``objects`` row as a model."""
     return ObjectVersion(
         bucket=row.bucket,
@@ -316,7 +328,7 @@ def object_version(row: Row[Any]) -> ObjectVersion:
     )
 
 
-def object_summary(row: Row[Any]) -> ObjectSummary:
+def object_summary(row: Row) -> ObjectSummary:
     """A listing row (object columns plus the bucket's ``tenant``) as a summary."""
     checksum = load_checksum(row.checksum)
     return ObjectSummary(
@@ -331,7 +343,7 @@ def object_summary(row: Row[Any]) -> ObjectSummary:
     )
 
 
-def upload_values(upload: MultipartUpload) -> dict[str, Any]:
+def upload_values(upload: MultipartUpload) -> dict[str, object]:
     """Column values of a multipart upload."""
     return {
         "upload_id": upload.upload_id,
@@ -350,7 +362,7 @@ def upload_values(upload: MultipartUpload) -> dict[str, Any]:
     }
 
 
-def upload(row: Row[Any]) -> MultipartUpload:
+def upload(row: Row) -> MultipartUpload:
     """An ``uploads`` row as a model."""
     return MultipartUpload(
         upload_id=row.upload_id,
@@ -371,7 +383,7 @@ def upload(row: Row[Any]) -> MultipartUpload:
     )
 
 
-def part_values(part: Part) -> dict[str, Any]:
+def part_values(part: Part) -> dict[str, object]:
     """Column values of a part."""
     return {
         "upload_id": part.upload_id,
@@ -385,7 +397,7 @@ def part_values(part: Part) -> dict[str, Any]:
     }
 
 
-def part(row: Row[Any]) -> Part:
+def part(row: Row) -> Part:
     """A ``parts`` row as a model."""
     return Part(
         upload_id=row.upload_id,
@@ -399,7 +411,7 @@ def part(row: Row[Any]) -> Part:
     )
 
 
-def kms_key_values(key: KmsKey) -> dict[str, Any]:
+def kms_key_values(key: KmsKey) -> dict[str, object]:
     """Column values of a key-encryption key (``created`` and ``deletion_date`` are truncated
     by their column type; the timestamps inside the JSON columns here)."""
     versions = [replace(v, created=_utc_millis(v.created)) for v in key.versions]
@@ -419,12 +431,12 @@ def kms_key_values(key: KmsKey) -> dict[str, Any]:
         "created": key.created,
         "description": key.description,
         "deletion_date": key.deletion_date,
-        "versions": _dump([v.to_json() for v in versions]),
-        "rewrap": None if rewrap is None else _dump(rewrap.to_json()),
+        "versions": _dump([_key_version_json(v) for v in versions]),
+        "rewrap": None if rewrap is None else _dump(_rewrap_json(rewrap)),
     }
 
 
-def kms_key(row: Row[Any]) -> KmsKey:
+def kms_key(row: Row) -> KmsKey:
     """A ``kms_keys`` row as a model."""
     return KmsKey(
         key_id=row.key_id,
@@ -432,17 +444,61 @@ def kms_key(row: Row[Any]) -> KmsKey:
         manager=row.manager,
         state=KeyState(row.state),
         created=row.created,
-        versions=tuple(KeyVersion.from_json(v) for v in json.loads(row.versions)),
+        versions=_key_versions(row.versions),
         description=row.description,
         alias=row.alias,
         deletion_date=row.deletion_date,
-        rewrap=None if row.rewrap is None else RewrapProgress.from_json(_json(row.rewrap)),
+        rewrap=None if row.rewrap is None else _rewrap(_json_object(row.rewrap)),
     )
 
 
-def _json(text: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
+def _bucket_encryption(text: str) -> BucketEncryption:
+    data = _json_object(text)
+    return BucketEncryption(
+        EncryptionMode(_field(data, "m", str)),
+        _optional(data, "k", str),
+        _field(data, "bk", bool, False),
+    )
+
+
+def _key_version_json(version: KeyVersion) -> dict[str, object]:
+    return {"n": version.number, "h": version.handle, "c": version.created.isoformat()}
+
+
+def _key_versions(text: str) -> tuple[KeyVersion, ...]:
+    loaded = json.loads(text)
+    if not isinstance(loaded, list) or not all(isinstance(v, dict) for v in loaded):
+        raise ValueError(f"a key's stored versions are not a list of objects: {text[:80]!r}")
+    return tuple(
+        KeyVersion(
+            _field(v, "n", int),
+            _field(v, "h", str),
+            dt.datetime.fromisoformat(_field(v, "c", str)),
+        )
+        for v in loaded
+    )
+
+
+def _rewrap_json(progress: RewrapProgress) -> dict[str, object]:
+    return {
+        "target_version": progress.target_version,
+        "scanned": progress.scanned,
+        "rewrapped": progress.rewrapped,
+        "done": progress.done,
+        "started": progress.started.isoformat() if progress.started else None,
+        "finished": progress.finished.isoformat() if progress.finished else None,
+    }
+
+
+def _rewrap(data: dict[str, object]) -> RewrapProgress:
+    return RewrapProgress(
+        _field(data, "target_version", int),
+        _count(data, "scanned"),
+        _count(data, "rewrapped"),
+        _field(data, "done", bool, False),
+        _time(data, "started"),
+        _time(data, "finished"),
+    )
 
 
 def _utc_millis(value: dt.datetime) -> dt.datetime:
@@ -454,3 +510,117 @@ def _utc_millis(value: dt.datetime) -> dt.datetime:
 
 def _enum_value(member: ChecksumAlgorithm | ChecksumType | None) -> str | None:
     return None if member is None else member.value
+
+
+# --- the repair jobs' records (sites.progress, job_state.value) --------------------------------
+# Kept in the shapes the store held before these were typed, so rows written by an older
+# version read back the same: a drain's keys in the order it set them, job states with sorted
+# keys, a counter left out until it is first counted.
+
+
+def dump_drain_progress(progress: DrainProgress) -> str:
+    """A site's drain progress as stored in ``sites.progress``."""
+    data: dict[str, object] = {"state": progress.state.value, "moved": progress.moved}
+    if progress.failed is not None:
+        data["failed"] = progress.failed
+    data["blocked"] = list(progress.blocked)
+    if progress.remaining is not None:
+        data["remaining"] = progress.remaining
+    if progress.updated is not None:
+        data["updated"] = progress.updated.isoformat()
+    return json.dumps(data)
+
+
+def load_drain_progress(text: str) -> DrainProgress:
+    """Inverse of :func:`dump_drain_progress`."""
+    data = _json_object(text)
+    return DrainProgress(
+        DrainState(_field(data, "state", str)),
+        _count(data, "moved"),
+        tuple(_strings(data, "blocked")),
+        _optional(data, "failed", int),
+        _optional(data, "remaining", int),
+        _time(data, "updated"),
+    )
+
+
+def dump_scrub_state(state: ScrubState) -> str:
+    """The scrubber's state as stored in ``job_state``."""
+    data: dict[str, object] = {
+        "blob_id": state.blob_id,
+        "bytes_checked": state.bytes_checked,
+    }
+    counters = {"passes": state.passes, "checked": state.checked, "found_bad": state.found_bad}
+    counters.update((o.value, n) for o, n in state.outcomes.items())
+    data.update((k, n) for k, n in counters.items() if n)
+    if state.last_pass_finished is not None:
+        data["last_pass_finished"] = state.last_pass_finished.isoformat()
+    return json.dumps(data, sort_keys=True)
+
+
+def load_scrub_state(text: str) -> ScrubState:
+    """Inverse of :func:`dump_scrub_state`."""
+    data = _json_object(text)
+    return ScrubState(
+        blob_id=_field(data, "blob_id", str, ""),
+        passes=_count(data, "passes"),
+        last_pass_finished=_time(data, "last_pass_finished"),
+        checked=_count(data, "checked"),
+        found_bad=_count(data, "found_bad"),
+        bytes_checked=_count(data, "bytes_checked"),
+        outcomes=_outcomes(data),
+    )
+
+
+def dump_repair_totals(totals: RepairTotals) -> str:
+    """The repair totals as stored in ``job_state``: every counter, zero or not."""
+    data: dict[str, object] = {"bytes_rebuilt": totals.bytes_rebuilt}
+    data.update((o.value, n) for o, n in totals.outcomes.items())
+    if totals.updated is not None:
+        data["updated"] = totals.updated.isoformat()
+    return json.dumps(data, sort_keys=True)
+
+
+def load_repair_totals(text: str) -> RepairTotals:
+    """Inverse of :func:`dump_repair_totals`."""
+    data = _json_object(text)
+    return RepairTotals(_count(data, "bytes_rebuilt"), _outcomes(data), _time(data, "updated"))
+
+
+def _outcomes(data: dict[str, object]) -> OutcomeCounts:
+    return OutcomeCounts.of({o.value: _count(data, o.value) for o in Outcome})
+
+
+def _json_object(text: str) -> dict[str, object]:
+    loaded = json.loads(text)
+    if not isinstance(loaded, dict):
+        raise ValueError(f"a stored record is not a JSON object: {text[:80]!r}")
+    return loaded
+
+
+def _field(data: dict[str, object], key: str, kind: type[T], default: T | None = None) -> T:
+    value = data.get(key, default)
+    # bool is an int to isinstance; a stored counter never is one
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"a stored record's {key!r} is not a {kind.__name__}: {value!r}")
+    return value
+
+
+def _optional(data: dict[str, object], key: str, kind: type[T]) -> T | None:
+    return None if data.get(key) is None else _field(data, key, kind)
+
+
+def _count(data: dict[str, object], key: str) -> int:
+    return _field(data, key, int, 0)
+
+
+def _strings(data: dict[str, object], key: str) -> list[str]:
+    values = _field(data, key, list, [])
+    if not all(isinstance(v, str) for v in values):
+        raise ValueError(f"a stored record's {key!r} is not a list of strings: {values!r}")
+    return [str(v) for v in values]
+
+
+def _time(data: dict[str, object], key: str) -> dt.datetime | None:
+    text = _optional(data, key, str)
+    return None if text is None else dt.datetime.fromisoformat(text)

@@ -26,9 +26,9 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Protocol, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -40,6 +40,11 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from andromede.core import errors
 
 T = TypeVar("T")
+# A result row of whatever columns a query selects. Its columns are read by name
+# (``row.name``), which SQLAlchemy leaves untyped whatever the row's parameters say.
+Row = sa.Row[*tuple[object, ...]]
+# Statement parameters by bind name.
+Params = Mapping[str, object]
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _SQLITE_PRAGMAS = (
@@ -129,10 +134,12 @@ class _InlineConnection:
         self._conn = conn
         self.dialect = conn.dialect
 
-    async def execute(self, stmt: sa.Executable, params: Any = None) -> sa.Result[Any]:
+    async def execute(
+        self, stmt: sa.Executable, params: Params | None = None
+    ) -> sa.Result[*tuple[object, ...]]:
         return self._conn.execute(stmt, params)
 
-    async def scalar(self, stmt: sa.Executable, params: Any = None) -> Any:
+    async def scalar(self, stmt: sa.Executable, params: Params | None = None) -> object:
         return self._conn.scalar(stmt, params)
 
 
@@ -167,7 +174,7 @@ class _InlineReader:
         self._engine.dispose()
 
 
-def _drive(coro: Coroutine[Any, Any, T]) -> T:
+def _drive(coro: Coroutine[object, None, T]) -> T:
     """Run a coroutine that never suspends (it only awaits _InlineConnection) to its end."""
     try:
         coro.send(None)
@@ -177,16 +184,16 @@ def _drive(coro: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a metadata operation suspended on a synchronous connection")
 
 
-_Op = Callable[[AsyncConnection], Awaitable[Any]]
+_Op = Callable[[AsyncConnection], Awaitable[object]]
 _MAX_GROUP = 64
 
 
 @dataclass
 class _Pending:
     op: _Op
-    future: asyncio.Future[Any]
+    future: asyncio.Future[object]
     loop: asyncio.AbstractEventLoop
-    value: Any = None
+    value: object = None
     error: BaseException | None = None
 
 
@@ -259,7 +266,7 @@ class _GroupWriter:
         try:
             with conn.begin():
                 shim = cast(AsyncConnection, _InlineConnection(conn))
-                pending.value = _drive(cast(Coroutine[Any, Any, Any], pending.op(shim)))
+                pending.value = _drive(cast(Coroutine[object, None, object], pending.op(shim)))
         except sa.exc.OperationalError:
             raise
         except Exception as exc:
@@ -272,7 +279,7 @@ class _GroupWriter:
             for pending in batch:
                 savepoint = conn.begin_nested()
                 try:
-                    pending.value = _drive(cast(Coroutine[Any, Any, Any], pending.op(shim)))
+                    pending.value = _drive(cast(Coroutine[object, None, object], pending.op(shim)))
                 except Exception as exc:
                     savepoint.rollback()
                     pending.error = exc
@@ -324,6 +331,15 @@ async def _run(engine: AsyncEngine, op: Callable[[AsyncConnection], Awaitable[T]
             raise errors.ServiceUnavailable("The metadata database is overloaded.") from exc
 
 
+class _SqliteDbapi(Protocol):
+    """What the connect hook uses of a DBAPI connection to SQLite (sqlite3's, or the one
+    SQLAlchemy's aiosqlite adapter wraps it in)."""
+
+    isolation_level: str | None
+
+    def cursor(self) -> sqlite3.Cursor: ...
+
+
 def _sqlite_engine(url: URL, *, begin: str, pool_size: int) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60)
     _configure_sqlite(engine.sync_engine, begin=begin)
@@ -332,7 +348,7 @@ def _sqlite_engine(url: URL, *, begin: str, pool_size: int) -> AsyncEngine:
 
 def _configure_sqlite(engine: sa.Engine, *, begin: str | None) -> None:
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    def _connect(dbapi_connection: _SqliteDbapi, _record: ConnectionPoolEntry) -> None:
         # Stop the driver from issuing its own deferred BEGIN; ``_begin`` below does it.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -380,13 +396,13 @@ _LOCK_WAIT_S = 10.0
 
 # --- statement helpers ----------------------------------------------------------------------
 async def first(
-    conn: AsyncConnection, stmt: sa.Executable, params: dict[str, Any] | None = None
-) -> sa.Row[Any] | None:
+    conn: AsyncConnection, stmt: sa.Executable, params: Params | None = None
+) -> Row | None:
     """The first row, or None."""
     return (await conn.execute(stmt, params)).first()
 
 
-async def all_rows(conn: AsyncConnection, stmt: sa.Executable) -> Sequence[sa.Row[Any]]:
+async def all_rows(conn: AsyncConnection, stmt: sa.Executable) -> Sequence[Row]:
     """Every row."""
     return (await conn.execute(stmt)).all()
 
@@ -399,7 +415,7 @@ def insert_ignoring(conn: AsyncConnection, table: sa.Table) -> postgresql.Insert
 
 
 async def insert_if_absent(
-    conn: AsyncConnection, table: sa.Table, values: dict[str, Any], key: list[sa.Column[Any]]
+    conn: AsyncConnection, table: sa.Table, values: Params, key: Sequence[sa.Column[object]]
 ) -> bool:
     """Insert unless a row with this primary key exists: False then, with no error raised (a
     failed INSERT would abort a PostgreSQL transaction)."""

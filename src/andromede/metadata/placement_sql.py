@@ -8,10 +8,8 @@ method is one transaction; locks follow the order bucket, upload, object, part.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,14 +17,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from andromede.core import errors
 from andromede.core.models import BlobRef
 from andromede.core.placement import Layout, Redundancy, Region, Site, SiteState
+from andromede.core.repair import DrainProgress, RepairTotals, ScrubState
 from andromede.metadata import codec, references
 from andromede.metadata import schema as t
-from andromede.metadata.engines import Transactions, all_rows, first, insert_if_absent
+from andromede.metadata.engines import Row, Transactions, all_rows, first, insert_if_absent
 
 __all__ = ["PlacementMixin"]
 
+# The job_state rows (names kept from when the jobs named their own rows).
+SCRUB = "scrub"
+REPAIR = "repair"
 
-def _site(row: sa.Row[Any]) -> Site:
+
+def _site(row: Row) -> Site:
     return Site(
         row.name,
         row.jurisdiction,
@@ -37,7 +40,7 @@ def _site(row: sa.Row[Any]) -> Site:
     )
 
 
-def _region(row: sa.Row[Any]) -> Region:
+def _region(row: Row) -> Region:
     return Region(
         row.name,
         frozenset(row.jurisdictions.split(",")),
@@ -80,31 +83,33 @@ class PlacementMixin:
         )
         return [_site(row) for row in rows]
 
-    async def site_progress(self) -> dict[str, dict[str, Any]]:
+    async def site_progress(self) -> dict[str, DrainProgress]:
         """Drain progress by site name (sites that have some)."""
         s = t.sites
         query = sa.select(s.c.name, s.c.progress).where(s.c.progress.is_not(None))
         rows = await self._tx.read(lambda conn: all_rows(conn, query))
-        return {row.name: json.loads(row.progress) for row in rows}
+        return {row.name: codec.load_drain_progress(row.progress) for row in rows}
 
     async def set_site_state(
-        self, name: str, state: SiteState, progress: dict[str, Any] | None = None
+        self, name: str, state: SiteState, progress: DrainProgress | None = None
     ) -> None:
         """Change a site's state (and its drain progress). NoSuchSite."""
         s = t.sites
+        text = None if progress is None else codec.dump_drain_progress(progress)
         stmt = (
             s.update()
             .where(s.c.name == name)
-            .values(state=state.value, progress=json.dumps(progress) if progress else None)
+            .values(state=state.value, progress=text)
             .returning(s.c.name)
         )
         if await self._tx.write(lambda conn: first(conn, stmt)) is None:
             raise errors.NoSuchSite(Site=name)
 
-    async def set_site_progress(self, name: str, progress: dict[str, Any]) -> None:
+    async def set_site_progress(self, name: str, progress: DrainProgress) -> None:
         """Record the drain job's progress on a site (no error if it vanished)."""
         s = t.sites
-        stmt = s.update().where(s.c.name == name).values(progress=json.dumps(progress))
+        text = codec.dump_drain_progress(progress)
+        stmt = s.update().where(s.c.name == name).values(progress=text)
         await self._tx.write(lambda conn: conn.execute(stmt))
 
     async def delete_site(self, name: str) -> None:
@@ -276,9 +281,9 @@ class PlacementMixin:
         """Queue blobs a read found degraded (one already queued stays as it is)."""
         r = t.repairs
         for blob in references.unique(blobs):
-            values: dict[str, Any] = {**codec.blob_values(blob), "queued": now}
+            values: dict[str, object] = {**codec.blob_values(blob), "queued": now}
 
-            async def op(conn: AsyncConnection, values: dict[str, Any] = values) -> None:
+            async def op(conn: AsyncConnection, values: dict[str, object] = values) -> None:
                 await insert_if_absent(conn, r, values, [r.c.site, r.c.blob_id])
 
             await self._tx.write(op)
@@ -308,46 +313,50 @@ class PlacementMixin:
 
         await self._tx.write(op)
 
-    async def set_job_state(self, name: str, value: dict[str, Any]) -> None:
-        """Store a job's state document."""
+    async def set_scrub_state(self, state: ScrubState) -> None:
+        """Store where the scrubber stands."""
         j = t.job_state
-        text = json.dumps(value, sort_keys=True)
+        text = codec.dump_scrub_state(state)
 
         async def op(conn: AsyncConnection) -> None:
-            stmt = j.update().where(j.c.name == name).values(value=text).returning(j.c.name)
+            stmt = j.update().where(j.c.name == SCRUB).values(value=text).returning(j.c.name)
             if await first(conn, stmt) is None:
-                await insert_if_absent(conn, j, {"name": name, "value": text}, [j.c.name])
+                await insert_if_absent(conn, j, {"name": SCRUB, "value": text}, [j.c.name])
 
         await self._tx.write(op)
 
-    async def add_to_job_state(
-        self, name: str, deltas: dict[str, int], values: dict[str, Any]
-    ) -> None:
-        """Add ``deltas`` to a job state's counters and set ``values``, in one transaction
-        (several processes may report at once)."""
+    async def scrub_state(self) -> ScrubState | None:
+        """Where the scrubber stands; None before its first run."""
+        text = await self._job_state(SCRUB)
+        return None if text is None else codec.load_scrub_state(text)
+
+    async def add_repair_totals(self, done: RepairTotals) -> None:
+        """Add one process's repairs to the totals, in one transaction (several processes
+        may report at once)."""
         j = t.job_state
 
         async def op(conn: AsyncConnection) -> None:
             for _ in range(2):  # a row another process inserted meanwhile: update it instead
-                query = sa.select(j.c.value).where(j.c.name == name).with_for_update()
+                query = sa.select(j.c.value).where(j.c.name == REPAIR).with_for_update()
                 row = await first(conn, query)
-                state = dict(json.loads(row.value)) if row is not None else {}
-                for key, delta in deltas.items():
-                    state[key] = int(state.get(key, 0)) + delta
-                state.update(values)
-                text = json.dumps(state, sort_keys=True)
+                before = RepairTotals() if row is None else codec.load_repair_totals(row.value)
+                text = codec.dump_repair_totals(before + done)
                 if row is not None:
-                    await conn.execute(j.update().where(j.c.name == name).values(value=text))
+                    await conn.execute(j.update().where(j.c.name == REPAIR).values(value=text))
                     return
-                if await insert_if_absent(conn, j, {"name": name, "value": text}, [j.c.name]):
+                if await insert_if_absent(conn, j, {"name": REPAIR, "value": text}, [j.c.name]):
                     return
 
         await self._tx.write(op)
 
-    async def get_job_state(self, name: str) -> dict[str, Any] | None:
-        """A job's state document, or None."""
+    async def repair_totals(self) -> RepairTotals | None:
+        """What every process's repairs have done; None before any reported."""
+        text = await self._job_state(REPAIR)
+        return None if text is None else codec.load_repair_totals(text)
+
+    async def _job_state(self, name: str) -> str | None:
         j = t.job_state
         row = await self._tx.read(
             lambda conn: first(conn, sa.select(j.c.value).where(j.c.name == name))
         )
-        return None if row is None else dict(json.loads(row.value))
+        return None if row is None else str(row.value)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -96,7 +95,7 @@ _UNINDEX = t.object_blobs.delete().where(
 )
 
 
-def _names_one(table: sa.Table) -> sa.Select[Any]:
+def _names_one(table: sa.Table) -> sa.Select[str]:
     return sa.select(table.c.blob_id).where(
         table.c.site == sa.bindparam("site"), table.c.blob_id == sa.bindparam("blob_id")
     )

@@ -210,7 +210,7 @@ kms_keys = Table(
     Column("created", UtcDateTime(), nullable=False),
     Column("description", Text(), nullable=False),
     Column("deletion_date", UtcDateTime(), nullable=True),
-    Column("versions", Text(), nullable=False),  # JSON list of KeyVersion.to_json
+    Column("versions", Text(), nullable=False),  # JSON list, see codec.kms_key_values
     Column("rewrap", Text(), nullable=True),  # RewrapProgress JSON
     UniqueConstraint("tenant", "alias"),
     Index("ix_kms_keys_listing", "tenant", "created", "key_id"),

@@ -8,7 +8,8 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from andromede import http_errors
+from andromede import asgi, http_errors
+from andromede.asgi import Receive, Scope, Send
 from andromede.auth.sigv4 import SignedRequest, authenticate
 from andromede.core import audit, errors
 from andromede.core.audit import RequestTrace
@@ -17,7 +18,7 @@ from andromede.ports import AuditSink
 from andromede.s3 import audit as face_audit
 from andromede.s3 import xml
 from andromede.s3.handlers import HANDLERS, Context
-from andromede.s3.http import Receive, Request, Response, Scope, Send, build_request, send_response
+from andromede.s3.http import Request, Response, build_request, send_response
 from andromede.s3.router import resolve
 from andromede.services.container import Services
 
@@ -92,7 +93,7 @@ class S3App:
     async def _serve(self, scope: Scope, receive: Receive, send: Send, trace: RequestTrace) -> None:
         request_id = trace.request_id
         head_only = scope.get("method") == "HEAD"
-        resource = scope.get("path", "/")
+        resource = asgi.text(scope, "path", "/")
         req: Request | None = None
         failure: errors.AndromedeError | None = None
         try:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from andromede import asgi
+from andromede.asgi import Scope
 from andromede.core.audit import PrincipalKind, RequestTrace, arriving
 from andromede.core.models import Principal
-from andromede.s3.http import Response, Scope
+from andromede.s3.http import Response
 
 
 def open_trace(scope: Scope, request_id: str, face: str = "s3") -> RequestTrace:
@@ -14,9 +16,9 @@ def open_trace(scope: Scope, request_id: str, face: str = "s3") -> RequestTrace:
     return arriving(
         face,
         request_id,
-        scope.get("headers", ()),
-        scope.get("query_string", b""),
-        scope.get("client"),
+        asgi.headers(scope),
+        asgi.raw(scope, "query_string"),
+        asgi.client(scope),
         dt.datetime.now(dt.UTC),
     )
 

@@ -4,16 +4,12 @@ streams many-GiB bodies)."""
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
+from andromede import asgi
+from andromede.asgi import Receive, Scope, Send
 from andromede.core import errors
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 @dataclass
@@ -44,7 +40,7 @@ class Request:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 raise errors.IncompleteBody()
-            chunk = message.get("body", b"")
+            chunk = asgi.raw(message, "body")
             if chunk:
                 self.bytes_received += len(chunk)
                 yield chunk
@@ -74,14 +70,16 @@ def build_request(scope: Scope, receive: Receive, request_id: str, domain: str |
     Path style: ``/bucket/key``. Virtual-host style: ``bucket.<domain>/key`` when ``domain``
     is configured. The key is taken verbatim: ``../`` is part of a key, never a path.
     """
-    header_list = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+    header_list = [
+        (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in asgi.headers(scope)
+    ]
     headers: dict[str, str] = {}
     for name, value in header_list:
         headers[name] = f"{headers[name]},{value}" if name in headers else value
-    raw_path_bytes: bytes = scope.get("raw_path") or scope["path"].encode()
+    raw_path_bytes = asgi.raw(scope, "raw_path") or asgi.text(scope, "path").encode()
     raw_path = raw_path_bytes.decode("latin-1").split("?", 1)[0]
     path = decode_path(raw_path.encode("latin-1"))
-    query_string = scope.get("query_string", b"").decode("latin-1")
+    query_string = asgi.raw(scope, "query_string").decode("latin-1")
     query = dict(urllib.parse.parse_qsl(query_string, keep_blank_values=True))
     host = headers.get("host", "").rsplit(":", 1)[0].lower() if headers.get("host") else ""
     bucket: str | None
@@ -97,9 +95,9 @@ def build_request(scope: Scope, receive: Receive, request_id: str, domain: str |
             bucket_part, sep, rest = stripped.partition("/")
             bucket = bucket_part
             key = rest if sep and rest else None
-    client = scope.get("client") or ("", 0)
+    client = asgi.client(scope) or ("", 0)
     return Request(
-        method=scope["method"],
+        method=asgi.text(scope, "method"),
         raw_path=raw_path,
         query_string=query_string,
         query=query,

@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 
 from andromede.auth.policy import authorize_tenant
 from andromede.core import audit, errors
@@ -32,7 +33,6 @@ from andromede.core.keys import (
     deletion_date,
     new_key_id,
     parse_key_reference,
-    with_state,
 )
 from andromede.core.models import Principal
 from andromede.ports import Clock, KeyManager, MetadataStore
@@ -199,9 +199,8 @@ class Keys:
             number = key.current.number + 1
             handle = await manager.create_key(f"{key.tenant}/{key.key_id}/{number}")
             now = self._now()
-            rotated = with_state(
+            rotated = replace(
                 key,
-                key.state,
                 versions=(*key.versions, KeyVersion(number, handle, now)),
                 rewrap=RewrapProgress(target_version=number, started=now),
             )
@@ -218,15 +217,14 @@ class Keys:
         principal: Principal,
         key_id: str,
         allowed_from: tuple[KeyState, ...],
-        to: KeyState,
         operation: str,
-        **changes: object,
+        change: Callable[[KmsKey], KmsKey],
     ) -> KmsKey:
         for _ in range(_CAS_ATTEMPTS):
             key = await self._owned(principal, key_id)
             if key.state not in allowed_from:
                 raise errors.KmsInvalidState(f"{key.key_id} is {key.state.value}.")
-            changed = with_state(key, to, **changes)
+            changed = change(key)
             if await self._store.update_kms_key(changed, expected=key):
                 self._remember(changed)
                 await self._event(operation, changed, principal)
@@ -239,8 +237,8 @@ class Keys:
             principal,
             key_id,
             (KeyState.ENABLED, KeyState.DISABLED),
-            KeyState.DISABLED,
             "kms:DisableKey",
+            lambda key: replace(key, state=KeyState.DISABLED),
         )
 
     async def enable(self, principal: Principal, key_id: str) -> KmsKey:
@@ -249,8 +247,8 @@ class Keys:
             principal,
             key_id,
             (KeyState.ENABLED, KeyState.DISABLED),
-            KeyState.ENABLED,
             "kms:EnableKey",
+            lambda key: replace(key, state=KeyState.ENABLED),
         )
 
     async def schedule_deletion(self, principal: Principal, key_id: str, days: int) -> KmsKey:
@@ -261,9 +259,8 @@ class Keys:
             principal,
             key_id,
             (KeyState.ENABLED, KeyState.DISABLED),
-            KeyState.PENDING_DELETION,
             "kms:ScheduleKeyDeletion",
-            deletion_date=when,
+            lambda key: replace(key, state=KeyState.PENDING_DELETION, deletion_date=when),
         )
 
     async def cancel_deletion(self, principal: Principal, key_id: str) -> KmsKey:
@@ -272,9 +269,8 @@ class Keys:
             principal,
             key_id,
             (KeyState.PENDING_DELETION,),
-            KeyState.DISABLED,
             "kms:CancelKeyDeletion",
-            deletion_date=None,
+            lambda key: replace(key, state=KeyState.DISABLED, deletion_date=None),
         )
 
     async def destroy(self, principal: Principal, key_id: str) -> KmsKey:
@@ -296,8 +292,8 @@ class Keys:
         for version in key.versions:
             await manager.destroy_key(version.handle)
         for _ in range(_CAS_ATTEMPTS):
-            destroyed = with_state(
-                key, KeyState.DESTROYED, alias=None, deletion_date=self._now(), rewrap=None
+            destroyed = replace(
+                key, state=KeyState.DESTROYED, alias=None, deletion_date=self._now(), rewrap=None
             )
             if await self._store.update_kms_key(destroyed, expected=key):
                 self._remember(destroyed)
@@ -452,7 +448,7 @@ class Keys:
                 or fresh.rewrap.target_version != progress.target_version
             ):
                 return None
-            updated = with_state(fresh, fresh.state, rewrap=progress)
+            updated = replace(fresh, rewrap=progress)
             if await self._store.update_kms_key(updated, expected=fresh):
                 self._remember(updated)
                 return updated

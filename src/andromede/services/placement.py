@@ -19,7 +19,6 @@ import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from andromede.auth.policy import require_operator
 from andromede.core import errors
@@ -36,6 +35,7 @@ from andromede.core.placement import (
     check_site_name,
     choose_sites,
 )
+from andromede.core.repair import DrainProgress
 from andromede.ports import Clock, PlacementStore, ShardedFactory, SiteBackend
 
 log = logging.getLogger("andromede.placement")
@@ -55,7 +55,7 @@ class SiteView:
     used_bytes: int | None
     free_bytes: int | None
     shards: int
-    progress: dict[str, Any] | None
+    progress: DrainProgress | None  # None: never drained
 
 
 # Opens a registered site's backend; ``True``: create it if missing (registration only).
@@ -290,9 +290,7 @@ class Placement:
     async def drain_site(self, principal: Principal, name: str) -> Site:
         """Stop placing new data on a site; the drain job moves its shards away."""
         require_operator(principal)
-        await self._store.set_site_state(
-            name, SiteState.DRAINING, {"state": "queued", "moved": 0, "blocked": []}
-        )
+        await self._store.set_site_state(name, SiteState.DRAINING, DrainProgress.queued())
         await self.refresh(force=True)
         return self._sites[name]
 

@@ -14,9 +14,8 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, cast
+from dataclasses import dataclass, replace
+from typing import cast
 
 from andromede.auth.policy import require_operator
 from andromede.core import errors
@@ -28,25 +27,19 @@ from andromede.core.placement import (
     choose_replacement,
     layout_allowed,
 )
+from andromede.core.repair import (
+    DrainProgress,
+    DrainState,
+    Outcome,
+    OutcomeCounts,
+    RepairTotals,
+    ScrubState,
+)
 from andromede.ports import Clock, FullStore, ShardSet, SiteBackend
 from andromede.services.placement import Placement
 
 log = logging.getLogger("andromede.repair")
 _PAGE = 200
-SCRUB_STATE = "scrub"
-REPAIR_STATE = "repair"
-
-
-class Outcome(StrEnum):
-    """What became of one blob."""
-
-    HEALTHY = "healthy"
-    REPAIRED = "repaired"
-    MOVED = "moved"
-    LOST = "lost"  # more shards gone than the redundancy tolerates
-    BLOCKED = "blocked"  # no allowed site can take a shard
-    VANISHED = "vanished"  # the object was replaced or deleted meanwhile
-    UNAVAILABLE = "unavailable"  # too few shards readable right now
 
 
 @dataclass(frozen=True)
@@ -55,6 +48,17 @@ class Health:
 
     bad: tuple[int, ...]
     size: int | None
+
+
+@dataclass(frozen=True)
+class RepairStatus:
+    """What ``repair status`` shows."""
+
+    degraded_blobs: int  # queued for repair
+    bytes_at_risk: int  # object bytes of the first 1000 queued blobs
+    scrub: ScrubState | None  # None: the scrubber never ran
+    repair: RepairTotals | None  # None: no repair round ever reported
+    drains: dict[str, DrainProgress]  # by site
 
 
 class Repairs:
@@ -219,16 +223,10 @@ class Repairs:
         self._counts[outcome.value] += 1
         return outcome
 
-    async def drain(self, site: str) -> dict[str, Any]:
+    async def drain(self, site: str) -> DrainProgress:
         """One pass over the blobs with a shard on ``site``: move each away, saving progress
         after every page (``site list`` and ``repair status`` show it while it runs)."""
-        progress: dict[str, Any] = {
-            "state": "running",
-            "moved": 0,
-            "failed": 0,
-            "blocked": [],
-            "remaining": await self._remaining(site),
-        }
+        moved = failed = 0
         blocked: set[str] = set()
         after: BlobRef | None = None
         while True:
@@ -236,20 +234,32 @@ class Repairs:
             for ref in page:
                 outcome = await self._attempt(ref, leave=site)
                 if outcome is Outcome.MOVED:
-                    progress["moved"] += 1
+                    moved += 1
                 elif outcome is Outcome.BLOCKED:
                     blocked.update(await self._store.blob_buckets(ref))
                 elif outcome not in (Outcome.VANISHED, Outcome.HEALTHY):
-                    progress["failed"] += 1
-            progress["blocked"] = sorted(blocked)
-            progress["updated"] = self._clock.now().isoformat()
+                    failed += 1
             if len(page) < _PAGE:
                 break
             after = page[-1]
-            progress["remaining"] = await self._remaining(site)
+            remaining = await self._remaining(site)
+            progress = DrainProgress(
+                DrainState.RUNNING,
+                moved,
+                tuple(sorted(blocked)),
+                failed,
+                remaining,
+                self._clock.now(),
+            )
             await self._store.set_site_progress(site, progress)
-        progress["remaining"] = remaining = await self._remaining(site)
-        progress["state"] = "done" if remaining == 0 else ("blocked" if blocked else "running")
+        remaining = await self._remaining(site)
+        if remaining == 0:
+            state = DrainState.DONE
+        else:
+            state = DrainState.BLOCKED if blocked else DrainState.RUNNING
+        progress = DrainProgress(
+            state, moved, tuple(sorted(blocked)), failed, remaining, self._clock.now()
+        )
         await self._store.set_site_progress(site, progress)
         return progress
 
@@ -265,14 +275,13 @@ class Repairs:
             if site.state is SiteState.DRAINING:
                 await self.drain(site.name)
 
-    async def scrub(self, budget_s: float, *, full: bool = False) -> dict[str, Any]:
+    async def scrub(self, budget_s: float, *, full: bool = False) -> ScrubState:
         """Verify blobs from where the last call stopped, for about ``budget_s`` seconds at
         most ``scrub_rate`` bytes a second; repairs what it finds. ``full``: one whole pass
         from the start, at full speed."""
-        state = await self._store.get_job_state(SCRUB_STATE) or {}
+        state = await self._store.scrub_state() or ScrubState()
         # The resume point is a blob id (the layout is the store's to write down).
-        state.pop("site", None)
-        after_id = "" if full else str(state.get("blob_id", ""))
+        after_id = "" if full else state.blob_id
         if full:
             budget_s = float("inf")
         after: BlobRef | None = None
@@ -282,24 +291,18 @@ class Repairs:
         while time.monotonic() < deadline:
             page = await self._store.blobs_after(after, _PAGE, after_id=after_id)
             if not page:
-                state["passes"] = int(state.get("passes", 0)) + 1
-                state["last_pass_finished"] = self._clock.now().isoformat()
+                state = replace(
+                    state, passes=state.passes + 1, last_pass_finished=self._clock.now()
+                )
                 after, after_id = None, ""
                 break
             for ref in page:
                 after = ref
                 if ref.layout.framed:
                     health = await self.health(ref)
-                    state["checked"] = int(state.get("checked", 0)) + 1
+                    state = replace(state, checked=state.checked + 1)
                     if health.bad:
-                        state["found_bad"] = int(state.get("found_bad", 0)) + 1
-                        outcome = await self._attempt(ref, health=health)
-                        key = (
-                            "repaired"
-                            if outcome in (Outcome.REPAIRED, Outcome.MOVED)
-                            else outcome.value
-                        )
-                        state[key] = int(state.get(key, 0)) + 1
+                        state = state.found(await self._attempt(ref, health=health))
                 if self._scrub_rate > 0 and not full:
                     done = self._counts["bytes_checked"] - start_bytes
                     ahead = done / self._scrub_rate - (time.monotonic() - began)
@@ -307,11 +310,12 @@ class Repairs:
                         await asyncio.sleep(ahead)
                 if time.monotonic() >= deadline:
                     break
-        state["blob_id"] = after.blob_id if after else after_id
-        state["bytes_checked"] = int(state.get("bytes_checked", 0)) + (
-            self._counts["bytes_checked"] - start_bytes
+        state = replace(
+            state,
+            blob_id=after.blob_id if after else after_id,
+            bytes_checked=state.bytes_checked + self._counts["bytes_checked"] - start_bytes,
         )
-        await self._store.set_job_state(SCRUB_STATE, state)
+        await self._store.set_scrub_state(state)
         return state
 
     async def run_once(self, scrub_budget_s: float = 5.0) -> None:
@@ -335,9 +339,8 @@ class Repairs:
         """Add what this process did since its last save to the stored totals."""
         keys = ("bytes_rebuilt", *(o.value for o in Outcome))
         deltas = {k: self._counts[k] - self._saved[k] for k in keys}
-        await self._store.add_to_job_state(
-            REPAIR_STATE, deltas, {"updated": self._clock.now().isoformat()}
-        )
+        done = RepairTotals(deltas["bytes_rebuilt"], OutcomeCounts.of(deltas), self._clock.now())
+        await self._store.add_repair_totals(done)
         self._saved = Counter({k: self._counts[k] for k in keys})
 
     async def run_forever(self, interval_s: float) -> None:
@@ -350,7 +353,7 @@ class Repairs:
             await asyncio.sleep(interval_s)
 
     # --- status -------------------------------------------------------------------------------
-    async def status(self, principal: Principal) -> dict[str, Any]:
+    async def status(self, principal: Principal) -> RepairStatus:
         """Degraded blobs waiting, bytes at risk, the jobs' progress."""
         require_operator(principal)
         queued = await self._store.queued_repairs(1000)
@@ -361,13 +364,13 @@ class Repairs:
                 shard = await self._placement.backend(layout).size(ref.blob_id)
                 at_risk += shard * (layout.redundancy.k if layout.redundancy.erasure else 1)
         drains = await self._store.site_progress()
-        return {
-            "degraded_blobs": await self._store.count_repairs(),
-            "bytes_at_risk": at_risk,
-            "scrub": await self._store.get_job_state(SCRUB_STATE) or {},
-            "repair": await self._store.get_job_state(REPAIR_STATE) or {},
-            "drains": drains,
-        }
+        return RepairStatus(
+            degraded_blobs=await self._store.count_repairs(),
+            bytes_at_risk=at_risk,
+            scrub=await self._store.scrub_state(),
+            repair=await self._store.repair_totals(),
+            drains=drains,
+        )
 
 
 async def _copy(source: SiteBackend, target: SiteBackend, blob_id: str, size: int) -> None:

@@ -13,6 +13,7 @@ from andromede.core import errors
 from andromede.core.conditions import Preconditions
 from andromede.core.models import ObjectVersion
 from andromede.core.placement import SiteState
+from andromede.core.repair import DrainState
 from andromede.services.body import body_from_bytes
 from andromede.services.multipart import CompletedPart
 from andromede.services.objects import Integrity, ObjectAttributes
@@ -195,9 +196,9 @@ async def test_drain_moves_shards_within_policy_then_the_site_can_go(
     await stack.placement.drain_site(OPERATOR, "fr-a")
     await stack.repairs.run_now(OPERATOR)
 
-    progress = (await stack.repairs.status(OPERATOR))["drains"]["fr-a"]
-    assert progress["state"] == "done", progress
-    assert progress["remaining"] == 0
+    progress = (await stack.repairs.status(OPERATOR)).drains["fr-a"]
+    assert progress.state is DrainState.DONE, progress
+    assert progress.remaining == 0
     views = {v.site.name: v for v in await stack.placement.list_sites(OPERATOR)}
     assert views["fr-a"].shards == 0
     assert stack.site("fr-a").blobs == {}
@@ -211,8 +212,8 @@ async def test_drain_moves_shards_within_policy_then_the_site_can_go(
     # A second FR site cannot go: three FR domains are needed and only two would remain.
     await stack.placement.drain_site(OPERATOR, "fr-b")
     progress = await stack.repairs.drain("fr-b")
-    assert progress["state"] == "blocked"
-    assert progress["blocked"] == ["fr-data"]
+    assert progress.state is DrainState.BLOCKED
+    assert progress.blocked == ("fr-data",)
     with pytest.raises(errors.SiteNotDrained):
         await stack.placement.remove_site(OPERATOR, "fr-b")
     await stack.placement.remove_site(OPERATOR, "fr-a")

@@ -81,8 +81,8 @@ async def test_scrub_finds_rot_truncation_and_loss_and_rebuilds_in_place(
 
     state = await stack.repairs.scrub(0, full=True)
 
-    assert state["found_bad"] == len(originals) == 6
-    assert state["repaired"] == 6
+    assert state.found_bad == len(originals) == 6
+    assert state.outcomes.repaired == 6
     for (name, blob_id), original in originals.items():
         assert stack.site(name).data(blob_id) == original, (name, blob_id)
     for bucket, refs in layouts.items():  # rebuilt where they were: nothing moved
@@ -91,8 +91,8 @@ async def test_scrub_finds_rot_truncation_and_loss_and_rebuilds_in_place(
     await check(stack, "coded", coded)
     assert await stack.store.count_repairs() == 0  # those reads needed no detour
     again = await stack.repairs.scrub(0, full=True)
-    assert again["found_bad"] == 6  # a running total: this pass found nothing new
-    assert again["passes"] == 2
+    assert again.found_bad == 6  # a running total: this pass found nothing new
+    assert again.passes == 2
 
 
 async def test_a_healthy_blob_needs_nothing(fr: ServiceStack) -> None:
@@ -121,13 +121,13 @@ async def test_a_lost_site_is_read_around_then_its_shards_move(fr: ServiceStack)
     waiting = await queued(stack, on_fr_a)
     assert waiting == on_fr_a
     status = await stack.repairs.status(OPERATOR)
-    assert status["degraded_blobs"] == waiting
-    assert status["bytes_at_risk"] > 0
+    assert status.degraded_blobs == waiting
+    assert status.bytes_at_risk > 0
 
     done = await stack.repairs.repair_queued()
 
     assert done.get(Outcome.MOVED.value, 0) == waiting
-    assert (await stack.repairs.status(OPERATOR))["degraded_blobs"] == 0
+    assert (await stack.repairs.status(OPERATOR)).degraded_blobs == 0
     for bucket, kept in (("fr-data", replicas), ("coded", coded)):
         for key in kept:
             sites = list((await ref_of(stack, bucket, key)).layout.sites)
@@ -174,8 +174,8 @@ async def test_too_few_fragments_left_is_lost_and_never_served(fr: ServiceStack)
     assert await stack.repairs.repair(ref) is Outcome.LOST
 
     state = await stack.repairs.scrub(0, full=True)
-    assert state["found_bad"] == 1
-    assert state["lost"] == 1
+    assert state.found_bad == 1
+    assert state.outcomes.lost == 1
     with pytest.raises((errors.ShardsUnavailable, errors.DataCorrupted)):
         await stack.get("coded", "k")
     assert stack.site(first).blobs.get(ref.blob_id) is None  # nothing was made up
