@@ -145,6 +145,22 @@ def _crc32_b64(data: bytes) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
+def _signed_frames(
+    signed: Signed, pieces: list[bytes], sign_chunks: bool
+) -> tuple[list[tuple[bytes, str]], str]:
+    """Each chunk (and the final empty one) with its signature (empty when unsigned), and the
+    last signature, which the trailer's chains from."""
+    previous = signed.signature
+    frames: list[tuple[bytes, str]] = []
+    for piece in [*pieces, b""]:
+        signature = ""
+        if sign_chunks:
+            previous = _chunk_signature(signed, previous, piece)
+            signature = previous
+        frames.append((piece, signature))
+    return frames, previous
+
+
 def _chunked_put(
     signer: Signer,
     path: str,
@@ -166,14 +182,7 @@ def _chunked_put(
     signed = signer.sign("PUT", path, headers=headers, payload=mode)
     pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)]
     sign_chunks = mode.startswith("STREAMING-AWS4")
-    previous = signed.signature
-    frames: list[tuple[bytes, str]] = []
-    for piece in [*pieces, b""]:
-        signature = ""
-        if sign_chunks:
-            previous = _chunk_signature(signed, previous, piece)
-            signature = previous
-        frames.append((piece, signature))
+    frames, previous = _signed_frames(signed, pieces, sign_chunks)
     if tamper is not None:
         payloads = [p for p, _ in frames]
         tamper(payloads)

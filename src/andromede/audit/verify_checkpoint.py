@@ -86,7 +86,7 @@ def _is_hash(value: object) -> bool:
 
 
 # One return per field checked, in the entry's order: the reason names the first that fails.
-def _shape(body: dict[str, Any]) -> str | None:
+def _shape(body: dict[str, Any]) -> str | None:  # noqa: C901, PLR0911
     """Why a checkpoint entry lacks the fields a checkpoint has (None when it has them)."""
     if body.get("v") != fmt.VERSION:
         return f"unknown version {body.get('v')!r}"

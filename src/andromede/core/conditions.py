@@ -112,7 +112,7 @@ class ByteRange:
 
 
 # One return per malformed form S3 ignores, where it is detected: splitting would hide which.
-def parse_range(header: str | None, size: int) -> ByteRange | None:
+def parse_range(header: str | None, size: int) -> ByteRange | None:  # noqa: PLR0911
     """Parse a single ``bytes=`` range against an object size.
 
     Syntactically invalid or multi-range headers are ignored (None: whole object), as S3

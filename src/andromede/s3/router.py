@@ -199,7 +199,7 @@ def resolve(
 
 
 # A dispatch table: one return per HTTP method.
-def _resolve_bucket(method: str, query: Container[str]) -> Endpoint | None:
+def _resolve_bucket(method: str, query: Container[str]) -> Endpoint | None:  # noqa: PLR0911
     if method == "GET":
         found = _first(_BUCKET_GET, query)
         if found is not None:
@@ -218,7 +218,7 @@ def _resolve_bucket(method: str, query: Container[str]) -> Endpoint | None:
 
 
 # A dispatch table: one return per HTTP method.
-def _resolve_object(
+def _resolve_object(  # noqa: PLR0911
     method: str, query: Container[str], headers: Mapping[str, str]
 ) -> Endpoint | None:
     if method == "GET":

@@ -19,7 +19,7 @@ class _Cursor:
 
 # One pass of the paging algorithm, whose cases (skipped prefix, full page, jump past a common
 # prefix) read best together; tests/unit/services/test_listing.py checks it against a model.
-async def list_page(
+async def list_page(  # noqa: C901
     store: MetadataStore,
     bucket: str,
     *,

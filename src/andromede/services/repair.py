@@ -118,7 +118,8 @@ class Repairs:
             and site in self._placement.physical()
         )
 
-    async def repair(
+    # One return per outcome, in the order they are decided.
+    async def repair(  # noqa: PLR0911
         self, ref: BlobRef, *, leave: str | None = None, health: Health | None = None
     ) -> Outcome:
         """Make a blob whole: rebuild bad shards (and the shard on ``leave``, when draining)
@@ -140,9 +141,26 @@ class Repairs:
         if len(health.bad) > layout.redundancy.tolerates or health.size is None:
             log.error("blob %s lost: shards %s unreadable", ref, health.bad)
             return Outcome.LOST
-        target = layout
-        for index in sorted(wanted):
-            site = layout.sites[index]
+        target = self._target(ref, region, sorted(wanted), leave)
+        if target is None:
+            return Outcome.BLOCKED
+        source = self._shards(layout)
+        rebuilt = await source.rebuild(
+            ref.blob_id, health.size, sorted(wanted), self._shards(target)
+        )
+        self._counts["bytes_rebuilt"] += rebuilt
+        if target == layout:
+            return Outcome.REPAIRED
+        return await self._relocate(ref, target)
+
+    def _target(
+        self, ref: BlobRef, region: Region, wanted: list[int], leave: str | None
+    ) -> Layout | None:
+        """Where shards ``wanted`` go: in place where their site may keep them, elsewhere
+        within the region's policy otherwise; None when the policy leaves nowhere."""
+        target = ref.layout
+        for index in wanted:
+            site = target.sites[index]
             if site != leave and self._keeps(region, site):
                 continue  # rebuilt in place
             try:
@@ -152,19 +170,15 @@ class Repairs:
                 )
             except errors.PlacementImpossible as exc:
                 log.warning("blob %s: shard %d cannot move: %s", ref, index, exc)
-                return Outcome.BLOCKED
-        if not layout_allowed(region, target, self._placement.sites):
-            return Outcome.BLOCKED
-        source = self._shards(layout)
-        rebuilt = await source.rebuild(
-            ref.blob_id, health.size, sorted(wanted), self._shards(target)
-        )
-        self._counts["bytes_rebuilt"] += rebuilt
-        if target == layout:
-            return Outcome.REPAIRED
+                return None
+        return target if layout_allowed(region, target, self._placement.sites) else None
+
+    async def _relocate(self, ref: BlobRef, target: Layout) -> Outcome:
+        """Point the metadata at the rebuilt shards' new sites, then drop the old shards (or
+        the new ones, when the object changed meanwhile)."""
+        layout = ref.layout
         moved = [i for i in range(len(layout.sites)) if layout.sites[i] != target.sites[i]]
-        new_ref = BlobRef(target, ref.blob_id)
-        if not await self._store.relocate_blob(ref, new_ref):
+        if not await self._store.relocate_blob(ref, BlobRef(target, ref.blob_id)):
             for index in moved:  # the object changed meanwhile: drop what was written
                 await self._delete_on(target.sites[index], ref.blob_id)
             return Outcome.VANISHED
