@@ -197,11 +197,6 @@ def test_a_key_s_life_cycle(server: Server, tenant: TenantKey) -> None:
     refused(kms(server, "cancel-deletion", key_id, "--json"), "KMS.KMSInvalidStateException")
 
 
-def test_the_arn_names_the_key_too(server: Server, tenant: TenantKey) -> None:
-    key = create(server, tenant)
-    assert ok(kms(server, "describe", key["arn"], "--json"))["key_id"] == key["key_id"]
-
-
 def test_list_per_tenant(server: Server, tenant: TenantKey) -> None:
     other = TenantKey(*server.new_tenant())
     mine = {create(server, tenant)["key_id"], create(server, tenant)["key_id"]}
@@ -263,28 +258,6 @@ def test_unknown_key(server: Server, key_id: str) -> None:
 
 def test_key_for_unknown_tenant(server: Server) -> None:
     refused(kms(server, "create", "--tenant", "t-no-such-tenant", "--json"), "NoSuchTenant")
-
-
-@pytest.mark.parametrize("days", [6, 31])
-def test_deletion_window_out_of_range(server: Server, tenant: TenantKey, days: int) -> None:
-    key_id = create(server, tenant)["key_id"]
-    message = refused(
-        kms(server, "schedule-deletion", key_id, "--days", str(days), "--json"), "InvalidArgument"
-    )
-    assert "7" in message
-    assert "30" in message
-    reply = http(server, "POST", f"/v1/kms/keys/{key_id}/schedule-deletion", {"days": days})
-    assert reply.status_code == 400
-    assert reply.json()["code"] == "InvalidArgument"
-    assert ok(kms(server, "describe", key_id, "--json"))["state"] == "Enabled"
-
-
-def test_destroy_is_refused_unless_deletion_is_pending(server: Server, tenant: TenantKey) -> None:
-    key_id = create(server, tenant)["key_id"]
-    refused(kms(server, "destroy", key_id, "--yes", "--json"), "KMS.KMSInvalidStateException")
-    ok(kms(server, "disable", key_id, "--json"))
-    refused(kms(server, "destroy", key_id, "--yes", "--json"), "KMS.KMSInvalidStateException")
-    assert ok(kms(server, "describe", key_id, "--json"))["state"] == "Disabled"
 
 
 def test_destroy_without_yes_and_no_terminal_refuses(server: Server, tenant: TenantKey) -> None:

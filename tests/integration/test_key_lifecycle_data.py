@@ -20,13 +20,9 @@ from botocore.exceptions import ClientError
 from support.audit import trail_records
 from support.encryption import (
     SealedBlob,
-    blob_file,
-    file_hashes,
-    kms_keys,
     marked,
     marker,
     operator,
-    put_multipart,
     root_tenant,
     sealed_blobs,
     sse_kms,
@@ -182,67 +178,6 @@ def wait_for_rewrap(server: Server, key_id: str, version: int) -> dict[str, Any]
             return dict(rewrap)
         assert time.monotonic() < deadline, f"re-wrap not done in {REWRAP_WAIT_S} s: {rewrap}"
         time.sleep(0.2)
-
-
-def test_rotation_rewraps_every_dek_and_touches_no_data(
-    server: Server, tenant: str, bucket: str
-) -> None:
-    key_id = create_key(server, tenant)
-    s3 = server.client()
-    objects = {"single": marked(marker(), 300_000)}
-    s3.put_object(Bucket=bucket, Key="single", Body=objects["single"], **sse_kms(key_id))
-    parts = [marked(marker(), PART), marked(marker(), PART), marked(marker(), 100_000)]
-    put_multipart(s3, bucket, "multipart", parts, sse_kms(key_id))
-    objects["multipart"] = b"".join(parts)
-    pending_parts = [marked(marker(), PART), marked(marker(), 100_000)]
-    pending = put_multipart(s3, bucket, "pending", pending_parts, sse_kms(key_id), complete=False)
-
-    before = sealed_under(server.data_dir, key_id)
-    assert len(before) == 1 + 3 + 2
-    assert {b.version for b in before} == {1}
-    hashes = file_hashes(blob_file(server.data_dir, b) for b in before)
-    # Let the workers' cached copies of the key expire first: a rotation that another worker
-    # still sees as version 1 is the next test's subject.
-    time.sleep(KMS_CACHE_S + 0.5)
-
-    rotated = operator(server).request("POST", f"/v1/kms/keys/{key_id}/rotate")
-    assert rotated["current_version"] == 2
-    progress = wait_for_rewrap(server, key_id, 2)
-
-    after = sealed_under(server.data_dir, key_id)
-    assert sorted(b.blob_id for b in after) == sorted(b.blob_id for b in before)
-    assert {b.blob_id: b.version for b in after} == {b.blob_id: 2 for b in before}
-    wrapped_before = {b.blob_id: b.wrapped for b in before}
-    assert all(b.wrapped != wrapped_before[b.blob_id] for b in after)
-    assert file_hashes(blob_file(server.data_dir, b) for b in after) == hashes
-    assert progress["scanned"] >= len(objects)
-
-    for name, data in objects.items():
-        assert read(s3.get_object(Bucket=bucket, Key=name)) == data
-    listed = s3.list_parts(Bucket=bucket, Key="pending", UploadId=pending)["Parts"]
-    s3.complete_multipart_upload(
-        Bucket=bucket,
-        Key="pending",
-        UploadId=pending,
-        MultipartUpload={
-            "Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in listed]
-        },
-    )
-    assert read(s3.get_object(Bucket=bucket, Key="pending")) == b"".join(pending_parts)
-
-    # The old version stays (a DEK the job has not reached must still read).
-    row = kms_keys(server.data_dir)[key_id]
-    assert sorted(row.handles) == [1, 2]
-    assert (server.data_dir / "keystore" / "keys" / f"{row.handles[1]}.kek").exists()
-
-    s3.put_object(Bucket=bucket, Key="new", Body=b"after rotation", **sse_kms(key_id))
-    new = [b for b in sealed_under(server.data_dir, key_id) if b.key == "new"]
-    assert [b.version for b in new] == [2]
-    assert read(s3.get_object(Bucket=bucket, Key="new")) == b"after rotation"
-
-    # RewrapOut documents ``rewrapped`` as "data keys re-wrapped so far": one per blob here
-    # (a single PUT, three parts of a multipart object, two parts of an upload in progress).
-    assert progress["rewrapped"] == len(before), progress
 
 
 def test_rewrap_done_leaves_no_dek_under_an_old_version(server: Server, tenant: str) -> None:

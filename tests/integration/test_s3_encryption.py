@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import base64
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from andromede.cli.client import AdminClient
 from support.multipart import PART, random_data
 from support.s3errors import error_of
 from support.s3objects import read
@@ -23,7 +21,6 @@ from support.server import Server
 from support.sse import (
     C_PREFIX,
     assert_reports,
-    create_key,
     md5_b64,
     new_customer_key,
     raw_request,
@@ -72,29 +69,6 @@ def test_kms_with_a_tenant_key_echoes_its_arn(
     assert_reports(s3.head_object(Bucket=bucket, Key="k"), "aws:kms", arn=kms_key["arn"])
 
 
-def test_kms_key_of_another_tenant_is_access_denied(
-    s3: Any, bucket: str, foreign_key: dict[str, Any]
-) -> None:
-    for given in (foreign_key["key_id"], foreign_key["arn"]):
-        with pytest.raises(ClientError) as exc:
-            s3.put_object(
-                Bucket=bucket, Key="k", Body=b"x", ServerSideEncryption="aws:kms", SSEKMSKeyId=given
-            )
-        assert error_of(exc) == ("AccessDenied", 403)
-    with pytest.raises(ClientError) as exc:
-        s3.head_object(Bucket=bucket, Key="k")
-    assert error_of(exc)[1] == 404
-
-
-def test_unknown_kms_key_is_not_found(s3: Any, bucket: str) -> None:
-    for given in (str(uuid.uuid4()), "not-a-key-id"):
-        with pytest.raises(ClientError) as exc:
-            s3.put_object(
-                Bucket=bucket, Key="k", Body=b"x", ServerSideEncryption="aws:kms", SSEKMSKeyId=given
-            )
-        assert error_of(exc) == ("KMS.NotFoundException", 400)
-
-
 # Another worker may serve a key's cached state this long after a change (kms_cache_seconds).
 KEY_STATE_STALENESS = 2.0
 
@@ -122,23 +96,6 @@ def _eventually(call: Callable[[], bytes]) -> bytes:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-
-
-def test_disabled_kms_key_refuses_writes_and_reads(
-    s3: Any, bucket: str, admin: AdminClient, tenant: str
-) -> None:
-    key = create_key(admin, tenant)
-    sse_kms = sse_args("aws:kms", key["key_id"])
-    s3.put_object(Bucket=bucket, Key="k", Body=b"sealed", **sse_kms)
-    admin.request("POST", f"/v1/kms/keys/{key['key_id']}/disable")
-    try:
-        put = _eventually_error(lambda: s3.put_object(Bucket=bucket, Key="k2", Body=b"", **sse_kms))
-        assert put == ("KMS.DisabledException", 400)
-        get = _eventually_error(lambda: read(s3.get_object(Bucket=bucket, Key="k")))
-        assert get == ("KMS.DisabledException", 400)
-    finally:
-        admin.request("POST", f"/v1/kms/keys/{key['key_id']}/enable")
-    assert _eventually(lambda: read(s3.get_object(Bucket=bucket, Key="k"))) == b"sealed"
 
 
 def test_unsupported_method_is_invalid_argument(s3: Any, bucket: str) -> None:
@@ -184,63 +141,6 @@ def test_sse_c_put_get_head_and_range(s3: Any, bucket: str) -> None:
     )
     assert ranged["ResponseMetadata"]["HTTPStatusCode"] == 206
     assert read(ranged) == data[70000:70100]
-
-
-def test_sse_c_get_without_the_key_is_refused(s3: Any, bucket: str) -> None:
-    key = new_customer_key()
-    s3.put_object(Bucket=bucket, Key="k", Body=b"secret", **sse_args("SSE-C", key=key))
-    with pytest.raises(ClientError) as exc:
-        s3.get_object(Bucket=bucket, Key="k")
-    assert error_of(exc) == ("InvalidRequest", 400)
-    with pytest.raises(ClientError) as exc:
-        s3.head_object(Bucket=bucket, Key="k")
-    assert error_of(exc)[1] == 400
-
-
-def test_sse_c_object_attributes_need_the_key(s3: Any, bucket: str) -> None:
-    key = new_customer_key()
-    s3.put_object(Bucket=bucket, Key="k", Body=b"secret", **sse_args("SSE-C", key=key))
-
-    def attributes(customer: bytes | None) -> dict[str, Any]:
-        # boto3 encodes the SSE-C key of this operation only if told to: do it by hand.
-        extra = (
-            {}
-            if customer is None
-            else {
-                "SSECustomerAlgorithm": "AES256",
-                "SSECustomerKey": base64.b64encode(customer).decode(),
-                "SSECustomerKeyMD5": md5_b64(customer),
-            }
-        )
-        out: dict[str, Any] = s3.get_object_attributes(
-            Bucket=bucket, Key="k", ObjectAttributes=["ObjectSize"], **extra
-        )
-        return out
-
-    with pytest.raises(ClientError) as exc:
-        attributes(None)
-    assert error_of(exc) == ("InvalidRequest", 400)
-    with pytest.raises(ClientError) as exc:
-        attributes(b"x" * 32)
-    assert error_of(exc) == ("AccessDenied", 403)
-    assert attributes(key)["ObjectSize"] == len(b"secret")
-
-
-def test_sse_c_wrong_key_is_access_denied(s3: Any, bucket: str) -> None:
-    s3.put_object(Bucket=bucket, Key="k", Body=b"secret", **sse_args("SSE-C", key=b"a" * 32))
-    with pytest.raises(ClientError) as exc:
-        s3.get_object(Bucket=bucket, Key="k", **read_args("SSE-C", b"b" * 32))
-    assert error_of(exc) == ("AccessDenied", 403)
-    with pytest.raises(ClientError) as exc:
-        s3.head_object(Bucket=bucket, Key="k", **read_args("SSE-C", b"b" * 32))
-    assert error_of(exc)[1] == 403
-
-
-def test_customer_key_on_an_object_without_sse_c_is_refused(s3: Any, bucket: str) -> None:
-    s3.put_object(Bucket=bucket, Key="k", Body=b"plain")
-    with pytest.raises(ClientError) as exc:
-        s3.get_object(Bucket=bucket, Key="k", **read_args("SSE-C", new_customer_key()))
-    assert error_of(exc)[1] == 400
 
 
 def test_sse_c_bad_md5_is_invalid_argument(server: Server, s3: Any, bucket: str) -> None:
@@ -306,27 +206,6 @@ def test_sse_c_multipart_round_trip(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as exc:
         s3.get_object(Bucket=bucket, Key="mp")
     assert error_of(exc) == ("InvalidRequest", 400)
-
-
-def test_sse_c_part_with_another_key_is_access_denied(s3: Any, bucket: str) -> None:
-    created = s3.create_multipart_upload(
-        Bucket=bucket, Key="mp", **sse_args("SSE-C", key=new_customer_key())
-    )
-    upload_id = created["UploadId"]
-    with pytest.raises(ClientError) as exc:
-        s3.upload_part(
-            Bucket=bucket,
-            Key="mp",
-            UploadId=upload_id,
-            PartNumber=1,
-            Body=b"part",
-            **sse_args("SSE-C", key=new_customer_key()),
-        )
-    assert error_of(exc) == ("AccessDenied", 403)
-    with pytest.raises(ClientError) as exc:
-        s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload_id, PartNumber=1, Body=b"part")
-    assert error_of(exc) == ("InvalidRequest", 400)
-    s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload_id)
 
 
 @pytest.mark.parametrize("mode", ["none", "AES256", "aws:kms"])

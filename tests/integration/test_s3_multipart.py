@@ -7,7 +7,6 @@ the server first.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,47 +89,6 @@ def test_get_by_part_number_and_range_across_parts(s3: Any, bucket: str) -> None
     assert body == parts[0][-10:] + parts[1][:10]
 
 
-def test_reuploading_a_part_replaces_it(s3: Any, bucket: str) -> None:
-    upload_id = _create(s3, bucket, "k")
-    old = _upload(s3, bucket, "k", upload_id, 1, b"old bytes")["ETag"]
-    new = _upload(s3, bucket, "k", upload_id, 1, b"the new bytes")["ETag"]
-
-    listed = s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)["Parts"]
-    assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in listed] == [(1, new, 13)]
-    with pytest.raises(ClientError) as exc:
-        _complete(s3, bucket, "k", upload_id, [{"PartNumber": 1, "ETag": old}])
-    assert _code(exc) == "InvalidPart"
-    _complete(s3, bucket, "k", upload_id, [{"PartNumber": 1, "ETag": new}])
-    assert _read(s3, bucket, "k")[1] == b"the new bytes"
-
-
-def test_complete_with_a_subset_of_parts(s3: Any, bucket: str) -> None:
-    parts = {1: _data(PART, 6), 2: _data(PART, 7), 3: _data(10, 8)}
-    upload_id = _create(s3, bucket, "k")
-    etags = {n: _upload(s3, bucket, "k", upload_id, n, d)["ETag"] for n, d in parts.items()}
-
-    done = _complete(
-        s3,
-        bucket,
-        "k",
-        upload_id,
-        [{"PartNumber": 1, "ETag": etags[1]}, {"PartNumber": 3, "ETag": etags[3]}],
-    )
-
-    assert done["ETag"] == _multipart_etag([parts[1], parts[3]])
-    assert _read(s3, bucket, "k")[1] == parts[1] + parts[3]
-    with pytest.raises(ClientError) as exc:
-        s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)
-    assert _code(exc) == "NoSuchUpload"
-
-
-def test_complete_accepts_unquoted_etags(s3: Any, bucket: str) -> None:
-    upload_id = _create(s3, bucket, "k")
-    etag = _upload(s3, bucket, "k", upload_id, 1, b"x")["ETag"]
-    _complete(s3, bucket, "k", upload_id, [{"PartNumber": 1, "ETag": etag.strip('"')}])
-    assert _read(s3, bucket, "k")[1] == b"x"
-
-
 # --- completion errors ------------------------------------------------------------------------
 @pytest.fixture
 def two_parts(s3: Any, bucket: str) -> tuple[str, list[dict[str, Any]]]:
@@ -143,95 +101,12 @@ def two_parts(s3: Any, bucket: str) -> tuple[str, list[dict[str, Any]]]:
     return upload_id, listed
 
 
-def test_parts_out_of_order_is_invalid_part_order(
-    s3: Any, bucket: str, two_parts: tuple[str, list[dict[str, Any]]]
-) -> None:
-    upload_id, listed = two_parts
-    with pytest.raises(ClientError) as exc:
-        _complete(s3, bucket, "k", upload_id, list(reversed(listed)))
-    assert _code(exc) == "InvalidPartOrder"
-    with pytest.raises(ClientError) as exc:
-        _complete(s3, bucket, "k", upload_id, [listed[0], listed[0]])
-    assert _code(exc) == "InvalidPartOrder"
-
-
-def test_wrong_etag_or_missing_part_is_invalid_part(
-    s3: Any, bucket: str, two_parts: tuple[str, list[dict[str, Any]]]
-) -> None:
-    upload_id, listed = two_parts
-    wrong = [listed[0], {"PartNumber": 2, "ETag": _etag(b"something else")}]
-    with pytest.raises(ClientError) as exc:
-        _complete(s3, bucket, "k", upload_id, wrong)
-    assert _code(exc) == "InvalidPart"
-    missing = [*listed, {"PartNumber": 3, "ETag": listed[1]["ETag"]}]
-    with pytest.raises(ClientError) as exc:
-        _complete(s3, bucket, "k", upload_id, missing)
-    assert _code(exc) == "InvalidPart"
-    # The failures left the upload intact.
-    _complete(s3, bucket, "k", upload_id, listed)
-
-
-def test_small_part_before_the_last_is_entity_too_small(s3: Any, bucket: str) -> None:
-    upload_id = _create(s3, bucket, "k")
-    listed = [
-        {"PartNumber": n, "ETag": _upload(s3, bucket, "k", upload_id, n, d)["ETag"]}
-        for n, d in ((1, _data(PART - 1, 20)), (2, _data(PART, 21)))
-    ]
-    with pytest.raises(ClientError) as exc:
-        _complete(s3, bucket, "k", upload_id, listed)
-    assert _code(exc) == "EntityTooSmall"
-    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-
-
 def test_empty_part_list_is_malformed_xml(s3: Any, bucket: str) -> None:
     upload_id = _create(s3, bucket, "k")
     _upload(s3, bucket, "k", upload_id, 1, b"data")
     with pytest.raises(ClientError) as exc:
         _complete(s3, bucket, "k", upload_id, [])
     assert _code(exc) == "MalformedXML"
-
-
-def test_part_number_out_of_range_is_invalid_argument(s3: Any, bucket: str) -> None:
-    upload_id = _create(s3, bucket, "k")
-    for number in (0, 10_001):
-        with pytest.raises(ClientError) as exc:
-            _upload(s3, bucket, "k", upload_id, number, b"x")
-        assert _code(exc) == "InvalidArgument"
-
-
-# --- abort --------------------------------------------------------------------------------------
-def test_abort_then_everything_is_no_such_upload(s3: Any, bucket: str) -> None:
-    upload_id = _create(s3, bucket, "k")
-    etag = _upload(s3, bucket, "k", upload_id, 1, b"data")["ETag"]
-
-    response = s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id)
-    assert response["ResponseMetadata"]["HTTPStatusCode"] == 204
-
-    calls: list[Callable[[], object]] = [
-        lambda: _upload(s3, bucket, "k", upload_id, 2, b"more"),
-        lambda: s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id),
-        lambda: _complete(s3, bucket, "k", upload_id, [{"PartNumber": 1, "ETag": etag}]),
-        lambda: s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id),
-    ]
-    for call in calls:
-        with pytest.raises(ClientError) as exc:
-            call()
-        assert _code(exc) == "NoSuchUpload"
-        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
-    with pytest.raises(ClientError) as exc:
-        s3.head_object(Bucket=bucket, Key="k")
-    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
-
-
-def test_upload_id_of_another_key_is_no_such_upload(s3: Any, bucket: str) -> None:
-    upload_id = _create(s3, bucket, "k")
-    with pytest.raises(ClientError) as exc:
-        _upload(s3, bucket, "other", upload_id, 1, b"x")
-    assert _code(exc) == "NoSuchUpload"
-    with pytest.raises(ClientError) as exc:
-        s3.list_parts(Bucket=bucket, Key="k", UploadId="no-such-upload-id")
-    assert _code(exc) == "NoSuchUpload"
 
 
 # --- UploadPartCopy ---------------------------------------------------------------------------
@@ -275,30 +150,6 @@ def test_upload_part_copy_whole_and_ranged(s3: Any, bucket: str) -> None:
     assert _read(s3, bucket, "dst")[1] == source + source[100:1124]
 
 
-def test_upload_part_copy_bad_range_and_missing_source(s3: Any, bucket: str) -> None:
-    s3.put_object(Bucket=bucket, Key="src", Body=b"0123456789")
-    upload_id = _create(s3, bucket, "dst")
-    with pytest.raises(ClientError) as exc:
-        s3.upload_part_copy(
-            Bucket=bucket,
-            Key="dst",
-            UploadId=upload_id,
-            PartNumber=1,
-            CopySource={"Bucket": bucket, "Key": "src"},
-            CopySourceRange="bytes=5-100",
-        )
-    assert _code(exc) == "InvalidRange"
-    with pytest.raises(ClientError) as exc:
-        s3.upload_part_copy(
-            Bucket=bucket,
-            Key="dst",
-            UploadId=upload_id,
-            PartNumber=1,
-            CopySource={"Bucket": bucket, "Key": "nope"},
-        )
-    assert _code(exc) == "NoSuchKey"
-
-
 def test_upload_part_copy_range_across_parts_with_conditions(s3: Any, bucket: str) -> None:
     parts = [_data(PART, 31), _data(2048, 32)]
     upload_id = _create(s3, bucket, "src")
@@ -333,24 +184,6 @@ def test_upload_part_copy_range_across_parts_with_conditions(s3: Any, bucket: st
         s3, bucket, "dst", copy_id, [{"PartNumber": 1, "ETag": copied["CopyPartResult"]["ETag"]}]
     )
     assert _read(s3, bucket, "dst")[1] == source[PART - 100 : PART + 100]
-
-
-def test_part_number_beyond_the_parts_is_invalid_part_number(s3: Any, bucket: str) -> None:
-    upload_id = _create(s3, bucket, "k")
-    etag = _upload(s3, bucket, "k", upload_id, 1, b"only part")["ETag"]
-    _complete(s3, bucket, "k", upload_id, [{"PartNumber": 1, "ETag": etag}])
-    with pytest.raises(ClientError) as exc:
-        s3.get_object(Bucket=bucket, Key="k", PartNumber=2)
-    assert _code(exc) == "InvalidPartNumber"
-    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
-
-
-def test_wrong_content_md5_on_upload_part_is_bad_digest(s3: Any, bucket: str) -> None:
-    upload_id = _create(s3, bucket, "k")
-    wrong = _b64(_md5(b"something else"))
-    with pytest.raises(ClientError) as exc:
-        _upload(s3, bucket, "k", upload_id, 1, b"data", ContentMD5=wrong)
-    assert _code(exc) == "BadDigest"
 
 
 # --- ListParts --------------------------------------------------------------------------------

@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import pytest
 from awscrt import checksums
-from botocore.exceptions import ClientError
 
 from support.multipart import PART
 from support.multipart import complete_upload as _complete
@@ -21,7 +19,6 @@ from support.multipart import create_upload as _create
 from support.multipart import random_data as _data
 from support.multipart import read_object as _read
 from support.multipart import upload_part as _upload
-from support.s3errors import error_code as _code
 from support.s3objects import b64 as _b64
 
 
@@ -109,27 +106,6 @@ def test_crc32_full_object_checksum(s3: Any, bucket: str) -> None:
     assert response["ChecksumType"] == "FULL_OBJECT"
 
 
-def test_full_object_checksum_mismatch_on_complete_is_refused(s3: Any, bucket: str) -> None:
-    parts = [_data(PART, 45), _data(5, 46)]
-    upload_id, listed = _checksummed_upload(
-        s3, bucket, "k", "CRC32", parts, ChecksumType="FULL_OBJECT"
-    )
-    with pytest.raises(ClientError) as exc:
-        _complete(
-            s3,
-            bucket,
-            "k",
-            upload_id,
-            listed,
-            ChecksumType="FULL_OBJECT",
-            ChecksumCRC32=_b64(_crc32(b"not the object")),
-        )
-    assert _code(exc) == "BadDigest"
-    with pytest.raises(ClientError) as exc:
-        s3.head_object(Bucket=bucket, Key="k")
-    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
-
-
 def test_crc64nvme_full_object_checksum(s3: Any, bucket: str) -> None:
     parts = [_data(PART, 47), _data(PART + 3, 48)]
     whole = b"".join(parts)
@@ -158,43 +134,6 @@ def test_sha256_composite_checksum(s3: Any, bucket: str) -> None:
     response, body = _read(s3, bucket, "k", ChecksumMode="ENABLED")
     assert body == b"".join(parts)
     assert response["ChecksumSHA256"] == composite
-
-
-def test_wrong_part_checksum_on_upload_is_refused(s3: Any, bucket: str) -> None:
-    upload_id = _create(s3, bucket, "k", ChecksumAlgorithm="SHA256")
-    with pytest.raises(ClientError) as exc:
-        _upload(s3, bucket, "k", upload_id, 1, b"data", ChecksumSHA256=_b64(_sha256(b"other")))
-    assert _code(exc) == "BadDigest"
-    assert s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id).get("Parts", []) == []
-
-
-def test_wrong_part_checksum_on_complete_is_invalid_part(s3: Any, bucket: str) -> None:
-    upload_id, listed = _checksummed_upload(s3, bucket, "k", "SHA256", [b"one"])
-    listed[0]["ChecksumSHA256"] = _b64(_sha256(b"two"))
-    with pytest.raises(ClientError) as exc:
-        _complete(s3, bucket, "k", upload_id, listed)
-    assert _code(exc) == "InvalidPart"
-
-
-@pytest.mark.parametrize(
-    ("algorithm", "kind"),
-    [("CRC64NVME", "COMPOSITE"), ("SHA256", "FULL_OBJECT"), ("SHA1", "FULL_OBJECT")],
-)
-def test_unsupported_checksum_type_is_invalid_request(
-    s3: Any, bucket: str, algorithm: str, kind: str
-) -> None:
-    with pytest.raises(ClientError) as exc:
-        s3.create_multipart_upload(
-            Bucket=bucket, Key="k", ChecksumAlgorithm=algorithm, ChecksumType=kind
-        )
-    assert _code(exc) == "InvalidRequest"
-
-
-def test_part_checksum_of_another_algorithm_is_invalid_request(s3: Any, bucket: str) -> None:
-    upload_id = _create(s3, bucket, "k", ChecksumAlgorithm="CRC32")
-    with pytest.raises(ClientError) as exc:
-        _upload(s3, bucket, "k", upload_id, 1, b"data", ChecksumAlgorithm="SHA256")
-    assert _code(exc) == "InvalidRequest"
 
 
 def test_object_parts_in_get_object_attributes(s3: Any, bucket: str) -> None:

@@ -152,23 +152,6 @@ def test_content_md5_good(s3: Any, bucket: str) -> None:
     assert put["ETag"] == md5_etag(data)
 
 
-def test_content_md5_mismatch(s3: Any, bucket: str) -> None:
-    wrong = b64(hashlib.md5(b"something else", usedforsecurity=False).digest())
-    with pytest.raises(ClientError) as exc:
-        s3.put_object(Bucket=bucket, Key="k", Body=b"payload", ContentMD5=wrong)
-    assert error_of(exc) == ("BadDigest", 400)
-    with pytest.raises(ClientError) as exc:
-        s3.head_object(Bucket=bucket, Key="k")
-    assert error_of(exc) == ("404", 404)
-
-
-@pytest.mark.parametrize("value", ["not-base64!!", b64(b"short")])
-def test_content_md5_malformed(s3: Any, bucket: str, value: str) -> None:
-    with pytest.raises(ClientError) as exc:
-        s3.put_object(Bucket=bucket, Key="k", Body=b"payload", ContentMD5=value)
-    assert error_of(exc) == ("InvalidDigest", 400)
-
-
 @pytest.mark.parametrize("algorithm", list(CHECKSUMS))
 def test_checksum_algorithms(s3: Any, bucket: str, algorithm: str) -> None:
     data = os.urandom(300_000)
@@ -197,12 +180,6 @@ def test_checksum_explicit_value(s3: Any, bucket: str, algorithm: str) -> None:
     assert error_of(exc) == ("BadDigest", 400)
     # The failed write left the previous object in place.
     assert read(s3.get_object(Bucket=bucket, Key="c")) == data
-
-
-def test_checksum_malformed_value(s3: Any, bucket: str) -> None:
-    with pytest.raises(ClientError) as exc:
-        s3.put_object(Bucket=bucket, Key="c", Body=b"x", ChecksumSHA256="bm90IGEgc2hhMjU2")
-    assert error_of(exc) == ("InvalidRequest", 400)
 
 
 def test_default_checksum_returned(s3: Any, bucket: str) -> None:
@@ -259,16 +236,6 @@ def test_range_not_satisfiable(s3: Any, bucket: str, ranged: str, spec: str) -> 
         s3.get_object(Bucket=bucket, Key=ranged, Range=spec)
     assert error_of(exc) == ("InvalidRange", 416)
     assert exc.value.response["Error"]["ActualObjectSize"] == "1024"
-
-
-@pytest.mark.parametrize("spec", ["bytes=0-1,5-6", "bytes=abc", "bytes=9-3", "items=0-5"])
-def test_range_ignored_when_unsupported_or_malformed(
-    s3: Any, bucket: str, ranged: str, spec: str
-) -> None:
-    got = s3.get_object(Bucket=bucket, Key=ranged, Range=spec)
-    assert status_of(got) == 200
-    assert read(got) == RANGE_DATA
-    assert "ContentRange" not in got
 
 
 # --- delete ----------------------------------------------------------------------------------
@@ -384,7 +351,8 @@ def test_key_length_limit(s3: Any, bucket: str) -> None:
 # --- concurrency -----------------------------------------------------------------------------
 
 
-def test_overwrite_is_atomic_for_readers(server: Any, bucket: str) -> None:
+# Readers, a writer and their checks race in one function on purpose: the race is the test.
+def test_overwrite_is_atomic_for_readers(server: Any, bucket: str) -> None:  # noqa: C901
     old, new = os.urandom(4 * MiB), os.urandom(4 * MiB)
     writer_client, *reader_clients = (server.client() for _ in range(3))
     writer_client.put_object(Bucket=bucket, Key="hot", Body=old)

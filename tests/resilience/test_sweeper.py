@@ -21,13 +21,10 @@ from support.resilience import (
     blob_files,
     blob_path,
     live_blobs,
-    object_blob_ids,
     payload,
     plant_blob,
     plant_part_file,
-    queued_blobs,
     tmp_files,
-    upload_part_blob_ids,
 )
 from support.server import Server
 
@@ -69,62 +66,6 @@ def put(s3: Any, key: str, generation: int, size: int = 4096) -> bytes:
     data = payload(key, generation, size)
     s3.put_object(Bucket=BUCKET, Key=key, Body=data)
     return data
-
-
-def test_replaced_and_deleted_blobs_are_collected(fast_server: Server) -> None:
-    server, s3 = fast_server, fast_server.client()
-    live = {"keep": put(s3, "keep", 1, 3 * MiB), "overwritten": put(s3, "overwritten", 1)}
-    put(s3, "deleted", 1)
-    old = object_blob_ids(server.data_dir, BUCKET, "overwritten")
-    old |= object_blob_ids(server.data_dir, BUCKET, "deleted")
-    assert len(old) == 2
-    live["overwritten"] = put(s3, "overwritten", 2)
-    s3.delete_object(Bucket=BUCKET, Key="deleted")
-    s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "never-existed"}]})
-    wait_gone(server, old)
-    # Several more sweeps pass over the live data.
-    time.sleep(2.5)
-    assert_live_intact(server, s3, live)
-    assert blob_files(server.data_dir) == live_blobs(server.data_dir)
-    assert queued_blobs(server.data_dir) == set()
-
-
-def test_multipart_parts_are_collected(fast_server: Server) -> None:
-    server, s3 = fast_server, fast_server.client()
-    part = payload("mp", 1, 5 * MiB)
-
-    # Aborted: every part goes.
-    aborted = s3.create_multipart_upload(Bucket=BUCKET, Key="aborted")["UploadId"]
-    for number in (1, 2):
-        s3.upload_part(Bucket=BUCKET, Key="aborted", UploadId=aborted, PartNumber=number, Body=part)
-    aborted_blobs = upload_part_blob_ids(server.data_dir, aborted)
-    assert len(aborted_blobs) == 2
-
-    # Completed: a replaced part and a part left out of the object go; the rest stays.
-    done = s3.create_multipart_upload(Bucket=BUCKET, Key="done")["UploadId"]
-    s3.upload_part(Bucket=BUCKET, Key="done", UploadId=done, PartNumber=1, Body=b"replaced")
-    replaced = upload_part_blob_ids(server.data_dir, done)
-    etags = [
-        s3.upload_part(Bucket=BUCKET, Key="done", UploadId=done, PartNumber=n, Body=body)["ETag"]
-        for n, body in ((1, part), (2, b"tail"), (3, b"left out"))
-    ]
-    left_out = upload_part_blob_ids(server.data_dir, done) - upload_part_blob_ids(
-        server.data_dir, done, numbers=(1, 2)
-    )
-    s3.complete_multipart_upload(
-        Bucket=BUCKET,
-        Key="done",
-        UploadId=done,
-        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n - 1]} for n in (1, 2)]},
-    )
-    s3.abort_multipart_upload(Bucket=BUCKET, Key="aborted", UploadId=aborted)
-
-    assert len(replaced) == len(left_out) == 1
-    wait_gone(server, aborted_blobs | replaced | left_out)
-    time.sleep(2.5)
-    assert_live_intact(server, s3, {"done": part + b"tail"})
-    assert blob_files(server.data_dir) == live_blobs(server.data_dir)
-    assert len(object_blob_ids(server.data_dir, BUCKET, "done")) == 2
 
 
 def test_leftovers_are_removed_at_start(make_server: Callable[..., Server]) -> None:
