@@ -73,7 +73,7 @@ def run(data_dir: Path | None, address: str | None, workers: int | None) -> None
 
 def _serve(settings: Settings) -> None:
     uvicorn.run(
-        "andromede.bootstrap:create_app",
+        "andromede.gateway:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
