@@ -10,8 +10,6 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from andromede.admin.app import create_admin_app
-from andromede.admin.recording import AuditedApp
 from andromede.audit.syslog import SyslogShipper
 from andromede.audit.trail import HashChainTrail
 from andromede.audit_process import SHUTDOWN_SHIP_S, shipper_for
@@ -37,6 +35,7 @@ class Gateway:
         self.runtime: Runtime | None = None
         self._s3: S3App | None = None
         self._admin: Any = None
+        self._admin_built = asyncio.Lock()
         self._background: asyncio.Task[None] | None = None
         self._lease = JobLease(settings.data_dir)
         self._shipper: SyslogShipper | None = None
@@ -55,9 +54,19 @@ class Gateway:
             ),
             runtime.audit,
         )
-        self._admin = AuditedApp(create_admin_app(runtime.services), runtime.audit)
         if self._lease.try_take():
             self._background = asyncio.create_task(self._background_jobs(runtime))
+
+    async def _build_admin(self) -> Any:
+        """The admin API, built at its first request rather than at startup: FastAPI and the
+        routes' pydantic models cost ~0.6 s of CPU to import and build, about as much as the
+        rest of a worker's start, for an API that operators call now and then. Built in a
+        thread, so the S3 requests of this process go on meanwhile."""
+        async with self._admin_built:
+            if self._admin is None:
+                assert self.runtime is not None
+                self._admin = await asyncio.to_thread(_admin_app, self.runtime)
+        return self._admin
 
     def _jobs(self, runtime: Runtime) -> list[Coroutine[Any, Any, None]]:
         """The jobs one process per data dir runs: sweeper, key jobs, repair; and the trail's
@@ -122,7 +131,8 @@ class Gateway:
         if path.startswith(ADMIN_PREFIX + "/") or path == ADMIN_PREFIX:
             # Mounted as Starlette's Mount does: the prefix moves into root_path, path keeps it.
             mounted = {**scope, "root_path": scope.get("root_path", "") + ADMIN_PREFIX}
-            await self._admin(mounted, receive, send)
+            admin = self._admin or await self._build_admin()
+            await admin(mounted, receive, send)
             return
         assert self._s3 is not None
         await self._s3(scope, receive, send)
@@ -142,6 +152,13 @@ class Gateway:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _admin_app(runtime: Runtime) -> Any:
+    from andromede.admin.app import create_admin_app  # noqa: PLC0415 - see Gateway._build_admin
+    from andromede.admin.recording import AuditedApp  # noqa: PLC0415
+
+    return AuditedApp(create_admin_app(runtime.services), runtime.audit)
 
 
 def create_app() -> Gateway:

@@ -15,6 +15,18 @@ from andromede.bootstrap import prepare_data_dir, sweep_at_start
 from andromede.localfiles import RootCredentials, write_server_info
 from andromede.settings import Settings, load_settings
 
+# uvicorn's supervisor pings each worker every half second and kills one that does not answer
+# within this many seconds. Its default, 5 s, is shorter than a worker's start on a busy
+# machine (interpreter, imports, opening the store: ~1.5 s of CPU, so 5 s of wall time or more
+# when the cores are shared): on a loaded 2-core machine it killed workers still importing in
+# 10 of 30 restarts, each kill starting that work over, and a restart after a crash took 24 s
+# (median, up to 53 s). Killing a slow starter never helps; the ping only needs to catch a
+# process that is truly hung (its answer comes from a thread of its own, so a blocked event
+# loop still answers). 30 s is ample margin for a slow start and still replaces a hung worker
+# well within a service manager's stop timeout (the supervisor also handles signals only
+# between pings, so a hung worker delays a shutdown by at most this much).
+WORKER_HEALTHCHECK_S = 30
+
 
 def _snippet(creds: RootCredentials, endpoint: str, region: str) -> str:
     return f"""
@@ -84,6 +96,7 @@ def _serve(settings: Settings) -> None:
         access_log=False,
         log_level=settings.log_level,
         timeout_keep_alive=30,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
         server_header=False,
         date_header=False,
         # The audit trail records the peer's address: a client must not choose it through
