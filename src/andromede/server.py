@@ -8,23 +8,20 @@ import os
 import sys
 from pathlib import Path
 
-import uvicorn
-
 from andromede.audit_process import AuditWriterProcess, writer_socket
-from andromede.bootstrap import prepare_data_dir, sweep_at_start
 from andromede.localfiles import RootCredentials, write_server_info
 from andromede.settings import Settings, load_settings
 
 # uvicorn's supervisor pings each worker every half second and kills one that does not answer
 # within this many seconds. Its default, 5 s, is shorter than a worker's start on a busy
-# machine (interpreter, imports, opening the store: ~1.5 s of CPU, so 5 s of wall time or more
-# when the cores are shared): on a loaded 2-core machine it killed workers still importing in
-# 10 of 30 restarts, each kill starting that work over, and a restart after a crash took 24 s
-# (median, up to 53 s). Killing a slow starter never helps; the ping only needs to catch a
-# process that is truly hung (its answer comes from a thread of its own, so a blocked event
-# loop still answers). 30 s is ample margin for a slow start and still replaces a hung worker
-# well within a service manager's stop timeout (the supervisor also handles signals only
-# between pings, so a hung worker delays a shutdown by at most this much).
+# machine (interpreter, imports, opening the store: over a second of CPU, so 5 s of wall time
+# or more when the cores are shared): on a loaded 2-core machine it killed workers still
+# importing in 10 of 30 restarts, each kill starting that work over, and a restart after a
+# crash took 24 s (median, up to 53 s). Killing a slow starter never helps; the ping only
+# needs to catch a process that is truly hung (its answer comes from a thread of its own, so
+# a blocked event loop still answers). 30 s is ample margin for a slow start and still
+# replaces a hung worker well within a service manager's stop timeout (the supervisor also
+# handles signals only between pings, so a hung worker delays a shutdown by at most this much).
 WORKER_HEALTHCHECK_S = 30
 
 
@@ -59,6 +56,33 @@ def run(data_dir: Path | None, address: str | None, workers: int | None) -> None
     # Everything the server creates (metadata with credentials, blobs) is for its user only.
     os.umask(0o077)
     settings = load_settings(data_dir=data_dir, address=address, workers=workers)
+    # Workers are separate processes: hand them the resolved settings through the environment.
+    os.environ["ANDROMEDE_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ["ANDROMEDE_ADDRESS"] = settings.address
+    os.environ["ANDROMEDE_WORKERS"] = str(settings.workers)
+    writer = None
+    if settings.audit_sink == "trail" and settings.audit_writer_process:
+        # Launched first, so that its start overlaps ours (loading the composition root, the
+        # sweep); the chain's file lock orders the writer and the sweep's own trail.
+        writer = AuditWriterProcess(writer_socket(settings))
+        os.environ["ANDROMEDE_AUDIT_WRITER_SOCKET"] = str(writer.socket_path)
+        writer.launch()
+    try:
+        _prepare(settings)
+        if writer is not None:
+            writer.wait_ready()
+        _serve(settings)
+    finally:
+        if writer is not None:
+            writer.stop()
+
+
+def _prepare(settings: Settings) -> None:
+    """The data dir, the first start's credentials, the sweep after a crash."""
+    # Imported here, once the audit writer is launched: the composition root loads most of
+    # the server (~0.6 s of CPU), and the writer starts meanwhile.
+    from andromede.bootstrap import prepare_data_dir, sweep_at_start  # noqa: PLC0415
+
     creds, created = prepare_data_dir(settings)
     endpoint = f"http://{settings.address}"
     if created:
@@ -67,23 +91,11 @@ def run(data_dir: Path | None, address: str | None, workers: int | None) -> None
     if settings.embedded:
         asyncio.run(sweep_at_start(settings))
     write_server_info(settings.data_dir, endpoint)
-    # Workers are separate processes: hand them the resolved settings through the environment.
-    os.environ["ANDROMEDE_DATA_DIR"] = str(settings.data_dir.resolve())
-    os.environ["ANDROMEDE_ADDRESS"] = settings.address
-    os.environ["ANDROMEDE_WORKERS"] = str(settings.workers)
-    writer = None
-    if settings.audit_sink == "trail" and settings.audit_writer_process:
-        writer = AuditWriterProcess(writer_socket(settings))
-        os.environ["ANDROMEDE_AUDIT_WRITER_SOCKET"] = str(writer.socket_path)
-        writer.start()
-    try:
-        _serve(settings)
-    finally:
-        if writer is not None:
-            writer.stop()
 
 
 def _serve(settings: Settings) -> None:
+    import uvicorn  # noqa: PLC0415 - as in _prepare: loaded while the audit writer starts
+
     uvicorn.run(
         "andromede.gateway:create_app",
         factory=True,
