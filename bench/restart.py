@@ -11,8 +11,10 @@ the trees taking turns (A B, B A, ...) so that a neighbour's burst falls on both
 
 Each cycle times, from the kill: `health` (GET /_andromede/health answers 200), `request`
 (an authenticated ListBuckets answers 200) and `all workers` (every worker logged its startup
-as complete; the next kill waits for that). The supervisor's kills of workers that were slow
-to start are counted from the server's log.
+as complete; the next kill waits for that). Beside them, `server CPU`: the CPU time the new
+server's processes had used when the request was answered (from /proc), which the machine's
+load moves far less than wall time, so it compares runs made under different loads. The
+supervisor's kills of workers that were slow to start are counted from the server's log.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ READY_LINE = "Application startup complete."
 # What uvicorn's supervisor logs when it replaces a worker (it kills those that do not answer
 # its health check in time) or gives up on one that failed to start.
 RESPAWN_LINE = re.compile(r"Child process \[\d+\] (died|failed to start)")
-FIGURES = ("health", "request", "all workers")
+FIGURES = ("health", "request", "all workers", "server CPU")
 
 
 @dataclass
@@ -121,6 +123,19 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _group_cpu(pgid: int) -> float:
+    """Seconds of CPU used by the processes of group ``pgid`` and their reaped children."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[2]) == pgid:  # fields[0] is the state: pgrp, utime.. cstime follow
+            total += sum(int(f) for f in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -200,6 +215,8 @@ def cycle(server: Server, n: int) -> dict[str, float]:
     server.start(n)
     out = {"health": _wait(server, lambda: _healthy(server), t0, "health")}
     out["request"] = _wait(server, lambda: _answers(client), t0, "answer")
+    assert server.proc is not None
+    out["server CPU"] = _group_cpu(server.proc.pid)
     out["all workers"] = _wait(server, lambda: _all_ready(server), t0, "ready workers")
     server.respawns += len(RESPAWN_LINE.findall(server.log_text()))
     return out
@@ -224,7 +241,7 @@ def _p90(values: list[float]) -> float:
 
 
 def report(servers: list[Server], cond0: dict[str, Any], args: argparse.Namespace) -> None:
-    rows = [["tree", "figure (s from kill)", "median", "p90", "max", "cycles"]]
+    rows = [["tree", "figure (s)", "median", "p90", "max", "cycles"]]
     for s in servers:
         for f in FIGURES:
             v = s.times[f]
