@@ -1,7 +1,7 @@
 """Composition root: Settings → adapters → services, and nothing else.
 
 The root ASGI app lives in ``gateway.py``, process tuning in ``process.py``, the background
-jobs' loops in ``workers/``.
+jobs' loops in ``workers/``, the data dir's first files in ``localfiles.py``.
 """
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -22,14 +20,13 @@ from andromede.audit.reader import SegmentReader
 from andromede.audit.remote import RemoteTrail
 from andromede.audit.trail import HashChainTrail
 from andromede.audit_process import trail_config
-from andromede.core.ids import new_access_key_id, new_secret_key
 from andromede.core.models import DEFAULT_TENANT
 from andromede.core.placement import ANY_JURISDICTION, Layout, Redundancy, Region, Site
 from andromede.crypto.envelope import AesGcmEnvelope
 from andromede.dataplane.local import LocalSite
 from andromede.dataplane.sharded import ShardedBlobs
 from andromede.kms.factory import open_key_managers
-from andromede.localfiles import RootCredentials, read_credentials, write_credentials
+from andromede.localfiles import read_credentials
 from andromede.metadata.sql import SqlMetadataStore, SystemClock, open_store
 from andromede.ports import AuditSink, ShardSet, SiteBackend
 from andromede.services.accounts import Accounts
@@ -51,33 +48,6 @@ from andromede.workers.sweeper import Sweeper
 log = logging.getLogger("andromede")
 DEFAULT_SITE = "local"
 RESIDENCY_KEY_FILE = "residency-signing.key"
-
-
-def prepare_data_dir(settings: Settings) -> tuple[RootCredentials, bool]:
-    """Create the data dir and, on first start, the root credentials (0600).
-
-    Returns the credentials and whether they were created by this call.
-    """
-    data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    existing = read_credentials(data_dir)
-    if existing is not None:
-        return existing, False
-    access = _env_secret("ANDROMEDE_ROOT_ACCESS_KEY") or new_access_key_id()
-    secret = _env_secret("ANDROMEDE_ROOT_SECRET_KEY") or new_secret_key()
-    creds = RootCredentials(access, secret)
-    write_credentials(data_dir, creds)
-    return creds, True
-
-
-def _env_secret(name: str) -> str | None:
-    value = os.environ.get(name)
-    if value:
-        return value
-    path = os.environ.get(name + "_FILE")
-    if path:
-        return Path(path).read_text(encoding="utf-8").strip()
-    return None
 
 
 @dataclass
@@ -238,15 +208,6 @@ async def build_runtime(settings: Settings) -> Runtime:
     keys.set_event_recorder(audit_sink.record)
     key_jobs = KeyJobs(store, keys, clock)
     return Runtime(settings, store, placement, services, sweeper, audit_sink, key_jobs)
-
-
-async def sweep_at_start(settings: Settings) -> dict[str, int]:
-    """Before workers start (single host): remove leftovers of interrupted writes."""
-    runtime = await build_runtime(settings)
-    try:
-        return await runtime.sweeper.sweep(at_start=True)
-    finally:
-        await runtime.close()
 
 
 @contextlib.asynccontextmanager

@@ -19,12 +19,13 @@ from andromede.s3.app import S3App, S3Config
 from andromede.settings import Settings, load_settings
 from andromede.workers.audit_retention import AuditRetention
 from andromede.workers.keys import KeyWorker
-from andromede.workers.lease import JobLease
+from andromede.workers.lease import JobLease, StartGate
 from andromede.workers.repair import RepairWorker
 
 log = logging.getLogger("andromede")
 ADMIN_PREFIX = "/_andromede/admin"
 HEALTH_PATH = "/_andromede/health"
+START_GATE_POLL_S = 0.02
 
 
 class Gateway:
@@ -54,8 +55,27 @@ class Gateway:
             ),
             runtime.audit,
         )
-        if self._lease.try_take():
+        holder = self._lease.try_take()
+        if self.settings.start_token is not None:
+            holder = await self._pass_start_gate(runtime, holder)
+        if holder:
             self._background = asyncio.create_task(self._background_jobs(runtime))
+
+    async def _pass_start_gate(self, runtime: Runtime, holder: bool) -> bool:
+        """Under ``serve`` on a single host: return once the leftovers of a crash are swept,
+        by this process if it holds the job lease (or takes it over from a holder that died
+        before the sweep was done). Returns whether this process holds the lease."""
+        assert self.settings.start_token is not None
+        gate = StartGate(self.settings.data_dir, self.settings.start_token)
+        while not holder and not gate.is_open():
+            await asyncio.sleep(START_GATE_POLL_S)
+            holder = self._lease.try_take()
+        # Once the gate is open others may be serving: an at-start sweep would then remove
+        # the temporary files of their writes in flight.
+        if holder and not gate.is_open():
+            await runtime.sweeper.sweep(at_start=True)
+            gate.open()
+        return holder
 
     async def _build_admin(self) -> Any:
         """The admin API, built at its first request rather than at startup: FastAPI and the

@@ -1,15 +1,15 @@
-"""``andromede serve``: prepare the data dir, clean up after a crash, start the workers."""
+"""``andromede serve``: prepare the data dir, start the audit writer and the workers."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+import secrets
 import sys
 from pathlib import Path
 
 from andromede.audit_process import AuditWriterProcess, writer_socket
-from andromede.localfiles import RootCredentials, write_server_info
+from andromede.localfiles import RootCredentials, prepare_data_dir, write_server_info
 from andromede.settings import Settings, load_settings
 
 # uvicorn's supervisor pings each worker every half second and kills one that does not answer
@@ -51,7 +51,12 @@ rclone (~/.config/rclone/rclone.conf):
 
 
 def run(data_dir: Path | None, address: str | None, workers: int | None) -> None:
-    """Start the server in the foreground until interrupted."""
+    """Start the server in the foreground until interrupted.
+
+    This process loads no more than the settings and uvicorn: the workers load the server
+    (about a second of CPU each), and on a single host the first of them sweeps what a crash
+    left behind before any of them serves (``workers/lease.py``).
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Everything the server creates (metadata with credentials, blobs) is for its user only.
     os.umask(0o077)
@@ -60,15 +65,21 @@ def run(data_dir: Path | None, address: str | None, workers: int | None) -> None
     os.environ["ANDROMEDE_DATA_DIR"] = str(settings.data_dir.resolve())
     os.environ["ANDROMEDE_ADDRESS"] = settings.address
     os.environ["ANDROMEDE_WORKERS"] = str(settings.workers)
+    if settings.embedded:
+        os.environ["ANDROMEDE_START_TOKEN"] = secrets.token_hex(16)
     writer = None
     if settings.audit_sink == "trail" and settings.audit_writer_process:
-        # Launched first, so that its start overlaps ours (loading the composition root, the
-        # sweep); the chain's file lock orders the writer and the sweep's own trail.
+        # Launched first, so that its start overlaps ours.
         writer = AuditWriterProcess(writer_socket(settings))
         os.environ["ANDROMEDE_AUDIT_WRITER_SOCKET"] = str(writer.socket_path)
         writer.launch()
     try:
-        _prepare(settings)
+        creds, created = prepare_data_dir(settings.data_dir)
+        endpoint = f"http://{settings.address}"
+        if created:
+            sys.stdout.write(_snippet(creds, endpoint, settings.region))
+            sys.stdout.flush()
+        write_server_info(settings.data_dir, endpoint)
         if writer is not None:
             writer.wait_ready()
         _serve(settings)
@@ -77,24 +88,8 @@ def run(data_dir: Path | None, address: str | None, workers: int | None) -> None
             writer.stop()
 
 
-def _prepare(settings: Settings) -> None:
-    """The data dir, the first start's credentials, the sweep after a crash."""
-    # Imported here, once the audit writer is launched: the composition root loads most of
-    # the server (~0.6 s of CPU), and the writer starts meanwhile.
-    from andromede.bootstrap import prepare_data_dir, sweep_at_start  # noqa: PLC0415
-
-    creds, created = prepare_data_dir(settings)
-    endpoint = f"http://{settings.address}"
-    if created:
-        sys.stdout.write(_snippet(creds, endpoint, settings.region))
-        sys.stdout.flush()
-    if settings.embedded:
-        asyncio.run(sweep_at_start(settings))
-    write_server_info(settings.data_dir, endpoint)
-
-
 def _serve(settings: Settings) -> None:
-    import uvicorn  # noqa: PLC0415 - as in _prepare: loaded while the audit writer starts
+    import uvicorn  # noqa: PLC0415 - loaded while the audit writer starts
 
     uvicorn.run(
         "andromede.gateway:create_app",

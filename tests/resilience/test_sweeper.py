@@ -127,9 +127,11 @@ def test_multipart_parts_are_collected(fast_server: Server) -> None:
     assert len(object_blob_ids(server.data_dir, BUCKET, "done")) == 2
 
 
-def test_leftovers_are_removed_at_start(make_server: Callable[..., Server]) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_leftovers_are_removed_at_start(make_server: Callable[..., Server], workers: int) -> None:
     # Default grace periods: only the startup sweep can remove fresh leftovers this quickly.
-    server = make_server()
+    # With two workers, the one holding the job lease sweeps while the other waits to serve.
+    server = make_server(workers)
     server.start()
     s3 = server.client()
     s3.create_bucket(Bucket=BUCKET)

@@ -18,5 +18,5 @@ class Sweeper:
 
     async def run_forever(self, interval: float) -> None:
         """Loop; a failing pass is logged and retried next interval. The first pass waits an
-        interval: ``serve`` sweeps once before its workers start."""
+        interval: under ``serve`` this process has just swept, before any worker served."""
         await every(interval, self.janitor.sweep, "sweep", wait_first=True)
