@@ -69,7 +69,7 @@ def run(data_dir: Path | None, address: str | None, workers: int | None) -> None
         os.environ["ANDROMEDE_START_TOKEN"] = secrets.token_hex(16)
     writer = None
     if settings.audit_sink == "trail" and settings.audit_writer_process:
-        # Launched first, so that its start overlaps ours.
+        # Started, not waited for: it is ready before the workers need it (see launch()).
         writer = AuditWriterProcess(writer_socket(settings))
         os.environ["ANDROMEDE_AUDIT_WRITER_SOCKET"] = str(writer.socket_path)
         writer.launch()
@@ -80,8 +80,6 @@ def run(data_dir: Path | None, address: str | None, workers: int | None) -> None
             sys.stdout.write(_snippet(creds, endpoint, settings.region))
             sys.stdout.flush()
         write_server_info(settings.data_dir, endpoint)
-        if writer is not None:
-            writer.wait_ready()
         _serve(settings)
     finally:
         if writer is not None:
