@@ -2,6 +2,8 @@
 
 ``root-credentials.json`` (0600): the operator's access key and secret.
 ``server.json``: where the server listens, so ``andromede admin --data-dir`` finds it.
+``started``: the token of the ``serve`` run whose start-up sweep is done (see
+``workers/lease.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from andromede.core.ids import new_access_key_id, new_secret_key
 
 CREDENTIALS_FILE = "root-credentials.json"
 SERVER_FILE = "server.json"
@@ -74,3 +78,31 @@ def read_server_endpoint(data_dir: Path) -> str | None:
     if not path.exists():
         return None
     return str(json.loads(path.read_text(encoding="utf-8"))["endpoint"])
+
+
+def prepare_data_dir(data_dir: Path) -> tuple[RootCredentials, bool]:
+    """Create the data dir and, on first start, the root credentials (0600), from
+    ``ANDROMEDE_ROOT_ACCESS_KEY`` / ``ANDROMEDE_ROOT_SECRET_KEY`` (or their ``_FILE``
+    variants) when set, else new random ones.
+
+    Returns the credentials and whether they were created by this call.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    existing = read_credentials(data_dir)
+    if existing is not None:
+        return existing, False
+    access = _env_secret("ANDROMEDE_ROOT_ACCESS_KEY") or new_access_key_id()
+    secret = _env_secret("ANDROMEDE_ROOT_SECRET_KEY") or new_secret_key()
+    creds = RootCredentials(access, secret)
+    write_credentials(data_dir, creds)
+    return creds, True
+
+
+def _env_secret(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value:
+        return value
+    path = os.environ.get(name + "_FILE")
+    if path:
+        return Path(path).read_text(encoding="utf-8").strip()
+    return None

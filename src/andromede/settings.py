@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         default=None,
         description="set by `serve` for its workers: the audit writer process's socket",
     )
+    start_token: str | None = Field(
+        default=None,
+        description="set by `serve` for its workers (single host): no worker serves before "
+        "one of them has swept the leftovers of a crash and recorded this token",
+    )
     keystore_dir: Path | None = Field(
         default=None, description="built-in keystore (sealed KEKs); default: <data_dir>/keystore"
     )

@@ -41,6 +41,7 @@ from andromede.metadata.migrate import (
     MIGRATIONS_DIR,
     current_revision,
     head_revision,
+    packaged_head,
     sync_engine,
     sync_url,
     upgrade,
@@ -217,6 +218,25 @@ async def test_concurrent_upgrades_from_several_processes(database_url: str) -> 
         assert proc.returncode == 0, err.decode()
     assert current_revision(database_url) == head_revision()
     assert table_names(database_url) == TABLES | PLACEMENT_TABLES | {"alembic_version"}
+
+
+def test_the_head_read_from_the_scripts_is_alembics() -> None:
+    assert packaged_head() == head_revision()
+
+
+async def test_a_database_at_head_is_upgraded_without_loading_alembic(database_url: str) -> None:
+    """Every gateway start calls upgrade(): at head it must not pay for importing Alembic."""
+    upgrade(database_url)
+    code = (
+        "import sys; from andromede.metadata.migrate import upgrade; upgrade(sys.argv[1]); "
+        "sys.exit('alembic' in sys.modules)"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, database_url, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert current_revision(database_url) == head_revision()
 
 
 def test_in_memory_sqlite_is_refused() -> None:

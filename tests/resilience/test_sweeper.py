@@ -68,9 +68,11 @@ def put(s3: Any, key: str, generation: int, size: int = 4096) -> bytes:
     return data
 
 
-def test_leftovers_are_removed_at_start(make_server: Callable[..., Server]) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_leftovers_are_removed_at_start(make_server: Callable[..., Server], workers: int) -> None:
     # Default grace periods: only the startup sweep can remove fresh leftovers this quickly.
-    server = make_server()
+    # With two workers, the one holding the job lease sweeps while the other waits to serve.
+    server = make_server(workers)
     server.start()
     s3 = server.client()
     s3.create_bucket(Bucket=BUCKET)

@@ -333,7 +333,8 @@ class Repairs:
         return state
 
     async def run_once(self, scrub_budget_s: float = 5.0) -> None:
-        """One round: queued repairs, drains, then some scrubbing."""
+        """One round: queued repairs, drains, then some scrubbing (``workers/repair.py`` runs
+        it periodically in one process per deployment)."""
         await self.repair_queued()
         await self.drain_all()
         if self._scrub_rate > 0:
@@ -356,15 +357,6 @@ class Repairs:
         done = RepairTotals(deltas["bytes_rebuilt"], OutcomeCounts.of(deltas), self._clock.now())
         await self._store.add_repair_totals(done)
         self._saved = Counter({k: self._counts[k] for k in keys})
-
-    async def run_forever(self, interval_s: float) -> None:
-        """Background loop (one process per deployment runs it)."""
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("repair round failed")
-            await asyncio.sleep(interval_s)
 
     # --- status -------------------------------------------------------------------------------
     async def status(self, principal: Principal) -> RepairStatus:

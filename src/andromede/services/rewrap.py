@@ -11,12 +11,10 @@ after a pass that began once that bound had passed since the rotation.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import logging
 
-from andromede.core import errors
 from andromede.core.keys import KmsKey, RewrapProgress, Sealing
 from andromede.core.models import Manifest, ObjectVersion
 from andromede.ports import Clock, MetadataStore
@@ -30,24 +28,16 @@ SETTLE_MARGIN_S = 2.0
 
 
 class KeyJobs:
-    """Runs in one process per deployment (the one holding the sweeper lock)."""
+    """One pass at a time; ``workers/keys.py`` runs them periodically, in one process per
+    deployment (the one holding the job lease)."""
 
     def __init__(self, store: MetadataStore, keys: Keys, clock: Clock) -> None:
         self._store = store
         self._keys = keys
         self._clock = clock
 
-    async def run_forever(self, interval: float) -> None:
-        """Every ``interval`` seconds: due destructions, then pending re-wraps."""
-        while True:
-            try:
-                await self.run_once()
-            except errors.AndromedeError:
-                log.exception("key jobs failed; retrying later")
-            await asyncio.sleep(interval)
-
     async def run_once(self) -> None:
-        """One pass of both jobs."""
+        """One pass of both jobs: due destructions, then pending re-wraps."""
         await self._keys.destroy_due()
         for key in await self._keys.keys_to_rewrap():
             await self.rewrap_key(key)

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from andromede.services.janitor import Janitor
-
-log = logging.getLogger("andromede.sweeper")
+from andromede.workers.loop import every
 
 
 class Sweeper:
@@ -21,12 +17,6 @@ class Sweeper:
         return await self.janitor.sweep(at_start=at_start)
 
     async def run_forever(self, interval: float) -> None:
-        """Loop; a failing pass is logged and retried next interval."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.janitor.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("sweep failed")
+        """Loop; a failing pass is logged and retried next interval. The first pass waits an
+        interval: under ``serve`` this process has just swept, before any worker served."""
+        await every(interval, self.janitor.sweep, "sweep", wait_first=True)

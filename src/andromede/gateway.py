@@ -1,0 +1,186 @@
+"""The root ASGI app of a gateway process: lifespan, health, admin API and S3 on one listener,
+and, in the one process of a data dir that holds the job lease, the background jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from andromede.audit.syslog import SyslogShipper
+from andromede.audit.trail import HashChainTrail
+from andromede.audit_process import SHUTDOWN_SHIP_S, shipper_for
+from andromede.bootstrap import Runtime, build_runtime
+from andromede.process import tune_gateway_process
+from andromede.s3.app import S3App, S3Config
+from andromede.settings import Settings, load_settings
+from andromede.workers.audit_retention import AuditRetention
+from andromede.workers.keys import KeyWorker
+from andromede.workers.lease import JobLease, StartGate
+from andromede.workers.repair import RepairWorker
+
+log = logging.getLogger("andromede")
+ADMIN_PREFIX = "/_andromede/admin"
+HEALTH_PATH = "/_andromede/health"
+START_GATE_POLL_S = 0.02
+
+
+class Gateway:
+    """The root ASGI app: lifespan, health, admin API and S3 on one listener."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime: Runtime | None = None
+        self._s3: S3App | None = None
+        self._admin: Any = None
+        self._admin_built = asyncio.Lock()
+        self._background: asyncio.Task[None] | None = None
+        self._lease = JobLease(settings.data_dir)
+        self._shipper: SyslogShipper | None = None
+
+    async def startup(self) -> None:
+        """Open everything; the process holding the job lease also runs the jobs."""
+        tune_gateway_process(asyncio.get_running_loop())
+        runtime = await build_runtime(self.settings)
+        self.runtime = runtime
+        self._s3 = S3App(
+            runtime.services,
+            S3Config(
+                self.settings.region,
+                self.settings.domain,
+                dt.timedelta(seconds=self.settings.max_clock_skew_seconds),
+            ),
+            runtime.audit,
+        )
+        holder = self._lease.try_take()
+        if self.settings.start_token is not None:
+            holder = await self._pass_start_gate(runtime, holder)
+        if holder:
+            self._background = asyncio.create_task(self._background_jobs(runtime))
+
+    async def _pass_start_gate(self, runtime: Runtime, holder: bool) -> bool:
+        """Under ``serve`` on a single host: return once the leftovers of a crash are swept,
+        by this process if it holds the job lease (or takes it over from a holder that died
+        before the sweep was done). Returns whether this process holds the lease."""
+        assert self.settings.start_token is not None
+        gate = StartGate(self.settings.data_dir, self.settings.start_token)
+        while not holder and not gate.is_open():
+            await asyncio.sleep(START_GATE_POLL_S)
+            holder = self._lease.try_take()
+        # Once the gate is open others may be serving: an at-start sweep would then remove
+        # the temporary files of their writes in flight.
+        if holder and not gate.is_open():
+            await runtime.sweeper.sweep(at_start=True)
+            gate.open()
+        return holder
+
+    async def _build_admin(self) -> Any:
+        """The admin API, built at its first request rather than at startup: FastAPI and the
+        routes' pydantic models cost ~0.6 s of CPU to import and build, about as much as the
+        rest of a worker's start, for an API that operators call now and then. Built in a
+        thread, so the S3 requests of this process go on meanwhile."""
+        async with self._admin_built:
+            if self._admin is None:
+                assert self.runtime is not None
+                self._admin = await asyncio.to_thread(_admin_app, self.runtime)
+        return self._admin
+
+    def _jobs(self, runtime: Runtime) -> list[Coroutine[Any, Any, None]]:
+        """The jobs one process per data dir runs: sweeper, key jobs, repair; and the trail's
+        retention and shipping when this process writes the trail itself (under ``serve``, the
+        audit writer process runs those)."""
+        settings = self.settings
+        jobs = [
+            runtime.sweeper.run_forever(settings.sweep_interval_seconds),
+            KeyWorker(runtime.key_jobs).run_forever(settings.kms_job_interval_seconds),
+            RepairWorker(runtime.services.repairs).run_forever(settings.repair_interval_seconds),
+        ]
+        if isinstance(runtime.audit, HashChainTrail):
+            self._shipper = shipper_for(settings)
+            if self._shipper is not None:
+                jobs.append(self._shipper.run_forever())
+            retention = AuditRetention(
+                runtime.audit.apply_retention,
+                dt.timedelta(days=settings.audit_retention_days),
+                self._shipper.cursor.load if self._shipper is not None else None,
+            )
+            jobs.append(retention.run_forever())
+        return jobs
+
+    async def _background_jobs(self, runtime: Runtime) -> None:
+        await asyncio.gather(*self._jobs(runtime))
+
+    async def shutdown(self) -> None:
+        """Stop background work and close the store."""
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+        if self.runtime is not None:
+            await self.runtime.close()
+        if self._shipper is not None:
+            # The shutdown checkpoint was written just now: ship it too, if the collector
+            # answers soon (otherwise the next start ships it).
+            try:
+                await asyncio.wait_for(self._shipper.ship_once(), SHUTDOWN_SHIP_S)
+            except (OSError, TimeoutError):
+                log.warning("audit: the shutdown checkpoint was not shipped; the next start will")
+        self._lease.release()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """ASGI entry."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope.get("path", "")
+        if path == HEALTH_PATH:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/plain")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"ok\n"})
+            return
+        if path.startswith(ADMIN_PREFIX + "/") or path == ADMIN_PREFIX:
+            # Mounted as Starlette's Mount does: the prefix moves into root_path, path keeps it.
+            mounted = {**scope, "root_path": scope.get("root_path", "") + ADMIN_PREFIX}
+            admin = self._admin or await self._build_admin()
+            await admin(mounted, receive, send)
+            return
+        assert self._s3 is not None
+        await self._s3(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _admin_app(runtime: Runtime) -> Any:
+    from andromede.admin.app import create_admin_app  # noqa: PLC0415 - see Gateway._build_admin
+    from andromede.admin.recording import AuditedApp  # noqa: PLC0415
+
+    return AuditedApp(create_admin_app(runtime.services), runtime.audit)
+
+
+def create_app() -> Gateway:
+    """uvicorn factory: settings come from the environment that ``serve`` prepared."""
+    return Gateway(load_settings())
