@@ -8,8 +8,9 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Coroutine
-from typing import Any
 
+from andromede import asgi
+from andromede.asgi import App, Receive, Scope, Send
 from andromede.audit.syslog import SyslogShipper
 from andromede.audit.trail import HashChainTrail
 from andromede.audit_process import SHUTDOWN_SHIP_S, shipper_for
@@ -35,7 +36,7 @@ class Gateway:
         self.settings = settings
         self.runtime: Runtime | None = None
         self._s3: S3App | None = None
-        self._admin: Any = None
+        self._admin: App | None = None
         self._admin_built = asyncio.Lock()
         self._background: asyncio.Task[None] | None = None
         self._lease = JobLease(settings.data_dir)
@@ -77,7 +78,7 @@ class Gateway:
             gate.open()
         return holder
 
-    async def _build_admin(self) -> Any:
+    async def _build_admin(self) -> App:
         """The admin API, built at its first request rather than at startup: FastAPI and the
         routes' pydantic models cost ~0.6 s of CPU to import and build, about as much as the
         rest of a worker's start, for an API that operators call now and then. Built in a
@@ -88,7 +89,7 @@ class Gateway:
                 self._admin = await asyncio.to_thread(_admin_app, self.runtime)
         return self._admin
 
-    def _jobs(self, runtime: Runtime) -> list[Coroutine[Any, Any, None]]:
+    def _jobs(self, runtime: Runtime) -> list[Coroutine[object, object, None]]:
         """The jobs one process per data dir runs: sweeper, key jobs, repair; and the trail's
         retention and shipping when this process writes the trail itself (under ``serve``, the
         audit writer process runs those)."""
@@ -130,14 +131,14 @@ class Gateway:
                 log.warning("audit: the shutdown checkpoint was not shipped; the next start will")
         self._lease.release()
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry."""
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
-        path: str = scope.get("path", "")
+        path = asgi.text(scope, "path")
         if path == HEALTH_PATH:
             await send(
                 {
@@ -150,14 +151,14 @@ class Gateway:
             return
         if path.startswith(ADMIN_PREFIX + "/") or path == ADMIN_PREFIX:
             # Mounted as Starlette's Mount does: the prefix moves into root_path, path keeps it.
-            mounted = {**scope, "root_path": scope.get("root_path", "") + ADMIN_PREFIX}
+            mounted: Scope = {**scope, "root_path": asgi.text(scope, "root_path") + ADMIN_PREFIX}
             admin = self._admin or await self._build_admin()
             await admin(mounted, receive, send)
             return
         assert self._s3 is not None
         await self._s3(scope, receive, send)
 
-    async def _lifespan(self, receive: Any, send: Any) -> None:
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -174,7 +175,7 @@ class Gateway:
                 return
 
 
-def _admin_app(runtime: Runtime) -> Any:
+def _admin_app(runtime: Runtime) -> App:
     from andromede.admin.app import create_admin_app  # noqa: PLC0415 - see Gateway._build_admin
     from andromede.admin.recording import AuditedApp  # noqa: PLC0415
 
