@@ -15,7 +15,6 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from andromede.core import errors
 
@@ -163,27 +162,6 @@ class Sealing:
     wrapped_dek: bytes
     kek: KekRef | None = None
 
-    def to_json(self) -> dict[str, object]:
-        """Serialisable form (binary fields base64)."""
-        out: dict[str, object] = {
-            "f": self.envelope,
-            "cs": self.chunk_size,
-            "ctx": self.context,
-            "w": _b64(self.wrapped_dek),
-        }
-        if self.kek is not None:
-            out["k"] = self.kek.key_id
-            out["kv"] = self.kek.version
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Sealing:
-        """Inverse of :meth:`to_json`."""
-        kek = KekRef(str(data["k"]), int(data["kv"])) if "k" in data else None
-        return cls(
-            int(data["f"]), int(data["cs"]), str(data["ctx"]), base64.b64decode(data["w"]), kek
-        )
-
 
 @dataclass(frozen=True)
 class ObjectEncryption:
@@ -197,26 +175,6 @@ class ObjectEncryption:
     key_id: str | None = None  # the KEK for SSE-S3 / SSE-KMS
     customer_key_hmac: bytes | None = None
     customer_key_salt: bytes | None = None
-
-    def to_json(self) -> dict[str, object]:
-        """Serialisable form."""
-        out: dict[str, object] = {"m": self.mode.value}
-        if self.key_id is not None:
-            out["k"] = self.key_id
-        if self.customer_key_hmac is not None and self.customer_key_salt is not None:
-            out["ch"] = _b64(self.customer_key_hmac)
-            out["cs"] = _b64(self.customer_key_salt)
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ObjectEncryption:
-        """Inverse of :meth:`to_json`."""
-        return cls(
-            EncryptionMode(data["m"]),
-            data.get("k"),
-            base64.b64decode(data["ch"]) if "ch" in data else None,
-            base64.b64decode(data["cs"]) if "cs" in data else None,
-        )
 
 
 @dataclass(frozen=True)

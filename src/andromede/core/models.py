@@ -63,15 +63,6 @@ class Checksum:
     value: str
     type: ChecksumType = ChecksumType.FULL_OBJECT
 
-    def to_json(self) -> dict[str, str]:
-        """Serialisable form."""
-        return {"a": self.algorithm.value, "v": self.value, "t": self.type.value}
-
-    @classmethod
-    def from_json(cls, data: dict[str, str]) -> Checksum:
-        """Inverse of :meth:`to_json`."""
-        return cls(ChecksumAlgorithm(data["a"]), data["v"], ChecksumType(data["t"]))
-
 
 @dataclass(frozen=True)
 class BlobRef:

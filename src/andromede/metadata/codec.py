@@ -6,17 +6,17 @@ Layouts are written as text, here and nowhere else (a ``site`` column, a manifes
 the blobs with a shard on a site reads that text too (:func:`naming_site`).
 
 Maps (metadata, tags) are stored as compact JSON text with sorted keys, so both backends hold
-byte-identical values; checksums as :meth:`Checksum.to_json`; manifests as
+byte-identical values; checksums as :func:`checksum_json`; manifests as
 :func:`dump_manifest` (compact, unsorted: the format marker first), whose marker makes old
-rows readable after a format change.
-Sealings and object encryption are stored as their own ``to_json`` forms; a bucket's default
-encryption and a key's versions and re-wrap progress as this module writes them; all in the
-same compact sorted JSON, the timestamps inside following the store's rule (UTC, milliseconds)
-like those in columns do.
+rows readable after a format change. Sealings, object encryption, a bucket's default
+encryption and a key's versions and re-wrap progress are stored as this module writes them
+(:func:`sealing_json`, :func:`encryption_json`, ...); all in the same compact sorted JSON,
+the timestamps inside following the store's rule (UTC, milliseconds) like those in columns do.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import functools
 import json
@@ -31,6 +31,7 @@ from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
 from andromede.core.keys import (
     BucketEncryption,
     EncryptionMode,
+    KekRef,
     KeyState,
     KeyVersion,
     KmsKey,
@@ -123,13 +124,13 @@ def _dump_segment(segment: Segment) -> dict[str, Any]:
         "n": segment.size,
     }
     if segment.sealing is not None:
-        out["z"] = segment.sealing.to_json()
+        out["z"] = sealing_json(segment.sealing)
     if segment.part_number is not None:
         out["p"] = segment.part_number
     if segment.etag:
         out["e"] = segment.etag
     if segment.checksum is not None:
-        out["c"] = segment.checksum.to_json()
+        out["c"] = checksum_json(segment.checksum)
     return out
 
 
@@ -139,8 +140,8 @@ def _load_segment(data: dict[str, Any]) -> Segment:
         int(data["n"]),
         data.get("p"),
         data.get("e", ""),
-        Checksum.from_json(data["c"]) if "c" in data else None,
-        Sealing.from_json(data["z"]) if "z" in data else None,
+        checksum_from_json(data["c"]) if "c" in data else None,
+        sealing_from_json(data["z"]) if "z" in data else None,
     )
 
 
@@ -151,7 +152,7 @@ def dump_manifest(manifest: Manifest) -> str:
         "segments": [_dump_segment(s) for s in manifest.segments],
     }
     if manifest.encryption is not None:
-        out["enc"] = manifest.encryption.to_json()
+        out["enc"] = encryption_json(manifest.encryption)
     return json.dumps(out, separators=(",", ":"))
 
 
@@ -161,7 +162,7 @@ def load_manifest(text: str) -> Manifest:
     fmt = int(data["format"])
     if fmt not in READABLE_MANIFEST_FORMATS:
         raise ValueError(f"unknown manifest format {fmt}")
-    encryption = ObjectEncryption.from_json(data["enc"]) if "enc" in data else None
+    encryption = encryption_from_json(data["enc"]) if "enc" in data else None
     return Manifest(tuple(_load_segment(s) for s in data["segments"]), fmt, encryption)
 
 
@@ -180,32 +181,89 @@ def _dump(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def checksum_json(checksum: Checksum) -> dict[str, str]:
+    """A checksum's stored form: algorithm, base64 value, type."""
+    return {"a": checksum.algorithm.value, "v": checksum.value, "t": checksum.type.value}
+
+
+def checksum_from_json(data: dict[str, Any]) -> Checksum:
+    """Inverse of :func:`checksum_json`."""
+    return Checksum(ChecksumAlgorithm(data["a"]), str(data["v"]), ChecksumType(data["t"]))
+
+
+def sealing_json(sealing: Sealing) -> dict[str, object]:
+    """A sealing's stored form (binary fields base64)."""
+    out: dict[str, object] = {
+        "f": sealing.envelope,
+        "cs": sealing.chunk_size,
+        "ctx": sealing.context,
+        "w": _b64(sealing.wrapped_dek),
+    }
+    if sealing.kek is not None:
+        out["k"] = sealing.kek.key_id
+        out["kv"] = sealing.kek.version
+    return out
+
+
+def sealing_from_json(data: dict[str, Any]) -> Sealing:
+    """Inverse of :func:`sealing_json`."""
+    kek = KekRef(str(data["k"]), int(data["kv"])) if "k" in data else None
+    return Sealing(
+        int(data["f"]), int(data["cs"]), str(data["ctx"]), base64.b64decode(data["w"]), kek
+    )
+
+
+def encryption_json(encryption: ObjectEncryption) -> dict[str, object]:
+    """An object's (or upload's) encryption as stored."""
+    out: dict[str, object] = {"m": encryption.mode.value}
+    if encryption.key_id is not None:
+        out["k"] = encryption.key_id
+    if encryption.customer_key_hmac is not None and encryption.customer_key_salt is not None:
+        out["ch"] = _b64(encryption.customer_key_hmac)
+        out["cs"] = _b64(encryption.customer_key_salt)
+    return out
+
+
+def encryption_from_json(data: dict[str, Any]) -> ObjectEncryption:
+    """Inverse of :func:`encryption_json`."""
+    return ObjectEncryption(
+        EncryptionMode(data["m"]),
+        data.get("k"),
+        base64.b64decode(data["ch"]) if "ch" in data else None,
+        base64.b64decode(data["cs"]) if "cs" in data else None,
+    )
+
+
 def dump_sealing(sealing: Sealing | None) -> str | None:
     """A part's sealing as stored, or NULL (a plaintext part)."""
-    return None if sealing is None else _dump(sealing.to_json())
+    return None if sealing is None else _dump(sealing_json(sealing))
 
 
 def load_sealing(text: str | None) -> Sealing | None:
     """Inverse of :func:`dump_sealing`."""
-    return None if text is None else Sealing.from_json(json.loads(text))
+    return None if text is None else sealing_from_json(json.loads(text))
 
 
 def _dump_encryption(encryption: ObjectEncryption | None) -> str | None:
-    return None if encryption is None else _dump(encryption.to_json())
+    return None if encryption is None else _dump(encryption_json(encryption))
 
 
 def _load_encryption(text: str | None) -> ObjectEncryption | None:
-    return None if text is None else ObjectEncryption.from_json(json.loads(text))
+    return None if text is None else encryption_from_json(json.loads(text))
 
 
 def dump_checksum(checksum: Checksum | None) -> str | None:
     """A checksum as stored, or NULL."""
-    return None if checksum is None else json.dumps(checksum.to_json(), sort_keys=True)
+    return None if checksum is None else json.dumps(checksum_json(checksum), sort_keys=True)
 
 
 def load_checksum(text: str | None) -> Checksum | None:
     """Inverse of :func:`dump_checksum`."""
-    return None if text is None else Checksum.from_json(json.loads(text))
+    return None if text is None else checksum_from_json(json.loads(text))
 
 
 def manifest_blobs(text: str) -> list[BlobRef]:

@@ -9,13 +9,9 @@ import pytest
 
 from andromede.core import errors
 from andromede.core.keys import (
-    EncryptionMode,
-    KekRef,
     KeyState,
     KeyVersion,
     KmsKey,
-    ObjectEncryption,
-    Sealing,
     check_usable,
     deletion_date,
     key_arn,
@@ -67,14 +63,3 @@ def test_versions_and_unknown_version() -> None:
     assert key.version(1).handle == "h1"
     with pytest.raises(errors.KmsInvalidState):
         key.version(3)
-
-
-def test_serialised_forms_round_trip() -> None:
-    sealing = Sealing(1, 65536, "v1", b"\x00wrapped", KekRef(KEY_ID, 2))
-    assert Sealing.from_json(sealing.to_json()) == sealing
-    customer = Sealing(1, 65536, "u/3", b"w")
-    assert Sealing.from_json(customer.to_json()) == customer
-    enc = ObjectEncryption(EncryptionMode.SSE_C, None, b"h" * 32, b"s" * 16)
-    assert ObjectEncryption.from_json(enc.to_json()) == enc
-    kms = ObjectEncryption(EncryptionMode.SSE_KMS, KEY_ID)
-    assert ObjectEncryption.from_json(kms.to_json()) == kms

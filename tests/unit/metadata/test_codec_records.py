@@ -11,10 +11,13 @@ import pytest
 from andromede.core.keys import (
     BucketEncryption,
     EncryptionMode,
+    KekRef,
     KeyState,
     KeyVersion,
     KmsKey,
+    ObjectEncryption,
     RewrapProgress,
+    Sealing,
 )
 from andromede.core.repair import (
     DrainProgress,
@@ -98,3 +101,14 @@ def test_bucket_encryption_round_trips() -> None:
     values.encryption = codec.dump_bucket_encryption(config)
     assert values.encryption == f'{{"bk":true,"k":"{KEY_ID}","m":"aws:kms"}}'
     assert codec.bucket(values).encryption == config  # type: ignore[arg-type]
+
+
+def test_sealings_and_object_encryption_round_trip() -> None:
+    sealing = Sealing(1, 65536, "v1", b"\x00wrapped", KekRef(KEY_ID, 2))
+    assert codec.sealing_from_json(codec.sealing_json(sealing)) == sealing
+    customer = Sealing(1, 65536, "u/3", b"w")
+    assert codec.sealing_from_json(codec.sealing_json(customer)) == customer
+    enc = ObjectEncryption(EncryptionMode.SSE_C, None, b"h" * 32, b"s" * 16)
+    assert codec.encryption_from_json(codec.encryption_json(enc)) == enc
+    kms = ObjectEncryption(EncryptionMode.SSE_KMS, KEY_ID)
+    assert codec.encryption_from_json(codec.encryption_json(kms)) == kms
