@@ -10,10 +10,16 @@ import pytest
 from support.kmip import kmip_server
 from support.postgres import PostgresUnavailable, start_postgres
 from support.softhsm import softhsm_token
+from support.timing import register as register_timing
 
 # Session fixtures defined once for every directory: SoftHSM2 reads its configuration once per
 # process, so a second definition of the token fixture would make a token nobody can see.
 __all__ = ["kmip_server", "softhsm_token"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Print the time spent per folder at the end of the run (``support.timing``)."""
+    register_timing(config)
 
 
 @pytest.fixture(scope="session")
