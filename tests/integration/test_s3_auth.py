@@ -17,11 +17,11 @@ import httpx
 import pytest
 from botocore import UNSIGNED
 from botocore.exceptions import ClientError
-from tests.support.server import Server
 
 from support.s3errors import error_code as _code
 from support.s3objects import get_bytes as _get
 from support.s3objects import object_exists as _exists
+from support.server import Server
 from support.sigv4 import Signer
 from support.sigv4 import send as _send
 from support.sigv4 import send_signed as _send_signed

@@ -18,7 +18,8 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from tests.support.server import Server
+
+from support.server import Server
 
 ADMIN = "/_andromede/admin/v1"
 DENIED = ("AccessDenied", "403")  # HEAD answers have no body: botocore reports the status
