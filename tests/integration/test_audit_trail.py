@@ -3,13 +3,13 @@ exactly once, in a chain that verifies; nothing acknowledged when the trail cann
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +22,7 @@ import pytest
 
 from support.audit import trail_entries, trail_records, verify_data_dir
 from support.server import Server, running_server
+from support.waiting import wait_until
 
 SECRET_MARKERS = ("Signature=", "X-Amz-Signature", "AWS4-HMAC-SHA256")
 
@@ -182,6 +183,19 @@ def _no_retry_client(srv: Server) -> Any:
     return srv.client(retries={"total_max_attempts": 1})
 
 
+def _until_accepted(s3: Any) -> list[tuple[str, int]]:
+    """PUT until one is accepted again (the trail retries after its retry interval); every
+    outcome, the refusals on the way included."""
+    outcomes: list[tuple[str, int]] = []
+
+    def accepted() -> bool:
+        outcomes.extend(_puts(s3, f"retry{len(outcomes)}-", 1))
+        return outcomes[-1][1] == 200
+
+    wait_until(accepted, 10, 0.1, "the trail accepting writes again")
+    return outcomes
+
+
 def _assert_acknowledged_recorded(audit_dir: Path, outcomes: list[tuple[str, int]]) -> None:
     recorded = {r["request_id"] for r in trail_records(audit_dir)}
     for rid, status in outcomes:
@@ -205,7 +219,7 @@ def test_immutable_trail_fails_closed_then_recovers(tmp_path: Path) -> None:
             _chattr("-i", *locked)
         assert [status for _, status in refused] == [503] * 10
         assert listing_status == 503
-        time.sleep(0.7)
+        refused += _until_accepted(s3)
         after = _puts(s3, "after-", 5)
         assert [status for _, status in after] == [200] * 5
     _assert_acknowledged_recorded(audit_dir, refused + after)
@@ -247,7 +261,7 @@ def test_full_disk_fails_closed_then_recovers(tmp_path: Path, small_filesystem: 
         first_refusal = statuses.index(503)
         assert first_refusal > 0
         filler.unlink()
-        time.sleep(0.7)
+        outcomes += _until_accepted(s3)
         after = _puts(s3, "after-", 5)
         assert [status for _, status in after] == [200] * 5
     _assert_acknowledged_recorded(audit_dir, outcomes + after)
@@ -274,12 +288,13 @@ def test_killed_writer_process_fails_closed_and_comes_back(tmp_path: Path) -> No
         first = _writer_pid(srv.proc.pid)
         os.kill(first, 9)
         outcomes: list[tuple[str, int]] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            outcomes += _puts(s3, f"w{len(outcomes)}-", 1)
-            if outcomes[-1][1] == 200 and 503 in [st for _, st in outcomes]:
-                break
-            time.sleep(0.05)
+
+        def refused_then_back() -> bool:
+            outcomes.extend(_puts(s3, f"w{len(outcomes)}-", 1))
+            return outcomes[-1][1] == 200 and 503 in [st for _, st in outcomes]
+
+        with contextlib.suppress(AssertionError):  # the assertions below say what went wrong
+            wait_until(refused_then_back, 20, 0.05)
         statuses = [st for _, st in outcomes]
         assert 503 in statuses, "requests went on while the writer was down"
         assert statuses[-1] == 200, "the writer did not come back"
