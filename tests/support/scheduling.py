@@ -1,5 +1,5 @@
 """How the suite is shared out among pytest-xdist workers (``make test`` runs ``-n 4
---dist loadgroup``).
+--dist loadgroup --no-loadscope-reorder``).
 
 Two rules, applied only when the run is distributed:
 
@@ -11,7 +11,9 @@ Two rules, applied only when the run is distributed:
   own ports, so they never meet.
 - Long tests go first: the slow-marked ones, then the ones that start servers
   (``integration``, ``resilience``), then the rest, which fill the gaps at the end. A worker
-  that picks a minute-long crash loop last would keep the run waiting for it alone.
+  that picks a minute-long crash loop last would keep the run waiting for it alone. xdist
+  would otherwise hand out the largest groups first and single tests, the slow ones among
+  them, after all of them: ``--no-loadscope-reorder`` keeps this order.
 """
 
 from __future__ import annotations
