@@ -19,9 +19,12 @@ BENCH_ARGS ?=
 deps:
 	scripts/install-deps
 
-## test: the README's test command: install, static checks, then the whole pytest suite
+## test: the README's test command: install, static checks, then the whole pytest suite on
+## 4 xdist workers (2 cores, but most tests wait on a server or a subprocess: 4 keep both busy);
+## tests/support/scheduling.py says how the tests are grouped and ordered, and why xdist must
+## keep that order (--no-loadscope-reorder).
 test: deps check
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 4 --dist loadgroup --no-loadscope-reorder
 
 ## check: ruff (rules and formatting), mypy --strict (package and bench), the import-layer
 ## contracts

@@ -9,11 +9,25 @@ import pytest
 
 from support.kmip import kmip_server
 from support.postgres import PostgresUnavailable, start_postgres
+from support.scheduling import schedule
 from support.softhsm import softhsm_token
+from support.timing import register as register_timing
 
 # Session fixtures defined once for every directory: SoftHSM2 reads its configuration once per
 # process, so a second definition of the token fixture would make a token nobody can see.
 __all__ = ["kmip_server", "softhsm_token"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Print the time spent per folder at the end of the run (``support.timing``)."""
+    register_timing(config)
+
+
+# First, so that xdist, when it tags each test with its group, sees the groups set here.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist: long tests first, module-fixture users together (support.scheduling)."""
+    schedule(config, items)
 
 
 @pytest.fixture(scope="session")

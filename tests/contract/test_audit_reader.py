@@ -261,7 +261,7 @@ async def test_since_skips_segments_that_ended_before_it(
 ) -> None:
     early = [record(2 * i, time=dt.datetime.now(dt.UTC)) for i in range(300)]
     await write(directory, key, early)
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # the clock must move past the early records' millisecond
     now = dt.datetime.now(dt.UTC)
     middle = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as records store it
     late = [record(2 * i, request_id=f"late-{i}", time=middle) for i in range(300)]
@@ -373,7 +373,7 @@ async def test_queries_run_concurrently_while_the_trail_grows(
     async def keep_reading(into: list[list[object]]) -> None:
         for _ in range(20):
             into.append(ids(await reader.query(AuditQuery(tenant="acme"))))
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # readers interleave with the writes: the point
 
     try:
         now = dt.datetime.now(dt.UTC)

@@ -26,6 +26,7 @@ from andromede.audit import segments as seg
 from andromede.audit.syslog import SyslogShipper
 from andromede.audit.trail import HashChainTrail, TrailConfig
 from andromede.core.audit import AuditRecord
+from support.waiting import wait_until_async
 
 HOST = "gw1.example.fr"
 PRINTUSASCII = rb"[\x21-\x7e]"
@@ -260,11 +261,12 @@ def cursor_seq(audit_dir: Path) -> int:
 
 async def cursor_reaches(audit_dir: Path, seq: int) -> None:
     """The cursor is saved just after the bytes drained: wait for it (5 s at most)."""
-    for _ in range(500):
-        if (audit_dir / "syslog-cursor").exists() and cursor_seq(audit_dir) >= seq:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"the cursor never reached {seq}")
+    await wait_until_async(
+        lambda: (audit_dir / "syslog-cursor").exists() and cursor_seq(audit_dir) >= seq,
+        5,
+        0.01,
+        f"the cursor reaching {seq}",
+    )
 
 
 def write_at(path: Path, offset: int, data: bytes) -> None:
@@ -316,7 +318,7 @@ async def test_a_live_trail_is_followed_while_it_grows(
         task = asyncio.create_task(sender.run_forever(poll_interval=0.01))
         for round_ in range(10):
             await write(trail, 40, start=round_ * 40)
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # the trail grows while it is followed: the point
     lines = trail_lines(audit_dir)
     try:
         await collector.wait_until(lambda: len(collector.messages) >= len(lines))
@@ -368,7 +370,7 @@ async def test_a_dropped_connection_is_reopened_without_loss(
             await collector.wait_until(lambda: len(collector.messages) >= 50)
             await collector.stop()  # the collector restarts
             await write(trail, 50, start=50)
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # writes while the collector is down: the point
             await collector.start()
             await write(trail, 50, start=100)
         lines = trail_lines(audit_dir)

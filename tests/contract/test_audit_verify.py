@@ -27,6 +27,7 @@ from andromede.audit.trail import HashChainTrail, TrailConfig
 from andromede.audit.verify import Finding, Report, verify_trail
 from andromede.cli.audit import audit_app
 from andromede.core.audit import AuditRecord
+from support.audit import wait_for_checkpoint
 
 SEGMENT_BYTES = 64 * 1024
 
@@ -69,7 +70,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Pristine:
     trail.open()
     for batch in range(6):
         _write(trail, batch * 100, 100)
-        time.sleep(0.25)  # an interval checkpoint between batches
+        wait_for_checkpoint(directory)  # an interval checkpoint between batches
     asyncio.run(trail.close())
     # Reopened with a long interval, the last records are signed by the shutdown checkpoint.
     trail = HashChainTrail(TrailConfig(directory, segment_bytes=SEGMENT_BYTES), key)

@@ -120,6 +120,8 @@ def test_failed_write_reaches_the_waiting_request(writer: Writer) -> None:
             refused = not client.healthy()
         finally:
             await asyncio.to_thread(_chattr, "-i", live)
+        # Past the client's 0.2 s retry interval, which is what is tested: before it, the
+        # client refuses without trying the writer.
         await asyncio.sleep(0.3)
         await client.record(_record(3))
         healthy = client.healthy()

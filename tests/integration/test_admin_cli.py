@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import pytest
 from botocore.config import Config
 
 from support.server import Server, free_port, running_server
+from support.waiting import wait_until
 
 ADMIN = "/_andromede/admin"
 
@@ -253,19 +253,19 @@ def serve(data_dir: Path, port: int, stdout: Path) -> Iterator[None]:
             env=clean_env(),
             start_new_session=True,
         )
+
+    def healthy() -> bool:
+        assert proc.poll() is None, stdout.with_suffix(".err").read_text()
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/_andromede/health", timeout=1
+            ) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, stdout.with_suffix(".err").read_text()
-            assert time.monotonic() < deadline, "server did not start"
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/_andromede/health", timeout=1
-                ) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)
+        wait_until(healthy, 30, 0.1, "the server answering its health check")
         yield
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from andromede.audit import format as fmt
 from andromede.audit import segments as seg
 from andromede.audit.keys import load_signing_key, public_pem
+from support.audit import wait_for_checkpoint
 from support.server import running_server
 
 
@@ -51,7 +51,7 @@ def stopped(tmp_path_factory: pytest.TempPathFactory) -> Stopped:
             if i % 3 == 0:
                 s3.get_object(Bucket="ledger", Key=f"invoices/{i:04d}")["Body"].read()
             if i % 100 == 99:
-                time.sleep(0.6)  # idle: interval checkpoints
+                wait_for_checkpoint(data / "audit")  # idle: an interval checkpoint
     public = base / "audit.pub"
     public.write_bytes(public_pem(load_signing_key(data / "audit-signing.key")))
     return Stopped(data, data / "audit", public)

@@ -3,12 +3,13 @@ exactly once, in a chain that verifies; nothing acknowledged when the trail cann
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import pytest
 
 from support.audit import trail_entries, trail_records, verify_data_dir
 from support.server import Server, running_server
+from support.waiting import wait_until
 
 SECRET_MARKERS = ("Signature=", "X-Amz-Signature", "AWS4-HMAC-SHA256")
 
@@ -32,6 +34,19 @@ def _request_id(call: Any) -> tuple[str, int]:
     except botocore.exceptions.ClientError as exc:
         meta = exc.response["ResponseMetadata"]
     return meta["RequestId"], meta["HTTPStatusCode"]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server with the default audit settings for the tests that read back only the
+    records of their own requests, in buckets of their own. Tests that change the settings,
+    break the trail or need an empty one start their own."""
+    with running_server(tmp_path_factory.mktemp("audit-trail") / "data", workers=2) as srv:
+        yield srv
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
 
 
 @pytest.mark.parametrize("writer_process", ["true", "false"], ids=["writer-process", "threads"])
@@ -84,29 +99,26 @@ def test_concurrent_clients_each_acknowledged_request_recorded_once(
     assert seqs == list(range(1, len(seqs) + 1))
 
 
-def test_records_say_who_what_and_how_it_ended_and_hold_no_secret(tmp_path: Path) -> None:
-    with running_server(tmp_path / "data") as srv:
-        tenant, access, secret = srv.new_tenant()
-        own = srv.client(access, secret)
-        own.create_bucket(Bucket="who-" + tenant)
-        put_id, _ = _request_id(
-            lambda: own.put_object(Bucket="who-" + tenant, Key="doc", Body=b"payload-123")
-        )
-        denied_id, denied_status = _request_id(
-            lambda: srv.client().list_objects_v2(Bucket="who-" + tenant)
-        )
-        url = own.generate_presigned_url(
-            "get_object", Params={"Bucket": "who-" + tenant, "Key": "doc"}
-        )
-        head, sig = url.split("X-Amz-Signature=")
-        forged = head + "X-Amz-Signature=" + ("1" if sig[0] == "0" else "0") + sig[1:]
-        with pytest.raises(urllib.error.HTTPError) as bad:
-            urllib.request.urlopen(forged)
-        bad_id = bad.value.headers["x-amz-request-id"]
-        bad.value.close()
-        raw = b"".join(p.read_bytes() for p in (tmp_path / "data" / "audit").glob("*.log"))
+def test_records_say_who_what_and_how_it_ended_and_hold_no_secret(shared: Server) -> None:
+    srv = shared
+    tenant, access, secret = srv.new_tenant()
+    own = srv.client(access, secret)
+    bucket = "who-" + tenant
+    own.create_bucket(Bucket=bucket)
+    put_id, _ = _request_id(lambda: own.put_object(Bucket=bucket, Key="doc", Body=b"payload-123"))
+    denied_id, denied_status = _request_id(lambda: srv.client().list_objects_v2(Bucket=bucket))
+    url = own.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "doc"})
+    head, sig = url.split("X-Amz-Signature=")
+    forged = head + "X-Amz-Signature=" + ("1" if sig[0] == "0" else "0") + sig[1:]
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        urllib.request.urlopen(forged)
+    bad_id = bad.value.headers["x-amz-request-id"]
+    bad.value.close()
+    # Every request is recorded before it is answered: the trail can be read at once.
+    audit_dir = srv.data_dir / "audit"
+    raw = b"".join(p.read_bytes() for p in audit_dir.glob("*.log"))
     assert denied_status == 403
-    records = {r["request_id"]: r for r in trail_records(tmp_path / "data" / "audit")}
+    records = {r["request_id"]: r for r in trail_records(audit_dir)}
     put = records[put_id]
     assert put["operation"] == "PutObject"
     assert put["status"] == 200
@@ -118,7 +130,7 @@ def test_records_say_who_what_and_how_it_ended_and_hold_no_secret(tmp_path: Path
     }
     assert put["bytes_in"] == len(b"payload-123")
     assert put["sites"] == ["local"]
-    assert put["bucket"] == "who-" + tenant
+    assert put["bucket"] == bucket
     assert put["key"] == "doc"
     assert put["error"] is None
     assert put["source"] == "127.0.0.1"
@@ -171,6 +183,19 @@ def _no_retry_client(srv: Server) -> Any:
     return srv.client(retries={"total_max_attempts": 1})
 
 
+def _until_accepted(s3: Any) -> list[tuple[str, int]]:
+    """PUT until one is accepted again (the trail retries after its retry interval); every
+    outcome, the refusals on the way included."""
+    outcomes: list[tuple[str, int]] = []
+
+    def accepted() -> bool:
+        outcomes.extend(_puts(s3, f"retry{len(outcomes)}-", 1))
+        return outcomes[-1][1] == 200
+
+    wait_until(accepted, 10, 0.1, "the trail accepting writes again")
+    return outcomes
+
+
 def _assert_acknowledged_recorded(audit_dir: Path, outcomes: list[tuple[str, int]]) -> None:
     recorded = {r["request_id"] for r in trail_records(audit_dir)}
     for rid, status in outcomes:
@@ -194,7 +219,7 @@ def test_immutable_trail_fails_closed_then_recovers(tmp_path: Path) -> None:
             _chattr("-i", *locked)
         assert [status for _, status in refused] == [503] * 10
         assert listing_status == 503
-        time.sleep(0.7)
+        refused += _until_accepted(s3)
         after = _puts(s3, "after-", 5)
         assert [status for _, status in after] == [200] * 5
     _assert_acknowledged_recorded(audit_dir, refused + after)
@@ -236,7 +261,7 @@ def test_full_disk_fails_closed_then_recovers(tmp_path: Path, small_filesystem: 
         first_refusal = statuses.index(503)
         assert first_refusal > 0
         filler.unlink()
-        time.sleep(0.7)
+        outcomes += _until_accepted(s3)
         after = _puts(s3, "after-", 5)
         assert [status for _, status in after] == [200] * 5
     _assert_acknowledged_recorded(audit_dir, outcomes + after)
@@ -263,12 +288,13 @@ def test_killed_writer_process_fails_closed_and_comes_back(tmp_path: Path) -> No
         first = _writer_pid(srv.proc.pid)
         os.kill(first, 9)
         outcomes: list[tuple[str, int]] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            outcomes += _puts(s3, f"w{len(outcomes)}-", 1)
-            if outcomes[-1][1] == 200 and 503 in [st for _, st in outcomes]:
-                break
-            time.sleep(0.05)
+
+        def refused_then_back() -> bool:
+            outcomes.extend(_puts(s3, f"w{len(outcomes)}-", 1))
+            return outcomes[-1][1] == 200 and 503 in [st for _, st in outcomes]
+
+        with contextlib.suppress(AssertionError):  # the assertions below say what went wrong
+            wait_until(refused_then_back, 20, 0.05)
         statuses = [st for _, st in outcomes]
         assert 503 in statuses, "requests went on while the writer was down"
         assert statuses[-1] == 200, "the writer did not come back"
@@ -278,27 +304,27 @@ def test_killed_writer_process_fails_closed_and_comes_back(tmp_path: Path) -> No
     assert code == 0, report
 
 
-def test_hostile_fields_stay_bounded_and_the_trail_readable(tmp_path: Path) -> None:
+def test_hostile_fields_stay_bounded_and_the_trail_readable(shared: Server) -> None:
     """A 60 KB path of control characters (each escaped to 6 bytes in JSON), a long user
     agent and a forged X-Forwarded-For, sent anonymously, leave bounded records: the trail
     still verifies, later records are still found by queries, the source is the peer's."""
-    with running_server(tmp_path / "data", workers=2) as srv:
-        hostile_ids = []
-        for _ in range(3):
-            request = urllib.request.Request(
-                srv.endpoint + "/" + "%01" * 20_000,
-                headers={"User-Agent": "u" * 9000, "X-Forwarded-For": "203.0.113.66"},
-            )
-            with pytest.raises(urllib.error.HTTPError) as refused:
-                urllib.request.urlopen(request)
-            hostile_ids.append(refused.value.headers["x-amz-request-id"])
-            refused.value.close()
-        after_id, _ = _request_id(srv.client().list_buckets)
-        found = json.loads(
-            srv.cli("admin", "audit", "query", "--operation", "ListBuckets", "--json").stdout
+    srv = shared
+    hostile_ids = []
+    for _ in range(3):
+        request = urllib.request.Request(
+            srv.endpoint + "/" + "%01" * 20_000,
+            headers={"User-Agent": "u" * 9000, "X-Forwarded-For": "203.0.113.66"},
         )
-        assert after_id in [r["request_id"] for r in found["records"]]
-    audit_dir = tmp_path / "data" / "audit"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request)
+        hostile_ids.append(refused.value.headers["x-amz-request-id"])
+        refused.value.close()
+    after_id, _ = _request_id(srv.client().list_buckets)
+    found = json.loads(
+        srv.cli("admin", "audit", "query", "--operation", "ListBuckets", "--json").stdout
+    )
+    assert after_id in [r["request_id"] for r in found["records"]]
+    audit_dir = srv.data_dir / "audit"
     longest = max(
         len(line)
         for p in audit_dir.glob("*.log")
@@ -310,48 +336,49 @@ def test_hostile_fields_stay_bounded_and_the_trail_readable(tmp_path: Path) -> N
         assert records[rid]["source"] == "127.0.0.1"
         assert len(records[rid]["bucket"]) <= 256
         assert len(records[rid]["user_agent"]) == 512
-    code, report = verify_data_dir(tmp_path / "data")
+    code, report = verify_data_dir(srv.data_dir)
     assert code == 0, report
 
 
-def test_in_place_verify_of_a_busy_server_reads_up_to_its_published_head(tmp_path: Path) -> None:
+def test_in_place_verify_of_a_busy_server_reads_up_to_its_published_head(shared: Server) -> None:
+    srv, bucket = shared, _unique("busy")
     stop = threading.Event()
-    with running_server(tmp_path / "data", workers=2) as srv:
-        srv.client().create_bucket(Bucket="busy")
+    srv.client().create_bucket(Bucket=bucket)
 
-        def load() -> None:
-            s3 = srv.client()
-            while not stop.is_set():
-                s3.put_object(Bucket="busy", Key="k", Body=b"x")
+    def load() -> None:
+        s3 = srv.client()
+        while not stop.is_set():
+            s3.put_object(Bucket=bucket, Key="k", Body=b"x")
 
-        threads = [threading.Thread(target=load) for _ in range(4)]
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        outcomes = [verify_data_dir(srv.data_dir) for _ in range(5)]
+    finally:
+        stop.set()
         for t in threads:
-            t.start()
-        try:
-            outcomes = [verify_data_dir(tmp_path / "data") for _ in range(5)]
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
+            t.join()
     assert [code for code, _ in outcomes] == [0] * 5, outcomes
 
 
 def test_a_get_whose_data_is_gone_is_recorded_with_the_error_the_client_got(
-    tmp_path: Path,
+    shared: Server,
 ) -> None:
-    with running_server(tmp_path / "data") as srv:
-        s3 = _no_retry_client(srv)
-        s3.create_bucket(Bucket="gone")
-        s3.put_object(Bucket="gone", Key="k", Body=b"y" * 5000)
-        for blob in (tmp_path / "data" / "sites" / "local" / "blobs").rglob("*"):
-            if blob.is_file():
-                blob.unlink()
-        with pytest.raises(botocore.exceptions.ClientError) as failed:
-            s3.get_object(Bucket="gone", Key="k")
-        meta = failed.value.response["ResponseMetadata"]
-        code = failed.value.response["Error"]["Code"]
+    srv, bucket = shared, _unique("gone")
+    blobs = srv.data_dir / "sites" / "local" / "blobs"
+    s3 = _no_retry_client(srv)
+    s3.create_bucket(Bucket=bucket)
+    before = set(blobs.rglob("*"))
+    s3.put_object(Bucket=bucket, Key="k", Body=b"y" * 5000)
+    written = [p for p in set(blobs.rglob("*")) - before if p.is_file()]
+    assert written, "the object's blob was not found"
+    for blob in written:  # this object's data only: the server is shared
+        blob.unlink()
+    with pytest.raises(botocore.exceptions.ClientError) as failed:
+        s3.get_object(Bucket=bucket, Key="k")
+    meta = failed.value.response["ResponseMetadata"]
+    code = failed.value.response["Error"]["Code"]
     assert (meta["HTTPStatusCode"], code) == (500, "InternalError")
-    record = {r["request_id"]: r for r in trail_records(tmp_path / "data" / "audit")}[
-        meta["RequestId"]
-    ]
+    record = {r["request_id"]: r for r in trail_records(srv.data_dir / "audit")}[meta["RequestId"]]
     assert (record["operation"], record["status"], record["error"]) == ("GetObject", 500, code)

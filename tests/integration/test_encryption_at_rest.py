@@ -17,7 +17,6 @@ import base64
 import hashlib
 import http.client
 import secrets
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from support.encryption import (
 from support.s3objects import MiB, read
 from support.server import Server, running_server
 from support.sigv4 import Signer
+from support.waiting import wait_until
 
 SMALL = 200_000  # under the streaming threshold
 LARGE = 3 * MiB + 17  # streamed (over 1 MiB)
@@ -221,13 +221,12 @@ def _put_while_watching_tmp(server: Server, bucket: str, data: bytes, sc: Scenar
         conn.endheaders()
         half = len(data) // 2
         conn.send(data[:half])
-        deadline = time.monotonic() + 10
-        seen: dict[str, bytes] = {}
-        while time.monotonic() < deadline:
+
+        def two_mib_written() -> dict[str, bytes]:
             seen = {p.name: p.read_bytes() for p in tmp.glob("*.part")}
-            if any(len(v) >= 2 * MiB for v in seen.values()):
-                break
-            time.sleep(0.05)
+            return seen if any(len(v) >= 2 * MiB for v in seen.values()) else {}
+
+        seen = wait_until(two_mib_written, 10, 0.05, "2 MiB of the PUT in a temporary file")
         sc.mid_upload = {
             "sizes": {k: len(v) for k, v in seen.items()},
             "marker found": [k for k, v in seen.items() if sc.markers["streamed"] in v],

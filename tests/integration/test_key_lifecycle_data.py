@@ -30,6 +30,7 @@ from support.encryption import (
 from support.s3errors import error_of
 from support.s3objects import MiB, read
 from support.server import Server, running_server
+from support.waiting import wait_until
 from support.workers import Workers, admin_call, s3_call
 
 KMS_CACHE_S = 2.0  # kms_cache_seconds, the default
@@ -46,10 +47,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         workers=2,
         ANDROMEDE_KMS_JOB_INTERVAL_SECONDS="0.5",
     ) as srv:
-        deadline = time.monotonic() + 10
-        while srv.log().count("Application startup complete") < 2:
-            assert time.monotonic() < deadline, srv.log()
-            time.sleep(0.1)
+        wait_until(
+            lambda: srv.log().count("Application startup complete") >= 2, 10, 0.1, "both workers"
+        )
         yield srv
 
 
@@ -171,13 +171,13 @@ def sealed_under(data_dir: Path, key_id: str) -> list[SealedBlob]:
 
 
 def wait_for_rewrap(server: Server, key_id: str, version: int) -> dict[str, Any]:
-    deadline = time.monotonic() + REWRAP_WAIT_S
-    while True:
+    def done() -> dict[str, Any] | None:
         rewrap = describe(server, key_id)["rewrap"]
         if rewrap is not None and rewrap["target_version"] == version and rewrap["done"]:
             return dict(rewrap)
-        assert time.monotonic() < deadline, f"re-wrap not done in {REWRAP_WAIT_S} s: {rewrap}"
-        time.sleep(0.2)
+        return None
+
+    return wait_until(done, REWRAP_WAIT_S, 0.2, f"the re-wrap of {key_id} to v{version}")
 
 
 def test_rewrap_done_leaves_no_dek_under_an_old_version(server: Server, tenant: str) -> None:
@@ -226,7 +226,7 @@ def test_rewrap_done_covers_writes_made_while_a_worker_knew_the_old_version(
     key_id = create_key(server, tenant)
     s3 = server.client()
     s3.put_object(Bucket=bucket, Key="seed", Body=b"seed", **sse_kms(key_id))
-    time.sleep(KMS_CACHE_S + 0.5)
+    time.sleep(KMS_CACHE_S + 0.5)  # the cache bound itself: no observable end to wait for
     workers = Workers(server)
     job = workers.job_worker()
     at_job, at_other = workers.connect(job), workers.connect(workers.other_than(job))
@@ -246,7 +246,7 @@ def test_rewrap_done_covers_writes_made_while_a_worker_knew_the_old_version(
             name = f"late-{len(written)}"
             assert s3_call(at_other, server, "PUT", f"/{bucket}/{name}", b"late", sse).status == 200
             written.append(name)
-            time.sleep(0.1)
+            time.sleep(0.1)  # a steady trickle of writes across the cache's lifetime
     finally:
         at_job.close()
         at_other.close()

@@ -7,7 +7,6 @@ boto3 cannot: tampered requests, skewed clocks, header and query auth together.
 from __future__ import annotations
 
 import datetime as dt
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -17,11 +16,11 @@ import httpx
 import pytest
 from botocore import UNSIGNED
 from botocore.exceptions import ClientError
-from tests.support.server import Server
 
 from support.s3errors import error_code as _code
 from support.s3objects import get_bytes as _get
 from support.s3objects import object_exists as _exists
+from support.server import Server
 from support.sigv4 import Signer
 from support.sigv4 import send as _send
 from support.sigv4 import send_signed as _send_signed
@@ -181,12 +180,26 @@ def test_presigned_get_and_put(s3: Any, bucket: str) -> None:
         assert response.read() == b"via presigned PUT"
 
 
-def test_expired_presigned_url_is_access_denied(s3: Any, bucket: str) -> None:
+def test_expired_presigned_url_is_access_denied(
+    s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import botocore.auth
+    import botocore.crt.auth
+
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    # Signed ten seconds ago for one second: expired, without waiting for it to expire. Both
+    # botocore clocks, as in test_clock_skew_with_boto3.
+    for module in (botocore.auth, botocore.crt.auth):
+        real = module.get_current_datetime
+        monkeypatch.setattr(
+            module,
+            "get_current_datetime",
+            lambda real=real, **kw: real(**kw) - dt.timedelta(seconds=10),
+        )
     url = s3.generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=1
     )
-    time.sleep(2)
+    monkeypatch.undo()
     with httpx.Client(timeout=30) as client:
         response = client.get(url)
     assert response.status_code == 403

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from tests.support.server import Server
 
 from support.s3errors import error_code as _code
 from support.s3objects import object_exists as _exists
+from support.server import Server
 from support.sigv4 import Reply, Signer
 from support.sigv4 import send as _send
 from support.sigv4 import send_signed as _send_signed

@@ -59,7 +59,7 @@ def test_kill_9_never_loses_an_acknowledged_record(make_server: Callable[..., Se
         threads = [threading.Thread(target=_load, args=(server, acked, stop, n)) for n in range(8)]
         for t in threads:
             t.start()
-        time.sleep(rng.uniform(0.5, 2.0))
+        time.sleep(rng.uniform(0.5, 2.0))  # the kill lands at a random moment: the test
         server.stop(kill=True)
         stop.set()
         for t in threads:

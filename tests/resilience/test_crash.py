@@ -247,7 +247,7 @@ def crash_loop(server: Server, cycles: int, seed: int) -> int:
         )
         thread = threading.Thread(target=writer.run, daemon=True)
         thread.start()
-        time.sleep(rng.uniform(0.05, 1.5))
+        time.sleep(rng.uniform(0.05, 1.5))  # the kill lands at a random moment: the test
         killed_at = time.monotonic()
         server.stop(kill=True)
         thread.join(timeout=60)

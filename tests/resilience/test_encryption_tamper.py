@@ -11,10 +11,8 @@ the object.
 
 from __future__ import annotations
 
-import json
 import random
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +20,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
+from andromede.cli.client import AdminClient
 from andromede.core.envelope import DEFAULT_CHUNK_SIZE, TAG_SIZE
 from support.encryption import blob_file, blobs_of, chunk_offset
 from support.s3errors import error_of
 from support.s3objects import MiB, read
 from support.server import Server, running_server
+from support.waiting import wait_until
 
 CHUNK = DEFAULT_CHUNK_SIZE
 SEALED_CHUNK = CHUNK + TAG_SIZE
@@ -112,29 +112,24 @@ def ranged(s3: Any, bucket: str, key: str, first: int, last: int) -> bytes:
 
 
 def decryption_failures(server: Server, bucket: str, key: str) -> list[dict[str, Any]]:
-    """The trail's ``kms:DecryptionFailed`` events about ``bucket``/``key`` (through the CLI's
-    audit query), waiting a little for them to be written."""
-    deadline = time.monotonic() + EVENT_WAIT_S
-    while True:
-        out = server.cli(
-            "admin",
-            "audit",
-            "query",
-            "--operation",
-            "kms:DecryptionFailed",
-            "--limit",
-            "1000",
-            "--json",
-        ).stdout
-        found = [
+    """The trail's ``kms:DecryptionFailed`` events about ``bucket``/``key``, waiting for them
+    to be written (the admin API's audit query; the CLI over it is tested elsewhere)."""
+    admin = AdminClient(server.endpoint, server.access_key, server.secret_key)
+
+    def found() -> list[dict[str, Any]]:
+        page = admin.request(
+            "GET",
+            "/v1/audit/records",
+            params={"operation": "kms:DecryptionFailed", "limit": "1000"},
+        )
+        return [
             r
-            for r in json.loads(out)["records"]
+            for r in page["records"]
             if (r.get("details") or {}).get("bucket") == bucket
             and (r.get("details") or {}).get("key") == key
         ]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
+
+    return wait_until(found, EVENT_WAIT_S, 0.1, f"a kms:DecryptionFailed event for {bucket}/{key}")
 
 
 def assert_failure_recorded(server: Server, bucket: str, key: str, blob: Path) -> None:

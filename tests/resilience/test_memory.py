@@ -146,7 +146,7 @@ def test_erasure_coded_object_streams_in_bounded_memory(tmp_path: Path) -> None:
         sent, received = hashlib.sha256(), hashlib.sha256()
         assert fr.server.proc is not None
         with Sampler(fr.server.proc.pid) as idle:
-            time.sleep(1)
+            time.sleep(1)  # a second of idle samples: the baseline growth is measured against
         with Sampler(fr.server.proc.pid) as rss, httpx.Client(timeout=httpx.Timeout(300)) as http:
             put = http.put(
                 put_url, content=blocks(size, sent), headers={"Content-Length": str(size)}

@@ -19,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from support.placement import SITES, Cluster, cluster, read_only
+from support.waiting import wait_until
 
 MiB = 1 << 20
 FR = {name for name, j, _ in SITES if j == "FR"}
@@ -206,7 +207,7 @@ def test_kill_during_a_sharded_write_leaves_nothing_after_restart(tmp_path: Path
         def slow_body() -> Iterator[bytes]:  # ~2.5 s: the kill lands mid-stream
             for _ in range(size // (256 * 1024)):
                 yield os.urandom(256 * 1024)
-                time.sleep(0.01)
+                time.sleep(0.01)  # the pace of the body is the point: the kill must land in it
 
         def upload() -> None:
             with contextlib.suppress(httpx.HTTPError):  # the server dies under it
@@ -216,11 +217,12 @@ def test_kill_during_a_sharded_write_leaves_nothing_after_restart(tmp_path: Path
 
         thread = threading.Thread(target=upload)
         thread.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if any(p.parent.name == "tmp" for name in FR for p in fr.files(name)):
-                break
-            time.sleep(0.01)
+        wait_until(
+            lambda: any(p.parent.name == "tmp" for name in FR for p in fr.files(name)),
+            30,
+            0.01,
+            "the upload's first bytes in a site's tmp",
+        )
         fr.server.stop(kill=True)
         thread.join(60)
         fr.server.start()

@@ -27,6 +27,7 @@ from support.resilience import (
     tmp_files,
 )
 from support.server import Server
+from support.waiting import wait_until
 
 MiB = 1 << 20
 FAST = {"ANDROMEDE_GARBAGE_GRACE_SECONDS": "1", "ANDROMEDE_SWEEP_INTERVAL_SECONDS": "1"}
@@ -35,14 +36,12 @@ BUCKET = "swept"
 
 def wait_gone(server: Server, blobs: set[str], timeout: float = 10.0) -> None:
     """Wait until none of ``blobs`` is on disk."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = {b for b in blobs if blob_path(server.data_dir, b).exists()}
-        if not left:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"{len(left)} unreferenced blob(s) still on disk after {timeout}s")
-        time.sleep(0.2)
+    wait_until(
+        lambda: not any(blob_path(server.data_dir, b).exists() for b in blobs),
+        timeout,
+        0.1,
+        f"the sweep of {len(blobs)} unreferenced blob(s)",
+    )
 
 
 def assert_live_intact(server: Server, s3: Any, objects: dict[str, bytes]) -> None:
@@ -132,7 +131,7 @@ def put_pausing_before_end(
         conn.putheader("Transfer-Encoding", "chunked")
         conn.endheaders()
         conn.send(b"%x\r\n%s\r\n" % (len(data), data))
-        time.sleep(pause)
+        time.sleep(pause)  # the body ending late is what this test is about
         ready.wait(timeout=30)
         conn.send(b"0\r\n\r\n")
         response = conn.getresponse()

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from support.waiting import wait_until
+
 
 def trail_entries(audit_dir: Path) -> list[dict[str, Any]]:
     """Every entry of the trail under ``audit_dir``, oldest first (zero padding dropped)."""
@@ -18,6 +20,24 @@ def trail_entries(audit_dir: Path) -> list[dict[str, Any]]:
         for line in (data if end < 0 else data[:end]).splitlines():
             entries.append(json.loads(line))
     return entries
+
+
+def signed_up_to_here(audit_dir: Path) -> bool:
+    """Whether the newest entry of the trail is a checkpoint, i.e. every record written so far
+    is signed. Safe while the writer appends: a line not yet whole is not read."""
+    for path in sorted(audit_dir.glob("*.log"), reverse=True):
+        data = path.read_bytes()
+        end = data.find(b"\0")
+        whole = (data if end < 0 else data[:end]).rpartition(b"\n")[0]
+        if whole:
+            return bool(json.loads(whole.rpartition(b"\n")[2])["type"] == "checkpoint")
+    return False
+
+
+def wait_for_checkpoint(audit_dir: Path, seconds: float = 10.0) -> None:
+    """Wait until the writer, idle, has signed what it wrote with a checkpoint: one comes a
+    checkpoint interval after the last record."""
+    wait_until(lambda: signed_up_to_here(audit_dir), seconds, what="an idle checkpoint")
 
 
 def trail_records(audit_dir: Path) -> list[dict[str, Any]]:

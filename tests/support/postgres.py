@@ -29,6 +29,7 @@ from sqlalchemy.pool import NullPool
 
 _SEARCH_DIRS = ("/usr/local/bin", *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True))
 _SUPERUSER = "postgres"
+_PORT_ATTEMPTS = 3
 
 
 class PostgresUnavailable(RuntimeError):
@@ -61,36 +62,9 @@ def start_postgres(base_dir: Path | None = None) -> tuple[str, Callable[[], None
     if run_as is not None:
         root.chmod(0o700)
         os.chown(root, run_as.pw_uid, run_as.pw_gid)
-    port = _free_port()
     try:
         _as_user(run_as, [str(bindir / "initdb"), *_initdb_args(bindir, data)])
-        options = " ".join(
-            [
-                "-c listen_addresses=127.0.0.1",
-                f"-c port={port}",
-                f"-c unix_socket_directories={root}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-                "-c max_connections=200",
-            ]
-        )
-        _as_user(
-            run_as,
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(root / "server.log"),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        )
+        port = _start_on_a_free_port(bindir, run_as, root)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
@@ -114,6 +88,39 @@ def postgres_server(base_dir: Path | None = None) -> Iterator[str]:
         yield url
     finally:
         stop()
+
+
+def _start_on_a_free_port(bindir: Path, run_as: pwd.struct_passwd | None, root: Path) -> int:
+    """Start the cluster in ``root/data``; return its port.
+
+    The port is probed free, then let go: a parallel test worker can take it before the
+    server binds, so a start that finds it taken tries another.
+    """
+    log = root / "server.log"
+    for attempt in range(_PORT_ATTEMPTS):
+        port = _free_port()
+        logged_before = log.stat().st_size if log.exists() else 0
+        options = " ".join(
+            [
+                "-c listen_addresses=127.0.0.1",
+                f"-c port={port}",
+                f"-c unix_socket_directories={root}",
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+                "-c max_connections=200",
+            ]
+        )
+        start = [str(bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(log), "-o", options]
+        try:
+            _as_user(run_as, [*start, "-w", "-t", "60", "start"])
+        except RuntimeError:
+            taken = b"address already in use" in log.read_bytes()[logged_before:].lower()
+            if not taken or attempt == _PORT_ATTEMPTS - 1:
+                raise
+        else:
+            return port
+    raise AssertionError("unreachable")
 
 
 def create_database(server_url: str, name: str) -> str:

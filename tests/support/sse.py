@@ -57,8 +57,14 @@ def kms_key(admin: AdminClient, tenant: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def default_key_arn(admin: AdminClient, tenant: str) -> str:
-    """The ARN of the tenant's default key (what aws:kms without a key id uses)."""
+def default_key_arn(s3: Any, admin: AdminClient, tenant: str) -> str:
+    """The ARN of the tenant's default key (what aws:kms without a key id uses).
+
+    The key is made at its tenant's first such write; one is made here, so that the key
+    exists whichever tests ran before on this server (under xdist, maybe none)."""
+    scratch = "it-default-key-" + secrets.token_hex(6)
+    s3.create_bucket(Bucket=scratch)
+    s3.put_object(Bucket=scratch, Key="first-use", Body=b"", ServerSideEncryption="aws:kms")
     keys = admin.request("GET", "/v1/kms/keys", params={"tenant": tenant})
     defaults = [k["arn"] for k in keys if k["alias"] == "default"]
     assert len(defaults) == 1, keys

@@ -94,7 +94,7 @@ class Workers:
                 for pid in self.pids:
                     if target in _fd_targets(pid):
                         return pid
-            time.sleep(0.005)
+            time.sleep(0.005)  # the kernel lists the accepted socket a moment after connect
         return None
 
 
@@ -186,6 +186,8 @@ def refusals_after(
     """What GETs of ``paths`` answer once ``bound`` seconds have passed since ``since`` (a
     key's state change): several each, every one on a fresh connection, so both workers
     answer. Within the bound a worker may still use its cached copy of the key's state."""
+    # The bound itself: a worker's cached copy may serve until then, and nothing outside it
+    # says when it is dropped.
     time.sleep(max(0.0, since + bound - time.monotonic()))
     signer = Signer(server, access, secret)
     answers: dict[str, set[tuple[int, str | None]]] = {}
