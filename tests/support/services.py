@@ -14,6 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
+from andromede.core import errors
 from andromede.core.audit import AuditRecord
 from andromede.core.models import BlobRef, Principal, Tenant
 from andromede.core.placement import (
@@ -242,3 +245,14 @@ async def chunks(*pieces: bytes) -> AsyncIterator[bytes]:
     """A body arriving in several pieces."""
     for piece in pieces:
         yield piece
+
+
+# HTTP dates around any clock a test sets: for If-Modified-Since and its kin.
+PAST = "Sat, 01 Jan 2000 00:00:00 GMT"
+FUTURE = "Fri, 01 Jan 2100 00:00:00 GMT"
+
+
+async def assert_absent(stack: ServiceStack, bucket: str, key: str) -> None:
+    """``key`` is not visible in ``bucket`` (to its owner)."""
+    with pytest.raises(errors.NoSuchKey):
+        await stack.objects.get(ALICE, bucket, key)

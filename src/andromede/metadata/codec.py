@@ -22,7 +22,7 @@ import functools
 import json
 import re
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -54,18 +54,9 @@ from andromede.core.models import (
     WriteCondition,
 )
 from andromede.core.placement import SITE_NAME, Layout, Redundancy
-from andromede.core.repair import (
-    DrainProgress,
-    DrainState,
-    Outcome,
-    OutcomeCounts,
-    RepairTotals,
-    ScrubState,
-)
 from andromede.metadata.engines import Row
+from andromede.metadata.records import count, field, json_object, optional, time_field
 from andromede.metadata.schema import to_millis
-
-T = TypeVar("T")
 
 _LAYOUT = re.compile(r"^(?:r(\d{1,2})|ec(\d{1,2})\+(\d{1,2})):([a-z0-9,-]+)$")
 
@@ -506,16 +497,16 @@ def kms_key(row: Row) -> KmsKey:
         description=row.description,
         alias=row.alias,
         deletion_date=row.deletion_date,
-        rewrap=None if row.rewrap is None else _rewrap(_json_object(row.rewrap)),
+        rewrap=None if row.rewrap is None else _rewrap(json_object(row.rewrap)),
     )
 
 
 def _bucket_encryption(text: str) -> BucketEncryption:
-    data = _json_object(text)
+    data = json_object(text)
     return BucketEncryption(
-        EncryptionMode(_field(data, "m", str)),
-        _optional(data, "k", str),
-        _field(data, "bk", bool, False),
+        EncryptionMode(field(data, "m", str)),
+        optional(data, "k", str),
+        field(data, "bk", bool, False),
     )
 
 
@@ -529,9 +520,9 @@ def _key_versions(text: str) -> tuple[KeyVersion, ...]:
         raise ValueError(f"a key's stored versions are not a list of objects: {text[:80]!r}")
     return tuple(
         KeyVersion(
-            _field(v, "n", int),
-            _field(v, "h", str),
-            dt.datetime.fromisoformat(_field(v, "c", str)),
+            field(v, "n", int),
+            field(v, "h", str),
+            dt.datetime.fromisoformat(field(v, "c", str)),
         )
         for v in loaded
     )
@@ -550,12 +541,12 @@ def _rewrap_json(progress: RewrapProgress) -> dict[str, object]:
 
 def _rewrap(data: dict[str, object]) -> RewrapProgress:
     return RewrapProgress(
-        _field(data, "target_version", int),
-        _count(data, "scanned"),
-        _count(data, "rewrapped"),
-        _field(data, "done", bool, False),
-        _time(data, "started"),
-        _time(data, "finished"),
+        field(data, "target_version", int),
+        count(data, "scanned"),
+        count(data, "rewrapped"),
+        field(data, "done", bool, False),
+        time_field(data, "started"),
+        time_field(data, "finished"),
     )
 
 
@@ -568,117 +559,3 @@ def _utc_millis(value: dt.datetime) -> dt.datetime:
 
 def _enum_value(member: ChecksumAlgorithm | ChecksumType | None) -> str | None:
     return None if member is None else member.value
-
-
-# --- the repair jobs' records (sites.progress, job_state.value) --------------------------------
-# Kept in the shapes the store held before these were typed, so rows written by an older
-# version read back the same: a drain's keys in the order it set them, job states with sorted
-# keys, a counter left out until it is first counted.
-
-
-def dump_drain_progress(progress: DrainProgress) -> str:
-    """A site's drain progress as stored in ``sites.progress``."""
-    data: dict[str, object] = {"state": progress.state.value, "moved": progress.moved}
-    if progress.failed is not None:
-        data["failed"] = progress.failed
-    data["blocked"] = list(progress.blocked)
-    if progress.remaining is not None:
-        data["remaining"] = progress.remaining
-    if progress.updated is not None:
-        data["updated"] = progress.updated.isoformat()
-    return json.dumps(data)
-
-
-def load_drain_progress(text: str) -> DrainProgress:
-    """Inverse of :func:`dump_drain_progress`."""
-    data = _json_object(text)
-    return DrainProgress(
-        DrainState(_field(data, "state", str)),
-        _count(data, "moved"),
-        tuple(_strings(data, "blocked")),
-        _optional(data, "failed", int),
-        _optional(data, "remaining", int),
-        _time(data, "updated"),
-    )
-
-
-def dump_scrub_state(state: ScrubState) -> str:
-    """The scrubber's state as stored in ``job_state``."""
-    data: dict[str, object] = {
-        "blob_id": state.blob_id,
-        "bytes_checked": state.bytes_checked,
-    }
-    counters = {"passes": state.passes, "checked": state.checked, "found_bad": state.found_bad}
-    counters.update((o.value, n) for o, n in state.outcomes.items())
-    data.update((k, n) for k, n in counters.items() if n)
-    if state.last_pass_finished is not None:
-        data["last_pass_finished"] = state.last_pass_finished.isoformat()
-    return json.dumps(data, sort_keys=True)
-
-
-def load_scrub_state(text: str) -> ScrubState:
-    """Inverse of :func:`dump_scrub_state`."""
-    data = _json_object(text)
-    return ScrubState(
-        blob_id=_field(data, "blob_id", str, ""),
-        passes=_count(data, "passes"),
-        last_pass_finished=_time(data, "last_pass_finished"),
-        checked=_count(data, "checked"),
-        found_bad=_count(data, "found_bad"),
-        bytes_checked=_count(data, "bytes_checked"),
-        outcomes=_outcomes(data),
-    )
-
-
-def dump_repair_totals(totals: RepairTotals) -> str:
-    """The repair totals as stored in ``job_state``: every counter, zero or not."""
-    data: dict[str, object] = {"bytes_rebuilt": totals.bytes_rebuilt}
-    data.update((o.value, n) for o, n in totals.outcomes.items())
-    if totals.updated is not None:
-        data["updated"] = totals.updated.isoformat()
-    return json.dumps(data, sort_keys=True)
-
-
-def load_repair_totals(text: str) -> RepairTotals:
-    """Inverse of :func:`dump_repair_totals`."""
-    data = _json_object(text)
-    return RepairTotals(_count(data, "bytes_rebuilt"), _outcomes(data), _time(data, "updated"))
-
-
-def _outcomes(data: dict[str, object]) -> OutcomeCounts:
-    return OutcomeCounts.of({o.value: _count(data, o.value) for o in Outcome})
-
-
-def _json_object(text: str) -> dict[str, object]:
-    loaded = json.loads(text)
-    if not isinstance(loaded, dict):
-        raise ValueError(f"a stored record is not a JSON object: {text[:80]!r}")
-    return loaded
-
-
-def _field(data: dict[str, object], key: str, kind: type[T], default: T | None = None) -> T:
-    value = data.get(key, default)
-    # bool is an int to isinstance; a stored counter never is one
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"a stored record's {key!r} is not a {kind.__name__}: {value!r}")
-    return value
-
-
-def _optional(data: dict[str, object], key: str, kind: type[T]) -> T | None:
-    return None if data.get(key) is None else _field(data, key, kind)
-
-
-def _count(data: dict[str, object], key: str) -> int:
-    return _field(data, key, int, 0)
-
-
-def _strings(data: dict[str, object], key: str) -> list[str]:
-    values = _field(data, key, list, [])
-    if not all(isinstance(v, str) for v in values):
-        raise ValueError(f"a stored record's {key!r} is not a list of strings: {values!r}")
-    return [str(v) for v in values]
-
-
-def _time(data: dict[str, object], key: str) -> dt.datetime | None:
-    text = _optional(data, key, str)
-    return None if text is None else dt.datetime.fromisoformat(text)

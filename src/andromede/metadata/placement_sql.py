@@ -18,7 +18,7 @@ from andromede.core import errors
 from andromede.core.models import BlobRef
 from andromede.core.placement import Layout, Redundancy, Region, Site, SiteState
 from andromede.core.repair import DrainProgress, RepairTotals, ScrubState
-from andromede.metadata import codec, references
+from andromede.metadata import codec, records, references
 from andromede.metadata import schema as t
 from andromede.metadata.engines import Row, Transactions, all_rows, first, insert_if_absent
 
@@ -88,14 +88,14 @@ class PlacementMixin:
         s = t.sites
         query = sa.select(s.c.name, s.c.progress).where(s.c.progress.is_not(None))
         rows = await self._tx.read(lambda conn: all_rows(conn, query))
-        return {row.name: codec.load_drain_progress(row.progress) for row in rows}
+        return {row.name: records.load_drain_progress(row.progress) for row in rows}
 
     async def set_site_state(
         self, name: str, state: SiteState, progress: DrainProgress | None = None
     ) -> None:
         """Change a site's state (and its drain progress). NoSuchSite."""
         s = t.sites
-        text = None if progress is None else codec.dump_drain_progress(progress)
+        text = None if progress is None else records.dump_drain_progress(progress)
         stmt = (
             s.update()
             .where(s.c.name == name)
@@ -108,7 +108,7 @@ class PlacementMixin:
     async def set_site_progress(self, name: str, progress: DrainProgress) -> None:
         """Record the drain job's progress on a site (no error if it vanished)."""
         s = t.sites
-        text = codec.dump_drain_progress(progress)
+        text = records.dump_drain_progress(progress)
         stmt = s.update().where(s.c.name == name).values(progress=text)
         await self._tx.write(lambda conn: conn.execute(stmt))
 
@@ -316,7 +316,7 @@ class PlacementMixin:
     async def set_scrub_state(self, state: ScrubState) -> None:
         """Store where the scrubber stands."""
         j = t.job_state
-        text = codec.dump_scrub_state(state)
+        text = records.dump_scrub_state(state)
 
         async def op(conn: AsyncConnection) -> None:
             stmt = j.update().where(j.c.name == SCRUB).values(value=text).returning(j.c.name)
@@ -328,7 +328,7 @@ class PlacementMixin:
     async def scrub_state(self) -> ScrubState | None:
         """Where the scrubber stands; None before its first run."""
         text = await self._job_state(SCRUB)
-        return None if text is None else codec.load_scrub_state(text)
+        return None if text is None else records.load_scrub_state(text)
 
     async def add_repair_totals(self, done: RepairTotals) -> None:
         """Add one process's repairs to the totals, in one transaction (several processes
@@ -339,8 +339,8 @@ class PlacementMixin:
             for _ in range(2):  # a row another process inserted meanwhile: update it instead
                 query = sa.select(j.c.value).where(j.c.name == REPAIR).with_for_update()
                 row = await first(conn, query)
-                before = RepairTotals() if row is None else codec.load_repair_totals(row.value)
-                text = codec.dump_repair_totals(before + done)
+                before = RepairTotals() if row is None else records.load_repair_totals(row.value)
+                text = records.dump_repair_totals(before + done)
                 if row is not None:
                     await conn.execute(j.update().where(j.c.name == REPAIR).values(value=text))
                     return
@@ -352,7 +352,7 @@ class PlacementMixin:
     async def repair_totals(self) -> RepairTotals | None:
         """What every process's repairs have done; None before any reported."""
         text = await self._job_state(REPAIR)
-        return None if text is None else codec.load_repair_totals(text)
+        return None if text is None else records.load_repair_totals(text)
 
     async def _job_state(self, name: str) -> str | None:
         j = t.job_state

@@ -6,123 +6,25 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, quote, urlsplit
+from datetime import timedelta
+from urllib.parse import parse_qs, quote
 
-import botocore.auth
-import botocore.crt.auth
 import pytest
-from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-from botocore.crt.auth import CrtS3SigV4Auth, CrtS3SigV4QueryAuth
 
 from andromede.auth import sigv4
-from andromede.auth.sigv4 import AuthContext, PayloadMode, SignedRequest, authenticate
+from andromede.auth.sigv4 import PayloadMode, SignedRequest
 from andromede.core import errors
-
-ACCESS_KEY = "AKIDANDROMEDE"
-SECRET = "s3cr3t/with+odd=chars"
-NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
-ENDPOINT = "http://s3.local:9000"
-
-
-@pytest.fixture(autouse=True)
-def _frozen_botocore_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fixed(remove_tzinfo: bool = True) -> datetime:
-        return NOW.replace(tzinfo=None) if remove_tzinfo else NOW
-
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", fixed)
-    monkeypatch.setattr(botocore.crt.auth, "get_current_datetime", fixed)
-
-
-async def lookup(access_key_id: str) -> str | None:
-    return SECRET if access_key_id == ACCESS_KEY else None
-
-
-def received(request: AWSRequest) -> SignedRequest:
-    """What the server sees for a request botocore signed (headers lowercased, latin-1)."""
-    prepared = request.prepare()
-    url = urlsplit(prepared.url)
-    headers = []
-    for name, value in prepared.headers.items():
-        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-        headers.append((name.lower(), text))
-    if not any(name == "host" for name, _ in headers):
-        headers.append(("host", url.netloc))
-    return SignedRequest(prepared.method, url.path, url.query, headers)
-
-
-class _FixedPayloadAuth(S3SigV4Auth):  # type: ignore[misc]
-    """botocore's S3 signer, announcing a chosen ``x-amz-content-sha256``."""
-
-    def __init__(self, credentials: Credentials, region: str, payload: str) -> None:
-        super().__init__(credentials, "s3", region)
-        self._payload = payload
-
-    def payload(self, request: AWSRequest) -> str:
-        return self._payload
-
-
-def signed(
-    method: str = "GET",
-    path: str = "/bucket/key",
-    query: str = "",
-    *,
-    headers: dict[str, str] | None = None,
-    body: bytes = b"",
-    region: str = "us-east-1",
-    secret: str = SECRET,
-    access_key: str = ACCESS_KEY,
-    payload: str | None = None,
-    crt: bool = False,
-) -> SignedRequest:
-    """Sign as botocore does: pure Python, or awscrt's signer (``crt``), which boto3 clients
-    use whenever awscrt is installed."""
-    url = ENDPOINT + path + ("?" + query if query else "")
-    request = AWSRequest(method=method, url=url, headers=headers or {}, data=body)
-    credentials = Credentials(access_key, secret)
-    if crt:
-        CrtS3SigV4Auth(credentials, "s3", region).add_auth(request)
-    elif payload is None:
-        S3SigV4Auth(credentials, "s3", region).add_auth(request)
-    else:
-        _FixedPayloadAuth(credentials, region, payload).add_auth(request)
-    return received(request)
-
-
-def presigned(
-    method: str = "GET",
-    path: str = "/bucket/key",
-    query: str = "",
-    *,
-    expires: int = 3600,
-    headers: dict[str, str] | None = None,
-    crt: bool = False,
-) -> SignedRequest:
-    url = ENDPOINT + path + ("?" + query if query else "")
-    request = AWSRequest(method=method, url=url, headers=headers or {})
-    signer = CrtS3SigV4QueryAuth if crt else S3SigV4QueryAuth
-    signer(Credentials(ACCESS_KEY, SECRET), "s3", "eu-west-3", expires).add_auth(request)
-    return received(request)
-
-
-def with_header(req: SignedRequest, name: str, value: str) -> SignedRequest:
-    headers = [(k, v) for k, v in req.headers if k != name] + [(name, value)]
-    return dataclasses.replace(req, headers=headers)
-
-
-def without_header(req: SignedRequest, name: str) -> SignedRequest:
-    return dataclasses.replace(req, headers=[(k, v) for k, v in req.headers if k != name])
-
-
-def header(req: SignedRequest, name: str) -> str:
-    return next(v for k, v in req.headers if k == name)
-
-
-async def check(req: SignedRequest, now: datetime = NOW) -> AuthContext:
-    return await authenticate(req, lookup, now)
-
+from support.botocore_signing import (
+    ACCESS_KEY,
+    NOW,
+    SECRET,
+    check,
+    header,
+    presigned,
+    signed,
+    with_header,
+    without_header,
+)
 
 # --- accepted ---------------------------------------------------------------------------------
 KEYS = [
@@ -274,88 +176,6 @@ async def test_client_that_signs_its_unusual_encoding_verbatim() -> None:
     assert ctx.seed_signature == signature
     assert ctx.signed_headers == ("host", "x-amz-content-sha256", "x-amz-date")
     assert ctx.payload_mode is PayloadMode.UNSIGNED
-
-
-# --- presigned ----------------------------------------------------------------------------------
-async def test_presigned_url_authenticates() -> None:
-    ctx = await check(presigned("GET", "/bucket/some%20key", "versionId=3"))
-    assert ctx.presigned
-    assert ctx.payload_mode is PayloadMode.UNSIGNED
-    assert ctx.region == "eu-west-3"
-
-
-async def test_presigned_put_with_signed_headers() -> None:
-    req = presigned("PUT", headers={"Content-Type": "text/plain", "x-amz-meta-a": "b"})
-    ctx = await check(req)
-    assert "x-amz-meta-a" in ctx.signed_headers
-    with pytest.raises(errors.SignatureDoesNotMatch):
-        await check(with_header(req, "content-type", "text/html"))
-
-
-async def test_presigned_url_expires() -> None:
-    req = presigned(expires=60)
-    await check(req, NOW + timedelta(seconds=60))
-    with pytest.raises(errors.RequestExpired):
-        await check(req, NOW + timedelta(seconds=61))
-
-
-async def test_presigned_url_not_yet_valid() -> None:
-    req = presigned()
-    await check(req, NOW - timedelta(minutes=15))
-    with pytest.raises(errors.AccessDenied):
-        await check(req, NOW - timedelta(minutes=16))
-
-
-@pytest.mark.parametrize("expires", [604_801, 10**9])
-async def test_presigned_lifetime_is_at_most_a_week(expires: int) -> None:
-    with pytest.raises(errors.AuthorizationQueryParametersError):
-        await check(presigned(expires=expires))
-
-
-async def test_presigned_with_payload_hash_header() -> None:
-    digest = "a" * 64
-    req = presigned("PUT", headers={"X-Amz-Content-SHA256": digest})
-    ctx = await check(req)
-    assert ctx.payload_mode is PayloadMode.SIGNED
-    assert ctx.payload_sha256 == digest
-
-
-def _replace_param(req: SignedRequest, name: str, value: str) -> SignedRequest:
-    items = [item for item in req.query_string.split("&") if not item.startswith(name + "=")]
-    return dataclasses.replace(req, query_string="&".join([*items, f"{name}={value}"]))
-
-
-def _drop_param(req: SignedRequest, name: str) -> SignedRequest:
-    items = [item for item in req.query_string.split("&") if not item.startswith(name + "=")]
-    return dataclasses.replace(req, query_string="&".join(items))
-
-
-@pytest.mark.parametrize(
-    "mangle",
-    [
-        lambda r: _drop_param(r, "X-Amz-Date"),
-        lambda r: _drop_param(r, "X-Amz-Expires"),
-        lambda r: _drop_param(r, "X-Amz-SignedHeaders"),
-        lambda r: _drop_param(r, "X-Amz-Signature"),
-        lambda r: _replace_param(r, "X-Amz-Algorithm", "AWS4-HMAC-SHA1"),
-        lambda r: _replace_param(r, "X-Amz-Expires", "-5"),
-        lambda r: _replace_param(r, "X-Amz-Expires", "0"),
-        lambda r: _replace_param(r, "X-Amz-Expires", "1h"),
-        lambda r: _replace_param(r, "X-Amz-Date", "2026-03-14T15:09:26Z"),
-        lambda r: _replace_param(r, "X-Amz-Credential", "AK%2F20260314%2Fus-east-1%2Fs3"),
-        lambda r: _replace_param(
-            r, "X-Amz-Credential", f"{ACCESS_KEY}%2F20260315%2Fx%2Fs3%2Faws4_request"
-        ),
-        lambda r: _replace_param(r, "X-Amz-SignedHeaders", "x-amz-date"),
-        lambda r: _replace_param(r, "X-Amz-Signature", "zz"),
-        lambda r: dataclasses.replace(
-            r, query_string=r.query_string + "&X-Amz-Date=20260314T150926Z"
-        ),
-    ],
-)
-async def test_malformed_presigned_query(mangle: Callable[[SignedRequest], SignedRequest]) -> None:
-    with pytest.raises(errors.AuthorizationQueryParametersError):
-        await check(mangle(presigned()))
 
 
 # --- refused --------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from andromede.core.repair import (
     RepairTotals,
     ScrubState,
 )
-from andromede.metadata import codec
+from andromede.metadata import codec, records
 
 T0 = dt.datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=dt.UTC)
 KEY_ID = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
@@ -34,37 +34,37 @@ KEY_ID = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
 
 def test_drain_progress_keeps_the_stored_text() -> None:
     queued = DrainProgress.queued()
-    assert codec.dump_drain_progress(queued) == '{"state": "queued", "moved": 0, "blocked": []}'
+    assert records.dump_drain_progress(queued) == '{"state": "queued", "moved": 0, "blocked": []}'
     running = DrainProgress(DrainState.BLOCKED, 3, ("bk1", "bk2"), 1, 2, T0)
     text = (
         '{"state": "blocked", "moved": 3, "failed": 1, "blocked": ["bk1", "bk2"], '
         '"remaining": 2, "updated": "2026-03-04T05:06:07.123456+00:00"}'
     )
-    assert codec.dump_drain_progress(running) == text
-    assert codec.load_drain_progress(text) == running
-    assert codec.load_drain_progress(codec.dump_drain_progress(queued)) == queued
+    assert records.dump_drain_progress(running) == text
+    assert records.load_drain_progress(text) == running
+    assert records.load_drain_progress(records.dump_drain_progress(queued)) == queued
 
 
 def test_scrub_state_leaves_out_what_was_never_counted() -> None:
     fresh = ScrubState(blob_id="b1", bytes_checked=10, checked=1)
     text = '{"blob_id": "b1", "bytes_checked": 10, "checked": 1}'
-    assert codec.dump_scrub_state(fresh) == text
-    assert codec.load_scrub_state(text) == fresh
+    assert records.dump_scrub_state(fresh) == text
+    assert records.load_scrub_state(text) == fresh
     # Older versions also wrote the last blob's layout text; the id alone resumes a pass.
-    assert codec.load_scrub_state('{"blob_id": "b1", "site": "r3:a,b,c"}').blob_id == "b1"
+    assert records.load_scrub_state('{"blob_id": "b1", "site": "r3:a,b,c"}').blob_id == "b1"
     full = ScrubState("", 2, T0, 9, 3, 4096, OutcomeCounts(repaired=2, lost=1))
-    assert codec.load_scrub_state(codec.dump_scrub_state(full)) == full
+    assert records.load_scrub_state(records.dump_scrub_state(full)) == full
 
 
 def test_repair_totals_keep_every_counter() -> None:
     totals = RepairTotals(100, OutcomeCounts(moved=2, lost=1), T0)
-    text = codec.dump_repair_totals(totals)
+    text = records.dump_repair_totals(totals)
     assert text == (
         '{"blocked": 0, "bytes_rebuilt": 100, "healthy": 0, "lost": 1, "moved": 2, '
         '"repaired": 0, "unavailable": 0, "updated": "2026-03-04T05:06:07.123456+00:00", '
         '"vanished": 0}'
     )
-    assert codec.load_repair_totals(text) == totals
+    assert records.load_repair_totals(text) == totals
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_repair_totals_keep_every_counter() -> None:
 )
 def test_a_malformed_record_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="stored record"):
-        codec.load_drain_progress(text)
+        records.load_drain_progress(text)
 
 
 def test_kms_key_round_trips_through_its_columns() -> None:
