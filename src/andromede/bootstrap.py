@@ -6,10 +6,9 @@ jobs' loops in ``workers/``, the data dir's first files in ``localfiles.py``.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -28,7 +27,7 @@ from andromede.dataplane.sharded import ShardedBlobs
 from andromede.kms.factory import open_key_managers
 from andromede.localfiles import read_credentials
 from andromede.metadata.sql import SqlMetadataStore, SystemClock, open_store
-from andromede.ports import AuditSink, ShardSet, SiteBackend
+from andromede.ports import AuditSink, Clock, MetadataStore, ShardSet, SiteBackend
 from andromede.services.accounts import Accounts
 from andromede.services.audit import AuditLog
 from andromede.services.buckets import Buckets
@@ -98,21 +97,6 @@ def build_placement(settings: Settings, store: SqlMetadataStore, clock: SystemCl
     def open_site(site: Site, create: bool) -> SiteBackend:
         return LocalSite(site.name, site.path, create=create)
 
-    def sharded(
-        layout: Layout,
-        sites: Callable[[str], SiteBackend],
-        unavailable: Callable[[], frozenset[str]],
-        degraded: Callable[[BlobRef], None],
-        failed: Callable[[str], None],
-    ) -> ShardSet:
-        return ShardedBlobs(
-            layout,
-            sites,
-            unavailable=unavailable,
-            on_degraded=degraded,
-            on_site_error=failed,
-        )
-
     default_site = Site(
         DEFAULT_SITE,
         settings.default_site_jurisdiction,
@@ -127,12 +111,39 @@ def build_placement(settings: Settings, store: SqlMetadataStore, clock: SystemCl
         store,
         clock,
         open_site,
-        sharded,
+        open_sharded,
         default_site=default_site,
         default_region=default_region,
         refresh_seconds=settings.placement_refresh_seconds,
         reserve_bytes=settings.site_reserve_bytes,
     )
+
+
+def open_sharded(
+    layout: Layout,
+    sites: Callable[[str], SiteBackend],
+    unavailable: Callable[[], frozenset[str]],
+    degraded: Callable[[BlobRef], None],
+    failed: Callable[[str], None],
+) -> ShardSet:
+    """A layout's blobs spread over its sites (replicas or erasure-coded shards)."""
+    return ShardedBlobs(
+        layout, sites, unavailable=unavailable, on_degraded=degraded, on_site_error=failed
+    )
+
+
+def object_services(
+    store: MetadataStore,
+    placement: Placement,
+    buckets: Buckets,
+    encryption: Encryption,
+    clock: Clock,
+) -> tuple[Objects, Multipart]:
+    """Objects and Multipart over one data path both ways: the writer and reader are built
+    once, here, and shared."""
+    writer, reader = DataWriter(placement, encryption), DataReader(placement, encryption)
+    objects = Objects(store, buckets, clock, encryption, writer, reader)
+    return objects, Multipart(store, objects, encryption, writer, reader, clock)
 
 
 async def build_runtime(settings: Settings) -> Runtime:
@@ -167,9 +178,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         buckets,
         plaintext_for_benchmarks=settings.unsafe_plaintext_for_benchmarks,
     )
-    writer, reader = DataWriter(placement, encryption), DataReader(placement, encryption)
-    objects = Objects(store, buckets, clock, encryption, writer, reader)
-    multipart = Multipart(store, objects, encryption, writer, reader, clock)
+    objects, multipart = object_services(store, placement, buckets, encryption, clock)
     signer = load_or_create_signing_key(settings.audit_key_path)
     audit_log = AuditLog(SegmentReader(settings.audit_path), public_pem(signer))
     repairs = Repairs(store, placement, clock, scrub_rate=settings.scrub_bytes_per_second)
@@ -210,13 +219,3 @@ async def build_runtime(settings: Settings) -> Runtime:
     keys.set_event_recorder(audit_sink.record)
     key_jobs = KeyJobs(store, keys, clock)
     return Runtime(settings, store, placement, services, sweeper, audit_sink, key_jobs)
-
-
-@contextlib.asynccontextmanager
-async def running_runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    """A runtime for in-process use (tests, tools)."""
-    runtime = await build_runtime(settings)
-    try:
-        yield runtime
-    finally:
-        await runtime.close()

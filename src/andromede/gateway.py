@@ -19,9 +19,8 @@ from andromede.process import tune_gateway_process
 from andromede.s3.app import S3App, S3Config
 from andromede.settings import Settings, load_settings
 from andromede.workers.audit_retention import AuditRetention
-from andromede.workers.keys import KeyWorker
 from andromede.workers.lease import JobLease, StartGate
-from andromede.workers.repair import RepairWorker
+from andromede.workers.loop import every
 
 log = logging.getLogger("andromede")
 ADMIN_PREFIX = "/_andromede/admin"
@@ -96,8 +95,10 @@ class Gateway:
         settings = self.settings
         jobs = [
             runtime.sweeper.run_forever(settings.sweep_interval_seconds),
-            KeyWorker(runtime.key_jobs).run_forever(settings.kms_job_interval_seconds),
-            RepairWorker(runtime.services.repairs).run_forever(settings.repair_interval_seconds),
+            every(settings.kms_job_interval_seconds, runtime.key_jobs.run_once, "key jobs"),
+            every(
+                settings.repair_interval_seconds, runtime.services.repairs.run_once, "repair round"
+            ),
         ]
         if isinstance(runtime.audit, HashChainTrail):
             self._shipper = shipper_for(settings)

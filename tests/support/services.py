@@ -10,32 +10,30 @@ step for step instead; when a service's constructor changes, change it here (and
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from andromede.bootstrap import object_services, open_sharded
 from andromede.core import errors
 from andromede.core.audit import AuditRecord
-from andromede.core.models import BlobRef, Principal, Tenant
+from andromede.core.models import Principal, Tenant
 from andromede.core.placement import (
     ANY_JURISDICTION,
-    Layout,
     Redundancy,
     Region,
     Site,
 )
 from andromede.crypto.envelope import AesGcmEnvelope
 from andromede.dataplane.memory import MemorySite
-from andromede.dataplane.sharded import ShardedBlobs
 from andromede.kms.builtin import NAME as BUILTIN
 from andromede.kms.builtin import BuiltinKeystore
 from andromede.metadata.sql import SqlMetadataStore, open_store
-from andromede.ports import ShardSet, SiteBackend
+from andromede.ports import SiteBackend
 from andromede.services.body import body_from_bytes
 from andromede.services.buckets import Buckets
-from andromede.services.datapath import DataReader, DataWriter
 from andromede.services.encryption import Encryption
 from andromede.services.janitor import Janitor
 from andromede.services.keys import Keys
@@ -173,9 +171,7 @@ async def build_services(
         cache_seconds=kms_cache_seconds,
     )
     encryption = Encryption(keys, AesGcmEnvelope(), store, buckets)
-    writer, reader = DataWriter(placement, encryption), DataReader(placement, encryption)
-    objects = Objects(store, buckets, clock, encryption, writer, reader)
-    multipart = Multipart(store, objects, encryption, writer, reader, clock)
+    objects, multipart = object_services(store, placement, buckets, encryption, clock)
     repairs = Repairs(store, placement, clock, scrub_rate=SCRUB_RATE)
     janitor = Janitor(
         store,
@@ -219,22 +215,11 @@ def _build_placement(
         del create  # a memory site is made on first sight, like a newly registered directory
         return sites.setdefault(site.name, MemorySite(site.name, clock=clock))
 
-    def sharded(
-        layout: Layout,
-        lookup: Callable[[str], SiteBackend],
-        unavailable: Callable[[], frozenset[str]],
-        degraded: Callable[[BlobRef], None],
-        failed: Callable[[str], None],
-    ) -> ShardSet:
-        return ShardedBlobs(
-            layout, lookup, unavailable=unavailable, on_degraded=degraded, on_site_error=failed
-        )
-
     return Placement(
         store,
         clock,
         open_site,
-        sharded,
+        open_sharded,
         default_site=Site(DEFAULT_SITE, "EU", DEFAULT_SITE, "self", f"/memory/{DEFAULT_SITE}"),
         default_region=Region(REGION, frozenset({ANY_JURISDICTION}), Redundancy.replicas(1), 1),
         refresh_seconds=0.0,

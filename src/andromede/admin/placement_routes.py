@@ -82,7 +82,7 @@ def _site(site: Site, view: SiteView | None = None) -> SiteOut:
 
 
 # The JSON of the repair jobs' records. The metadata store happens to keep the same shapes
-# (metadata/codec.py), but this is the API's contract and changes only with its version:
+# (metadata/records.py), but this is the API's contract and changes only with its version:
 # a drain's keys in the order the job fills them, the jobs' states with sorted keys, a scrub
 # counter left out until it is first counted.
 

@@ -333,7 +333,7 @@ class Repairs:
         return state
 
     async def run_once(self, scrub_budget_s: float = 5.0) -> None:
-        """One round: queued repairs, drains, then some scrubbing (``workers/repair.py`` runs
+        """One round: queued repairs, drains, then some scrubbing (``workers/loop.py`` runs
         it periodically in one process per deployment)."""
         await self.repair_queued()
         await self.drain_all()

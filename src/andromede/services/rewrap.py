@@ -28,7 +28,7 @@ SETTLE_MARGIN_S = 2.0
 
 
 class KeyJobs:
-    """One pass at a time; ``workers/keys.py`` runs them periodically, in one process per
+    """One pass at a time; ``workers/loop.py`` runs them periodically, in one process per
     deployment (the one holding the job lease)."""
 
     def __init__(self, store: MetadataStore, keys: Keys, clock: Clock) -> None:
