@@ -14,7 +14,7 @@ ARGS ?=
 # make bench BENCH_ARGS='--quick'   or   BENCH_ARGS='--compare andromede,swift,ceph'
 BENCH_ARGS ?=
 
-.PHONY: deps test check lint format serve bench
+.PHONY: deps test check lint format serve bench conformance
 
 deps:
 	scripts/install-deps
@@ -32,7 +32,7 @@ check: deps
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
-	$(PYTHON) -m mypy bench
+	$(PYTHON) -m mypy bench conformance/run.py
 	lint-imports
 
 ## lint: ruff only (fast): rules and formatting
@@ -52,3 +52,10 @@ serve:
 ## bench: start a fresh andromede on a temp data dir and print the figures against a disk baseline
 bench: deps
 	$(PYTHON) bench/s3bench.py --start-andromede $(BENCH_ARGS)
+
+## conformance: the ceph/s3-tests suite (../shared/conformance) against a fresh server, checked
+## against conformance/expected-failures.txt; a whole run rewrites the table in
+## docs/s3-compatibility.md. make conformance CONFORMANCE_ARGS='-k multipart' runs one group.
+CONFORMANCE_ARGS ?=
+conformance: deps
+	$(PYTHON) conformance/run.py $(CONFORMANCE_ARGS)

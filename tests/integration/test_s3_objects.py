@@ -64,6 +64,26 @@ def test_user_metadata(s3: Any, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key="m")["Metadata"] == expected
 
 
+def test_non_ascii_metadata(s3: Any, bucket: str) -> None:
+    """botocore sends a non-ASCII value as UTF-8 and signs it as text; S3 stores the text and
+    returns it RFC 2047 encoded, and takes encoded words back as the text they encode."""
+
+    def unicode_value(params: dict[str, Any], **_: Any) -> None:
+        params["headers"]["x-amz-meta-city"] = "Orléans, Zürich, 東京"
+
+    s3.meta.events.register("before-call.s3.PutObject", unicode_value)
+    try:
+        s3.put_object(Bucket=bucket, Key="m", Body=b"x")
+    finally:
+        s3.meta.events.unregister("before-call.s3.PutObject", unicode_value)
+    encoded = "=?UTF-8?B?" + b64("Orléans, Zürich, 東京".encode()) + "?="
+    assert s3.head_object(Bucket=bucket, Key="m")["Metadata"] == {"city": encoded}
+    s3.put_object(Bucket=bucket, Key="m2", Body=b"x", Metadata={"city": encoded})
+    assert s3.get_object(Bucket=bucket, Key="m2")["Metadata"] == {"city": encoded}
+    s3.copy_object(Bucket=bucket, Key="m3", CopySource={"Bucket": bucket, "Key": "m"})
+    assert s3.head_object(Bucket=bucket, Key="m3")["Metadata"] == {"city": encoded}
+
+
 def test_user_metadata_too_large(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket=bucket, Key="m", Body=b"x", Metadata={"big": "v" * 2100})
@@ -97,6 +117,15 @@ def test_content_headers_stored_and_returned(s3: Any, bucket: str) -> None:
         assert header_of(response, "expires") == email.utils.format_datetime(EXPIRES, usegmt=True)
         if "Body" in response:
             assert read(response) == b"<html/>"
+
+
+def test_content_encoding_list_without_aws_chunked(s3: Any, bucket: str) -> None:
+    """``aws-chunked`` describes the request's framing, not the object: it is dropped and the
+    rest of the list is kept as S3 writes it."""
+    s3.put_object(Bucket=bucket, Key="z", Body=b"x", ContentEncoding="aws-chunked, deflate, gzip")
+    assert s3.head_object(Bucket=bucket, Key="z")["ContentEncoding"] == "deflate, gzip"
+    s3.put_object(Bucket=bucket, Key="z", Body=b"x", ContentEncoding="aws-chunked")
+    assert "ContentEncoding" not in s3.head_object(Bucket=bucket, Key="z")
 
 
 def test_response_overrides_on_get(s3: Any, bucket: str) -> None:

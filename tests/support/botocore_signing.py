@@ -43,8 +43,9 @@ def received(request: AWSRequest) -> SignedRequest:
     url = urlsplit(prepared.url)
     headers = []
     for name, value in prepared.headers.items():
-        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-        headers.append((name.lower(), text))
+        # botocore's connection writes text header values as UTF-8.
+        raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
+        headers.append((name.lower(), raw.decode("latin-1")))
     if not any(name == "host" for name, _ in headers):
         headers.append(("host", url.netloc))
     return SignedRequest(prepared.method, url.path, url.query, headers)

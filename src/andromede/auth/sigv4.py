@@ -203,6 +203,21 @@ def _trim(value: str) -> str:
     return _SPACES.sub(" ", value.strip(" \t"))
 
 
+def _signed_text(value: str) -> str:
+    """A header value as the client signed it, whose canonical request is hashed as UTF-8.
+
+    Clients sign text and put it on the wire as UTF-8 (botocore, the Go and Java SDKs), or as
+    latin-1 (Python's http.client): wire bytes that are valid UTF-8 are that text; others
+    are latin-1, which the ``str`` received already holds.
+    """
+    if value.isascii():
+        return value
+    try:
+        return _wire_bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+
+
 def canonical_headers(headers: Sequence[tuple[str, str]], signed_headers: Sequence[str]) -> str:
     """``name:value\\n`` for each signed header, in the order given; repeats joined by ``,``.
 
@@ -210,7 +225,7 @@ def canonical_headers(headers: Sequence[tuple[str, str]], signed_headers: Sequen
     """
     values: dict[str, list[str]] = {}
     for name, value in headers:
-        values.setdefault(name.lower(), []).append(_trim(value))
+        values.setdefault(name.lower(), []).append(_trim(_signed_text(value)))
     lines = []
     for name in signed_headers:
         if name not in values:

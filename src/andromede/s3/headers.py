@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import email.errors
+import email.header
 import email.utils
 import urllib.parse
 
@@ -63,6 +66,30 @@ def reject_unsupported(req: Request) -> None:
         raise errors.InvalidStorageClass(StorageClassRequested=storage_class)
 
 
+def metadata_text(raw: str) -> str:
+    """A user metadata value as text: S3 takes any Unicode, sent as UTF-8 (botocore and most
+    SDKs), as latin-1 (Python's http.client), or as RFC 2047 encoded words."""
+    if not raw.isascii():
+        try:
+            return raw.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return raw
+    if raw.startswith("=?") and raw.endswith("?="):
+        try:
+            return str(email.header.make_header(email.header.decode_header(raw)))
+        except (email.errors.HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
+            return raw
+    return raw
+
+
+def metadata_header(value: str) -> str:
+    """A stored metadata value for a response: as is when US-ASCII, else RFC 2047 encoded
+    (UTF-8, base64), as S3 returns non-ASCII metadata."""
+    if value.isascii():
+        return value
+    return f"=?UTF-8?B?{base64.b64encode(value.encode()).decode()}?="
+
+
 def object_attributes(req: Request) -> ObjectAttributes:
     """Content-Type, stored system headers, ``x-amz-meta-*`` and ``x-amz-tagging``."""
     reject_unsupported(req)
@@ -77,13 +104,14 @@ def object_attributes(req: Request) -> ObjectAttributes:
             ]
             if not codings:
                 continue
-            value = ",".join(codings)
+            value = ", ".join(codings)
         system[name] = value
     user: dict[str, str] = {}
     size = 0
-    for name, value in req.header_list:
+    for name, raw in req.header_list:
         if name.startswith("x-amz-meta-"):
             meta_key = name[len("x-amz-meta-") :]
+            value = metadata_text(raw)
             size += len(meta_key.encode()) + len(value.encode())
             user[meta_key] = f"{user[meta_key]},{value}" if meta_key in user else value
     if size > MAX_USER_METADATA:
@@ -191,7 +219,7 @@ def object_headers(
         if override is not None:
             headers[header_name] = override
     out = list(headers.items())
-    out += [("x-amz-meta-" + k, v) for k, v in version.user_meta.items()]
+    out += [("x-amz-meta-" + k, metadata_header(v)) for k, v in version.user_meta.items()]
     if version.tags:
         out.append(("x-amz-tagging-count", str(len(version.tags))))
     if version.storage_class != "STANDARD":

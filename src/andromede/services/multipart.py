@@ -331,10 +331,21 @@ class Multipart:
         checksum_type: ChecksumType | None,
         condition: WriteCondition | None = None,
     ) -> ObjectVersion:
-        """CompleteMultipartUpload: validate the part list, then one atomic metadata commit."""
-        upload = await self.get_upload(principal, bucket, key, upload_id)
+        """CompleteMultipartUpload: validate the part list, then one atomic metadata commit.
+
+        The object takes the upload's id as its version id, so a completion retried after its
+        response was lost finds the object it made and answers it again, as S3 does, while
+        that object is still the key's current version.
+        """
         if not requested:
             raise errors.MalformedXML()
+        try:
+            upload = await self.get_upload(principal, bucket, key, upload_id)
+        except errors.NoSuchUpload:
+            done = await self._store.get_object(bucket, key)
+            if done is None or done.version_id != upload_id or not _same_parts(done, requested):
+                raise
+            return done
         stored = {
             p.part_number: p for p in await self._store.list_parts(upload_id, 0, MAX_PART_NUMBER)
         }
@@ -348,7 +359,7 @@ class Multipart:
         version = ObjectVersion(
             bucket=bucket,
             key=upload.key,
-            version_id=new_id(),
+            version_id=upload_id,
             size=sum(p.size for p in chosen),
             etag=etag,
             last_modified=self._clock.now(),
@@ -372,12 +383,15 @@ class Multipart:
     def _validate(
         upload: MultipartUpload, requested: list[CompletedPart], stored: dict[int, Part]
     ) -> list[Part]:
-        chosen: list[Part] = []
-        previous = 0
+        # Ascending; a part number listed again (a re-sent part whose first attempt finished
+        # last) counts once, by its last entry.
+        last: dict[int, CompletedPart] = {}
         for item in requested:
-            if item.part_number <= previous:
+            if last and item.part_number < next(reversed(last)):
                 raise errors.InvalidPartOrder()
-            previous = item.part_number
+            last[item.part_number] = item
+        chosen: list[Part] = []
+        for item in last.values():
             part = stored.get(item.part_number)
             if part is None or item.etag.strip().strip('"') != part.etag.strip('"'):
                 raise errors.InvalidPart(PartNumber=str(item.part_number))
@@ -433,6 +447,15 @@ class Multipart:
         if full_checksum is not None:
             _check_claimed(checksum, *full_checksum)
         return checksum
+
+
+def _same_parts(version: ObjectVersion, requested: list[CompletedPart]) -> bool:
+    """The part list of a completion is the one the object was made of."""
+    segments = version.manifest.segments
+    return len(segments) == len(requested) and all(
+        seg.part_number == item.part_number and seg.etag.strip('"') == item.etag.strip().strip('"')
+        for seg, item in zip(segments, requested, strict=True)
+    )
 
 
 def _check_claimed(checksum: Checksum, claimed_alg: ChecksumAlgorithm, claimed: str) -> None:

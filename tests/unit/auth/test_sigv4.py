@@ -425,6 +425,20 @@ def test_canonical_query_sorts_and_reencodes() -> None:
     assert sigv4.canonical_query("") == ""
 
 
+@pytest.mark.parametrize("crt", [False, True], ids=["python", "crt"])
+async def test_non_ascii_header_values_authenticate(crt: bool) -> None:
+    """botocore signs a header's text and writes it as UTF-8; Python's http.client writes
+    latin-1 text as latin-1. Either way the text signed is the text received."""
+    req = signed("PUT", "/bucket/k", headers={"x-amz-meta-city": "Zürich 東京"}, crt=crt)
+    assert header(req, "x-amz-meta-city") == "Zürich 東京".encode().decode("latin-1")
+    assert (await check(req)).access_key_id == ACCESS_KEY
+    latin = signed("PUT", "/bucket/k", headers={"x-amz-meta-city": "Zürich"}, crt=crt)
+    as_latin1 = with_header(latin, "x-amz-meta-city", "Zürich")  # the byte 0xFC on the wire
+    assert (await check(as_latin1)).access_key_id == ACCESS_KEY
+    with pytest.raises(errors.SignatureDoesNotMatch):
+        await check(with_header(req, "x-amz-meta-city", "Zurich 東京"))
+
+
 def test_canonical_headers_trim_and_join() -> None:
     headers = [("host", "h"), ("x-a", "  one   two  "), ("x-a", "\tthree"), ("x-b", "\u00a0keep")]
     assert sigv4.canonical_headers(headers, ["host", "x-a", "x-b"]) == (

@@ -196,8 +196,43 @@ async def test_parts_out_of_order(
     with pytest.raises(errors.InvalidPartOrder):
         await complete(stack, up, listed(*reversed(parts)))
     with pytest.raises(errors.InvalidPartOrder):
-        await complete(stack, up, listed(parts[0], parts[0]))
+        await complete(stack, up, listed(parts[0], parts[1], parts[0]))
     await complete(stack, up, listed(*parts))  # the refusals left the upload as it was
+
+
+async def test_a_part_listed_twice_counts_once_by_its_last_entry(
+    stack: ServiceStack, bucket: str
+) -> None:
+    """A part re-sent while its first attempt was still running: the client lists both
+    answers, the first attempt's last because it finished last (s3-tests'
+    test_multipart_resend_first_finishes_last). The stored part is the one that finished last."""
+    up = await create(stack, bucket)
+    second = await upload(stack, up, 1, b"BBBBBBBB")
+    first = await upload(stack, up, 1, b"AAAAAAAA")
+    with pytest.raises(errors.InvalidPart):  # the last entry is the stale one
+        await complete(stack, up, listed(first, second))
+    assert await complete(stack, up, listed(second, first)) == multipart_etag([b"AAAAAAAA"])
+    assert await stack.get(bucket, "k") == b"AAAAAAAA"
+
+
+async def test_a_retried_completion_answers_the_object_it_made(
+    stack: ServiceStack, bucket: str, two_parts: tuple[MultipartUpload, list[Part]]
+) -> None:
+    """An SDK retries a completion whose response was lost: S3 answers the same result, not
+    NoSuchUpload, while the object is the key's current version and the part list is the
+    same."""
+    up, parts = two_parts
+    etag = await complete(stack, up, listed(*parts))
+    assert await complete(stack, up, listed(*parts)) == etag
+    with pytest.raises(errors.NoSuchUpload):  # another part list
+        await complete(stack, up, listed(parts[0]))
+    with pytest.raises(errors.NoSuchUpload):  # an upload that never completed here
+        await stack.multipart.complete(
+            ALICE, bucket, "k", "not-an-upload", listed(*parts), None, None
+        )
+    await stack.objects.delete(ALICE, bucket, "k")
+    with pytest.raises(errors.NoSuchUpload):  # the object it made is gone
+        await complete(stack, up, listed(*parts))
 
 
 async def test_wrong_etag_or_missing_part(
