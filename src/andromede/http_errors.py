@@ -31,7 +31,8 @@ ERROR_TABLE: dict[type[e.AndromedeError], tuple[str, int]] = {
     e.InvalidTag: ("InvalidTag", 400),
     e.TooManyTags: ("BadRequest", 400),
     e.InvalidRange: ("InvalidRange", 416),
-    e.InvalidPartNumber: ("InvalidPartNumber", 416),
+    # S3 documents 416 InvalidPartNumber but answers 400 InvalidPart (so do the SDKs' tests).
+    e.InvalidPartNumber: ("InvalidPart", 400),
     e.MethodNotAllowed: ("MethodNotAllowed", 405),
     e.NotImplementedOperation: ("NotImplemented", 501),
     e.InvalidLocationConstraint: ("InvalidLocationConstraint", 400),
@@ -40,7 +41,8 @@ ERROR_TABLE: dict[type[e.AndromedeError], tuple[str, int]] = {
     e.InvalidStorageClass: ("InvalidStorageClass", 400),
     e.BadDigest: ("BadDigest", 400),
     e.InvalidDigest: ("InvalidDigest", 400),
-    e.InvalidChecksum: ("InvalidRequest", 400),
+    # A value that is no digest at all cannot match the body: S3 answers BadDigest.
+    e.InvalidChecksum: ("BadDigest", 400),
     e.DataCorrupted: ("InternalError", 500),
     e.BlobNotFound: ("InternalError", 500),
     e.ChecksumMismatch: ("BadDigest", 400),
@@ -74,6 +76,7 @@ ERROR_TABLE: dict[type[e.AndromedeError], tuple[str, int]] = {
     e.DecryptionFailed: ("InternalError", 500),
     e.SseCustomerKeyMissing: ("InvalidRequest", 400),
     e.SseCustomerKeyMismatch: ("AccessDenied", 403),
+    e.SseCustomerKeyNotTheUploads: ("InvalidArgument", 400),
     e.SseCustomerKeyMd5Mismatch: ("InvalidArgument", 400),
     e.KmsAliasExists: ("OperationAborted", 409),
     e.NoSuchEncryptionConfiguration: ("ServerSideEncryptionConfigurationNotFoundError", 404),

@@ -138,7 +138,7 @@ def test_get_by_part_number(s3: Any, bucket: str, multipart: tuple[str, bytes]) 
     assert whole["ETag"].endswith('-2"')
     with pytest.raises(ClientError) as exc:
         s3.get_object(Bucket=bucket, Key=key, PartNumber=3)
-    assert error_of(exc) == ("InvalidPartNumber", 416)
+    assert error_of(exc) == ("InvalidPart", 400)
     with pytest.raises(ClientError) as exc:
         s3.get_object(Bucket=bucket, Key=key, PartNumber=1, Range="bytes=0-9")
     assert error_of(exc) == ("InvalidRequest", 400)

@@ -28,6 +28,8 @@ from support.sse import (
 )
 from support.waiting import wait_until
 
+SSE_HEADER = "x-amz-server-side-encryption"
+
 
 # --- SSE-S3 and SSE-KMS ----------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["none", "AES256"])
@@ -231,15 +233,32 @@ def test_multipart_reports_its_encryption(
     assert_reports(got, mode, arn=arn)
 
 
-def test_upload_part_refuses_the_encryption_header(server: Server, s3: Any, bucket: str) -> None:
-    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
-    reply = raw_request(
+def test_parts_take_the_uploads_encryption_headers(server: Server, s3: Any, bucket: str) -> None:
+    """SDKs repeat the upload's SSE headers on its parts and its completion (s3-tests does):
+    S3 takes them, the upload's encryption governing; a header that is no encryption is
+    still refused."""
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp", ServerSideEncryption="AES256")[
+        "UploadId"
+    ]
+    query = [("partNumber", "1"), ("uploadId", upload_id)]
+    bad = raw_request(server, "PUT", f"/{bucket}/mp", {SSE_HEADER: "rot13"}, b"part", query=query)
+    assert (bad.status, bad.code) == (400, "InvalidArgument")
+    part = raw_request(server, "PUT", f"/{bucket}/mp", {SSE_HEADER: "AES256"}, b"part", query=query)
+    assert part.status == 200
+    assert part.headers[SSE_HEADER] == "AES256"
+    listed = s3.list_parts(Bucket=bucket, Key="mp", UploadId=upload_id)["Parts"]
+    body = (
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>"
+        f"<ETag>{listed[0]['ETag']}</ETag></Part></CompleteMultipartUpload>"
+    ).encode()
+    done = raw_request(
         server,
-        "PUT",
+        "POST",
         f"/{bucket}/mp",
-        {"x-amz-server-side-encryption": "AES256"},
-        b"part",
-        query=[("partNumber", "1"), ("uploadId", upload_id)],
+        {SSE_HEADER: "AES256"},
+        body,
+        query=[("uploadId", upload_id)],
     )
-    assert (reply.status, reply.code) == (400, "InvalidArgument")
-    s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload_id)
+    assert done.status == 200
+    assert done.headers[SSE_HEADER] == "AES256"
+    assert read(s3.get_object(Bucket=bucket, Key="mp")) == b"part"

@@ -267,6 +267,18 @@ def test_list_encoding_type_url_decoded_by_client(s3: Any, odd_bucket: str) -> N
     prefixed = s3.list_objects_v2(Bucket=odd_bucket, Prefix="ünïcödé/", Delimiter="/")
     assert [o["Key"] for o in prefixed["Contents"]] == ["ünïcödé/日本語"]
     assert prefixed["Prefix"] == "ünïcödé/"
+    # V1 encodes its keys, markers and common prefixes but not its Prefix, as S3 does (and
+    # botocore decodes V1's Prefix no more than S3 encodes it).
+    v1_prefixed = s3.list_objects(Bucket=odd_bucket, Prefix="ünïcödé/", Delimiter="/")
+    assert v1_prefixed["Prefix"] == "ünïcödé/"
+    assert s3.list_objects(Bucket=odd_bucket, Prefix="\n")["Prefix"] == "\n"
+
+
+def test_list_v2_empty_continuation_token(s3: Any, odd_bucket: str) -> None:
+    """An empty token is no token: the listing starts at the beginning, the token echoed."""
+    page = s3.list_objects_v2(Bucket=odd_bucket, ContinuationToken="")
+    assert page["ContinuationToken"] == ""
+    assert [o["Key"] for o in page["Contents"]] == utf8_order(ODD_KEYS)
 
 
 def test_list_encoding_type_url_raw(s3: Any, odd_bucket: str) -> None:

@@ -348,6 +348,12 @@ class SseCustomerKeyMismatch(AccessDenied):
     default_message = "The provided customer encryption key does not match the object's key."
 
 
+class SseCustomerKeyNotTheUploads(InvalidArgument):
+    """A part sent with another SSE-C key than its upload's: a request error, not a denial."""
+
+    default_message = "The provided encryption parameters did not match the ones used originally."
+
+
 class SseCustomerKeyMd5Mismatch(InvalidArgument):
     default_message = "The calculated MD5 hash of the key did not match the hash that was provided."
 

@@ -13,7 +13,7 @@ from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
 from andromede.core.conditions import Preconditions
 from andromede.core.limits import MAX_USER_METADATA
-from andromede.core.models import ObjectVersion, WriteCondition
+from andromede.core.models import Checksum, ObjectVersion, WriteCondition
 from andromede.core.tags import parse_tagging_header
 from andromede.s3.http import Request
 from andromede.services.objects import Integrity, ObjectAttributes
@@ -204,9 +204,10 @@ def http_date(value: dt.datetime) -> str:
 
 
 def object_headers(
-    version: ObjectVersion, req: Request, *, checksum: bool, part: bool = False
+    version: ObjectVersion, req: Request, *, checksum: Checksum | None, part: bool = False
 ) -> list[tuple[str, str]]:
-    """Headers describing an object on GET/HEAD, with ``response-*`` overrides applied."""
+    """Headers describing an object on GET/HEAD, with ``response-*`` overrides applied;
+    ``checksum`` is the one to report (the object's, a part's, or none)."""
     headers: dict[str, str] = {
         "content-type": version.content_type,
         "etag": version.etag,
@@ -226,10 +227,22 @@ def object_headers(
         out.append(("x-amz-storage-class", version.storage_class))
     if part and version.parts_count is not None:
         out.append(("x-amz-mp-parts-count", str(version.parts_count)))
-    if checksum and version.checksum is not None:
-        out.append((version.checksum.algorithm.header, version.checksum.value))
-        out.append(("x-amz-checksum-type", version.checksum.type.value))
+    if checksum is not None:
+        out.append((checksum.algorithm.header, checksum.value))
+        out.append(("x-amz-checksum-type", checksum.type.value))
     return out
+
+
+def reported_checksum(version: ObjectVersion, part_number: int | None) -> Checksum | None:
+    """The checksum S3 reports with ``x-amz-checksum-mode: ENABLED``: the object's for the
+    whole object; for a part of a multipart object, that part's own, under the object's type."""
+    checksum = version.checksum
+    if part_number is None or version.parts_count is None or checksum is None:
+        return checksum
+    segment = version.manifest.segments[part_number - 1]
+    if segment.checksum is None or segment.checksum.algorithm is not checksum.algorithm:
+        return None
+    return Checksum(checksum.algorithm, segment.checksum.value, checksum.type)
 
 
 def copy_source(req: Request) -> tuple[str, str]:

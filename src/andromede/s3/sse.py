@@ -127,6 +127,15 @@ def read_key(req: Request) -> CustomerKey | None:
     return customer_key(req)
 
 
+def part_key(req: Request) -> CustomerKey | None:
+    """The SSE-C key of an UploadPart or a CompleteMultipartUpload. SDKs repeat the upload's
+    SSE-S3 or SSE-KMS headers on them, and S3 takes them: the upload's encryption governs
+    whatever they say, so they are checked for syntax only."""
+    if SSE in req.headers:
+        write_request(req)
+    return customer_key(req)
+
+
 def response_headers(
     encryption: ObjectEncryption | None,
     *,

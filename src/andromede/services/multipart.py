@@ -16,7 +16,7 @@ from andromede.core.checksums import (
 )
 from andromede.core.conditions import Preconditions, check_copy_source, parse_copy_range
 from andromede.core.ids import ObjectKey, new_id
-from andromede.core.keys import CustomerKey, SseRequest
+from andromede.core.keys import CustomerKey, EncryptionMode, SseRequest
 from andromede.core.limits import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE
 from andromede.core.models import (
     Checksum,
@@ -52,6 +52,14 @@ class CompletedPart:
     part_number: int
     etag: str
     checksums: dict[ChecksumAlgorithm, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    """A part just stored, and the upload it belongs to (whose encryption the answer reports)."""
+
+    upload: MultipartUpload
+    part: Part
 
 
 @dataclass(frozen=True)
@@ -185,7 +193,10 @@ class Multipart:
             raise errors.NoSuchBucket(BucketName=upload.bucket)
         if plan is None:  # an upload started before encryption at rest
             plan = await self._encryption.plan(bucket, SseRequest())
-        self._encryption.customer_key_for(plan, customer_key)
+        try:
+            self._encryption.customer_key_for(plan, customer_key)
+        except errors.SseCustomerKeyMismatch:
+            raise errors.SseCustomerKeyNotTheUploads() from None
         context = f"{upload.upload_id}/{part_number}"
         stored = await self._writer.write(
             NewBlob(bucket, upload.key, context, plan, customer_key),
@@ -226,11 +237,12 @@ class Multipart:
         body: IncomingBody,
         integrity: Integrity,
         customer_key: CustomerKey | None = None,
-    ) -> Part:
+    ) -> StoredPart:
         """UploadPart: a re-upload of a part number replaces it."""
         _check_part_number(part_number)
         upload = await self.get_upload(principal, bucket, key, upload_id)
-        return await self._store_part(upload, part_number, body, integrity, customer_key)
+        part = await self._store_part(upload, part_number, body, integrity, customer_key)
+        return StoredPart(upload, part)
 
     async def upload_part_copy(
         self,
@@ -244,7 +256,7 @@ class Multipart:
         conditions: Preconditions,
         customer_key: CustomerKey | None = None,
         source_key: CustomerKey | None = None,
-    ) -> tuple[ObjectVersion, Part]:
+    ) -> tuple[ObjectVersion, StoredPart]:
         """UploadPartCopy: a part made of (a range of) another object."""
         _check_part_number(part_number)
         upload = await self.get_upload(principal, bucket, key, upload_id)
@@ -255,7 +267,7 @@ class Multipart:
         length = byte_range.length if byte_range else src.size
         body = body_from_stream(self._reader.read(src, byte_range, source_key), length)
         part = await self._store_part(upload, part_number, body, Integrity(), customer_key)
-        return src, part
+        return src, StoredPart(upload, part)
 
     async def list_parts(
         self,
@@ -330,8 +342,12 @@ class Multipart:
         full_checksum: tuple[ChecksumAlgorithm, str] | None,
         checksum_type: ChecksumType | None,
         condition: WriteCondition | None = None,
+        customer_key: CustomerKey | None = None,
     ) -> ObjectVersion:
         """CompleteMultipartUpload: validate the part list, then one atomic metadata commit.
+
+        An SSE-C upload's key, when given, must be the upload's; it is required, as S3
+        documents, when the upload keeps a checksum algorithm (its checksums are sealed too).
 
         The object takes the upload's id as its version id, so a completion retried after its
         response was lost finds the object it made and answers it again, as S3 does, while
@@ -346,6 +362,7 @@ class Multipart:
             if done is None or done.version_id != upload_id or not _same_parts(done, requested):
                 raise
             return done
+        self._check_completion_key(upload, customer_key)
         stored = {
             p.part_number: p for p in await self._store.list_parts(upload_id, 0, MAX_PART_NUMBER)
         }
@@ -378,6 +395,18 @@ class Multipart:
             upload_id, version, [p.part_number for p in chosen], condition
         )
         return version
+
+    def _check_completion_key(
+        self, upload: MultipartUpload, customer_key: CustomerKey | None
+    ) -> None:
+        plan = upload.encryption
+        sse_c = plan is not None and plan.mode is EncryptionMode.SSE_C
+        if customer_key is None and not (sse_c and upload.checksum_algorithm is not None):
+            return
+        try:
+            self._encryption.check_read_key(plan, customer_key)
+        except errors.SseCustomerKeyMismatch:
+            raise errors.SseCustomerKeyNotTheUploads() from None
 
     @staticmethod
     def _validate(

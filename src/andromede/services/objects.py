@@ -228,12 +228,14 @@ class Objects:
                 "Cannot specify both Range header and partNumber query parameter"
             )
         version = await self._current(principal, bucket, key)
+        # A part that does not exist is refused before the key is asked for, as S3 does.
+        part_range = self._part_range(version, part_number) if part_number is not None else None
         self._encryption.check_read_key(version.encryption, customer_key)
         if preconditions is not None:
             check_read(preconditions, version.etag, version.last_modified)
         byte_range: ByteRange | None
         if part_number is not None:
-            byte_range = self._part_range(version, part_number)
+            byte_range = part_range
         else:
             byte_range = parse_range(range_header, version.size)
         body = self._reader.read(version, byte_range, customer_key) if with_body else None

@@ -10,6 +10,7 @@ import os
 import pytest
 
 from andromede.core import errors
+from andromede.core.checksums import ChecksumAlgorithm
 from andromede.core.conditions import Preconditions
 from andromede.core.keys import BucketEncryption, CustomerKey, EncryptionMode, SseRequest
 from andromede.services.body import body_from_bytes
@@ -102,21 +103,62 @@ async def test_sse_c_multipart_parts_need_the_uploads_key(stack: ServiceStack, b
     data = [os.urandom(PART), b"tail"]
 
     async def upload(number: int, chunk: bytes, key: CustomerKey | None) -> CompletedPart:
-        part = await stack.multipart.upload_part(
-            ALICE, bucket, "mp", up.upload_id, number, body_from_bytes(chunk), Integrity(), key
-        )
+        part = (
+            await stack.multipart.upload_part(
+                ALICE, bucket, "mp", up.upload_id, number, body_from_bytes(chunk), Integrity(), key
+            )
+        ).part
         return CompletedPart(number, part.etag)
 
-    with pytest.raises(errors.SseCustomerKeyMismatch):
+    with pytest.raises(errors.SseCustomerKeyNotTheUploads):
         await upload(1, data[0], OTHER)
     with pytest.raises(errors.SseCustomerKeyMissing):
         await upload(1, data[0], None)
     parts = [await upload(1, data[0], KEY), await upload(2, data[1], KEY)]
+    with pytest.raises(errors.SseCustomerKeyNotTheUploads):  # a key given must be the upload's
+        await stack.multipart.complete(
+            ALICE, bucket, "mp", up.upload_id, parts, None, None, customer_key=OTHER
+        )
     await stack.multipart.complete(ALICE, bucket, "mp", up.upload_id, parts, None, None)
     got = await stack.objects.get(ALICE, bucket, "mp", customer_key=KEY)
     assert await read_body(got) == b"".join(data)
     with pytest.raises(errors.SseCustomerKeyMissing):
         await stack.objects.get(ALICE, bucket, "mp")
+    # A part that does not exist is refused before the key is asked for, as S3 does.
+    with pytest.raises(errors.InvalidPartNumber):
+        await stack.objects.get(ALICE, bucket, "mp", part_number=3)
+
+
+async def test_sse_c_completion_with_a_checksum_needs_the_key(
+    stack: ServiceStack, bucket: str
+) -> None:
+    """S3 documents the SSE-C headers of CompleteMultipartUpload as required when the upload
+    keeps a checksum algorithm (the object's checksum is sealed under the key too)."""
+    up = await stack.multipart.create(
+        ALICE,
+        bucket,
+        "mp",
+        ObjectAttributes(),
+        ChecksumAlgorithm.CRC32,
+        None,
+        sse=SseRequest(customer_key=KEY),
+    )
+    part = (
+        await stack.multipart.upload_part(
+            ALICE, bucket, "mp", up.upload_id, 1, body_from_bytes(b"x"), Integrity(), KEY
+        )
+    ).part
+    listed = [CompletedPart(1, part.etag)]
+    with pytest.raises(errors.SseCustomerKeyMissing):
+        await stack.multipart.complete(ALICE, bucket, "mp", up.upload_id, listed, None, None)
+    await stack.multipart.complete(
+        ALICE, bucket, "mp", up.upload_id, listed, None, None, customer_key=KEY
+    )
+    plain = await stack.multipart.create(ALICE, bucket, "plain", ObjectAttributes(), None, None)
+    with pytest.raises(errors.InvalidRequest):  # a key for an upload that has none
+        await stack.multipart.complete(
+            ALICE, bucket, "plain", plain.upload_id, listed, None, None, customer_key=KEY
+        )
 
 
 async def test_a_buckets_default_encryption(stack: ServiceStack, bucket: str) -> None:

@@ -68,17 +68,21 @@ async def test_multipart_parts_are_collected(stack: ServiceStack, bucket: str) -
     big = os.urandom(PART)
     aborted = await stack.multipart.create(ALICE, bucket, "aborted", ObjectAttributes(), None, None)
     aborted_parts = [
-        await stack.multipart.upload_part(
-            ALICE, bucket, "aborted", aborted.upload_id, n, body_from_bytes(big), Integrity()
-        )
+        (
+            await stack.multipart.upload_part(
+                ALICE, bucket, "aborted", aborted.upload_id, n, body_from_bytes(big), Integrity()
+            )
+        ).part
         for n in (1, 2)
     ]
     done = await stack.multipart.create(ALICE, bucket, "done", ObjectAttributes(), None, None)
 
     async def part(number: int, data: bytes) -> CompletedPart:
-        stored = await stack.multipart.upload_part(
-            ALICE, bucket, "done", done.upload_id, number, body_from_bytes(data), Integrity()
-        )
+        stored = (
+            await stack.multipart.upload_part(
+                ALICE, bucket, "done", done.upload_id, number, body_from_bytes(data), Integrity()
+            )
+        ).part
         return CompletedPart(number, stored.etag)
 
     await part(1, b"replaced")

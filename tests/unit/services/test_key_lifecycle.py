@@ -262,9 +262,11 @@ async def test_rotation_rewraps_every_dek_and_touches_no_data(
     )
     data = [os.urandom(PART), os.urandom(1000)]
     parts = [
-        await stack.multipart.upload_part(
-            ALICE, bucket, "multipart", mp.upload_id, n, body_from_bytes(d), Integrity()
-        )
+        (
+            await stack.multipart.upload_part(
+                ALICE, bucket, "multipart", mp.upload_id, n, body_from_bytes(d), Integrity()
+            )
+        ).part
         for n, d in enumerate(data, 1)
     ]
     await stack.multipart.complete(
@@ -280,9 +282,11 @@ async def test_rotation_rewraps_every_dek_and_touches_no_data(
     pending = await stack.multipart.create(
         ALICE, bucket, "pending", ObjectAttributes(), None, None, sse=sse_kms(kek)
     )
-    pending_part = await stack.multipart.upload_part(
-        ALICE, bucket, "pending", pending.upload_id, 1, body_from_bytes(b"later"), Integrity()
-    )
+    pending_part = (
+        await stack.multipart.upload_part(
+            ALICE, bucket, "pending", pending.upload_id, 1, body_from_bytes(b"later"), Integrity()
+        )
+    ).part
     blobs_before = {blob_id: site.data(blob_id) for blob_id in site.blobs}
     wrapped_before = {
         s.blob.blob_id: s.sealing.wrapped_dek

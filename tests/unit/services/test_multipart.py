@@ -48,15 +48,17 @@ async def upload(
     data: bytes,
     integrity: Integrity | None = None,
 ) -> Part:
-    return await stack.multipart.upload_part(
-        ALICE,
-        upload.bucket,
-        upload.key,
-        upload.upload_id,
-        number,
-        body_from_bytes(data),
-        integrity or Integrity(),
-    )
+    return (
+        await stack.multipart.upload_part(
+            ALICE,
+            upload.bucket,
+            upload.key,
+            upload.upload_id,
+            number,
+            body_from_bytes(data),
+            integrity or Integrity(),
+        )
+    ).part
 
 
 def listed(*parts: Part) -> list[CompletedPart]:
@@ -450,10 +452,10 @@ async def test_upload_part_copy_whole_ranged_and_conditional(
     up = await create(stack, bucket, "dst")
 
     async def copy_part(number: int, spec: str | None, conditions: Preconditions) -> Part:
-        _, part = await stack.multipart.upload_part_copy(
+        _, stored = await stack.multipart.upload_part_copy(
             ALICE, bucket, "dst", up.upload_id, number, (bucket, "src"), spec, conditions
         )
-        return part
+        return stored.part
 
     with pytest.raises(errors.PreconditionFailed):
         await copy_part(1, None, Preconditions(if_match='"0000"'))

@@ -49,9 +49,11 @@ async def write_everything(stack: ServiceStack, bucket: str) -> dict[str, bytes]
             ALICE, bucket, key, body_from_bytes(data), ObjectAttributes(), Integrity()
         )
     up = await stack.multipart.create(ALICE, bucket, "mp", ObjectAttributes(), None, None)
-    part = await stack.multipart.upload_part(
-        ALICE, bucket, "mp", up.upload_id, 1, body_from_bytes(b"part"), Integrity()
-    )
+    part = (
+        await stack.multipart.upload_part(
+            ALICE, bucket, "mp", up.upload_id, 1, body_from_bytes(b"part"), Integrity()
+        )
+    ).part
     await stack.multipart.complete(
         ALICE, bucket, "mp", up.upload_id, [CompletedPart(1, part.etag)], None, None
     )

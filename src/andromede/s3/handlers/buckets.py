@@ -114,10 +114,13 @@ async def _page(ctx: Context, marker: str) -> tuple[ListPage, int]:
     return page, max_keys
 
 
-def _listing_head(ctx: Context, enc: Encoder, max_keys: int, page: ListPage) -> list[str]:
+def _listing_head(
+    ctx: Context, enc: Encoder, max_keys: int, page: ListPage, *, encode_prefix: bool = True
+) -> list[str]:
+    prefix = ctx.req.query.get("prefix", "")
     head = [
         xml.element("Name", ctx.bucket),
-        xml.element("Prefix", enc(ctx.req.query.get("prefix", ""))),
+        xml.element("Prefix", enc(prefix) if encode_prefix else prefix),
         xml.element("MaxKeys", max_keys),
     ]
     delimiter = ctx.req.query.get("delimiter", "")
@@ -132,7 +135,8 @@ async def list_objects(ctx: Context) -> Response:
     enc = encoder(ctx.req.query.get("encoding-type"))
     marker = ctx.req.query.get("marker", "")
     page, max_keys = await _page(ctx, marker)
-    children = _listing_head(ctx, enc, max_keys, page)
+    # ListObjects V1 encodes every key-like element but its Prefix (V2 encodes it too).
+    children = _listing_head(ctx, enc, max_keys, page, encode_prefix=False)
     children.insert(2, xml.element("Marker", enc(marker)))
     if page.is_truncated and page.next_marker is not None and ctx.req.query.get("delimiter"):
         children.append(xml.element("NextMarker", enc(page.next_marker)))
@@ -164,7 +168,8 @@ async def list_objects_v2(ctx: Context) -> Response:
     enc = encoder(ctx.req.query.get("encoding-type"))
     token = ctx.req.query.get("continuation-token")
     start_after = ctx.req.query.get("start-after", "")
-    marker = _decode_token(token) if token is not None else start_after
+    # An empty token is no token (S3 echoes it and starts at the beginning, or start-after).
+    marker = _decode_token(token) if token else start_after
     page, max_keys = await _page(ctx, marker)
     children = _listing_head(ctx, enc, max_keys, page)
     children.insert(2, xml.element("KeyCount", len(page.objects) + len(page.prefixes)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm
-from andromede.core.keys import CustomerKey
 from andromede.core.limits import MAX_PART_NUMBER, MAX_XML_BODY
 from andromede.core.models import MultipartUpload
 from andromede.s3 import sse, xml
@@ -23,7 +22,7 @@ from andromede.s3.headers import (
 )
 from andromede.s3.http import Response, xml_response
 from andromede.s3.router import Endpoint
-from andromede.services.multipart import CompletedPart
+from andromede.services.multipart import CompletedPart, StoredPart
 
 
 def _upload_id(ctx: Context) -> str:
@@ -72,9 +71,9 @@ async def upload_part(ctx: Context) -> Response:
     """UploadPart."""
     part_number = _part_number(ctx)
     claims = integrity(ctx.req)
-    customer = sse.read_key(ctx.req)
+    customer = sse.part_key(ctx.req)
     body = incoming_body(ctx.req, ctx.auth)
-    part = await ctx.services.multipart.upload_part(
+    stored = await ctx.services.multipart.upload_part(
         ctx.principal,
         ctx.bucket,
         ctx.key,
@@ -84,18 +83,25 @@ async def upload_part(ctx: Context) -> Response:
         claims,
         customer_key=customer,
     )
+    part = stored.part
     checksum = (
         part.checksum
         if claims.algorithm in (None, part.checksum and part.checksum.algorithm)
         else None
     )
     headers = [(h, v) for h, v in checksum_headers(checksum) if h != "x-amz-checksum-type"]
-    return Response(200, [("etag", part.etag), *headers, *_part_encryption(customer)])
+    return Response(200, [("etag", part.etag), *headers, *_part_encryption(ctx, stored)])
 
 
-def _part_encryption(customer: CustomerKey | None) -> list[tuple[str, str]]:
-    # A part reports SSE-C only: the service hands back the part, not its upload's encryption.
-    return sse.customer_headers(customer) if customer is not None else []
+def _part_encryption(ctx: Context, stored: StoredPart) -> list[tuple[str, str]]:
+    """A part reports its upload's encryption, as S3 does (SSE-C: the request's key MD5)."""
+    upload = stored.upload
+    return sse.response_headers(
+        upload.encryption,
+        region=ctx.region,
+        tenant=upload.owner,
+        customer=sse.customer_key(ctx.req),
+    )
 
 
 async def upload_part_copy(ctx: Context) -> Response:
@@ -103,7 +109,7 @@ async def upload_part_copy(ctx: Context) -> Response:
     part_number = _part_number(ctx)
     customer = sse.read_key(ctx.req)
     source_key = sse.source_customer_key(ctx.req)
-    _, part = await ctx.services.multipart.upload_part_copy(
+    _, stored = await ctx.services.multipart.upload_part_copy(
         ctx.principal,
         ctx.bucket,
         ctx.key,
@@ -116,11 +122,11 @@ async def upload_part_copy(ctx: Context) -> Response:
         source_key=source_key,
     )
     children = [
-        xml.element("LastModified", iso8601(part.last_modified)),
-        xml.element("ETag", part.etag),
+        xml.element("LastModified", iso8601(stored.part.last_modified)),
+        xml.element("ETag", stored.part.etag),
     ]
     response = xml_response(xml.document("CopyPartResult", children))
-    response.headers += _part_encryption(customer)
+    response.headers += _part_encryption(ctx, stored)
     return response
 
 
@@ -146,8 +152,7 @@ def _parse_complete(body: bytes) -> list[CompletedPart]:
 
 async def complete_multipart_upload(ctx: Context) -> Response:
     """CompleteMultipartUpload."""
-    # SSE-C headers are optional here (the upload knows its encryption); checked for shape only.
-    sse.read_key(ctx.req)
+    customer = sse.part_key(ctx.req)
     parts = _parse_complete(await read_small_body(ctx.req, ctx.auth, MAX_XML_BODY))
     full = [
         (a, ctx.req.headers[a.header]) for a in ChecksumAlgorithm if a.header in ctx.req.headers
@@ -163,6 +168,7 @@ async def complete_multipart_upload(ctx: Context) -> Response:
         full[0] if full else None,
         checksum_type(ctx.req),
         write_condition(ctx.req),
+        customer_key=customer,
     )
     children = [
         xml.element("Location", f"/{ctx.bucket}/{ctx.key}"),
@@ -172,7 +178,7 @@ async def complete_multipart_upload(ctx: Context) -> Response:
         *checksum_elements(version.checksum),
     ]
     response = xml_response(xml.document("CompleteMultipartUploadResult", children))
-    response.headers += encryption_headers(ctx, version, None)
+    response.headers += encryption_headers(ctx, version, customer)
     return response
 
 

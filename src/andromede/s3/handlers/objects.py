@@ -18,6 +18,7 @@ from andromede.s3.headers import (
     object_attributes,
     object_headers,
     preconditions,
+    reported_checksum,
     write_condition,
 )
 from andromede.s3.http import Response, xml_response
@@ -101,9 +102,13 @@ async def _read(ctx: Context, with_body: bool) -> Response:
     version = result.version
     whole = result.byte_range is None
     wants_checksum = (ctx.req.header("x-amz-checksum-mode") or "").upper() == "ENABLED"
-    headers = object_headers(
-        version, ctx.req, checksum=wants_checksum and whole, part=part_number is not None
+    # A Range gets no checksum (it covers bytes no checksum was taken of); a part gets its own.
+    reported = (
+        reported_checksum(version, part_number)
+        if wants_checksum and (whole or part_number is not None)
+        else None
     )
+    headers = object_headers(version, ctx.req, checksum=reported, part=part_number is not None)
     headers += encryption_headers(ctx, version, customer)
     status = 200
     length = version.size
