@@ -15,6 +15,7 @@ from andromede.core.models import (
     AccessKey,
     BlobRef,
     Bucket,
+    DeleteCondition,
     Manifest,
     MultipartUpload,
     ObjectSummary,
@@ -158,8 +159,14 @@ class MetadataStore(Protocol):
         """The current version, or None."""
         ...
 
-    async def delete_object(self, bucket: str, key: str) -> bool:
-        """Remove the key; its blobs become garbage. True when it existed."""
+    async def delete_object(
+        self, bucket: str, key: str, condition: DeleteCondition | None = None
+    ) -> bool:
+        """Remove the key; its blobs become garbage. True when it existed.
+
+        ``condition`` is checked in the same transaction: PreconditionFailed when the object
+        differs from it; a missing key is no error.
+        """
         ...
 
     async def update_object_tags(

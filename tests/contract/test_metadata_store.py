@@ -18,6 +18,7 @@ from andromede.core.models import (
     AccessKey,
     Bucket,
     Checksum,
+    DeleteCondition,
     Manifest,
     ObjectVersion,
     Segment,
@@ -315,7 +316,7 @@ async def test_list_objects_summary(store: SqlMetadataStore, bucket: str) -> Non
 
 # --- conditional writes -------------------------------------------------------------------------
 async def test_if_none_match(store: SqlMetadataStore, bucket: str) -> None:
-    only_new = WriteCondition(if_none_match_any=True)
+    only_new = WriteCondition(if_none_match="*")
     await store.put_object(version("k", "first"), only_new)
     with pytest.raises(errors.PreconditionFailed):
         await store.put_object(version("k", "second"), only_new)
@@ -342,8 +343,39 @@ async def test_if_match(store: SqlMetadataStore, bucket: str) -> None:
     assert await garbage(store) == {"v1", "v2", "v4", "v5"}
 
 
+async def test_if_none_match_etag(store: SqlMetadataStore, bucket: str) -> None:
+    await store.put_object(version("k", "v1", etag='"abc"'), WriteCondition(if_none_match="abc"))
+    for listed in ('"abc"', "abc", '"x", "abc"', "*"):
+        with pytest.raises(errors.PreconditionFailed):
+            await store.put_object(version("k", "refused"), WriteCondition(if_none_match=listed))
+    await store.put_object(version("k", "v2", etag='"def"'), WriteCondition(if_none_match="zzz"))
+    current = await store.get_object(bucket, "k")
+    assert current is not None
+    assert current.etag == '"def"'
+    assert await garbage(store) == {"v1"}
+
+
+async def test_conditional_delete(store: SqlMetadataStore, bucket: str) -> None:
+    await store.put_object(version("k", "v1", etag='"abc"'))  # size 10, modified at T0
+    for wrong in (
+        DeleteCondition(if_match="def"),
+        DeleteCondition(last_modified=T0 + dt.timedelta(seconds=1)),
+        DeleteCondition(size=11),
+        DeleteCondition(if_match="*", size=0),
+    ):
+        with pytest.raises(errors.PreconditionFailed):
+            await store.delete_object(bucket, "k", wrong)
+    assert await store.get_object(bucket, "k") is not None
+    assert await garbage(store) == set()
+    condition = DeleteCondition(if_match="abc", last_modified=T0, size=10)
+    assert await store.delete_object(bucket, "k", condition)
+    assert await store.get_object(bucket, "k") is None
+    assert await garbage(store) == {"v1"}
+    assert not await store.delete_object(bucket, "k", DeleteCondition(if_match="def"))
+
+
 async def test_concurrent_create_only_one_wins(store: SqlMetadataStore, bucket: str) -> None:
-    only_new = WriteCondition(if_none_match_any=True)
+    only_new = WriteCondition(if_none_match="*")
     outcomes = await asyncio.gather(
         *(store.put_object(version("race", f"b{i}"), only_new) for i in range(20)),
         return_exceptions=True,

@@ -137,7 +137,7 @@ async def test_complete_upload_checks_condition(store: SqlMetadataStore, bucket:
     await store.put_part(part("u1", 1, "p1"))
     final = ObjectVersion(bucket, "big", "v", 5, "x-1", T0, Manifest((Segment(blob("p1"), 5, 1),)))
     with pytest.raises(errors.PreconditionFailed):
-        await store.complete_upload("u1", final, [1], WriteCondition(if_none_match_any=True))
+        await store.complete_upload("u1", final, [1], WriteCondition(if_none_match="*"))
     assert await store.get_upload(bucket, "big", "u1") is not None
     assert await garbage(store) == set()
     await store.complete_upload("u1", final, [1], WriteCondition(if_match="e"))

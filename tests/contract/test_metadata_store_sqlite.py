@@ -81,7 +81,7 @@ _WORKER = textwrap.dedent(
                 try:
                     await store.put_object(
                         ObjectVersion("photos", f"race/{i}", name, 1, "e", now, m),
-                        WriteCondition(if_none_match_any=True),
+                        WriteCondition(if_none_match="*"),
                     )
                     won += 1
                 except errors.PreconditionFailed:

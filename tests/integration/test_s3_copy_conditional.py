@@ -37,6 +37,21 @@ def test_tagging_header_and_tagging_operations(s3: Any, bucket: str) -> None:
     assert "TagCount" not in s3.head_object(Bucket=bucket, Key="t")
 
 
+def test_tagging_header_as_s3_reads_it(s3: Any, bucket: str) -> None:
+    # A key without '=' holds the empty value; the set comes back in key order.
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="foo=bar&bar")
+    got = s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"]
+    assert got == [{"Key": "bar", "Value": ""}, {"Key": "foo", "Value": "bar"}]
+    for header in ("a=&a=", "a=b=c"):
+        with pytest.raises(ClientError) as exc:
+            s3.put_object(Bucket=bucket, Key="bad", Body=b"x", Tagging=header)
+        assert error_of(exc) == ("InvalidArgument", 400)
+    eleven = "&".join(f"k{i}=v" for i in range(11))
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="bad", Body=b"x", Tagging=eleven)
+    assert error_of(exc) == ("BadRequest", 400)  # as PutObjectTagging, below
+
+
 def test_too_many_tags(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="t", Body=b"x")
     eleven = tag_set({f"k{i}": "v" for i in range(11)})
@@ -275,4 +290,137 @@ def test_copy_invalid_directive(s3: Any, bucket: str, source: tuple[str, bytes, 
     assert error_of(exc) == ("InvalidArgument", 400)
 
 
-# --- conditional writes ----------------------------------------------------------------------
+# --- conditional writes and deletes ---------------------------------------------------------
+
+
+def test_put_object_conditions(s3: Any, bucket: str) -> None:
+    """If-None-Match and If-Match on PutObject, ETags quoted or not, as S3 answers them."""
+
+    def refused(**condition: str) -> tuple[str, int]:
+        with pytest.raises(ClientError) as exc:
+            s3.put_object(Bucket=bucket, Key="k", Body=b"refused", **condition)
+        return error_of(exc)
+
+    etag = s3.put_object(Bucket=bucket, Key="k", Body=b"one", IfNoneMatch="*")["ETag"]
+    assert refused(IfNoneMatch="*") == ("PreconditionFailed", 412)
+    assert refused(IfNoneMatch=etag) == ("PreconditionFailed", 412)
+    assert refused(IfNoneMatch=etag.strip('"')) == ("PreconditionFailed", 412)
+    assert refused(IfMatch="badetag") == ("PreconditionFailed", 412)
+    assert read(s3.get_object(Bucket=bucket, Key="k")) == b"one"
+    etag = s3.put_object(Bucket=bucket, Key="k", Body=b"two", IfNoneMatch="badetag")["ETag"]
+    etag = s3.put_object(Bucket=bucket, Key="k", Body=b"three", IfMatch=etag)["ETag"]
+    s3.put_object(Bucket=bucket, Key="k", Body=b"four", IfMatch=etag.strip('"'))
+    s3.delete_object(Bucket=bucket, Key="k")
+    assert refused(IfMatch="*") == ("NoSuchKey", 404)
+    assert refused(IfMatch="badetag") == ("NoSuchKey", 404)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"five", IfNoneMatch=etag)  # no object: proceeds
+    s3.put_object(Bucket=bucket, Key="k", Body=b"six", IfMatch="*")
+    assert read(s3.get_object(Bucket=bucket, Key="k")) == b"six"
+
+
+def test_complete_multipart_upload_conditions(s3: Any, bucket: str) -> None:
+    """The same conditions on CompleteMultipartUpload; a refused completion keeps its upload,
+    which the client can complete again."""
+
+    def start(body: bytes) -> tuple[str, dict[str, Any]]:
+        upload_id = s3.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+        part = s3.upload_part(Bucket=bucket, Key="k", UploadId=upload_id, PartNumber=1, Body=body)
+        return upload_id, {"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]}
+
+    def complete(body: bytes, **condition: str) -> str:
+        upload_id, parts = start(body)
+        done = s3.complete_multipart_upload(
+            Bucket=bucket, Key="k", UploadId=upload_id, MultipartUpload=parts, **condition
+        )
+        return str(done["ETag"])
+
+    def refused(expected: tuple[str, int], **condition: str) -> None:
+        upload_id, parts = start(b"refused")
+        with pytest.raises(ClientError) as exc:
+            s3.complete_multipart_upload(
+                Bucket=bucket, Key="k", UploadId=upload_id, MultipartUpload=parts, **condition
+            )
+        assert error_of(exc) == expected
+        uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        assert upload_id in [u["UploadId"] for u in uploads]
+        s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id)
+
+    failed = ("PreconditionFailed", 412)
+    refused(("NoSuchKey", 404), IfMatch="*")
+    refused(("NoSuchKey", 404), IfMatch="badetag")
+    etag = complete(b"one", IfNoneMatch="*")
+    refused(failed, IfNoneMatch="*")
+    refused(failed, IfNoneMatch=etag)
+    refused(failed, IfMatch="badetag")
+    etag = complete(b"two", IfNoneMatch="badetag")
+    etag = complete(b"three", IfMatch=etag)
+    complete(b"four", IfMatch="*")
+    assert read(s3.get_object(Bucket=bucket, Key="k")) == b"four"
+
+    # The refused upload, completed again without the condition, makes the object.
+    upload_id, parts = start(b"retried")
+    with pytest.raises(ClientError):
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key="k", UploadId=upload_id, MultipartUpload=parts, IfNoneMatch="*"
+        )
+    s3.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id, MultipartUpload=parts)
+    assert read(s3.get_object(Bucket=bucket, Key="k")) == b"retried"
+
+
+def test_delete_object_conditions(s3: Any, bucket: str) -> None:
+    """If-Match, x-amz-if-match-last-modified-time and x-amz-if-match-size: 412 when the object
+    differs, 204 when it matches or when there is no object."""
+
+    def refused(**condition: Any) -> tuple[str, int]:
+        with pytest.raises(ClientError) as exc:
+            s3.delete_object(Bucket=bucket, Key="k", **condition)
+        return error_of(exc)
+
+    long_ago = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)
+    etag = s3.put_object(Bucket=bucket, Key="k", Body=b"four")["ETag"]
+    modified = s3.head_object(Bucket=bucket, Key="k")["LastModified"]
+    assert refused(IfMatch="badetag") == ("PreconditionFailed", 412)
+    assert refused(IfMatchLastModifiedTime=long_ago) == ("PreconditionFailed", 412)
+    assert refused(IfMatchSize=9999) == ("PreconditionFailed", 412)
+    assert refused(IfMatch=etag, IfMatchSize=0) == ("PreconditionFailed", 412)
+    assert read(s3.get_object(Bucket=bucket, Key="k")) == b"four"
+    deleted = s3.delete_object(
+        Bucket=bucket, Key="k", IfMatch=etag, IfMatchLastModifiedTime=modified, IfMatchSize=4
+    )
+    assert status_of(deleted) == 204
+    assert status_of(s3.delete_object(Bucket=bucket, Key="k", IfMatch="badetag")) == 204
+    assert status_of(s3.delete_object(Bucket=bucket, Key="k", IfMatchSize=9999)) == 204
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    s3.delete_object(Bucket=bucket, Key="k", IfMatch="*")
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_delete_objects_conditions(s3: Any, bucket: str) -> None:
+    """DeleteObjects' ETag, LastModifiedTime and Size: a key whose object differs is its own
+    PreconditionFailed error; the others go."""
+    etag = s3.put_object(Bucket=bucket, Key="a", Body=b"x")["ETag"]
+    s3.put_object(Bucket=bucket, Key="b", Body=b"x")
+    s3.put_object(Bucket=bucket, Key="c", Body=b"x")
+    modified = s3.head_object(Bucket=bucket, Key="c")["LastModified"]
+    entries = [
+        {"Key": "a", "ETag": "badetag"},
+        {"Key": "b", "Size": 9999},
+        {"Key": "c", "LastModifiedTime": dt.datetime(2015, 1, 1, tzinfo=dt.UTC)},
+        {"Key": "gone", "ETag": "badetag"},
+    ]
+    result = s3.delete_objects(Bucket=bucket, Delete={"Objects": entries})
+    assert [(e["Key"], e["Code"]) for e in result["Errors"]] == [
+        ("a", "PreconditionFailed"),
+        ("b", "PreconditionFailed"),
+        ("c", "PreconditionFailed"),
+    ]
+    assert [d["Key"] for d in result["Deleted"]] == ["gone"]
+    entries = [
+        {"Key": "a", "ETag": etag},
+        {"Key": "b", "Size": 1},
+        {"Key": "c", "LastModifiedTime": modified},
+    ]
+    result = s3.delete_objects(Bucket=bucket, Delete={"Objects": entries})
+    assert "Errors" not in result
+    assert sorted(d["Key"] for d in result["Deleted"]) == ["a", "b", "c"]
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0

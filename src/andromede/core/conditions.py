@@ -7,6 +7,7 @@ import email.utils
 from dataclasses import dataclass
 
 from andromede.core import errors
+from andromede.core.models import DeleteCondition, WriteCondition
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Preconditions:
 
 
 def _etag_list_matches(header: str, etag: str) -> bool:
-    target = etag.strip('"')
+    target = etag.removeprefix("W/").strip('"')
     for item in header.split(","):
         candidate = item.strip()
         if candidate == "*":
@@ -91,6 +92,47 @@ def check_copy_source(p: Preconditions, etag: str, last_modified: dt.datetime) -
         check_read(p, etag, last_modified)
     except errors.NotModified as exc:
         raise errors.PreconditionFailed(Condition="x-amz-copy-source-If-None-Match") from exc
+
+
+def check_write(condition: WriteCondition | None, current_etag: str | None) -> None:
+    """Conditional PutObject, CopyObject and CompleteMultipartUpload, as S3 answers them.
+
+    ``current_etag`` is the key's current ETag, None when there is no object. If-Match needs
+    an object (NoSuchKey without one) whose ETag it lists, ``*`` for any; If-None-Match
+    refuses an object whose ETag it lists, ``*`` for any, and lets the write create the key.
+    A failed condition is PreconditionFailed. ETags compare with or without their quotes.
+    """
+    if condition is None:
+        return
+    if condition.if_match is not None:
+        if current_etag is None:
+            raise errors.NoSuchKey()
+        if not _etag_list_matches(condition.if_match, current_etag):
+            raise errors.PreconditionFailed(Condition="If-Match")
+    if (
+        condition.if_none_match is not None
+        and current_etag is not None
+        and _etag_list_matches(condition.if_none_match, current_etag)
+    ):
+        raise errors.PreconditionFailed(Condition="If-None-Match")
+
+
+def check_delete(
+    condition: DeleteCondition | None, etag: str, last_modified: dt.datetime, size: int
+) -> None:
+    """Conditional DeleteObject on an existing object: PreconditionFailed unless it has the
+    ETag (or ``*``), the modification time (to the second, as HTTP dates carry it) and the
+    size the request names. A delete of a missing key goes ahead whatever it names."""
+    if condition is None:
+        return
+    if condition.if_match is not None and not _etag_list_matches(condition.if_match, etag):
+        raise errors.PreconditionFailed(Condition="If-Match")
+    if condition.last_modified is not None and int(last_modified.timestamp()) != int(
+        condition.last_modified.timestamp()
+    ):
+        raise errors.PreconditionFailed(Condition="x-amz-if-match-last-modified-time")
+    if condition.size is not None and size != condition.size:
+        raise errors.PreconditionFailed(Condition="x-amz-if-match-size")
 
 
 @dataclass(frozen=True)

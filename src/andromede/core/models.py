@@ -189,10 +189,29 @@ class Part:
 
 @dataclass(frozen=True)
 class WriteCondition:
-    """Conditions a write must meet at commit time (checked atomically with the write)."""
+    """Conditions a write must meet at commit time (checked atomically with the write).
+
+    The raw ``If-Match`` and ``If-None-Match`` values: ETags (quoted or not, comma-separated)
+    or ``*``. :func:`andromede.core.conditions.check_write` evaluates them.
+    """
 
     if_match: str | None = None
-    if_none_match_any: bool = False
+    if_none_match: str | None = None
+
+
+@dataclass(frozen=True)
+class DeleteCondition:
+    """What the current object must be for a delete to go ahead (checked atomically with it).
+
+    ``If-Match`` (ETags or ``*``), ``x-amz-if-match-last-modified-time`` and
+    ``x-amz-if-match-size``, or their DeleteObjects counterparts ``ETag``,
+    ``LastModifiedTime`` and ``Size``. :func:`andromede.core.conditions.check_delete`
+    evaluates them.
+    """
+
+    if_match: str | None = None
+    last_modified: dt.datetime | None = None
+    size: int | None = None
 
 
 @dataclass(frozen=True)

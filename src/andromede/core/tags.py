@@ -33,15 +33,39 @@ def validate_tags(pairs: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def parse_tagging_header(value: str) -> dict[str, str]:
-    """``x-amz-tagging``: a URL-encoded query string of key=value pairs."""
+    """``x-amz-tagging``: URL-encoded ``key=value`` pairs joined by ``&``, as S3 reads them.
+
+    A key without ``=`` holds the empty value (``foo=bar&bar``); ``+`` is a space, as in any
+    form-encoded query. A pair with a second ``=``, an empty pair, text that does not decode
+    as UTF-8 or a key given twice is InvalidArgument; the tag rules then apply as on
+    PutObjectTagging.
+    """
+    if not value:
+        return {}
+    pairs: dict[str, str] = {}
+    for item in value.split("&"):
+        raw_key, sep, raw_value = item.partition("=")
+        if not item or "=" in raw_value:
+            raise _bad_tagging_header()
+        key = _form_decode(raw_key)
+        if key in pairs:
+            raise _bad_tagging_header()
+        pairs[key] = _form_decode(raw_value) if sep else ""
+    return validate_tags(list(pairs.items()))
+
+
+def _form_decode(text: str) -> str:
     try:
-        pairs = urllib.parse.parse_qsl(value, keep_blank_values=True, strict_parsing=bool(value))
-    except ValueError as exc:
-        raise errors.InvalidArgument(
-            "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query "
-            "parameters without tag name duplicates."
-        ) from exc
-    return validate_tags(pairs)
+        return urllib.parse.unquote_plus(text, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise _bad_tagging_header() from exc
+
+
+def _bad_tagging_header() -> errors.InvalidArgument:
+    return errors.InvalidArgument(
+        "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query "
+        "parameters without tag name duplicates."
+    )
 
 
 def encode_tagging_header(tags: dict[str, str]) -> str:

@@ -26,7 +26,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
 from andromede.core.keys import (
     BucketEncryption,
@@ -51,7 +50,6 @@ from andromede.core.models import (
     ObjectVersion,
     Part,
     Segment,
-    WriteCondition,
 )
 from andromede.core.placement import SITE_NAME, Layout, Redundancy
 from andromede.metadata.engines import Row
@@ -260,33 +258,6 @@ def load_checksum(text: str | None) -> Checksum | None:
 def manifest_blobs(text: str) -> list[BlobRef]:
     """The blobs a stored manifest names."""
     return load_manifest(text).blobs()
-
-
-def check_condition(condition: WriteCondition | None, current_etag: str | None) -> None:
-    """Raise unless ``condition`` holds for the current version (``None``: no such key).
-
-    If-Match on a missing key is NoSuchKey, as AWS answers PutObject; otherwise a failed
-    condition is PreconditionFailed. ETags compare without their quotes; If-Match may list
-    several, or be ``*`` (any existing version).
-    """
-    if condition is None:
-        return
-    if condition.if_none_match_any and current_etag is not None:
-        raise errors.PreconditionFailed(Condition="If-None-Match")
-    if condition.if_match is None:
-        return
-    if current_etag is None:
-        raise errors.NoSuchKey()
-    wanted = {_unquote(tag) for tag in condition.if_match.split(",")}
-    if "*" not in wanted and _unquote(current_etag) not in wanted:
-        raise errors.PreconditionFailed(Condition="If-Match")
-
-
-def _unquote(etag: str) -> str:
-    etag = etag.strip()
-    if etag.startswith("W/"):
-        etag = etag[2:]
-    return etag.strip('"')
 
 
 def access_key_values(key: AccessKey) -> dict[str, object]:

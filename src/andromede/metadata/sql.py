@@ -21,11 +21,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from andromede.core import errors
+from andromede.core.conditions import check_delete, check_write
 from andromede.core.ids import successor_prefix
 from andromede.core.models import (
     AccessKey,
     BlobRef,
     Bucket,
+    DeleteCondition,
     MultipartUpload,
     ObjectSummary,
     ObjectVersion,
@@ -270,15 +272,23 @@ class SqlMetadataStore(PlacementMixin, KeysMixin):
         row = await self._tx.read(lambda conn: first(conn, _GET_OBJECT, params))
         return None if row is None else codec.object_version(row)
 
-    async def delete_object(self, bucket: str, key: str) -> bool:
-        """Remove the key; its blobs become garbage. True when it existed."""
+    async def delete_object(
+        self, bucket: str, key: str, condition: DeleteCondition | None = None
+    ) -> bool:
+        """Remove the key; its blobs become garbage. True when it existed.
+
+        ``condition`` is checked on the locked row: PreconditionFailed when the object
+        differs; a missing key is no error, whatever the condition names.
+        """
         o = t.objects
 
         async def op(conn: AsyncConnection) -> bool:
             where = (o.c.bucket == bucket, o.c.key == key)
-            row = await first(conn, sa.select(o.c.manifest).where(*where).with_for_update())
+            columns = (o.c.manifest, o.c.etag, o.c.last_modified, o.c.size)
+            row = await first(conn, sa.select(*columns).where(*where).with_for_update())
             if row is None:
                 return False
+            check_delete(condition, row.etag, row.last_modified, row.size)
             await references.unindex_manifest(conn, bucket, key)
             await conn.execute(o.delete().where(*where))
             await self._discard(conn, codec.manifest_blobs(row.manifest))
@@ -492,7 +502,7 @@ class SqlMetadataStore(PlacementMixin, KeysMixin):
         values = codec.object_values(version)
         for _ in range(MAX_ATTEMPTS):
             current = await first(conn, _CURRENT_OBJECT, where)
-            codec.check_condition(condition, None if current is None else current.etag)
+            check_write(condition, None if current is None else current.etag)
             if current is not None:
                 await conn.execute(_UPDATE_OBJECT, {**values, **where})
                 await references.unindex_manifest(conn, version.bucket, version.key)

@@ -11,9 +11,9 @@ import urllib.parse
 
 from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
-from andromede.core.conditions import Preconditions
+from andromede.core.conditions import Preconditions, parse_http_date
 from andromede.core.limits import MAX_USER_METADATA
-from andromede.core.models import Checksum, ObjectVersion, WriteCondition
+from andromede.core.models import Checksum, DeleteCondition, ObjectVersion, WriteCondition
 from andromede.core.tags import parse_tagging_header
 from andromede.s3.http import Request
 from andromede.services.objects import Integrity, ObjectAttributes
@@ -183,19 +183,46 @@ def preconditions(req: Request, prefix: str = "") -> Preconditions:
 
 
 def write_condition(req: Request) -> WriteCondition | None:
-    """Conditional writes: ``If-None-Match: *`` and ``If-Match: etag``."""
-    if_none_match = req.header("if-none-match")
+    """Conditional writes: ``If-Match`` and ``If-None-Match``, each ETags or ``*``."""
     if_match = req.header("if-match")
-    if if_none_match is None and if_match is None:
+    if_none_match = req.header("if-none-match")
+    if if_match is None and if_none_match is None:
         return None
-    if if_none_match is not None and if_none_match.strip() != "*":
-        raise errors.NotImplementedOperation(
-            "If-None-Match on writes only supports '*'.", Header="If-None-Match"
-        )
-    return WriteCondition(
-        if_match=if_match.strip().strip('"') if if_match else None,
-        if_none_match_any=if_none_match is not None,
+    return WriteCondition(if_match=if_match, if_none_match=if_none_match)
+
+
+def delete_condition(req: Request) -> DeleteCondition | None:
+    """Conditional DeleteObject: ``If-Match``, ``x-amz-if-match-last-modified-time`` (an
+    HTTP date) and ``x-amz-if-match-size``."""
+    if_match = req.header("if-match")
+    raw_time = req.header("x-amz-if-match-last-modified-time")
+    raw_size = req.header("x-amz-if-match-size")
+    if if_match is None and raw_time is None and raw_size is None:
+        return None
+    return DeleteCondition(
+        if_match=if_match,
+        last_modified=None if raw_time is None else _header_time(raw_time),
+        size=None if raw_size is None else _header_size(raw_size),
     )
+
+
+def _header_time(raw: str) -> dt.datetime:
+    parsed = parse_http_date(raw)
+    if parsed is None:
+        raise errors.InvalidArgument(
+            "Invalid x-amz-if-match-last-modified-time",
+            ArgumentName="x-amz-if-match-last-modified-time",
+            ArgumentValue=raw,
+        )
+    return parsed
+
+
+def _header_size(raw: str) -> int:
+    if not raw.strip().isdigit():
+        raise errors.InvalidArgument(
+            "Invalid x-amz-if-match-size", ArgumentName="x-amz-if-match-size", ArgumentValue=raw
+        )
+    return int(raw)
 
 
 def http_date(value: dt.datetime) -> str:

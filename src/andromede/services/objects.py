@@ -15,6 +15,7 @@ from andromede.core.conditions import (
     Preconditions,
     check_copy_source,
     check_read,
+    check_write,
     parse_range,
 )
 from andromede.core.ids import ObjectKey, new_id
@@ -23,6 +24,7 @@ from andromede.core.limits import MAX_SINGLE_PUT
 from andromede.core.models import (
     Bucket,
     Checksum,
+    DeleteCondition,
     Manifest,
     ObjectVersion,
     Principal,
@@ -163,13 +165,7 @@ class Objects:
         object_key = ObjectKey(key)
         decode_content_md5(integrity.content_md5)  # fail fast on a malformed header
         algorithms = [integrity.algorithm or DEFAULT_CHECKSUM]
-        # Checked again atomically at commit; checking first avoids storing doomed data.
-        if (
-            condition is not None
-            and condition.if_none_match_any
-            and await self._store.get_object(bucket, object_key) is not None
-        ):
-            raise errors.PreconditionFailed(Condition="If-None-Match")
+        await self._precheck(bucket, object_key, condition)
         version_id = new_id()
         stored = await self._writer.write(
             NewBlob(owner, object_key, version_id, plan, sse.customer_key),
@@ -199,6 +195,15 @@ class Objects:
             await self._writer.discard(stored.blob)
             raise
         return version
+
+    async def _precheck(
+        self, bucket: str, key: ObjectKey, condition: WriteCondition | None
+    ) -> None:
+        """Refuse a write whose condition already fails, before its data is stored; the
+        store checks it again atomically with the commit."""
+        if condition is not None:
+            current = await self._store.get_object(bucket, key)
+            check_write(condition, None if current is None else current.etag)
 
     async def _current(self, principal: Principal, bucket: str, key: str) -> ObjectVersion:
         # One lookup on the hot path: an object's owner is its bucket's tenant (set at every
@@ -260,20 +265,31 @@ class Objects:
             return None
         return ByteRange(start, start + size - 1, version.size)
 
-    async def delete(self, principal: Principal, bucket: str, key: str) -> None:
-        """DeleteObject: succeeds whether or not the key existed."""
+    async def delete(
+        self,
+        principal: Principal,
+        bucket: str,
+        key: str,
+        condition: DeleteCondition | None = None,
+    ) -> None:
+        """DeleteObject: succeeds whether or not the key existed; an existing object must meet
+        ``condition`` (PreconditionFailed), checked atomically with the delete."""
         await self._buckets.get(principal, bucket)
-        await self._store.delete_object(bucket, ObjectKey(key))
+        await self._store.delete_object(bucket, ObjectKey(key), condition)
 
     async def delete_many(
-        self, principal: Principal, bucket: str, keys: list[str]
+        self,
+        principal: Principal,
+        bucket: str,
+        objects: list[tuple[str, DeleteCondition | None]],
     ) -> list[tuple[str, errors.AndromedeError | None]]:
-        """DeleteObjects: each key's outcome, in request order."""
+        """DeleteObjects: each key's outcome, in request order. A key's condition holds as for
+        DeleteObject; one that fails is that key's PreconditionFailed."""
         await self._buckets.get(principal, bucket)
         results: list[tuple[str, errors.AndromedeError | None]] = []
-        for key in keys:
+        for key, condition in objects:
             try:
-                await self._store.delete_object(bucket, ObjectKey(key))
+                await self._store.delete_object(bucket, ObjectKey(key), condition)
             except errors.AndromedeError as exc:
                 results.append((key, exc))
             else:
@@ -315,6 +331,7 @@ class Objects:
                 "location or encryption attributes."
             )
         plan = await self._encryption.plan(dst_bucket, sse)
+        await self._precheck(dst_bucket.name, ObjectKey(target[1]), condition)
         version_id = new_id()
         body = body_from_stream(self._reader.read(src, None, source_key), src.size)
         alg = algorithm or (src.checksum.algorithm if src.checksum else DEFAULT_CHECKSUM)
@@ -361,8 +378,8 @@ class Objects:
         return await self._current(principal, bucket, key)
 
     async def get_tags(self, principal: Principal, bucket: str, key: str) -> dict[str, str]:
-        """GetObjectTagging."""
-        return dict((await self._current(principal, bucket, key)).tags)
+        """GetObjectTagging: the tag set in key order, as S3 lists it."""
+        return dict(sorted((await self._current(principal, bucket, key)).tags.items()))
 
     async def put_tags(
         self, principal: Principal, bucket: str, key: str, pairs: list[tuple[str, str]]

@@ -11,10 +11,13 @@ from andromede.core.conditions import (
     ByteRange,
     Preconditions,
     check_copy_source,
+    check_delete,
     check_read,
+    check_write,
     parse_copy_range,
     parse_range,
 )
+from andromede.core.models import DeleteCondition, WriteCondition
 
 LM = dt.datetime(2026, 1, 10, 12, 0, 0, tzinfo=dt.UTC)
 BEFORE = "Fri, 09 Jan 2026 12:00:00 GMT"
@@ -105,3 +108,69 @@ def test_aws_combinations() -> None:
 def test_copy_source_conditions_are_412() -> None:
     with pytest.raises(errors.PreconditionFailed):
         check_copy_source(Preconditions(if_none_match=ETAG), ETAG, LM)
+
+
+# --- conditional writes (PutObject, CompleteMultipartUpload, CopyObject) -----------------------
+@pytest.mark.parametrize(
+    ("condition", "current", "expected"),
+    [
+        (WriteCondition(if_none_match="*"), None, None),
+        (WriteCondition(if_none_match="*"), ETAG, errors.PreconditionFailed),
+        (WriteCondition(if_none_match=ETAG), ETAG, errors.PreconditionFailed),
+        (WriteCondition(if_none_match="abc"), ETAG, errors.PreconditionFailed),
+        (WriteCondition(if_none_match='"x", "abc"'), ETAG, errors.PreconditionFailed),
+        (WriteCondition(if_none_match="badetag"), ETAG, None),
+        (WriteCondition(if_none_match=ETAG), None, None),
+        (WriteCondition(if_match="*"), None, errors.NoSuchKey),
+        (WriteCondition(if_match="badetag"), None, errors.NoSuchKey),
+        (WriteCondition(if_match="*"), ETAG, None),
+        (WriteCondition(if_match="abc"), ETAG, None),
+        (WriteCondition(if_match=ETAG), ETAG, None),
+        (WriteCondition(if_match='"x", abc'), ETAG, None),
+        (WriteCondition(if_match="badetag"), ETAG, errors.PreconditionFailed),
+        (WriteCondition(if_match=ETAG, if_none_match="*"), ETAG, errors.PreconditionFailed),
+        (WriteCondition(if_match=ETAG, if_none_match="*"), None, errors.NoSuchKey),
+        (None, ETAG, None),
+    ],
+)
+def test_check_write(
+    condition: WriteCondition | None, current: str | None, expected: type[Exception] | None
+) -> None:
+    if expected is None:
+        check_write(condition, current)
+    else:
+        with pytest.raises(expected):
+            check_write(condition, current)
+
+
+# --- conditional deletes -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "condition",
+    [
+        None,
+        DeleteCondition(if_match="*"),
+        DeleteCondition(if_match="abc"),
+        DeleteCondition(if_match=ETAG),
+        DeleteCondition(last_modified=LM),
+        DeleteCondition(last_modified=LM.replace(microsecond=999_999)),  # HTTP dates: seconds
+        DeleteCondition(size=5),
+        DeleteCondition(if_match=ETAG, last_modified=LM, size=5),
+    ],
+)
+def test_check_delete_passes(condition: DeleteCondition | None) -> None:
+    check_delete(condition, ETAG, LM.replace(microsecond=123_456), 5)
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        DeleteCondition(if_match="badetag"),
+        DeleteCondition(last_modified=LM + dt.timedelta(seconds=1)),
+        DeleteCondition(last_modified=dt.datetime(2015, 1, 1, tzinfo=dt.UTC)),
+        DeleteCondition(size=9999),
+        DeleteCondition(if_match=ETAG, last_modified=LM, size=0),
+    ],
+)
+def test_check_delete_refuses(condition: DeleteCondition) -> None:
+    with pytest.raises(errors.PreconditionFailed):
+        check_delete(condition, ETAG, LM, 5)

@@ -13,7 +13,7 @@ import pytest
 from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
 from andromede.core.conditions import Preconditions
-from andromede.core.models import MultipartUpload, Part
+from andromede.core.models import MultipartUpload, Part, WriteCondition
 from andromede.services.body import body_from_bytes
 from andromede.services.multipart import CompletedPart
 from andromede.services.objects import Integrity, ObjectAttributes
@@ -77,9 +77,17 @@ async def complete(
     parts: list[CompletedPart],
     full_checksum: tuple[ChecksumAlgorithm, str] | None = None,
     checksum_type: ChecksumType | None = None,
+    condition: WriteCondition | None = None,
 ) -> str:
     version = await stack.multipart.complete(
-        ALICE, upload.bucket, upload.key, upload.upload_id, parts, full_checksum, checksum_type
+        ALICE,
+        upload.bucket,
+        upload.key,
+        upload.upload_id,
+        parts,
+        full_checksum,
+        checksum_type,
+        condition,
     )
     return version.etag
 
@@ -235,6 +243,51 @@ async def test_a_retried_completion_answers_the_object_it_made(
     await stack.objects.delete(ALICE, bucket, "k")
     with pytest.raises(errors.NoSuchUpload):  # the object it made is gone
         await complete(stack, up, listed(*parts))
+
+
+async def completes(
+    stack: ServiceStack, bucket: str, data: bytes, condition: WriteCondition
+) -> str:
+    """Complete a one-part upload of ``data`` to ``k`` under ``condition``."""
+    up = await create(stack, bucket)
+    return await complete(stack, up, listed(await upload(stack, up, 1, data)), condition=condition)
+
+
+async def refused(
+    stack: ServiceStack, bucket: str, condition: WriteCondition, error: type[Exception]
+) -> str:
+    """A one-part completion under ``condition`` fails with ``error`` and keeps its upload,
+    which completes once the condition is gone; the ETag it then makes."""
+    up = await create(stack, bucket)
+    parts = listed(await upload(stack, up, 1, b"refused"))
+    with pytest.raises(error):
+        await complete(stack, up, parts, condition=condition)
+    assert up.upload_id in await in_progress(stack, bucket)
+    etag = await complete(stack, up, parts)
+    assert await stack.get(bucket, "k") == b"refused"
+    return etag
+
+
+async def test_conditional_completion(stack: ServiceStack, bucket: str) -> None:
+    """The conditions of PutObject, checked atomically with the completion; a refused one
+    leaves the upload in place so the client can retry it."""
+    await refused(stack, bucket, WriteCondition(if_match="*"), errors.NoSuchKey)
+    await stack.objects.delete(ALICE, bucket, "k")
+    await refused(stack, bucket, WriteCondition(if_match="badetag"), errors.NoSuchKey)
+    await stack.objects.delete(ALICE, bucket, "k")
+    await completes(stack, bucket, b"one", WriteCondition(if_none_match="*"))
+    etag = await refused(
+        stack, bucket, WriteCondition(if_none_match="*"), errors.PreconditionFailed
+    )
+    etag = await completes(stack, bucket, b"two", WriteCondition(if_match=etag))
+    etag = await refused(
+        stack, bucket, WriteCondition(if_none_match=etag), errors.PreconditionFailed
+    )
+    await completes(stack, bucket, b"two", WriteCondition(if_match=etag.strip('"')))
+    await refused(stack, bucket, WriteCondition(if_match="badetag"), errors.PreconditionFailed)
+    await completes(stack, bucket, b"two", WriteCondition(if_none_match="badetag"))
+    await completes(stack, bucket, b"three", WriteCondition(if_match="*"))
+    assert await stack.get(bucket, "k") == b"three"
 
 
 async def test_wrong_etag_or_missing_part(

@@ -145,7 +145,7 @@ async def test_copy_missing_source(stack: ServiceStack, bucket: str) -> None:
 async def test_copy_if_none_match_star(
     stack: ServiceStack, bucket: str, source: tuple[bytes, str]
 ) -> None:
-    once = WriteCondition(if_none_match_any=True)
+    once = WriteCondition(if_none_match="*")
     await copy(stack, (bucket, "src"), (bucket, "fresh"), condition=once)
     before = stack.stored_blobs()
     with pytest.raises(errors.PreconditionFailed):

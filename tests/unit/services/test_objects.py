@@ -12,7 +12,7 @@ import pytest
 from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
 from andromede.core.conditions import Preconditions
-from andromede.core.models import WriteCondition
+from andromede.core.models import DeleteCondition, WriteCondition
 from andromede.services.body import IncomingBody, body_from_bytes
 from andromede.services.objects import Integrity, ObjectAttributes
 from support.s3objects import CHECKSUMS, b64, md5_etag
@@ -356,7 +356,7 @@ async def test_conditions_on_a_missing_key(stack: ServiceStack, bucket: str) -> 
 
 
 async def test_put_if_none_match_star(stack: ServiceStack, bucket: str) -> None:
-    once = WriteCondition(if_none_match_any=True)
+    once = WriteCondition(if_none_match="*")
     etag = await put_body(stack, bucket, "once", body_from_bytes(b"first"), condition=once)
     assert etag == md5_etag(b"first")
     before = stack.stored_blobs()
@@ -393,6 +393,39 @@ async def test_put_if_match(stack: ServiceStack, bucket: str) -> None:
         )
 
 
+async def test_put_if_none_match_etag(stack: ServiceStack, bucket: str) -> None:
+    # Absent key: any If-None-Match lets the write create it.
+    etag = await put_body(
+        stack, bucket, "n", body_from_bytes(b"one"), condition=WriteCondition(if_none_match="x")
+    )
+    before = stack.stored_blobs()
+    for listed in (etag, etag.strip('"'), f'"other", {etag}'):
+        with pytest.raises(errors.PreconditionFailed):
+            await put_body(
+                stack,
+                bucket,
+                "n",
+                body_from_bytes(b"refused"),
+                condition=WriteCondition(if_none_match=listed),
+            )
+    assert stack.stored_blobs() == before  # refused before any data was stored
+    updated = await put_body(
+        stack, bucket, "n", body_from_bytes(b"two"), condition=WriteCondition(if_none_match="bad")
+    )
+    assert updated == md5_etag(b"two")
+    assert await stack.get(bucket, "n") == b"two"
+
+
+async def test_put_if_match_star_needs_an_object(stack: ServiceStack, bucket: str) -> None:
+    any_version = WriteCondition(if_match="*")
+    with pytest.raises(errors.NoSuchKey):
+        await put_body(stack, bucket, "s", body_from_bytes(b"x"), condition=any_version)
+    await assert_absent(stack, bucket, "s")
+    await stack.put(bucket, "s", b"one")
+    await put_body(stack, bucket, "s", body_from_bytes(b"two"), condition=any_version)
+    assert await stack.get(bucket, "s") == b"two"
+
+
 # --- delete --------------------------------------------------------------------------------------
 async def test_delete_is_idempotent(stack: ServiceStack, bucket: str) -> None:
     await stack.put(bucket, "d", b"x")
@@ -406,10 +439,69 @@ async def test_delete_is_idempotent(stack: ServiceStack, bucket: str) -> None:
 async def test_delete_many(stack: ServiceStack, bucket: str) -> None:
     for key in ("a", "b"):
         await stack.put(bucket, key, b"x")
-    results = await stack.objects.delete_many(ALICE, bucket, ["a", "missing", "b"])
+    results = await stack.objects.delete_many(
+        ALICE, bucket, [("a", None), ("missing", None), ("b", None)]
+    )
     assert results == [("a", None), ("missing", None), ("b", None)]
     for key in ("a", "b"):
         await assert_absent(stack, bucket, key)
+
+
+async def test_delete_if_match(stack: ServiceStack, bucket: str) -> None:
+    etag = await stack.put(bucket, "d", b"x")
+    with pytest.raises(errors.PreconditionFailed):
+        await stack.objects.delete(ALICE, bucket, "d", DeleteCondition(if_match="badetag"))
+    assert await stack.get(bucket, "d") == b"x"
+    await stack.objects.delete(ALICE, bucket, "d", DeleteCondition(if_match=etag.strip('"')))
+    await assert_absent(stack, bucket, "d")
+    # A missing key is no error, whatever the condition.
+    await stack.objects.delete(ALICE, bucket, "d", DeleteCondition(if_match="*"))
+    await stack.objects.delete(ALICE, bucket, "d", DeleteCondition(if_match="badetag"))
+    await stack.put(bucket, "d", b"y")
+    await stack.objects.delete(ALICE, bucket, "d", DeleteCondition(if_match="*"))
+    await assert_absent(stack, bucket, "d")
+
+
+async def test_delete_if_match_time_and_size(stack: ServiceStack, bucket: str) -> None:
+    await stack.put(bucket, "d", b"four")
+    version = await stack.objects.attributes(ALICE, bucket, "d")
+    # The client knows the time to the second (Last-Modified); the store keeps microseconds.
+    seconds = version.last_modified.replace(microsecond=0)
+    for wrong in (
+        DeleteCondition(last_modified=seconds - dt.timedelta(seconds=1)),
+        DeleteCondition(size=5),
+        DeleteCondition(last_modified=seconds, size=0),
+    ):
+        with pytest.raises(errors.PreconditionFailed):
+            await stack.objects.delete(ALICE, bucket, "d", wrong)
+    assert await stack.get(bucket, "d") == b"four"
+    await stack.objects.delete(ALICE, bucket, "d", DeleteCondition(last_modified=seconds, size=4))
+    await assert_absent(stack, bucket, "d")
+    await stack.objects.delete(ALICE, bucket, "d", DeleteCondition(size=9999))
+
+
+async def test_delete_many_with_conditions(stack: ServiceStack, bucket: str) -> None:
+    etag = await stack.put(bucket, "a", b"x")
+    await stack.put(bucket, "b", b"x")
+    results = await stack.objects.delete_many(
+        ALICE,
+        bucket,
+        [
+            ("a", DeleteCondition(if_match="badetag")),
+            ("b", DeleteCondition(size=1)),
+            ("gone", DeleteCondition(if_match="badetag")),
+        ],
+    )
+    assert [(key, type(error)) for key, error in results] == [
+        ("a", errors.PreconditionFailed),
+        ("b", type(None)),
+        ("gone", type(None)),
+    ]
+    assert await stack.get(bucket, "a") == b"x"
+    await assert_absent(stack, bucket, "b")
+    results = await stack.objects.delete_many(ALICE, bucket, [("a", DeleteCondition(etag))])
+    assert results == [("a", None)]
+    await assert_absent(stack, bucket, "a")
 
 
 # --- tags ----------------------------------------------------------------------------------------
@@ -418,6 +510,9 @@ async def test_tagging(stack: ServiceStack, bucket: str) -> None:
     assert await stack.objects.get_tags(ALICE, bucket, "t") == {"a": "1", "b": "two words"}
     await stack.objects.put_tags(ALICE, bucket, "t", [("z", "26")])
     assert await stack.objects.get_tags(ALICE, bucket, "t") == {"z": "26"}
+    await stack.objects.put_tags(ALICE, bucket, "t", [("foo", "bar"), ("Hello", ""), ("bar", "")])
+    listed = await stack.objects.get_tags(ALICE, bucket, "t")
+    assert list(listed.items()) == [("Hello", ""), ("bar", ""), ("foo", "bar")]  # key order
     await stack.objects.delete_tags(ALICE, bucket, "t")
     assert await stack.objects.get_tags(ALICE, bucket, "t") == {}
     assert await stack.get(bucket, "t") == b"x"  # tagging never touches the data

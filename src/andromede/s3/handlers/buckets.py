@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from xml.etree.ElementTree import Element
 
 from andromede.core import errors
 from andromede.core.checksums import decode_b64_checksum, new_hasher
+from andromede.core.conditions import parse_http_date
 from andromede.core.limits import MAX_DELETE_KEYS, MAX_LIST_KEYS, MAX_XML_BODY
-from andromede.core.models import ListPage, ObjectSummary
+from andromede.core.models import DeleteCondition, ListPage, ObjectSummary
 from andromede.http_errors import lookup
 from andromede.s3 import xml
 from andromede.s3.body import read_small_body
@@ -226,6 +228,24 @@ def _check_delete_integrity(ctx: Context, body: bytes) -> None:
             raise errors.BadDigest()
 
 
+def _delete_entry(item: Element) -> tuple[str, DeleteCondition | None]:
+    """One ``<Object>``: its key, and the ``ETag``, ``LastModifiedTime`` and ``Size`` it must
+    still have to be deleted."""
+    key = xml.text(item, "Key")
+    if key is None:
+        raise errors.MalformedXML()
+    etag, raw_time, raw_size = (xml.text(item, n) for n in ("ETag", "LastModifiedTime", "Size"))
+    if etag is None and raw_time is None and raw_size is None:
+        return key, None
+    last_modified = None if raw_time is None else parse_http_date(raw_time)
+    if (raw_time is not None and last_modified is None) or (
+        raw_size is not None and not raw_size.strip().isdigit()
+    ):
+        raise errors.MalformedXML()
+    size = None if raw_size is None else int(raw_size)
+    return key, DeleteCondition(if_match=etag, last_modified=last_modified, size=size)
+
+
 async def delete_objects(ctx: Context) -> Response:
     """DeleteObjects: up to 1000 keys, quiet or verbose."""
     body = await read_small_body(ctx.req, ctx.auth, MAX_XML_BODY)
@@ -234,15 +254,10 @@ async def delete_objects(ctx: Context) -> Response:
     if root.tag != "Delete":
         raise errors.MalformedXML()
     quiet = (xml.text(root, "Quiet", "false") or "").strip().lower() == "true"
-    keys: list[str] = []
-    for item in root.findall("Object"):
-        key = xml.text(item, "Key")
-        if key is None:
-            raise errors.MalformedXML()
-        keys.append(key)
-    if not keys or len(keys) > MAX_DELETE_KEYS:
+    objects = [_delete_entry(item) for item in root.findall("Object")]
+    if not objects or len(objects) > MAX_DELETE_KEYS:
         raise errors.MalformedXML()
-    results = await ctx.services.objects.delete_many(ctx.principal, ctx.bucket, keys)
+    results = await ctx.services.objects.delete_many(ctx.principal, ctx.bucket, objects)
     out: list[str] = []
     for key, error in results:
         if error is None:

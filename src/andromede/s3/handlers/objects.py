@@ -13,6 +13,7 @@ from andromede.s3.handlers.context import Context
 from andromede.s3.headers import (
     checksum_algorithm,
     copy_source,
+    delete_condition,
     http_date,
     integrity,
     object_attributes,
@@ -132,8 +133,9 @@ async def head_object(ctx: Context) -> Response:
 
 
 async def delete_object(ctx: Context) -> Response:
-    """DeleteObject: 204 whether or not the key existed."""
-    await ctx.services.objects.delete(ctx.principal, ctx.bucket, ctx.key)
+    """DeleteObject: 204 whether or not the key existed, unless an existing object fails the
+    request's conditions."""
+    await ctx.services.objects.delete(ctx.principal, ctx.bucket, ctx.key, delete_condition(ctx.req))
     return Response(204)
 
 
