@@ -87,8 +87,11 @@ class MetadataStore(Protocol):
         """The bucket, or None."""
         ...
 
-    async def list_buckets(self, tenant: str) -> list[Bucket]:
-        """The tenant's buckets by name."""
+    async def list_buckets(
+        self, tenant: str, *, prefix: str = "", after: str = "", limit: int | None = None
+    ) -> list[Bucket]:
+        """The tenant's buckets by name: those starting with ``prefix`` whose names sort after
+        ``after``, at most ``limit`` of them (all when None)."""
         ...
 
     async def delete_bucket(self, name: str) -> None:
@@ -97,6 +100,10 @@ class MetadataStore(Protocol):
 
     async def set_bucket_encryption(self, name: str, config: BucketEncryption | None) -> None:
         """Set (or with None remove) a bucket's default encryption. Raises NoSuchBucket."""
+        ...
+
+    async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
+        """Replace a bucket's tag set (an empty one removes it). Raises NoSuchBucket."""
         ...
 
     # key-encryption keys (metadata only: the material stays in the key manager)

@@ -87,6 +87,51 @@ async def test_buckets(store: SqlMetadataStore) -> None:
         await store.create_bucket(Bucket("fresh", "ghost", T0))
 
 
+async def test_list_buckets_by_prefix_after_a_name_and_limited(store: SqlMetadataStore) -> None:
+    await store.create_tenant(Tenant("acme", T0))
+    await store.create_tenant(Tenant("other", T0))
+    for name in ("logs-b", "logs-a", "logs.c", "logz", "data", "logs-d"):
+        await store.create_bucket(Bucket(name, "acme", T0))
+    await store.create_bucket(Bucket("logs-0", "other", T0))
+
+    async def listed(prefix: str = "", after: str = "", limit: int | None = None) -> list[str]:
+        found = await store.list_buckets("acme", prefix=prefix, after=after, limit=limit)
+        return [b.name for b in found]
+
+    assert await listed(prefix="logs") == ["logs-a", "logs-b", "logs-d", "logs.c"]
+    assert await listed(prefix="logs-") == ["logs-a", "logs-b", "logs-d"]
+    assert await listed(after="logs-b") == ["logs-d", "logs.c", "logz"]
+    assert await listed(after="logs-c") == ["logs-d", "logs.c", "logz"]  # needs not exist
+    assert await listed(limit=2) == ["data", "logs-a"]
+    assert await listed(prefix="logs-", after="logs-a", limit=1) == ["logs-b"]
+    assert await listed(prefix="logs-", after="logs-d", limit=1) == []
+    assert await listed(prefix="nothing") == []
+
+
+async def test_bucket_tags(store: SqlMetadataStore, bucket: str) -> None:
+    async def tags_of(name: str) -> dict[str, str]:
+        found = await store.get_bucket(name)
+        assert found is not None
+        return found.tags
+
+    assert await tags_of(bucket) == {}
+    tags = {"Hello": "World", "empty": "", "é": "ü 100%"}
+    await store.set_bucket_tags(bucket, tags)
+    assert await tags_of(bucket) == tags
+    assert [b.tags for b in await store.list_buckets("acme")] == [tags]
+    await store.set_bucket_tags(bucket, {"only": "one"})
+    assert await tags_of(bucket) == {"only": "one"}
+    await store.set_bucket_tags(bucket, {})
+    assert await tags_of(bucket) == {}
+    with pytest.raises(errors.NoSuchBucket):
+        await store.set_bucket_tags("ghost", {"a": "1"})
+    # Deleting the bucket deletes its tags: the name taken again starts with none.
+    await store.set_bucket_tags(bucket, {"a": "1"})
+    await store.delete_bucket(bucket)
+    await store.create_bucket(Bucket(bucket, "acme", T0))
+    assert await store.get_bucket(bucket) == Bucket(bucket, "acme", T0)
+
+
 async def test_delete_bucket(store: SqlMetadataStore, bucket: str) -> None:
     with pytest.raises(errors.NoSuchBucket):
         await store.delete_bucket("nope")

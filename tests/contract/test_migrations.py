@@ -344,3 +344,25 @@ async def test_downgrade_to_0001_keeps_the_older_rows(database_url: str) -> None
         assert await store.list_kms_keys() == []
     finally:
         await store.close()
+
+
+async def test_bucket_tags_arrive_with_0004_and_leave_with_it(database_url: str) -> None:
+    migrate(database_url, "0003")
+    assert "tags" not in column_names(database_url, "buckets")
+    write_rows_of_0001(database_url)
+    store = await open_store(database_url)  # upgrades to the newest
+    try:
+        assert "tags" in column_names(database_url, "buckets")
+        assert await store.get_bucket("photos") == Bucket("photos", "acme", T0, "x")
+        await store.set_bucket_tags("photos", {"team": "data"})
+    finally:
+        await store.close()
+
+    migrate(database_url, "0003", down=True)
+    assert "tags" not in column_names(database_url, "buckets")
+    store = await open_store(database_url)  # and up again: the bucket stays, without tags
+    assert schema_differences(database_url) == []
+    try:
+        assert await store.get_bucket("photos") == Bucket("photos", "acme", T0, "x")
+    finally:
+        await store.close()

@@ -67,6 +67,19 @@ def read_back(s3: Any, bucket: str, kept: dict[str, str]) -> None:
         assert digest(s3.get_object(Bucket=bucket, Key=key)["Body"].read()) == expected, key
 
 
+def test_recreating_a_bucket_of_a_registered_region_is_owned_by_you(fr: Cluster) -> None:
+    # Only a us-east-1 bucket re-created in us-east-1 answers 200.
+    s3 = fr.server.client()
+    for config in ({}, {"CreateBucketConfiguration": {"LocationConstraint": "fr-only"}}):
+        with pytest.raises(ClientError) as info:
+            s3.create_bucket(Bucket="fr-data", **config)
+        error = info.value.response
+        assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == (
+            "BucketAlreadyOwnedByYou",
+            409,
+        )
+
+
 def test_location_and_residency_report(fr: Cluster) -> None:
     s3 = fr.server.client()
     assert s3.get_bucket_location(Bucket="fr-data")["LocationConstraint"] == "fr-only"

@@ -43,6 +43,7 @@ def _make_tenant(server: Server) -> Tenant:
     s3 = server.client(access, secret)
     bucket = f"{name}-data"
     s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "owner", "Value": name}]})
     s3.put_object(
         Bucket=bucket, Key="obj", Body=b"secret of " + name.encode(), Tagging="owner=" + name
     )
@@ -77,6 +78,9 @@ def _attempts(a: Tenant, b: Tenant) -> dict[str, Callable[[Any], object]]:
         "GetBucketVersioning": lambda c: c.get_bucket_versioning(Bucket=ab),
         "GetBucketAcl": lambda c: c.get_bucket_acl(Bucket=ab),
         "GetBucketTagging": lambda c: c.get_bucket_tagging(Bucket=ab),
+        "PutBucketTagging": lambda c: c.put_bucket_tagging(
+            Bucket=ab, Tagging={"TagSet": [{"Key": "owner", "Value": "mallory"}]}
+        ),
         "DeleteBucketTagging": lambda c: c.delete_bucket_tagging(Bucket=ab),
         "DeleteBucket": lambda c: c.delete_bucket(Bucket=ab),
         "GetObject": lambda c: c.get_object(Bucket=ab, Key=ak),
@@ -131,6 +135,8 @@ def _assert_untouched(a: Tenant) -> None:
         assert body.read() == b"secret of " + a.name.encode()
     tags = a.s3.get_object_tagging(Bucket=a.bucket, Key="obj")["TagSet"]
     assert tags == [{"Key": "owner", "Value": a.name}]
+    bucket_tags = a.s3.get_bucket_tagging(Bucket=a.bucket)["TagSet"]
+    assert bucket_tags == [{"Key": "owner", "Value": a.name}]
     keys = [o["Key"] for o in a.s3.list_objects_v2(Bucket=a.bucket).get("Contents", [])]
     assert keys == ["obj"]
     uploads = a.s3.list_multipart_uploads(Bucket=a.bucket).get("Uploads", [])

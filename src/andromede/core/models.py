@@ -53,6 +53,7 @@ class Bucket:
     created: dt.datetime
     location: str = ""
     encryption: BucketEncryption | None = None  # the default for writes without a header
+    tags: dict[str, str] = field(default_factory=dict)  # empty: no tag set (NoSuchTagSet)
 
 
 @dataclass(frozen=True)
@@ -222,3 +223,11 @@ class ListPage:
     prefixes: list[str]
     is_truncated: bool
     next_marker: str | None
+
+
+@dataclass(frozen=True)
+class BucketPage:
+    """One page of a tenant's buckets by name, and the last name shown when more remain."""
+
+    buckets: list[Bucket]
+    next_after: str | None

@@ -1,4 +1,5 @@
-"""Object tag rules (S3: at most 10 tags, key ≤ 128 and value ≤ 256 Unicode characters)."""
+"""Tag rules (S3: at most 10 tags on an object, 50 on a bucket; key ≤ 128 and value ≤ 256
+Unicode characters)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,27 @@ import re
 import urllib.parse
 
 from andromede.core import errors
-from andromede.core.limits import MAX_OBJECT_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE
+from andromede.core.limits import MAX_BUCKET_TAGS, MAX_OBJECT_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE
 
 # Letters, digits, whitespace and + - = . _ : / @, as AWS allows in tags.
 _ALLOWED = re.compile(r"^[\w\s+\-=._:/@]*$", re.UNICODE)
 
 
 def validate_tags(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    """Check a tag set and return it as a dict; duplicate keys are InvalidTag."""
+    """Check an object's tag set and return it as a dict; duplicate keys are InvalidTag."""
     if len(pairs) > MAX_OBJECT_TAGS:
         raise errors.TooManyTags()
+    return _tag_map(pairs)
+
+
+def validate_bucket_tags(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Check a bucket's tag set (up to 50 tags, else the same rules as an object's)."""
+    if len(pairs) > MAX_BUCKET_TAGS:
+        raise errors.TooManyTags(f"Bucket tag count cannot be greater than {MAX_BUCKET_TAGS}")
+    return _tag_map(pairs)
+
+
+def _tag_map(pairs: list[tuple[str, str]]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in pairs:
         if not key or len(key) > MAX_TAG_KEY:

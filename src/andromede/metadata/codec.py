@@ -292,7 +292,13 @@ def bucket_values(bucket: Bucket) -> dict[str, object]:
         "created": bucket.created,
         "location": bucket.location,
         "encryption": dump_bucket_encryption(bucket.encryption),
+        "tags": dump_bucket_tags(bucket.tags),
     }
+
+
+def dump_bucket_tags(tags: dict[str, str]) -> str | None:
+    """A bucket's tag set as stored, or NULL (none set)."""
+    return dump_map(tags) if tags else None
 
 
 def dump_bucket_encryption(config: BucketEncryption | None) -> str | None:
@@ -305,7 +311,8 @@ def dump_bucket_encryption(config: BucketEncryption | None) -> str | None:
 def bucket(row: Row) -> Bucket:
     """A ``buckets`` row as a model."""
     encryption = None if row.encryption is None else _bucket_encryption(row.encryption)
-    return Bucket(row.name, row.tenant, row.created, row.location, encryption)
+    tags = {} if row.tags is None else load_map(row.tags)
+    return Bucket(row.name, row.tenant, row.created, row.location, encryption, tags)
 
 
 def object_values(version: ObjectVersion) -> dict[str, object]:

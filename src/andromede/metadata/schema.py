@@ -111,6 +111,7 @@ buckets = Table(
     Column("created", UtcDateTime(), nullable=False),
     Column("location", Text(), nullable=False),
     Column("encryption", Text(), nullable=True),  # BucketEncryption JSON; NULL: none set
+    Column("tags", Text(), nullable=True),  # tag set JSON (revision 0004); NULL: none set
     Index("ix_buckets_tenant_name", "tenant", "name"),
 )
 

@@ -202,12 +202,34 @@ class SqlMetadataStore(PlacementMixin, KeysMixin):
         row = await self._tx.read(lambda conn: first(conn, _GET_BUCKET, {"name": name}))
         return None if row is None else codec.bucket(row)
 
-    async def list_buckets(self, tenant: str) -> list[Bucket]:
-        """The tenant's buckets by name."""
+    async def list_buckets(
+        self, tenant: str, *, prefix: str = "", after: str = "", limit: int | None = None
+    ) -> list[Bucket]:
+        """The tenant's buckets by name: those starting with ``prefix`` whose names sort after
+        ``after``, at most ``limit`` of them (all when None)."""
         b = t.buckets
-        query = sa.select(b).where(b.c.tenant == tenant).order_by(b.c.name)
+        query = (
+            sa.select(b)
+            .where(b.c.tenant == tenant, *_key_range(b.c.name, prefix))
+            .order_by(b.c.name)
+            .limit(limit)
+        )
+        if after:
+            query = query.where(b.c.name > after)
         rows = await self._tx.read(lambda conn: all_rows(conn, query))
         return [codec.bucket(row) for row in rows]
+
+    async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
+        """Replace a bucket's tag set (an empty one removes it). Raises NoSuchBucket."""
+        b = t.buckets
+        stmt = (
+            b.update()
+            .where(b.c.name == name)
+            .values(tags=codec.dump_bucket_tags(tags))
+            .returning(b.c.name)
+        )
+        if await self._tx.write(lambda conn: first(conn, stmt)) is None:
+            raise errors.NoSuchBucket(BucketName=name)
 
     async def delete_bucket(self, name: str) -> None:
         """Raises BucketNotEmpty if it holds objects; aborts its uploads; NoSuchBucket."""

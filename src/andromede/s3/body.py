@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+
 from andromede.auth.sigv4 import AuthContext, PayloadMode
 from andromede.core import errors
+from andromede.core.checksums import decode_b64_checksum, new_hasher
 from andromede.s3.chunked import AwsChunkedDecoder, PayloadHashVerifier
+from andromede.s3.headers import integrity
 from andromede.s3.http import Request
 from andromede.services.body import IncomingBody
 
@@ -62,3 +68,24 @@ async def read_small_body(req: Request, auth: AuthContext, limit: int) -> bytes:
         observe(data)
     body.finish()
     return data
+
+
+def check_digests(req: Request, body: bytes, *, required: bool) -> None:
+    """Check a whole small body against its Content-MD5 and ``x-amz-checksum-*`` headers, if
+    sent; with ``required``, one of them must be (as S3 requires on DeleteObjects)."""
+    claims = integrity(req)
+    md5 = req.header("content-md5")
+    if required and md5 is None and claims.algorithm is None:
+        raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
+    if md5 is not None:
+        try:
+            expected = base64.b64decode(md5, validate=True)
+        except (binascii.Error, ValueError):
+            raise errors.InvalidDigest() from None
+        if expected != hashlib.md5(body, usedforsecurity=False).digest():
+            raise errors.BadDigest()
+    if claims.algorithm is not None and claims.checksum is not None:
+        hasher = new_hasher(claims.algorithm)
+        hasher.update(body)
+        if decode_b64_checksum(claims.algorithm, claims.checksum) != hasher.digest():
+            raise errors.BadDigest()

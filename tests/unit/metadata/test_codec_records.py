@@ -97,10 +97,25 @@ def test_kms_key_round_trips_through_its_columns() -> None:
 
 def test_bucket_encryption_round_trips() -> None:
     config = BucketEncryption(EncryptionMode.SSE_KMS, KEY_ID, bucket_key_enabled=True)
-    values = SimpleNamespace(name="b", tenant="acme", created=T0, location="", encryption=None)
+    values = SimpleNamespace(
+        name="b", tenant="acme", created=T0, location="", encryption=None, tags=None
+    )
     values.encryption = codec.dump_bucket_encryption(config)
     assert values.encryption == f'{{"bk":true,"k":"{KEY_ID}","m":"aws:kms"}}'
     assert codec.bucket(values).encryption == config  # type: ignore[arg-type]
+
+
+def test_bucket_tags_round_trip_and_none_is_null() -> None:
+    tags = {"team": "data", "cost-centre": ""}
+    assert codec.dump_bucket_tags({}) is None
+    stored = codec.dump_bucket_tags(tags)
+    assert stored == '{"cost-centre":"","team":"data"}'
+    values = SimpleNamespace(
+        name="b", tenant="acme", created=T0, location="", encryption=None, tags=stored
+    )
+    assert codec.bucket(values).tags == tags  # type: ignore[arg-type]
+    values.tags = None
+    assert codec.bucket(values).tags == {}  # type: ignore[arg-type]
 
 
 def test_sealings_and_object_encryption_round_trip() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from andromede.s3.handlers import buckets, config, encryption, multipart, objects
+from andromede.s3.handlers import buckets, config, encryption, multipart, objects, tagging
 from andromede.s3.handlers.context import Context
 from andromede.s3.http import Response
 from andromede.s3.router import Endpoint
@@ -15,6 +15,7 @@ HANDLERS: dict[Endpoint, Handler] = {
     **buckets.HANDLERS,
     **config.HANDLERS,
     **encryption.HANDLERS,
+    **tagging.HANDLERS,
     **objects.HANDLERS,
     **multipart.HANDLERS,
 }

@@ -4,38 +4,78 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from xml.etree.ElementTree import Element
 
 from andromede.core import errors
-from andromede.core.checksums import decode_b64_checksum, new_hasher
 from andromede.core.conditions import parse_http_date
-from andromede.core.limits import MAX_DELETE_KEYS, MAX_LIST_KEYS, MAX_XML_BODY
+from andromede.core.ids import is_valid_bucket_name
+from andromede.core.limits import MAX_DELETE_KEYS, MAX_LIST_BUCKETS, MAX_LIST_KEYS, MAX_XML_BODY
 from andromede.core.models import DeleteCondition, ListPage, ObjectSummary
 from andromede.http_errors import lookup
 from andromede.s3 import xml
-from andromede.s3.body import read_small_body
+from andromede.s3.body import check_digests, read_small_body
 from andromede.s3.handlers.common import Encoder, encoder, iso8601, owner
 from andromede.s3.handlers.context import Context
-from andromede.s3.headers import integrity, reject_unsupported
+from andromede.s3.headers import reject_unsupported
 from andromede.s3.http import Response, xml_response
 from andromede.s3.router import Endpoint
 from andromede.services.listing import list_page
 
+# Continuation tokens say what they continue: a ListObjectsV2 token is no bucket name.
+_KEYS_TOKEN = b"v1:"
+_BUCKETS_TOKEN = b"b1:"
+
+
+def _encode_token(marker: str, kind: bytes = _KEYS_TOKEN) -> str:
+    return base64.urlsafe_b64encode(kind + marker.encode()).decode()
+
+
+def _decode_token(token: str, kind: bytes = _KEYS_TOKEN) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(token.encode("ascii"))
+        if not raw.startswith(kind):
+            raise ValueError(token)
+        return raw[len(kind) :].decode()
+    except (ValueError, binascii.Error, UnicodeError):
+        raise errors.InvalidArgument(
+            "The continuation token provided is incorrect", ArgumentName="continuation-token"
+        ) from None
+
+
+def _buckets_after(ctx: Context) -> str:
+    """The bucket name a ListBuckets continuation token resumes after ("" without one)."""
+    token = ctx.req.query.get("continuation-token")
+    if token is None:
+        return ""
+    name = _decode_token(token, _BUCKETS_TOKEN)
+    if not is_valid_bucket_name(name):  # a token we never issued
+        raise errors.InvalidArgument(
+            "The continuation token provided is incorrect", ArgumentName="continuation-token"
+        )
+    return name
+
 
 async def list_buckets(ctx: Context) -> Response:
-    """ListBuckets: the caller's tenant's buckets."""
+    """ListBuckets: the caller's tenant's buckets by name, one page of ``max-buckets`` if set."""
     prefix = ctx.req.query.get("prefix", "")
-    found = [b for b in await ctx.services.buckets.list(ctx.principal) if b.name.startswith(prefix)]
+    limit = None
+    if ctx.req.query.get("max-buckets") is not None:
+        limit = ctx.int_query("max-buckets", MAX_LIST_BUCKETS, lo=1, hi=MAX_LIST_BUCKETS)
+    page = await ctx.services.buckets.list(
+        ctx.principal, prefix=prefix, after=_buckets_after(ctx), limit=limit
+    )
     items = "".join(
         "<Bucket>"
         + xml.element("Name", b.name)
         + xml.element("CreationDate", iso8601(b.created))
         + xml.element("BucketRegion", b.location or ctx.region)
         + "</Bucket>"
-        for b in found
+        for b in page.buckets
     )
     children = [owner(ctx.principal.tenant), "<Buckets>" + items + "</Buckets>"]
+    if page.next_after is not None:
+        token = _encode_token(page.next_after, _BUCKETS_TOKEN)
+        children.append(xml.element("ContinuationToken", token))
     if prefix:
         children.append(xml.element("Prefix", prefix))
     return xml_response(xml.document("ListAllMyBucketsResult", children))
@@ -147,22 +187,6 @@ async def list_objects(ctx: Context) -> Response:
     return xml_response(xml.document("ListBucketResult", children))
 
 
-def _encode_token(marker: str) -> str:
-    return base64.urlsafe_b64encode(b"v1:" + marker.encode()).decode()
-
-
-def _decode_token(token: str) -> str:
-    try:
-        raw = base64.urlsafe_b64decode(token.encode("ascii"))
-        if not raw.startswith(b"v1:"):
-            raise ValueError(token)
-        return raw[3:].decode()
-    except (ValueError, binascii.Error, UnicodeError):
-        raise errors.InvalidArgument(
-            "The continuation token provided is incorrect", ArgumentName="continuation-token"
-        ) from None
-
-
 async def list_objects_v2(ctx: Context) -> Response:
     """ListObjectsV2: continuation tokens, start-after, fetch-owner."""
     if ctx.req.query.get("list-type") != "2":
@@ -209,25 +233,6 @@ async def list_object_versions(ctx: Context) -> Response:
     return xml_response(xml.document("ListVersionsResult", children))
 
 
-def _check_delete_integrity(ctx: Context, body: bytes) -> None:
-    claims = integrity(ctx.req)
-    md5 = ctx.req.header("content-md5")
-    if md5 is None and claims.algorithm is None:
-        raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
-    if md5 is not None:
-        try:
-            expected = base64.b64decode(md5, validate=True)
-        except (binascii.Error, ValueError):
-            raise errors.InvalidDigest() from None
-        if expected != hashlib.md5(body, usedforsecurity=False).digest():
-            raise errors.BadDigest()
-    if claims.algorithm is not None and claims.checksum is not None:
-        hasher = new_hasher(claims.algorithm)
-        hasher.update(body)
-        if decode_b64_checksum(claims.algorithm, claims.checksum) != hasher.digest():
-            raise errors.BadDigest()
-
-
 def _delete_entry(item: Element) -> tuple[str, DeleteCondition | None]:
     """One ``<Object>``: its key, and the ``ETag``, ``LastModifiedTime`` and ``Size`` it must
     still have to be deleted."""
@@ -249,7 +254,7 @@ def _delete_entry(item: Element) -> tuple[str, DeleteCondition | None]:
 async def delete_objects(ctx: Context) -> Response:
     """DeleteObjects: up to 1000 keys, quiet or verbose."""
     body = await read_small_body(ctx.req, ctx.auth, MAX_XML_BODY)
-    _check_delete_integrity(ctx, body)
+    check_digests(ctx.req, body, required=True)
     root = xml.parse(body)
     if root.tag != "Delete":
         raise errors.MalformedXML()

@@ -75,7 +75,6 @@ HANDLERS: dict[Endpoint, Handler] = {
     Endpoint.GetBucketLifecycleConfiguration: _missing(
         "NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist"
     ),
-    Endpoint.GetBucketTagging: _missing("NoSuchTagSet", "The TagSet does not exist"),
     Endpoint.GetBucketPolicy: _missing("NoSuchBucketPolicy", "The bucket policy does not exist"),
     Endpoint.GetBucketPolicyStatus: _missing(
         "NoSuchBucketPolicy", "The bucket policy does not exist"
@@ -113,7 +112,6 @@ HANDLERS: dict[Endpoint, Handler] = {
     ),
     # Deleting a configuration that does not exist succeeds, as on AWS.
     Endpoint.DeleteBucketLifecycle: _no_content,
-    Endpoint.DeleteBucketTagging: _no_content,
     Endpoint.DeleteBucketPolicy: _no_content,
     Endpoint.DeleteBucketCors: _no_content,
     Endpoint.DeleteBucketWebsite: _no_content,

@@ -10,6 +10,7 @@ from andromede.s3 import sse, xml
 from andromede.s3.body import incoming_body, read_small_body
 from andromede.s3.handlers.common import iso8601
 from andromede.s3.handlers.context import Context
+from andromede.s3.handlers.tagging import parse_tagging, render_tagging
 from andromede.s3.headers import (
     checksum_algorithm,
     copy_source,
@@ -186,35 +187,15 @@ async def copy_object(ctx: Context) -> Response:
     return response
 
 
-def _tag_set(tags: dict[str, str]) -> str:
-    return (
-        "<TagSet>"
-        + "".join(
-            "<Tag>" + xml.element("Key", k) + xml.element("Value", v) + "</Tag>"
-            for k, v in tags.items()
-        )
-        + "</TagSet>"
-    )
-
-
 async def get_object_tagging(ctx: Context) -> Response:
     """GetObjectTagging."""
     tags = await ctx.services.objects.get_tags(ctx.principal, ctx.bucket, ctx.key)
-    return xml_response(xml.document("Tagging", [_tag_set(tags)]))
+    return xml_response(render_tagging(tags))
 
 
 async def put_object_tagging(ctx: Context) -> Response:
     """PutObjectTagging: replaces the tag set."""
-    root = xml.parse(await read_small_body(ctx.req, ctx.auth, MAX_XML_BODY))
-    tag_set = root.find("TagSet")
-    if root.tag != "Tagging" or tag_set is None:
-        raise errors.MalformedXML()
-    pairs: list[tuple[str, str]] = []
-    for tag in tag_set.findall("Tag"):
-        key, value = xml.text(tag, "Key"), xml.text(tag, "Value")
-        if key is None or value is None:
-            raise errors.MalformedXML()
-        pairs.append((key, value))
+    pairs = parse_tagging(await read_small_body(ctx.req, ctx.auth, MAX_XML_BODY))
     await ctx.services.objects.put_tags(ctx.principal, ctx.bucket, ctx.key, pairs)
     return Response(200)
 
