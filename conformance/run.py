@@ -269,7 +269,11 @@ def write_doc(table: str, commit: str) -> None:
     section = (
         f"{BEGIN}\n\nPortable profile of `test_s3.py`, measured on {when} at commit `{commit}` "
         "by `make conformance`. Expected failures, one line per test with the feature it "
-        "needs: [conformance/expected-failures.txt](../conformance/expected-failures.txt).\n\n"
+        "needs: [conformance/expected-failures.txt](../conformance/expected-failures.txt). "
+        "*not built*: tests that need a feature not built yet; *AWS differs*: tests that expect "
+        "what AWS S3 does not do (Andromède follows AWS; the file gives the evidence); "
+        "*unexpected*: any other failure (a regression); *pass %*: passed of the tests run; "
+        "*built %*: passed / (passed + unexpected).\n\n"
         f"{table}\n\n"
     )
     DOC.write_text(text[:start] + section + text[stop:])

@@ -101,6 +101,30 @@ def two_parts(s3: Any, bucket: str) -> tuple[str, list[dict[str, Any]]]:
     return upload_id, listed
 
 
+def test_a_retried_completion_gets_the_same_answer(
+    s3: Any, bucket: str, two_parts: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """An SDK that lost the response of a completion sends it again: S3 answers the same
+    result (s3-tests' test_multipart_upload), and the object's checksum is the same whichever
+    way it is asked for."""
+    upload_id, listed = two_parts
+    done = _complete(s3, bucket, "k", upload_id, listed)
+    again = _complete(s3, bucket, "k", upload_id, listed)
+    assert (again["ETag"], again["ChecksumType"]) == (done["ETag"], "FULL_OBJECT")
+    assert again["ChecksumCRC64NVME"] == done["ChecksumCRC64NVME"]
+    head = s3.head_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC64NVME"] == done["ChecksumCRC64NVME"]
+    attributes = s3.get_object_attributes(Bucket=bucket, Key="k", ObjectAttributes=["Checksum"])
+    assert attributes["Checksum"]["ChecksumCRC64NVME"] == done["ChecksumCRC64NVME"]
+    (listed_object,) = s3.list_objects_v2(Bucket=bucket, Prefix="k")["Contents"]
+    assert listed_object["ChecksumAlgorithm"] == ["CRC64NVME"]
+    assert len(s3.list_objects_v2(Bucket=bucket)["Contents"]) == 1
+    s3.put_object(Bucket=bucket, Key="k", Body=b"overwritten")
+    with pytest.raises(ClientError) as exc:  # the object it made is no longer the key's
+        _complete(s3, bucket, "k", upload_id, listed)
+    assert _code(exc) == "NoSuchUpload"
+
+
 def test_empty_part_list_is_malformed_xml(s3: Any, bucket: str) -> None:
     upload_id = _create(s3, bucket, "k")
     _upload(s3, bucket, "k", upload_id, 1, b"data")

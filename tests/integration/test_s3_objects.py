@@ -207,7 +207,12 @@ def test_checksum_explicit_value(s3: Any, bucket: str, algorithm: str) -> None:
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket=bucket, Key="c", Body=b"new body", **{f"Checksum{algorithm}": wrong})
     assert error_of(exc) == ("BadDigest", 400)
-    # The failed write left the previous object in place.
+    # A value that is no digest of this algorithm cannot match either (s3-tests'
+    # test_object_checksum_sha256 sends "bad").
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="c", Body=b"new body", **{f"Checksum{algorithm}": "bad"})
+    assert error_of(exc) == ("BadDigest", 400)
+    # The failed writes left the previous object in place.
     assert read(s3.get_object(Bucket=bucket, Key="c")) == data
 
 
