@@ -376,10 +376,6 @@ def _parse_authorization(req: SignedRequest, value: str) -> _Claim:
         )
     credential = _parse_credential(fields["Credential"], malformed)
     amz_date, when = _request_time(req)
-    if credential.date != amz_date[:8]:
-        raise malformed(
-            f"Invalid credential date '{credential.date}': it is not the day of {amz_date}."
-        )
     return _Claim(
         credential=credential,
         signed_headers=_parse_signed_headers(fields["SignedHeaders"], malformed),
@@ -487,7 +483,8 @@ async def authenticate(
     """
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    authorization = _header_values(req, "authorization")
+    # An empty Authorization header authenticates nobody: the request is anonymous, as on S3.
+    authorization = [v for v in _header_values(req, "authorization") if v.strip()]
     params = _query_params(req.query_string)
     presigned = any(name in params for name in _PRESIGN_PARAMS)
     if authorization and presigned:
@@ -501,9 +498,15 @@ async def authenticate(
         if len(authorization) > 1:
             raise errors.AuthorizationHeaderMalformed("Only one Authorization header is allowed.")
         claim = _parse_authorization(req, authorization[0])
+        # The clock first, as S3 does: a request from another day is told it is skewed.
         if abs(now - claim.when) > max_skew:
             raise errors.RequestTimeTooSkewed(
                 RequestTime=claim.amz_date, ServerTime=now.strftime("%Y%m%dT%H%M%SZ")
+            )
+        if claim.credential.date != claim.amz_date[:8]:
+            raise errors.AuthorizationHeaderMalformed(
+                f"Invalid credential date '{claim.credential.date}': "
+                f"it is not the day of {claim.amz_date}."
             )
     elif "AWSAccessKeyId" in params and "Signature" in params:
         raise errors.InvalidRequest("Please use AWS4-HMAC-SHA256.")

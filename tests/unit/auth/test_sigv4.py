@@ -289,6 +289,17 @@ async def test_no_authentication_is_anonymous() -> None:
     req = SignedRequest("GET", "/bucket/key", "", [("host", "s3.local")])
     with pytest.raises(errors.AnonymousAccessDenied):
         await check(req)
+    # An empty Authorization header authenticates nobody either (403 AccessDenied, as S3).
+    with pytest.raises(errors.AnonymousAccessDenied):
+        await check(with_header(req, "authorization", " "))
+
+
+@pytest.mark.parametrize("when", ["20100707T215304Z", "20300707T215304Z", "99990707T215304Z"])
+async def test_a_request_time_far_off_is_skewed_before_its_scope_is_checked(when: str) -> None:
+    """A signature whose x-amz-date was changed to another day: S3 says the clock is off
+    (s3-tests' bad_amz_date_before_today / after_end), not that the scope is malformed."""
+    with pytest.raises(errors.RequestTimeTooSkewed):
+        await check(with_header(signed(), "x-amz-date", when))
 
 
 async def test_sigv2_header_is_refused() -> None:
