@@ -52,6 +52,7 @@ class Gateway:
                 self.settings.region,
                 self.settings.domain,
                 dt.timedelta(seconds=self.settings.max_clock_skew_seconds),
+                self.settings.body_idle_timeout_seconds,
             ),
             runtime.audit,
         )

@@ -23,6 +23,7 @@ ERROR_TABLE: dict[type[e.AndromedeError], tuple[str, int]] = {
     e.MalformedXML: ("MalformedXML", 400),
     e.MissingContentLength: ("MissingContentLength", 411),
     e.IncompleteBody: ("IncompleteBody", 400),
+    e.RequestTimeout: ("RequestTimeout", 400),
     e.EntityTooLarge: ("EntityTooLarge", 400),
     e.EntityTooSmall: ("EntityTooSmall", 400),
     e.KeyTooLong: ("KeyTooLongError", 400),

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     orphan_scan_interval_seconds: float = 3600.0
     key_cache_seconds: float = 5.0
     max_clock_skew_seconds: float = 900.0
+    body_idle_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="a request body that sends nothing for this long ends in 400 RequestTimeout",
+    )
     log_level: str = "info"
     audit_sink: Literal["trail", "discard"] = Field(
         default="trail",

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from support.s3errors import error_code as _code
 from support.s3objects import object_exists as _exists
-from support.server import Server
+from support.server import Server, running_server
 from support.sigv4 import Reply, Signer
 from support.sigv4 import send as _send
 from support.sigv4 import send_signed as _send_signed
@@ -202,3 +204,31 @@ def test_request_id_on_every_response(server: Server, s3: Any, signer: Signer, b
     ids.add(anonymous.headers["x-amz-request-id"])
     assert statuses >= {200, 403, 404, 405, 409}
     assert len(ids) == len(requests) + 1
+
+
+@pytest.fixture(scope="module")
+def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server that waits 1 s for a stalled body, instead of S3's 20."""
+    data = tmp_path_factory.mktemp("impatient") / "data"
+    with running_server(data, ANDROMEDE_BODY_IDLE_TIMEOUT_SECONDS="1") as srv:
+        yield srv
+
+
+def test_a_stalled_body_is_request_timeout(impatient: Server) -> None:
+    """A client that announces more bytes than it sends holds no request forever (s3-tests'
+    bad_contentlength_mismatch_above): 400 RequestTimeout, and nothing is stored."""
+    _, access, secret = impatient.new_tenant()
+    s3 = impatient.client(access, secret)
+    s3.create_bucket(Bucket="stall")
+    signed = Signer(impatient, access, secret).sign(
+        "PUT", "/stall/k", headers={"content-length": "10"}, payload="UNSIGNED-PAYLOAD"
+    )
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", impatient.port), timeout=15) as sock:
+        head = "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items())
+        sock.sendall(f"PUT {signed.target} HTTP/1.1\r\n{head}\r\n".encode() + b"abc")
+        answer = sock.recv(65536)
+    assert time.monotonic() - started < 10
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert b"<Code>RequestTimeout</Code>" in answer
+    assert not _exists(s3, "stall", "k")

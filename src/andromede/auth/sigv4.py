@@ -385,6 +385,19 @@ def _parse_authorization(req: SignedRequest, value: str) -> _Claim:
     )
 
 
+def _check_header_time(claim: _Claim, now: datetime, max_skew: timedelta) -> None:
+    # The clock first, as S3 does: a request from another day is told it is skewed.
+    if abs(now - claim.when) > max_skew:
+        raise errors.RequestTimeTooSkewed(
+            RequestTime=claim.amz_date, ServerTime=now.strftime("%Y%m%dT%H%M%SZ")
+        )
+    if claim.credential.date != claim.amz_date[:8]:
+        raise errors.AuthorizationHeaderMalformed(
+            f"Invalid credential date '{claim.credential.date}': "
+            f"it is not the day of {claim.amz_date}."
+        )
+
+
 def _query_params(query_string: str) -> dict[str, list[str]]:
     params: dict[str, list[str]] = {}
     for item in query_string.split("&"):
@@ -498,16 +511,7 @@ async def authenticate(
         if len(authorization) > 1:
             raise errors.AuthorizationHeaderMalformed("Only one Authorization header is allowed.")
         claim = _parse_authorization(req, authorization[0])
-        # The clock first, as S3 does: a request from another day is told it is skewed.
-        if abs(now - claim.when) > max_skew:
-            raise errors.RequestTimeTooSkewed(
-                RequestTime=claim.amz_date, ServerTime=now.strftime("%Y%m%dT%H%M%SZ")
-            )
-        if claim.credential.date != claim.amz_date[:8]:
-            raise errors.AuthorizationHeaderMalformed(
-                f"Invalid credential date '{claim.credential.date}': "
-                f"it is not the day of {claim.amz_date}."
-            )
+        _check_header_time(claim, now, max_skew)
     elif "AWSAccessKeyId" in params and "Signature" in params:
         raise errors.InvalidRequest("Please use AWS4-HMAC-SHA256.")
     else:

@@ -94,6 +94,13 @@ class MissingContentLength(AndromedeError):
     default_message = "You must provide the Content-Length HTTP header."
 
 
+class RequestTimeout(AndromedeError):
+    default_message = (
+        "Your socket connection to the server was not read from or written to within the "
+        "timeout period. Idle connections will be closed."
+    )
+
+
 class IncompleteBody(AndromedeError):
     default_message = (
         "You did not provide the number of bytes specified by the Content-Length HTTP header."

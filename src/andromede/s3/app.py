@@ -32,6 +32,8 @@ class S3Config:
     region: str
     domain: str | None
     max_clock_skew: dt.timedelta = dt.timedelta(minutes=15)
+    # S3 closes a connection whose body stalls for about 20 seconds.
+    body_idle_timeout: float = 20.0
 
 
 def _request_id() -> str:
@@ -97,7 +99,9 @@ class S3App:
         req: Request | None = None
         failure: errors.AndromedeError | None = None
         try:
-            req = build_request(scope, receive, request_id, self.config.domain)
+            req = build_request(
+                scope, receive, request_id, self.config.domain, self.config.body_idle_timeout
+            )
             response = await self._handle(req, trace)
         except errors.AndromedeError as exc:
             failure = exc

@@ -3,6 +3,7 @@ streams many-GiB bodies)."""
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class Request:
     request_id: str
     body_consumed: bool = False
     bytes_received: int = 0
+    idle_timeout: float | None = None
 
     def header(self, name: str) -> str | None:
         """A header by lowercase name (repeated headers are joined with ',')."""
@@ -37,7 +39,12 @@ class Request:
     async def stream(self) -> AsyncIterator[bytes]:
         """The raw body, as it arrives."""
         while True:
-            message = await self.receive()
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    message = await self.receive()
+            except TimeoutError:
+                # A client that announced more than it sends holds no request forever.
+                raise errors.RequestTimeout() from None
             if message["type"] == "http.disconnect":
                 raise errors.IncompleteBody()
             chunk = asgi.raw(message, "body")
@@ -64,7 +71,13 @@ def decode_path(raw: bytes) -> str:
         raise errors.InvalidArgument("Couldn't parse the specified URI.") from exc
 
 
-def build_request(scope: Scope, receive: Receive, request_id: str, domain: str | None) -> Request:
+def build_request(
+    scope: Scope,
+    receive: Receive,
+    request_id: str,
+    domain: str | None,
+    idle_timeout: float | None = None,
+) -> Request:
     """Turn an ASGI scope into a :class:`Request`, splitting bucket and key.
 
     Path style: ``/bucket/key``. Virtual-host style: ``bucket.<domain>/key`` when ``domain``
@@ -108,6 +121,7 @@ def build_request(scope: Scope, receive: Receive, request_id: str, domain: str |
         client=str(client[0]),
         receive=receive,
         request_id=request_id,
+        idle_timeout=idle_timeout,
     )
 
 

@@ -27,6 +27,7 @@ KNOWN_S3_CODES = {
     "MalformedXML",
     "MissingContentLength",
     "IncompleteBody",
+    "RequestTimeout",
     "EntityTooLarge",
     "EntityTooSmall",
     "KeyTooLongError",
