@@ -232,3 +232,17 @@ def test_a_stalled_body_is_request_timeout(impatient: Server) -> None:
     assert answer.startswith(b"HTTP/1.1 400")
     assert b"<Code>RequestTimeout</Code>" in answer
     assert not _exists(s3, "stall", "k")
+
+
+def test_canned_acls(s3: Any, server: Server, signer: Signer, bucket: str) -> None:
+    """What every object already is is accepted; a canned ACL asking for grants is refused as
+    not built (never silently ignored); a value that is no canned ACL is a bad argument."""
+    s3.put_object(Bucket=bucket, Key="acl", Body=b"x", ACL="private")
+    s3.put_object(Bucket=bucket, Key="acl", Body=b"x", ACL="bucket-owner-full-control")
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="acl", Body=b"x", ACL="public-read")
+    assert _code(exc) == "NotImplemented"
+    for method, target in (("PUT", f"/{bucket}/acl"), ("PUT", "/acl-bad-canned")):
+        signed = signer.sign(method, target, headers={"x-amz-acl": "public-ready"})
+        reply = _send_signed(server, signed)
+        assert (reply.status, reply.code) == (400, "InvalidArgument")

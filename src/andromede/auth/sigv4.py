@@ -379,18 +379,21 @@ def _parse_authorization(req: SignedRequest, value: str) -> _Claim:
     return _Claim(
         credential=credential,
         signed_headers=_parse_signed_headers(fields["SignedHeaders"], malformed),
-        signature=_parse_signature(fields["Signature"], malformed),
+        # Any other spelling is simply a signature that does not match, as S3 answers it.
+        signature=fields["Signature"].lower() if _HEX64.fullmatch(fields["Signature"]) else "",
         amz_date=amz_date,
         when=when,
     )
 
 
-def _check_header_time(claim: _Claim, now: datetime, max_skew: timedelta) -> None:
-    # The clock first, as S3 does: a request from another day is told it is skewed.
+def _check_skew(claim: _Claim, now: datetime, max_skew: timedelta) -> None:
     if abs(now - claim.when) > max_skew:
         raise errors.RequestTimeTooSkewed(
             RequestTime=claim.amz_date, ServerTime=now.strftime("%Y%m%dT%H%M%SZ")
         )
+
+
+def _check_scope_date(claim: _Claim) -> None:
     if claim.credential.date != claim.amz_date[:8]:
         raise errors.AuthorizationHeaderMalformed(
             f"Invalid credential date '{claim.credential.date}': "
@@ -511,7 +514,7 @@ async def authenticate(
         if len(authorization) > 1:
             raise errors.AuthorizationHeaderMalformed("Only one Authorization header is allowed.")
         claim = _parse_authorization(req, authorization[0])
-        _check_header_time(claim, now, max_skew)
+        _check_skew(claim, now, max_skew)
     elif "AWSAccessKeyId" in params and "Signature" in params:
         raise errors.InvalidRequest("Please use AWS4-HMAC-SHA256.")
     else:
@@ -524,6 +527,8 @@ async def authenticate(
     secret = await lookup_secret(cred.access_key_id)
     if secret is None:
         raise errors.InvalidAccessKeyId(AWSAccessKeyId=cred.access_key_id)
+    # S3's order: the clock, then who signed, then the scope's date, then the signature.
+    _check_scope_date(claim)
     key = signing_key(secret, cred.date, cred.region, cred.service)
     if not _signature_matches(req, claim, key, payload_hash, presigned=presigned):
         raise errors.SignatureDoesNotMatch(AWSAccessKeyId=cred.access_key_id)

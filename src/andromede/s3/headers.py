@@ -34,6 +34,17 @@ RESPONSE_OVERRIDES = {
     "response-content-encoding": "content-encoding",
 }
 _ALLOWED_ACLS = ("private", "bucket-owner-full-control")
+# S3's canned ACLs: the others ask for grants not built yet (NotImplemented); any other value
+# is no ACL at all (InvalidArgument).
+_CANNED_ACLS = (
+    *_ALLOWED_ACLS,
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "log-delivery-write",
+)
 _STORAGE_CLASSES = (
     "STANDARD",
     "REDUCED_REDUNDANCY",
@@ -52,6 +63,8 @@ _STORAGE_CLASSES = (
 def reject_unsupported(req: Request) -> None:
     """Headers that ask for features this build does not have yet: NotImplemented, not ignored."""
     acl = req.header("x-amz-acl")
+    if acl is not None and acl not in _CANNED_ACLS:
+        raise errors.InvalidArgument(ArgumentName="x-amz-acl", ArgumentValue=acl[:64])
     if acl is not None and acl not in _ALLOWED_ACLS:
         raise errors.NotImplementedOperation(Header="x-amz-acl")
     for name in req.headers:

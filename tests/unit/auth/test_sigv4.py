@@ -346,14 +346,32 @@ def _authz(req: SignedRequest, transform: Callable[[str], str]) -> SignedRequest
         ),
         lambda a: a.replace("SignedHeaders=host;", "SignedHeaders="),
         lambda a: a.replace("SignedHeaders=host;", "SignedHeaders=Host;"),
-        lambda a: a[:-64] + "g" * 64,
-        lambda a: a[:-1],
         lambda a: a.replace(", ", ",, "),
     ],
 )
 async def test_malformed_authorization_header(transform: Callable[[str], str]) -> None:
     with pytest.raises(errors.AuthorizationHeaderMalformed):
         await check(_authz(signed(), transform))
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [lambda a: a[:-64] + "g" * 64, lambda a: a[:-1], lambda a: a[:-64] + "FWeDfwojDSdS2Ztm=é"],
+)
+async def test_a_signature_of_another_shape_does_not_match(
+    transform: Callable[[str], str],
+) -> None:
+    """S3 does not check a signature's spelling apart: it is one that does not match."""
+    with pytest.raises(errors.SignatureDoesNotMatch):
+        await check(_authz(signed(), transform))
+
+
+async def test_who_signed_is_checked_before_the_scope_date() -> None:
+    """s3-tests' bad_authorization_incorrect: an unknown key with a scope of another day is
+    403 InvalidAccessKeyId, as on S3, not a malformed header."""
+    other = _authz(signed(), lambda a: a.replace(ACCESS_KEY + "/2026", "AKIAUNKNOWN/2015"))
+    with pytest.raises(errors.InvalidAccessKeyId):
+        await check(other)
 
 
 async def test_authorization_header_without_spaces_after_commas() -> None:
