@@ -479,11 +479,12 @@ class Multipart:
 
 
 def _same_parts(version: ObjectVersion, requested: list[CompletedPart]) -> bool:
-    """The part list of a completion is the one the object was made of."""
+    """The part list of a completion is the one the object was made of (a part number listed
+    twice counting by its last entry, as when it was completed)."""
+    last = {item.part_number: item.etag.strip().strip('"') for item in requested}
     segments = version.manifest.segments
-    return len(segments) == len(requested) and all(
-        seg.part_number == item.part_number and seg.etag.strip('"') == item.etag.strip().strip('"')
-        for seg, item in zip(segments, requested, strict=True)
+    return len(segments) == len(last) and all(
+        last.get(seg.part_number or 0) == seg.etag.strip('"') for seg in segments
     )
 
 
