@@ -173,7 +173,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per load (default 10)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (samples, logs)")
     args = ap.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="cpu-split-", dir=Path(__file__).parent.parent))
+    # Beside the repository, on its disk, as s3bench does.
+    workdir = Path(tempfile.mkdtemp(prefix=".cpu-split-", dir=Path(__file__).resolve().parents[2]))
     target = start_andromede(workdir, ["--workers", "1"], lambda m: print(m, file=sys.stderr))
     assert target.pid is not None
     assert target.stop is not None
