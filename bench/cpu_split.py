@@ -7,12 +7,13 @@ client of s3bench: presigned URLs, keep-alive connections), and prints for each 
 
 - requests per second and the server's CPU per request (user + system time of its processes,
   from /proc, over an unprofiled run): the total;
-- with py-spy on PATH, a second run sampled at 100 Hz; each sample is given to a stage by the
-  innermost frame that names one (HTTP, SigV4, metadata, keys, crypto, data path, audit,
-  handlers, event loop). Samples waiting (idle threads, the audit trail's fsync) are counted
-  apart. A stage's share of the on-CPU samples times the total gives its microseconds.
+- with py-spy on PATH, a second run sampled at 100 Hz with native frames; each sample is given
+  to a stage by the innermost frame that names one (HTTP, SigV4, metadata, keys, crypto, data
+  path, audit, handlers, event loop). Samples waiting (a thread on a lock or a queue, the event
+  loop in epoll, fsync and fdatasync) are counted apart. A stage's share of the working
+  samples times the total gives its microseconds.
 
-Sampling includes time spent in system calls (a file write, SQLite's own fsync), so the split
+Sampling still sees time inside other system calls (a file write, a read), so the split
 says where the time goes, CPU or kernel; the total is CPU alone. Figures are printed, never
 asserted. `python3 bench/cpu_split.py [--duration 10] [--keep]`
 """
@@ -56,11 +57,13 @@ STAGES = [
 # The ASGI app and the gateway sit on every stack: only frames below them name a stage.
 _APP = re.compile(r"andromede/s3/(app|http)\.py|andromede/gateway\.py")
 _STAGES = [(name, re.compile(rx)) for name, rx in STAGES]
+# Waiting, not working: a thread blocked on a lock or a queue, the event loop in epoll.
 _IDLE = re.compile(
-    r"^(_worker \(concurrent/futures/thread\.py:81\)|EpollSelector\.select|Condition\.wait"
-    r"|Popen\._try_wait|Event\.wait|Queue\.get|_wait_for_tstate_lock)"
+    r"PyThread_acquire_lock_timed|epoll_p?wait|pthread_cond_(timed)?wait|sem_(timed)?wait"
+    r"|os_waitpid|^_worker \(concurrent/futures/thread\.py:81\)|^EpollSelector\.select"
 )
-_SYNC = re.compile(r"ChainWriter\._flush|fsync")
+# Waiting for the disk: fsync and fdatasync (files, SQLite's commit, the audit trail's chain).
+_SYNC = re.compile(r"^f(data)?sync\b|^os_fsync|ChainWriter\._flush")
 
 
 def server_cpu_seconds(pid: int) -> float:
@@ -106,7 +109,7 @@ def split(raw_file: Path) -> tuple[collections.Counter[str], int, int]:
     for line in raw_file.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         n, frames = int(count), stack.split(";")
-        if _IDLE.search(frames[-1]):
+        if any(_IDLE.search(f) for f in frames[-4:]):
             idle += n
         elif _SYNC.search(frames[-1]):
             synced += n
@@ -139,7 +142,7 @@ async def measure(
         print("(py-spy not on PATH: no split)")
         return
     out = workdir / f"{op}-{clients}.raw"
-    cmd = [spy, "record", "--pid", str(pid), "--subprocesses", "--rate", str(RATE_HZ)]
+    cmd = [spy, "record", "--pid", str(pid), "--subprocesses", "--native", "--rate", str(RATE_HZ)]
     cmd += ["--duration", str(int(seconds)), "--format", "raw", "--output", str(out)]
     sampler = await asyncio.create_subprocess_exec(
         *cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -149,7 +152,7 @@ async def measure(
         await sampler.wait()
     stages, idle, synced = split(out)
     on_cpu = sum(stages.values()) or 1
-    print(f"({on_cpu} samples on CPU, {synced} in the trail's fsync, {idle} idle)\n")
+    print(f"({on_cpu} samples working, {synced} waiting for fsync, {idle} idle)\n")
     print("| stage | share | us/request |\n|---|---:|---:|")
     for name, n in stages.most_common():
         print(f"| {name} | {100 * n / on_cpu:.0f}% | {cpu_us * n / on_cpu:.0f} |")
