@@ -1,4 +1,4 @@
-"""Rows to domain models and back, and the write-condition rule, for ``sql.py``.
+"""Rows to domain models and back, for ``sql.py`` and its mixins.
 
 Layouts are written as text, here and nowhere else (a ``site`` column, a manifest segment's
 ``s``): a plain site name for a single copy (``local``), ``r3:a,b,c`` for three replicas,

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from andromede.core import errors
+from andromede.core.ids import successor_prefix
 
 T = TypeVar("T")
 # A result row of whatever columns a query selects. Its columns are read by name
@@ -433,3 +434,14 @@ async def insert_if_absent(
 
 
 _INSERT_IF_ABSENT: dict[tuple[str, str, tuple[str, ...]], sa.Executable] = {}
+
+
+def key_range(column: sa.Column[str], prefix: str) -> list[sa.ColumnElement[bool]]:
+    """``column`` starts with ``prefix``, as a range an index can serve (no LIKE escaping)."""
+    if not prefix:
+        return []
+    conditions = [column >= prefix]
+    upper = successor_prefix(prefix)
+    if upper is not None:
+        conditions.append(column < upper)
+    return conditions

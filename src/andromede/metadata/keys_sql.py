@@ -1,5 +1,5 @@
-"""The metadata store's part in encryption at rest: bucket defaults, key-encryption keys, and
-the scans and swaps that re-wrap data keys when a key rotates.
+"""The metadata store's part in encryption at rest: key-encryption keys, and the scans and
+swaps that re-wrap data keys when a key rotates (bucket defaults are in ``accounts_sql``).
 
 A mixin of :class:`andromede.metadata.sql.SqlMetadataStore`, with the same rules: each public
 method is one transaction, locks follow the order bucket, upload, object, part.
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from andromede.core import errors
-from andromede.core.keys import BucketEncryption, KmsKey, Sealing
+from andromede.core.keys import KmsKey, Sealing
 from andromede.core.models import Manifest, ObjectVersion, Part
 from andromede.metadata import codec
 from andromede.metadata import schema as t
@@ -37,19 +37,6 @@ class KeysMixin:
     if TYPE_CHECKING:
 
         async def _lock_tenant(self, conn: AsyncConnection, name: str) -> None: ...
-
-    # --- bucket defaults ----------------------------------------------------------------------
-    async def set_bucket_encryption(self, name: str, config: BucketEncryption | None) -> None:
-        """Set (or with None remove) a bucket's default encryption. Raises NoSuchBucket."""
-        b = t.buckets
-        stmt = (
-            b.update()
-            .where(b.c.name == name)
-            .values(encryption=codec.dump_bucket_encryption(config))
-            .returning(b.c.name)
-        )
-        if await self._tx.write(lambda conn: first(conn, stmt)) is None:
-            raise errors.NoSuchBucket(BucketName=name)
 
     # --- key-encryption keys ------------------------------------------------------------------
     async def create_kms_key(self, key: KmsKey) -> None:

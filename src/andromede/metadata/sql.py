@@ -22,21 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from andromede.core import errors
 from andromede.core.conditions import check_delete, check_write
-from andromede.core.ids import successor_prefix
 from andromede.core.models import (
-    AccessKey,
     BlobRef,
-    Bucket,
     DeleteCondition,
     MultipartUpload,
     ObjectSummary,
     ObjectVersion,
     Part,
-    Tenant,
     WriteCondition,
 )
 from andromede.metadata import codec, references
 from andromede.metadata import schema as t
+from andromede.metadata.accounts_sql import AccountsMixin
 from andromede.metadata.engines import (
     MAX_ATTEMPTS,
     Transactions,
@@ -44,6 +41,7 @@ from andromede.metadata.engines import (
     async_url,
     first,
     insert_if_absent,
+    key_range,
 )
 from andromede.metadata.keys_sql import KeysMixin
 from andromede.metadata.migrate import upgrade
@@ -83,7 +81,6 @@ async def open_store(
 _GET_OBJECT = sa.select(t.objects).where(
     t.objects.c.bucket == sa.bindparam("bucket"), t.objects.c.key == sa.bindparam("key")
 )
-_GET_BUCKET = sa.select(t.buckets).where(t.buckets.c.name == sa.bindparam("name"))
 _LOCK_BUCKET = (
     sa.select(t.buckets.c.name)
     .where(t.buckets.c.name == sa.bindparam("name"))
@@ -97,15 +94,13 @@ _CURRENT_OBJECT = (
     sa.select(t.objects.c.etag, t.objects.c.manifest).where(*_OBJECT_IS).with_for_update()
 )
 _UPDATE_OBJECT = t.objects.update().where(*_OBJECT_IS)
-_GET_ACCESS_KEY = sa.select(t.access_keys).where(
-    t.access_keys.c.access_key_id == sa.bindparam("id")
-)
 
 
-class SqlMetadataStore(PlacementMixin, KeysMixin):
+class SqlMetadataStore(AccountsMixin, PlacementMixin, KeysMixin):
     """:class:`andromede.ports.MetadataStore` on SQLite or PostgreSQL; see :func:`open_store`.
 
-    Bucket encryption, key-encryption keys and the re-wrap scans are in ``KeysMixin``.
+    Tenants, access keys and buckets are in ``AccountsMixin``; key-encryption keys and the
+    re-wrap scans in ``KeysMixin``; sites, regions and repair state in ``PlacementMixin``.
     """
 
     def __init__(
@@ -122,135 +117,6 @@ class SqlMetadataStore(PlacementMixin, KeysMixin):
     async def close(self) -> None:
         """Release connections."""
         await self._tx.dispose()
-
-    # --- tenants and keys ---------------------------------------------------------------------
-    async def create_tenant(self, tenant: Tenant) -> None:
-        """Raises TenantAlreadyExists."""
-
-        async def op(conn: AsyncConnection) -> None:
-            try:
-                await conn.execute(
-                    t.tenants.insert().values(name=tenant.name, created=tenant.created)
-                )
-            except sa.exc.IntegrityError as exc:
-                raise errors.TenantAlreadyExists(Tenant=tenant.name) from exc
-
-        await self._tx.write(op)
-
-    async def get_tenant(self, name: str) -> Tenant | None:
-        """The tenant, or None."""
-        query = sa.select(t.tenants).where(t.tenants.c.name == name)
-        row = await self._tx.read(lambda conn: first(conn, query))
-        return None if row is None else Tenant(row.name, row.created)
-
-    async def list_tenants(self) -> list[Tenant]:
-        """All tenants by name."""
-        query = sa.select(t.tenants).order_by(t.tenants.c.name)
-        rows = await self._tx.read(lambda conn: all_rows(conn, query))
-        return [Tenant(row.name, row.created) for row in rows]
-
-    async def create_access_key(self, key: AccessKey) -> None:
-        """Raises NoSuchTenant when the tenant does not exist."""
-
-        async def op(conn: AsyncConnection) -> None:
-            await self._lock_tenant(conn, key.tenant)
-            try:
-                await conn.execute(t.access_keys.insert().values(codec.access_key_values(key)))
-            except sa.exc.IntegrityError as exc:
-                raise errors.InvalidArgument(
-                    "This access key id is already in use.", AccessKeyId=key.access_key_id
-                ) from exc
-
-        await self._tx.write(op)
-
-    async def get_access_key(self, access_key_id: str) -> AccessKey | None:
-        """The key with its secret, or None."""
-        params = {"id": access_key_id}
-        row = await self._tx.read(lambda conn: first(conn, _GET_ACCESS_KEY, params))
-        return None if row is None else codec.access_key(row)
-
-    async def list_access_keys(self, tenant: str | None = None) -> list[AccessKey]:
-        """Keys, optionally of one tenant, by access key id."""
-        ak = t.access_keys
-        query = sa.select(ak).order_by(ak.c.access_key_id)
-        if tenant is not None:
-            query = query.where(ak.c.tenant == tenant)
-        rows = await self._tx.read(lambda conn: all_rows(conn, query))
-        return [codec.access_key(row) for row in rows]
-
-    async def delete_access_key(self, access_key_id: str) -> bool:
-        """True when a key was deleted."""
-        ak = t.access_keys
-        stmt = ak.delete().where(ak.c.access_key_id == access_key_id).returning(ak.c.access_key_id)
-        return await self._tx.write(lambda conn: first(conn, stmt)) is not None
-
-    # --- buckets ------------------------------------------------------------------------------
-    async def create_bucket(self, bucket: Bucket) -> None:
-        """Raises BucketAlreadyExists when the name is taken (by anyone); NoSuchTenant."""
-
-        async def op(conn: AsyncConnection) -> None:
-            await self._lock_tenant(conn, bucket.tenant)
-            try:
-                await conn.execute(t.buckets.insert().values(codec.bucket_values(bucket)))
-            except sa.exc.IntegrityError as exc:
-                raise errors.BucketAlreadyExists(BucketName=bucket.name) from exc
-
-        await self._tx.write(op)
-
-    async def get_bucket(self, name: str) -> Bucket | None:
-        """The bucket, or None."""
-        row = await self._tx.read(lambda conn: first(conn, _GET_BUCKET, {"name": name}))
-        return None if row is None else codec.bucket(row)
-
-    async def list_buckets(
-        self, tenant: str, *, prefix: str = "", after: str = "", limit: int | None = None
-    ) -> list[Bucket]:
-        """The tenant's buckets by name: those starting with ``prefix`` whose names sort after
-        ``after``, at most ``limit`` of them (all when None)."""
-        b = t.buckets
-        query = (
-            sa.select(b)
-            .where(b.c.tenant == tenant, *_key_range(b.c.name, prefix))
-            .order_by(b.c.name)
-            .limit(limit)
-        )
-        if after:
-            query = query.where(b.c.name > after)
-        rows = await self._tx.read(lambda conn: all_rows(conn, query))
-        return [codec.bucket(row) for row in rows]
-
-    async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
-        """Replace a bucket's tag set (an empty one removes it). Raises NoSuchBucket."""
-        b = t.buckets
-        stmt = (
-            b.update()
-            .where(b.c.name == name)
-            .values(tags=codec.dump_bucket_tags(tags))
-            .returning(b.c.name)
-        )
-        if await self._tx.write(lambda conn: first(conn, stmt)) is None:
-            raise errors.NoSuchBucket(BucketName=name)
-
-    async def delete_bucket(self, name: str) -> None:
-        """Raises BucketNotEmpty if it holds objects; aborts its uploads; NoSuchBucket."""
-        b, o, u, p = t.buckets, t.objects, t.uploads, t.parts
-
-        async def op(conn: AsyncConnection) -> None:
-            found = await first(conn, sa.select(b.c.name).where(b.c.name == name).with_for_update())
-            if found is None:
-                raise errors.NoSuchBucket(BucketName=name)
-            if await first(conn, sa.select(o.c.key).where(o.c.bucket == name).limit(1)):
-                raise errors.BucketNotEmpty(BucketName=name)
-            in_bucket = sa.select(u.c.upload_id).where(u.c.bucket == name).scalar_subquery()
-            dropped = await all_rows(
-                conn,
-                p.delete().where(p.c.upload_id.in_(in_bucket)).returning(p.c.site, p.c.blob_id),
-            )
-            await conn.execute(u.delete().where(u.c.bucket == name))
-            await conn.execute(b.delete().where(b.c.name == name))
-            await self._discard(conn, [codec.blob_ref(row.site, row.blob_id) for row in dropped])
-
-        await self._tx.write(op)
 
     # --- objects ------------------------------------------------------------------------------
     async def put_object(
@@ -351,7 +217,7 @@ class SqlMetadataStore(PlacementMixin, KeysMixin):
                 b.c.tenant,
             )
             .join(b, b.c.name == o.c.bucket)
-            .where(o.c.bucket == bucket, *_key_range(o.c.key, prefix))
+            .where(o.c.bucket == bucket, *key_range(o.c.key, prefix))
             .order_by(o.c.key)
             .limit(limit)
         )
@@ -435,7 +301,7 @@ class SqlMetadataStore(PlacementMixin, KeysMixin):
         async def op(conn: AsyncConnection) -> list[MultipartUpload]:
             query = (
                 sa.select(u)
-                .where(u.c.bucket == bucket, *_key_range(u.c.key, prefix))
+                .where(u.c.bucket == bucket, *key_range(u.c.key, prefix))
                 .order_by(u.c.key, u.c.initiated, u.c.upload_id)
                 .limit(limit)
             )
@@ -542,14 +408,6 @@ class SqlMetadataStore(PlacementMixin, KeysMixin):
     async def _discard(self, conn: AsyncConnection, blobs: Iterable[BlobRef]) -> None:
         await references.discard(conn, blobs, self._clock.now() + self._grace)
 
-    async def _lock_tenant(self, conn: AsyncConnection, name: str) -> None:
-        tn = t.tenants
-        query = (
-            sa.select(tn.c.name).where(tn.c.name == name).with_for_update(key_share=True, read=True)
-        )
-        if await first(conn, query) is None:
-            raise errors.NoSuchTenant(Tenant=name)
-
     async def _lock_bucket(self, conn: AsyncConnection, name: str) -> None:
         """Hold the bucket (FOR KEY SHARE) so a concurrent delete_bucket waits for us."""
         if await first(conn, _LOCK_BUCKET, {"name": name}) is None:
@@ -587,17 +445,6 @@ class SqlMetadataStore(PlacementMixin, KeysMixin):
                 sa.and_(u.c.initiated == marker.initiated, u.c.upload_id > upload_id_marker),
             ),
         )
-
-
-def _key_range(column: sa.Column[str], prefix: str) -> list[sa.ColumnElement[bool]]:
-    """``column`` starts with ``prefix``, as a range an index can serve (no LIKE escaping)."""
-    if not prefix:
-        return []
-    conditions = [column >= prefix]
-    upper = successor_prefix(prefix)
-    if upper is not None:
-        conditions.append(column < upper)
-    return conditions
 
 
 if TYPE_CHECKING:
