@@ -36,6 +36,7 @@ __all__ = [
     "canonical_request",
     "canonical_uri",
     "compute_signature",
+    "header_text",
     "signing_key",
     "string_to_sign",
 ]
@@ -203,8 +204,9 @@ def _trim(value: str) -> str:
     return _SPACES.sub(" ", value.strip(" \t"))
 
 
-def _signed_text(value: str) -> str:
-    """A header value as the client signed it, whose canonical request is hashed as UTF-8.
+def header_text(value: str) -> str:
+    """A header value as the text the client meant and signed (its canonical request is
+    hashed as UTF-8).
 
     Clients sign text and put it on the wire as UTF-8 (botocore, the Go and Java SDKs), or as
     latin-1 (Python's http.client): wire bytes that are valid UTF-8 are that text; others
@@ -225,7 +227,7 @@ def canonical_headers(headers: Sequence[tuple[str, str]], signed_headers: Sequen
     """
     values: dict[str, list[str]] = {}
     for name, value in headers:
-        values.setdefault(name.lower(), []).append(_trim(_signed_text(value)))
+        values.setdefault(name.lower(), []).append(_trim(header_text(value)))
     lines = []
     for name in signed_headers:
         if name not in values:

@@ -9,6 +9,7 @@ import email.header
 import email.utils
 import urllib.parse
 
+from andromede.auth.sigv4 import header_text
 from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
 from andromede.core.conditions import Preconditions, parse_http_date
@@ -83,10 +84,7 @@ def metadata_text(raw: str) -> str:
     """A user metadata value as text: S3 takes any Unicode, sent as UTF-8 (botocore and most
     SDKs), as latin-1 (Python's http.client), or as RFC 2047 encoded words."""
     if not raw.isascii():
-        try:
-            return raw.encode("latin-1").decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            return raw
+        return header_text(raw)
     if raw.startswith("=?") and raw.endswith("?="):
         try:
             return str(email.header.make_header(email.header.decode_header(raw)))

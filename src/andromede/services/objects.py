@@ -234,14 +234,11 @@ class Objects:
             )
         version = await self._current(principal, bucket, key)
         # A part that does not exist is refused before the key is asked for, as S3 does.
-        part_range = self._part_range(version, part_number) if part_number is not None else None
+        byte_range = self._part_range(version, part_number) if part_number is not None else None
         self._encryption.check_read_key(version.encryption, customer_key)
         if preconditions is not None:
             check_read(preconditions, version.etag, version.last_modified)
-        byte_range: ByteRange | None
-        if part_number is not None:
-            byte_range = part_range
-        else:
+        if part_number is None:
             byte_range = parse_range(range_header, version.size)
         body = self._reader.read(version, byte_range, customer_key) if with_body else None
         return ReadResult(version, byte_range, body, part_number)

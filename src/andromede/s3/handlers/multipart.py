@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from andromede.core import errors
 from andromede.core.checksums import ChecksumAlgorithm
+from andromede.core.keys import CustomerKey
 from andromede.core.limits import MAX_PART_NUMBER, MAX_XML_BODY
 from andromede.core.models import MultipartUpload
 from andromede.s3 import sse, xml
@@ -90,17 +91,16 @@ async def upload_part(ctx: Context) -> Response:
         else None
     )
     headers = [(h, v) for h, v in checksum_headers(checksum) if h != "x-amz-checksum-type"]
-    return Response(200, [("etag", part.etag), *headers, *_part_encryption(ctx, stored)])
+    return Response(200, [("etag", part.etag), *headers, *_part_encryption(ctx, stored, customer)])
 
 
-def _part_encryption(ctx: Context, stored: StoredPart) -> list[tuple[str, str]]:
+def _part_encryption(
+    ctx: Context, stored: StoredPart, customer: CustomerKey | None
+) -> list[tuple[str, str]]:
     """A part reports its upload's encryption, as S3 does (SSE-C: the request's key MD5)."""
     upload = stored.upload
     return sse.response_headers(
-        upload.encryption,
-        region=ctx.region,
-        tenant=upload.owner,
-        customer=sse.customer_key(ctx.req),
+        upload.encryption, region=ctx.region, tenant=upload.owner, customer=customer
     )
 
 
@@ -126,7 +126,7 @@ async def upload_part_copy(ctx: Context) -> Response:
         xml.element("ETag", stored.part.etag),
     ]
     response = xml_response(xml.document("CopyPartResult", children))
-    response.headers += _part_encryption(ctx, stored)
+    response.headers += _part_encryption(ctx, stored, customer)
     return response
 
 
