@@ -30,15 +30,11 @@ import csv
 import dataclasses
 import os
 import re
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +42,9 @@ from andromede.cli.client import AdminClient
 from andromede.core.keys import key_arn
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from s3bench_lib.targets import start_andromede  # noqa: E402 - found through bench/
+
 HARNESS = Path(os.environ.get("ANDROMEDE_CONFORMANCE", ROOT.parent / "shared" / "conformance"))
 EXPECTED = ROOT / "conformance" / "expected-failures.txt"
 DOC = ROOT / "docs" / "s3-compatibility.md"
@@ -121,49 +120,16 @@ def read_results(path: Path) -> list[Result]:
         ]
 
 
-def free_port() -> int:
-    """An unused TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
-def fresh_server(data_dir: Path) -> Iterator[tuple[str, AdminClient]]:
-    """``andromede serve`` on a new data dir: (endpoint, operator's admin client)."""
-    port = free_port()
-    access, secret = "AKCONF" + secrets.token_hex(7).upper(), secrets.token_urlsafe(30)
-    env = dict(os.environ, ANDROMEDE_ROOT_ACCESS_KEY=access, ANDROMEDE_ROOT_SECRET_KEY=secret)
-    log = (data_dir.parent / "server.log").open("ab")
-    command = [sys.executable, "-m", "andromede", "serve", "--data-dir", str(data_dir)]
-    command += ["--address", f"127.0.0.1:{port}", "--workers", "2"]
-    proc = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
-    endpoint = f"http://127.0.0.1:{port}"
+def fresh_server(work: Path) -> Iterator[tuple[str, AdminClient]]:
+    """``andromede serve`` on a new data dir in ``work`` (s3bench's starter, 2 workers):
+    (endpoint, the operator's admin client)."""
+    target = start_andromede(work, ["--workers", "2"], lambda line: print(line, file=sys.stderr))
+    assert target.stop is not None
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the server exited at start; see {log.name}")
-            try:
-                with urllib.request.urlopen(endpoint + "/_andromede/health", timeout=1) as r:  # noqa: S310 - our own loopback endpoint
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not start in 120 s; see {log.name}") from None
-                time.sleep(0.2)
-        yield endpoint, AdminClient(endpoint, access, secret)
+        yield target.endpoint, AdminClient(target.endpoint, target.access_key, target.secret_key)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        target.stop()
 
 
 def identities(admin: AdminClient) -> tuple[list[str], list[str]]:
@@ -295,7 +261,7 @@ def main() -> int:
     if not (Path.home() / ".cache" / "andromede-s3tests" / "venv").exists():
         subprocess.run([str(HARNESS / "setup.sh")], check=True)
     try:
-        with fresh_server(work / "data") as (endpoint, admin):
+        with fresh_server(work) as (endpoint, admin):
             host, port = endpoint.removeprefix("http://").split(":")
             options, pairs = identities(admin)
             command = [str(HARNESS / "run.sh"), "--jobs", str(args.jobs), "--out", str(out)]
@@ -308,7 +274,7 @@ def main() -> int:
             if harness.returncode != 0:
                 return 2
     finally:
-        shutil.rmtree(work / "data", ignore_errors=True)
+        shutil.rmtree(work / "andromede-data", ignore_errors=True)
     results = read_results(out / "results.csv")
     regressions, fixed, unknown = compare(results, expected, whole=not args.keyword)
     table = group_table(results, expected)
