@@ -72,6 +72,14 @@ async def test_blobs_by_site_name_exactly(store: SqlMetadataStore, bucket: str) 
     assert found == [BlobRef(R3, "b1"), BlobRef(FR_A, "b3"), BlobRef(EC, "b4")]
     assert await store.blobs_after(BlobRef(R3, "b1"), 1, site="fr-a") == [BlobRef(FR_A, "b3")]
     assert len(await store.blobs_after(None, 10)) == 4
+    # the scrubber's listing: framed layouts only, a page at a time, across both tables
+    assert await store.blobs_after(None, 10, framed_only=True) == [
+        BlobRef(R3, "b1"),
+        BlobRef(EC, "b4"),
+    ]
+    assert await store.blobs_after(None, 1, framed_only=True) == [BlobRef(R3, "b1")]
+    assert await store.blobs_after(BlobRef(R3, "b1"), 1, framed_only=True) == [BlobRef(EC, "b4")]
+    assert await store.blobs_after(BlobRef(EC, "b4"), 1, framed_only=True) == []
     assert await store.blob_buckets(BlobRef(EC, "b4")) == {"photos"}
     counts = await store.layout_counts()
     assert counts[R3] == 1

@@ -289,9 +289,11 @@ class PlacementStore(Protocol):
         site: str | None = None,
         *,
         after_id: str = "",
+        framed_only: bool = False,
     ) -> list[BlobRef]:
         """Live blobs in a stable order (by blob id, then layout) after ``after`` and with
-        ids after ``after_id``; optionally only those whose layout names ``site``. A blob id
+        ids after ``after_id``; optionally only those whose layout names ``site``, or only
+        redundant (framed) layouts, the ones a scrub verifies. A blob id
         alone is a resume point: every live reference to a blob names the same layout (a
         move changes them all at once)."""
         ...

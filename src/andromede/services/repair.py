@@ -40,6 +40,11 @@ from andromede.services.placement import Placement
 
 log = logging.getLogger("andromede.repair")
 _PAGE = 200
+# The scrubber's pace counts each blob it verifies as at least this many bytes: its shard
+# reads, frame checks and metadata cost CPU whatever its size, and a store of small objects
+# paced by bytes alone would be re-read at thousands of blobs a second, taking the cores the
+# requests need.
+SCRUB_BLOB_FLOOR = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -302,8 +307,9 @@ class Repairs:
         deadline = time.monotonic() + budget_s
         start_bytes = self._counts["bytes_checked"]
         began = time.monotonic()
+        visited = 0
         while time.monotonic() < deadline:
-            page = await self._store.blobs_after(after, _PAGE, after_id=after_id)
+            page = await self._store.blobs_after(after, _PAGE, after_id=after_id, framed_only=True)
             if not page:
                 state = replace(
                     state, passes=state.passes + 1, last_pass_finished=self._clock.now()
@@ -314,11 +320,13 @@ class Repairs:
                 after = ref
                 if ref.layout.framed:
                     health = await self.health(ref)
+                    visited += 1
                     state = replace(state, checked=state.checked + 1)
                     if health.bad:
                         state = state.found(await self._attempt(ref, health=health))
                 if self._scrub_rate > 0 and not full:
-                    done = self._counts["bytes_checked"] - start_bytes
+                    read = self._counts["bytes_checked"] - start_bytes
+                    done = max(read, visited * SCRUB_BLOB_FLOOR)
                     ahead = done / self._scrub_rate - (time.monotonic() - began)
                     if ahead > 0:
                         await asyncio.sleep(ahead)

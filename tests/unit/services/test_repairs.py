@@ -13,7 +13,7 @@ import pytest
 from andromede.core import errors
 from andromede.core.models import BlobRef
 from andromede.dataplane.shard_format import HEADER_SIZE
-from andromede.services.repair import Outcome
+from andromede.services.repair import SCRUB_BLOB_FLOOR, Outcome, Repairs
 from support.services import ALICE, OPERATOR, ServiceStack
 
 FR = {"fr-a", "fr-b", "fr-c", "fr-d"}
@@ -93,6 +93,30 @@ async def test_scrub_finds_rot_truncation_and_loss_and_rebuilds_in_place(
     again = await stack.repairs.scrub(0, full=True)
     assert again.found_bad == 6  # a running total: this pass found nothing new
     assert again.passes == 2
+
+
+async def test_scrub_paces_small_blobs_by_count_and_skips_one_copy_blobs(
+    fr: ServiceStack,
+) -> None:
+    """Tiny replicated blobs are paced as SCRUB_BLOB_FLOOR bytes each, not by their few
+    bytes (which let the scrubber re-read thousands a second); one-copy blobs, which it does
+    not verify, are not even listed."""
+    stack = fr
+    await stack.buckets.create(ALICE, "single", None)
+    for i in range(40):
+        await stack.put("fr-data", f"small{i}", b"x" * 100)
+        await stack.put("single", f"one{i}", b"y" * 100)
+    assert len(await stack.store.blobs_after(None, 1000, framed_only=True)) == 40
+    per_second = 20
+    paced = Repairs(
+        stack.store, stack.placement, stack.clock, scrub_rate=per_second * SCRUB_BLOB_FLOOR
+    )
+    budget = 0.5
+    state = await paced.scrub(budget)
+    assert 1 <= state.checked <= per_second * budget + 3
+    whole = await paced.scrub(0, full=True)
+    assert whole.checked - state.checked == 40  # a full pass: every replicated blob
+    assert whole.passes == 1
 
 
 async def test_a_healthy_blob_needs_nothing(fr: ServiceStack) -> None:
