@@ -21,9 +21,11 @@ temporary name, fsynced, then linked or renamed into place and the directory fsy
 
 A wrapped DEK is ``0x01 | nonce (12) | AES-256-GCM(kek, nonce, dek, aad=0x01 | aad)``.
 
-No KEK is cached: reading and unsealing its file costs about 6 µs (measured), far less than
-the hop to a worker thread that every call makes anyway. So a destroy is seen by the next
-call of every process, and no KEK stays in memory between calls.
+No KEK is cached: reading and unsealing its file costs about 6 µs (measured), so wrap and
+unwrap do it inline, on the caller's thread: a hop to a worker thread and back costs several
+times more CPU than the work. So a destroy is seen by the next call of every process, and no
+KEK stays in memory between calls. (The file is tiny and read on every call, hence in the page
+cache; creating and destroying, which fsync, still run on a worker thread.)
 
 Destroying a key overwrites its file with zeros, fsyncs it, then unlinks it: afterwards no
 file in the directory unseals to the KEK, even with the master key. Storage below the file
@@ -111,11 +113,11 @@ class BuiltinKeystore:
 
     async def wrap(self, handle: str, dek: bytes, aad: bytes) -> bytes:
         """AES-256-GCM of ``dek`` under the KEK, with a random nonce, bound to ``aad``."""
-        return await asyncio.to_thread(self._wrap, handle, dek, aad)
+        return self._wrap(handle, dek, aad)
 
     async def unwrap(self, handle: str, wrapped: bytes, aad: bytes) -> bytes:
         """Inverse of :meth:`wrap`; DecryptionFailed when it does not authenticate."""
-        return await asyncio.to_thread(self._unwrap, handle, wrapped, aad)
+        return self._unwrap(handle, wrapped, aad)
 
     async def destroy_key(self, handle: str) -> None:
         """Crypto-shred the KEK's file (zeros, fsync, unlink); a missing one is fine."""

@@ -4,8 +4,10 @@ A KEK's material stays in its key manager (built-in keystore, PKCS#11 token, KMI
 its state and versions live in the metadata store. Every state change is recorded in the
 audit trail as an event. Gateways cache key states for at most ``cache_seconds``: that is
 how long a key disabled through another gateway process may still serve requests here (a
-change made through this process applies at once). Unwrapped data keys are cached for the
-same bound, so no cache keeps a disabled or destroyed key usable for longer.
+change made through this process applies at once). Unwrapped data keys are cached (a bounded
+LRU) while their key is enabled: every use checks the key's state first, itself at most
+``cache_seconds`` old, so a cached data key outlives a disable or destroy by no more than that
+bound, and a hot object's key is unwrapped once, not once per read.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class Keys:
         self._record_event = record_event
         self._keys: dict[str, tuple[float, KmsKey | None]] = {}
         self._defaults: dict[str, str] = {}
-        self._deks: collections.OrderedDict[tuple[str, int, bytes], tuple[float, bytes]] = (
+        self._deks: collections.OrderedDict[tuple[str, int, bytes, str], bytes] = (
             collections.OrderedDict()
         )
         for tenant, name in self._tenant_managers.items():
@@ -119,13 +121,20 @@ class Keys:
         if len(self._keys) > 10_000:
             self._keys.clear()
         self._keys[key_id] = (now + self._ttl, key)
+        if key is None or key.state is not KeyState.ENABLED:
+            self._forget_deks(key_id)
         return key
 
     def _remember(self, key: KmsKey) -> None:
         self._keys[key.key_id] = (time.monotonic() + self._ttl, key)
         if key.state is not KeyState.ENABLED:
-            for entry in [e for e in self._deks if e[0] == key.key_id]:
-                del self._deks[entry]
+            self._forget_deks(key.key_id)
+
+    def _forget_deks(self, key_id: str) -> None:
+        """Drop the unwrapped data keys of a key that stopped working (they are unusable
+        already, since every use checks the key's state: this only frees them)."""
+        for entry in [e for e in self._deks if e[0] == key_id]:
+            del self._deks[entry]
 
     # --- life cycle ------------------------------------------------------------------------
     async def _owned(self, principal: Principal, key_id: str) -> KmsKey:
@@ -409,12 +418,13 @@ class Keys:
             raise errors.KmsNotFound(f"The object's key {kek.key_id} does not exist.")
         if key.tenant != tenant:
             raise errors.AccessDenied("The object's key belongs to another tenant.")
-        check_usable(key)
-        entry = (kek.key_id, kek.version, wrapped)
-        now = time.monotonic()
+        check_usable(key)  # before the cache: a cached DEK works only while its key does
+        # The context too: a wrapped DEK opens only under the context it was bound to.
+        entry = (kek.key_id, kek.version, wrapped, context)
         hit = self._deks.get(entry)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if hit is not None:
+            self._deks.move_to_end(entry)
+            return hit
         version = key.version(kek.version)
         aad = dek_aad(tenant, key.key_id, version.number, context)
         try:
@@ -423,7 +433,7 @@ class Keys:
             raise errors.KmsInvalidState(
                 f"{key.key_id} is destroyed: its data cannot be recovered."
             ) from exc
-        self._deks[entry] = (now + self._ttl, dek)
+        self._deks[entry] = dek
         while len(self._deks) > _DEK_CACHE_ENTRIES:
             self._deks.popitem(last=False)
         return dek

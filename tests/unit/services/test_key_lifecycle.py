@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import asyncio
 import os
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from andromede.services.body import body_from_bytes
 from andromede.services.multipart import CompletedPart
 from andromede.services.objects import Integrity, ObjectAttributes
 from support.multipart import PART
-from support.services import ALICE, MALLORY, OPERATOR, ServiceStack, build_services
+from andromede.kms.builtin import BuiltinKeystore
+from andromede.services.keys import BUILTIN, Keys
+from support.services import ALICE, MALLORY, OPERATOR, REGION, ServiceStack, build_services
 
 MIN_DAYS = dt.timedelta(days=7)
 
@@ -199,6 +202,47 @@ async def test_a_destroyed_keys_material_is_gone_whatever_the_metadata_says(
         assert await stack.store.update_kms_key(forged)
         with pytest.raises(errors.KmsInvalidState, match="cannot be recovered"):
             await stack.get("photos", "k")
+    finally:
+        await stack.close()
+
+
+class CountingKeystore(BuiltinKeystore):
+    """The real keystore, counting its unwraps."""
+
+    unwraps = 0
+
+    async def unwrap(self, handle: str, wrapped: bytes, aad: bytes) -> bytes:
+        self.unwraps += 1
+        return await super().unwrap(handle, wrapped, aad)
+
+
+async def test_a_cached_data_key_works_only_while_its_key_does(tmp_path: Path) -> None:
+    """Gateway B unwraps a hot DEK once, however long its key stays enabled; a disable made
+    through gateway A stops B within B's key-state bound, cached DEK or not."""
+    bound = 0.3
+    stack = await build_services(tmp_path)
+    try:
+        kek = await stack.keys.create(ALICE, None)
+        dek = os.urandom(32)
+        ref, wrapped = await stack.keys.wrap(kek, dek, "ctx")
+        manager = CountingKeystore(tmp_path / "keystore")
+        gateway_b = Keys(
+            stack.store, {BUILTIN: manager}, stack.clock, region=REGION, cache_seconds=bound
+        )
+        for _ in range(3):
+            assert await gateway_b.unwrap("acme", ref, wrapped, "ctx") == dek
+            await asyncio.sleep(bound + 0.05)  # the key's state is reloaded each time
+        assert manager.unwraps == 1
+        await stack.keys.disable(ALICE, kek.key_id)
+        await asyncio.sleep(bound + 0.05)
+        with pytest.raises(errors.KmsDisabled):
+            await gateway_b.unwrap("acme", ref, wrapped, "ctx")
+        await stack.keys.enable(ALICE, kek.key_id)
+        await asyncio.sleep(bound + 0.05)
+        assert await gateway_b.unwrap("acme", ref, wrapped, "ctx") == dek
+        assert manager.unwraps == 2  # the disable dropped the cached DEK
+        with pytest.raises(errors.DecryptionFailed):  # another context: no cache hit
+            await gateway_b.unwrap("acme", ref, wrapped, "other")
     finally:
         await stack.close()
 
