@@ -18,13 +18,13 @@ from andromede.core.keys import BucketEncryption
 from andromede.core.models import AccessKey, BlobRef, Bucket, Tenant
 from andromede.metadata import codec
 from andromede.metadata import schema as t
-from andromede.metadata.engines import Transactions, all_rows, first, key_range
+from andromede.metadata.engines import Prepared, Transactions, all_rows, first, key_range
 
 __all__ = ["AccountsMixin"]
 
-_GET_BUCKET = sa.select(t.buckets).where(t.buckets.c.name == sa.bindparam("name"))
-_GET_ACCESS_KEY = sa.select(t.access_keys).where(
-    t.access_keys.c.access_key_id == sa.bindparam("id")
+_GET_BUCKET = Prepared(sa.select(t.buckets).where(t.buckets.c.name == sa.bindparam("name")))
+_GET_ACCESS_KEY = Prepared(
+    sa.select(t.access_keys).where(t.access_keys.c.access_key_id == sa.bindparam("id"))
 )
 
 
@@ -81,7 +81,7 @@ class AccountsMixin:
     async def get_access_key(self, access_key_id: str) -> AccessKey | None:
         """The key with its secret, or None."""
         params = {"id": access_key_id}
-        row = await self._tx.read(lambda conn: first(conn, _GET_ACCESS_KEY, params))
+        row = await self._tx.read_row(_GET_ACCESS_KEY, params)
         return None if row is None else codec.access_key(row)
 
     async def list_access_keys(self, tenant: str | None = None) -> list[AccessKey]:
@@ -114,7 +114,7 @@ class AccountsMixin:
 
     async def get_bucket(self, name: str) -> Bucket | None:
         """The bucket, or None."""
-        row = await self._tx.read(lambda conn: first(conn, _GET_BUCKET, {"name": name}))
+        row = await self._tx.read_row(_GET_BUCKET, {"name": name})
         return None if row is None else codec.bucket(row)
 
     async def list_buckets(

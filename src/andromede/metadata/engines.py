@@ -22,13 +22,14 @@ commit), and one that fails rolls back alone.
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -124,6 +125,62 @@ class Transactions:
             return await self._inline.run(op)
         return await _run(self._reader, op)
 
+    async def read_row(self, prepared: Prepared, params: Params) -> Row | None:
+        """The first row of one prepared SELECT (its own read transaction), or None."""
+        if self._inline is not None:
+            return self._inline.first(prepared, params)
+        return await _run(self._reader, lambda conn: first(conn, prepared.stmt, params))
+
+
+class Prepared:
+    """A SELECT of the hot paths (an object, a bucket, an access key by primary key),
+    prepared for the inline SQLite reader: compiled once to its SQL text, its parameters'
+    order and conversions, and each column's result conversion, then run straight on the
+    driver. A single statement is its own read transaction, so it needs no BEGIN or ROLLBACK.
+    A point read so costs about 10 µs, against about 45 µs through SQLAlchemy's execution
+    machinery (measured; most of a small GET's metadata time). Other backends run ``stmt``
+    as any other query."""
+
+    def __init__(self, stmt: sa.Select[Any]) -> None:
+        self.stmt = stmt
+        self._for: sa.Dialect | None = None
+        self._sql = ""
+        self._binds: tuple[tuple[str, Callable[[Any], Any] | None], ...] = ()
+        self._columns: tuple[Callable[[Any], Any] | None, ...] = ()
+        self._row: Callable[..., Row] = cast(Callable[..., Row], tuple)
+
+    def compiled(self, dialect: sa.Dialect) -> Prepared:
+        """Compile for ``dialect`` (once; a process has one SQLite dialect)."""
+        if self._for is dialect:
+            return self
+        compiled = self.stmt.compile(dialect=dialect)
+        binds = []
+        for name in compiled.positiontup or ():
+            kind = compiled.binds[name].type.dialect_impl(dialect)
+            binds.append((name, kind.bind_processor(dialect)))
+        columns = list(self.stmt.selected_columns)
+        self._sql = str(compiled)
+        self._binds = tuple(binds)
+        self._columns = tuple(
+            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+        )
+        # Rows read by column name (``row.name``), as SQLAlchemy's are.
+        self._row = cast(
+            Callable[..., Row],
+            collections.namedtuple("Row", list(self.stmt.selected_columns.keys())),
+        )
+        self._for = dialect
+        return self
+
+    def run(self, raw: sqlite3.Connection, params: Params) -> Row | None:
+        """Execute on the driver connection ``raw``; the first row, converted."""
+        values = [params[n] if bind is None else bind(params[n]) for n, bind in self._binds]
+        found = raw.execute(self._sql, values).fetchone()
+        if found is None:
+            return None
+        converted = zip(found, self._columns, strict=True)
+        return self._row(*(v if convert is None else convert(v) for v, convert in converted))
+
 
 class _InlineConnection:
     """The part of AsyncConnection that read operations use, over a synchronous connection.
@@ -169,6 +226,15 @@ class _InlineReader:
         except sa.exc.OperationalError as exc:
             raise errors.ServiceUnavailable("The metadata database is unavailable.") from exc
         return result
+
+    def first(self, prepared: Prepared, params: Params) -> Row | None:
+        """One prepared statement, outside any transaction of ours (it is its own)."""
+        raw = self._conn.connection.dbapi_connection
+        assert raw is not None
+        try:
+            return prepared.compiled(self._conn.dialect).run(cast(sqlite3.Connection, raw), params)
+        except sqlite3.OperationalError as exc:
+            raise errors.ServiceUnavailable("The metadata database is unavailable.") from exc
 
     def close(self) -> None:
         self._conn.close()

@@ -36,6 +36,7 @@ from andromede.metadata import schema as t
 from andromede.metadata.accounts_sql import AccountsMixin
 from andromede.metadata.engines import (
     MAX_ATTEMPTS,
+    Prepared,
     Transactions,
     all_rows,
     async_url,
@@ -78,8 +79,10 @@ async def open_store(
 
 
 # The hottest lookups, built once: constructing a statement costs more than running it.
-_GET_OBJECT = sa.select(t.objects).where(
-    t.objects.c.bucket == sa.bindparam("bucket"), t.objects.c.key == sa.bindparam("key")
+_GET_OBJECT = Prepared(
+    sa.select(t.objects).where(
+        t.objects.c.bucket == sa.bindparam("bucket"), t.objects.c.key == sa.bindparam("key")
+    )
 )
 _LOCK_BUCKET = (
     sa.select(t.buckets.c.name)
@@ -157,7 +160,7 @@ class SqlMetadataStore(AccountsMixin, PlacementMixin, KeysMixin):
     async def get_object(self, bucket: str, key: str) -> ObjectVersion | None:
         """The current version, or None."""
         params = {"bucket": bucket, "key": key}
-        row = await self._tx.read(lambda conn: first(conn, _GET_OBJECT, params))
+        row = await self._tx.read_row(_GET_OBJECT, params)
         return None if row is None else codec.object_version(row)
 
     async def delete_object(

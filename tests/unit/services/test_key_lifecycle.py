@@ -4,9 +4,9 @@ DEK to the new version without touching a byte of data."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
-import asyncio
 import os
 from pathlib import Path
 
@@ -15,12 +15,12 @@ import pytest
 from andromede.core import errors
 from andromede.core.keys import EncryptionMode, KeyState, KmsKey, SseRequest
 from andromede.core.models import ObjectVersion
+from andromede.kms.builtin import BuiltinKeystore
 from andromede.services.body import body_from_bytes
+from andromede.services.keys import BUILTIN, Keys
 from andromede.services.multipart import CompletedPart
 from andromede.services.objects import Integrity, ObjectAttributes
 from support.multipart import PART
-from andromede.kms.builtin import BuiltinKeystore
-from andromede.services.keys import BUILTIN, Keys
 from support.services import ALICE, MALLORY, OPERATOR, REGION, ServiceStack, build_services
 
 MIN_DAYS = dt.timedelta(days=7)
