@@ -133,15 +133,15 @@ class Transactions:
 
 
 class Prepared:
-    """A SELECT of the hot paths (an object, a bucket, an access key by primary key),
-    prepared for the inline SQLite reader: compiled once to its SQL text, its parameters'
-    order and conversions, and each column's result conversion, then run straight on the
-    driver. A single statement is its own read transaction, so it needs no BEGIN or ROLLBACK.
-    A point read so costs about 10 µs, against about 45 µs through SQLAlchemy's execution
-    machinery (measured; most of a small GET's metadata time). Other backends run ``stmt``
-    as any other query."""
+    """A statement of the hot paths (reading an object, a bucket, an access key by primary
+    key; inserting a new object) prepared for SQLite's inline connections: compiled once to
+    its SQL text, its parameters' order and conversions, and each returned column's
+    conversion, then run straight on the driver. A point read so costs about 10 µs, against
+    about 45 µs through SQLAlchemy's execution machinery (measured; most of a small GET's
+    metadata time). A read on its own is its own read transaction: it needs no BEGIN or
+    ROLLBACK. Other backends run ``stmt`` as any other query."""
 
-    def __init__(self, stmt: sa.Select[Any]) -> None:
+    def __init__(self, stmt: sa.Select[Any] | sa.Insert) -> None:
         self.stmt = stmt
         self._for: sa.Dialect | None = None
         self._sql = ""
@@ -158,7 +158,7 @@ class Prepared:
         for name in compiled.positiontup or ():
             kind = compiled.binds[name].type.dialect_impl(dialect)
             binds.append((name, kind.bind_processor(dialect)))
-        columns = list(self.stmt.selected_columns)
+        columns = list(self.stmt.exported_columns)  # a SELECT's, or what it RETURNs
         self._sql = str(compiled)
         self._binds = tuple(binds)
         self._columns = tuple(
@@ -167,7 +167,10 @@ class Prepared:
         # Rows read by column name (``row.name``), as SQLAlchemy's are.
         self._row = cast(
             Callable[..., Row],
-            collections.namedtuple("Row", list(self.stmt.selected_columns.keys())),
+            collections.namedtuple(
+                "Row",
+                [str(k) for k in self.stmt.exported_columns.keys()],  # noqa: SIM118 - iterating yields columns
+            ),
         )
         self._for = dialect
         return self
@@ -175,7 +178,8 @@ class Prepared:
     def run(self, raw: sqlite3.Connection, params: Params) -> Row | None:
         """Execute on the driver connection ``raw``; the first row, converted."""
         values = [params[n] if bind is None else bind(params[n]) for n, bind in self._binds]
-        found = raw.execute(self._sql, values).fetchone()
+        cursor = raw.execute(self._sql, values)
+        found = cursor.fetchone() if self._columns else None
         if found is None:
             return None
         converted = zip(found, self._columns, strict=True)
@@ -199,6 +203,20 @@ class _InlineConnection:
 
     async def scalar(self, stmt: sa.Executable, params: Params | None = None) -> object:
         return self._conn.scalar(stmt, params)
+
+    def prepared(self, prepared: Prepared, params: Params) -> Row | None:
+        raw = self._conn.connection.dbapi_connection
+        assert raw is not None
+        return prepared.compiled(self.dialect).run(cast(sqlite3.Connection, raw), params)
+
+
+async def run_prepared(conn: AsyncConnection, prepared: Prepared, params: Params) -> Row | None:
+    """One prepared statement in ``conn``'s transaction: its first row (what it returns), or
+    None. On SQLite's inline connections (the writer thread's) it runs on the driver; a
+    constraint it breaks raises ``sqlite3.IntegrityError`` there."""
+    if isinstance(conn, _InlineConnection):
+        return conn.prepared(prepared, params)
+    return await first(conn, prepared.stmt, params)
 
 
 class _InlineReader:
@@ -343,15 +361,20 @@ class _GroupWriter:
     def _commit_many(conn: Connection, batch: list[_Pending]) -> None:
         with conn.begin():
             shim = cast(AsyncConnection, _InlineConnection(conn))
+            # Savepoints straight on the driver: SQLAlchemy's nested transactions cost more
+            # than the statements of a small write.
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
             for pending in batch:
-                savepoint = conn.begin_nested()
+                raw.execute("SAVEPOINT grouped")
                 try:
                     pending.value = _drive(cast(Coroutine[object, None, object], pending.op(shim)))
                 except Exception as exc:
-                    savepoint.rollback()
+                    raw.execute("ROLLBACK TO grouped")
+                    raw.execute("RELEASE grouped")
                     pending.error = exc
                 else:
-                    savepoint.commit()
+                    raw.execute("RELEASE grouped")
 
 
 def _settle_all(group: list[_Pending]) -> None:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from andromede.core import errors
@@ -43,6 +45,7 @@ from andromede.metadata.engines import (
     first,
     insert_if_absent,
     key_range,
+    run_prepared,
 )
 from andromede.metadata.keys_sql import KeysMixin
 from andromede.metadata.migrate import upgrade
@@ -84,6 +87,13 @@ _GET_OBJECT = Prepared(
         t.objects.c.bucket == sa.bindparam("bucket"), t.objects.c.key == sa.bindparam("key")
     )
 )
+# SQLite's "insert unless the key is taken" (``put_object``'s common case).
+_INSERT_NEW_OBJECT = Prepared(
+    sqlite.insert(t.objects)
+    .on_conflict_do_nothing(index_elements=[t.objects.c.bucket, t.objects.c.key])
+    .returning(t.objects.c.bucket)
+)
+_INDEX_BLOB = Prepared(t.object_blobs.insert())
 _LOCK_BUCKET = (
     sa.select(t.buckets.c.name)
     .where(t.buckets.c.name == sa.bindparam("name"))
@@ -143,19 +153,19 @@ class SqlMetadataStore(AccountsMixin, PlacementMixin, KeysMixin):
         await self._tx.write(op)
 
     async def _insert_new(self, conn: AsyncConnection, version: ObjectVersion) -> bool:
-        """Insert ``version`` if its key is free (False if taken). SQLite only."""
-        o = t.objects
+        """Insert ``version`` if its key is free (False if taken). SQLite only: prepared
+        statements on the writer thread's connection."""
         try:
-            inserted = await insert_if_absent(
-                conn, o, codec.object_values(version), [o.c.bucket, o.c.key]
-            )
-        except sa.exc.IntegrityError as exc:  # the bucket's foreign key: it is gone
+            row = await run_prepared(conn, _INSERT_NEW_OBJECT, codec.object_values(version))
+        except (sa.exc.IntegrityError, sqlite3.IntegrityError) as exc:
+            # the bucket's foreign key: it is gone
             raise errors.NoSuchBucket(BucketName=version.bucket) from exc
-        if inserted:
-            await references.index_manifest(
-                conn, version.bucket, version.key, version.manifest.blobs()
-            )
-        return inserted
+        if row is None:
+            return False
+        for blob in references.unique(version.manifest.blobs()):
+            values = {**codec.blob_values(blob), "bucket": version.bucket, "key": version.key}
+            await run_prepared(conn, _INDEX_BLOB, values)
+        return True
 
     async def get_object(self, bucket: str, key: str) -> ObjectVersion | None:
         """The current version, or None."""
