@@ -30,13 +30,27 @@ async def wait_durable(
     """Wait for a record's acknowledgement, at most ``wait_seconds`` (a hung disk must not hang
     requests: they fail closed). The future itself is left to its writer, which still settles
     it in order."""
-    done.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even late
+    # A timer rather than wait_for(shield(...)): no task and no second future per record. A
+    # future that times out, or whose request is cancelled, is done: the writer's
+    # acknowledgement then skips it, in order.
+    timer = asyncio.get_running_loop().call_later(wait_seconds, _expire, done)
     try:
-        await asyncio.wait_for(asyncio.shield(done), wait_seconds)
-    except TimeoutError:
+        await done
+    except _Expired:
         on_timeout()
         log.error("audit record not durable after %.1f s: refusing the request", wait_seconds)
         raise errors.AuditUnavailable() from None
+    finally:
+        timer.cancel()
+
+
+class _Expired(Exception):
+    """A record's acknowledgement did not come in time."""
+
+
+def _expire(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_exception(_Expired())
 
 
 class RemoteTrail:

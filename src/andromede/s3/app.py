@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import logging
 import secrets
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from andromede.ports import AuditSink
 from andromede.s3 import audit as face_audit
 from andromede.s3 import xml
 from andromede.s3.handlers import HANDLERS, Context
+from andromede.s3.headers import http_now
 from andromede.s3.http import Request, Response, build_request, send_response
 from andromede.s3.router import resolve
 from andromede.services.container import Services
@@ -163,7 +163,7 @@ class S3App:
         response.header("x-amz-request-id", request_id)
         response.header("x-amz-id-2", request_id)
         response.header("server", "Andromede")
-        response.header("date", email.utils.formatdate(usegmt=True))
+        response.header("date", http_now())
 
     async def _handle(self, req: Request, trace: RequestTrace) -> Response:
         if not self.audit.healthy():

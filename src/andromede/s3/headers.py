@@ -7,6 +7,8 @@ import datetime as dt
 import email.errors
 import email.header
 import email.utils
+import functools
+import time
 import urllib.parse
 
 from andromede.auth.sigv4 import header_text
@@ -236,9 +238,22 @@ def _header_size(raw: str) -> int:
     return int(raw)
 
 
+@functools.lru_cache(maxsize=4096)
 def http_date(value: dt.datetime) -> str:
-    """RFC 7231 date for Last-Modified."""
+    """RFC 7231 date for Last-Modified (cached: a hot object's date is formatted once)."""
     return email.utils.format_datetime(value.astimezone(dt.UTC), usegmt=True)
+
+
+_now_text: tuple[int, str] = (0, "")
+
+
+def http_now() -> str:
+    """The Date header's value: the current second, formatted once per second."""
+    global _now_text  # noqa: PLW0603 - a one-entry cache
+    second = int(time.time())
+    if _now_text[0] != second:
+        _now_text = (second, email.utils.formatdate(second, usegmt=True))
+    return _now_text[1]
 
 
 def object_headers(
