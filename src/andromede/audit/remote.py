@@ -9,12 +9,12 @@ reconnects.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from andromede.audit import format as fmt
 from andromede.audit.writer import ACK, LENGTH
@@ -62,8 +62,7 @@ class RemoteTrail:
         self.wait_seconds = wait_seconds
         self._reconnecting: asyncio.Task[None] | None = None
         self._pending: deque[asyncio.Future[None]] = deque()
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task[None] | None = None
+        self._writer: asyncio.WriteTransport | None = None
         self._failed_until = 0.0
         self._closing = False
 
@@ -80,9 +79,9 @@ class RemoteTrail:
                 await asyncio.sleep(0.05)
 
     async def _connect(self) -> None:
-        reader, writer = await asyncio.open_unix_connection(str(self.path))
-        self._writer = writer
-        self._reader_task = asyncio.create_task(self._acks(reader))
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_unix_connection(lambda: _Acks(self), str(self.path))
+        self._writer = cast(asyncio.WriteTransport, transport)
 
     def healthy(self) -> bool:
         """Connected, and no failure reported within ``retry_seconds``."""
@@ -104,25 +103,24 @@ class RemoteTrail:
     def _give_up(self) -> None:
         self._failed_until = time.monotonic() + self.retry_seconds
 
-    async def _acks(self, reader: asyncio.StreamReader) -> None:
-        try:
-            while True:
-                status, count = ACK.unpack(await reader.readexactly(ACK.size))
-                if status:
-                    self._failed_until = time.monotonic() + self.retry_seconds
-                for _ in range(count):
-                    done = self._pending.popleft()
-                    if done.done():
-                        continue
-                    if status:
-                        done.set_exception(errors.AuditUnavailable())
-                    else:
-                        done.set_result(None)
-        except (OSError, asyncio.IncompleteReadError, IndexError) as exc:
-            if not self._closing:
-                log.error("audit writer connection lost: %r", exc)
-        finally:
-            self._lost()
+    def _acknowledged(self, status: int, count: int) -> None:
+        """The writer's answer for the next ``count`` records sent (IndexError: more than
+        were sent, a broken writer)."""
+        if status:
+            self._failed_until = time.monotonic() + self.retry_seconds
+        for _ in range(count):
+            done = self._pending.popleft()
+            if done.done():
+                continue
+            if status:
+                done.set_exception(errors.AuditUnavailable())
+            else:
+                done.set_result(None)
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        if not self._closing:
+            log.error("audit writer connection lost: %r", exc)
+        self._lost()
 
     def _lost(self) -> None:
         """Every waiting request fails: its record may or may not be durable, so the request
@@ -158,7 +156,36 @@ class RemoteTrail:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader_task
+
+
+class _Acks(asyncio.Protocol):
+    """The connection to the writer: acknowledgements are settled as their bytes arrive,
+    in the event loop's read callback (no reader task to wake per group)."""
+
+    def __init__(self, trail: RemoteTrail) -> None:
+        self._trail = trail
+        self._buffer = bytearray()
+        self._transport: asyncio.BaseTransport | None = None
+        self._broken: Exception | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        size = ACK.size
+        taken = 0
+        try:
+            while len(self._buffer) - taken >= size:
+                status, count = ACK.unpack_from(self._buffer, taken)
+                taken += size
+                self._trail._acknowledged(status, count)
+        except IndexError as exc:  # acknowledged more than was sent: the writer is broken
+            self._broken = exc
+            if self._transport is not None:
+                self._transport.close()  # connection_lost follows
+            return
+        del self._buffer[:taken]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._trail._connection_lost(exc or self._broken)
