@@ -257,13 +257,18 @@ def _spread(
     return chosen
 
 
+# Spreading load needs no cryptographic randomness: SystemRandom's getrandom(2) per draw was
+# a visible share of a small PUT. Seeded from the OS at import, so processes differ.
+_RNG = random.Random()
+
+
 def choose_sites(
     region: Region, candidates: Candidates, rng: random.Random | None = None
 ) -> tuple[str, ...]:
     """Sites for a new blob's shards: distinct sites, spread over as many failure domains as
     the usable sites offer, at least ``min_failure_domains``. PlacementImpossible otherwise:
     a write is refused rather than placed outside the policy."""
-    rng = rng or random.SystemRandom()
+    rng = rng or _RNG
     need = region.redundancy.shards
     pool = candidates.usable(region)
     chosen = _spread(pool, need, {}, rng)
@@ -288,7 +293,7 @@ def choose_replacement(
     """A site for shard ``index`` of ``layout`` (repair or drain): allowed by the region,
     active, not already holding a shard of the blob, preferring the failure domain with the
     fewest of the blob's other shards. PlacementImpossible when there is none."""
-    rng = rng or random.SystemRandom()
+    rng = rng or _RNG
     others = [s for i, s in enumerate(layout.sites) if i != index]
     taken: dict[str, int] = {}
     for name in others:
