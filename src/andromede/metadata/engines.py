@@ -143,15 +143,16 @@ class Prepared:
 
     def __init__(self, stmt: sa.Select[Any] | sa.Insert) -> None:
         self.stmt = stmt
-        self._for: sa.Dialect | None = None
+        self._for: str | None = None
         self._sql = ""
         self._binds: tuple[tuple[str, Callable[[Any], Any] | None], ...] = ()
         self._columns: tuple[Callable[[Any], Any] | None, ...] = ()
         self._row: Callable[..., Row] = cast(Callable[..., Row], tuple)
 
     def compiled(self, dialect: sa.Dialect) -> Prepared:
-        """Compile for ``dialect`` (once; a process has one SQLite dialect)."""
-        if self._for is dialect:
+        """Compile for ``dialect`` (once: every engine of a process on one backend compiles
+        these statements alike, whichever dialect object it holds)."""
+        if self._for == dialect.name:
             return self
         compiled = self.stmt.compile(dialect=dialect)
         binds = []
@@ -172,7 +173,7 @@ class Prepared:
                 [str(k) for k in self.stmt.exported_columns.keys()],  # noqa: SIM118 - iterating yields columns
             ),
         )
-        self._for = dialect
+        self._for = dialect.name  # last: what it guards is in place
         return self
 
     def run(self, raw: sqlite3.Connection, params: Params) -> Row | None:
