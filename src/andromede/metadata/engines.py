@@ -180,7 +180,10 @@ class Prepared:
         """Execute on the driver connection ``raw``; the first row, converted."""
         values = [params[n] if bind is None else bind(params[n]) for n, bind in self._binds]
         cursor = raw.execute(self._sql, values)
-        found = cursor.fetchone() if self._columns else None
+        try:
+            found = cursor.fetchone() if self._columns else None
+        finally:
+            cursor.close()  # the statement is reset now, not when the cursor is collected
         if found is None:
             return None
         converted = zip(found, self._columns, strict=True)
