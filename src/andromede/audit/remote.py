@@ -28,8 +28,8 @@ async def wait_durable(
     done: asyncio.Future[None], wait_seconds: float, on_timeout: Callable[[], None]
 ) -> None:
     """Wait for a record's acknowledgement, at most ``wait_seconds`` (a hung disk must not hang
-    requests: they fail closed). The future itself is left to its writer, which still settles
-    it in order."""
+    requests: they fail closed). The writer's acknowledgements settle futures in order and
+    skip one that is done already (timed out, or its request cancelled)."""
     # A timer rather than wait_for(shield(...)): no task and no second future per record. A
     # future that times out, or whose request is cancelled, is done: the writer's
     # acknowledgement then skips it, in order.

@@ -182,9 +182,9 @@ class BuiltinKeystore:
         # Messages reach S3 clients: handles and paths go to the log only.
         if _HANDLE.fullmatch(handle) is None:
             raise KmsNotFound
-        path = self._keys / (handle + KEK_SUFFIX)
+        path = os.path.join(self._keys_text, handle + KEK_SUFFIX)
         try:
-            data = _read_small(os.path.join(self._keys_text, handle + KEK_SUFFIX))
+            data = _read_small(path)
         except FileNotFoundError as exc:
             raise KmsNotFound from exc
         except OSError as exc:
@@ -211,7 +211,6 @@ class BuiltinKeystore:
         return self._master.decrypt(nonce, sealed, _KEK_HEADER + handle.encode("ascii"))
 
 
-# --- master key -------------------------------------------------------------------------------
 def _read_small(path: str) -> bytes:
     """A small file's bytes (a KEK file: 65 bytes), without pathlib's overhead."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -221,6 +220,7 @@ def _read_small(path: str) -> bytes:
         os.close(fd)
 
 
+# --- master key -------------------------------------------------------------------------------
 def _load_or_create_master_key(directory: Path) -> bytes:
     path = directory / MASTER_KEY_FILE
     if (directory / SALT_FILE).exists():
@@ -318,9 +318,9 @@ def _write_all(fd: int, data: bytes) -> None:
         offset += os.pwrite(fd, view[offset:], offset)
 
 
-def _shredded(path: Path) -> bool:
+def _shredded(path: str) -> bool:
     try:
-        data = path.read_bytes()
+        data = _read_small(path)
     except FileNotFoundError:
         return True
     return not any(data)

@@ -176,10 +176,16 @@ class Prepared:
         self._for = dialect.name  # last: what it guards is in place
         return self
 
+    def _values(self, params: Params) -> list[object]:
+        return [params[n] if bind is None else bind(params[n]) for n, bind in self._binds]
+
+    def run_many(self, raw: sqlite3.Connection, rows: Sequence[Params]) -> None:
+        """Execute once per parameter set on ``raw`` (a statement returning nothing)."""
+        raw.executemany(self._sql, (self._values(params) for params in rows))
+
     def run(self, raw: sqlite3.Connection, params: Params) -> Row | None:
         """Execute on the driver connection ``raw``; the first row, converted."""
-        values = [params[n] if bind is None else bind(params[n]) for n, bind in self._binds]
-        cursor = raw.execute(self._sql, values)
+        cursor = raw.execute(self._sql, self._values(params))
         try:
             found = cursor.fetchone() if self._columns else None
         finally:
@@ -208,10 +214,16 @@ class _InlineConnection:
     async def scalar(self, stmt: sa.Executable, params: Params | None = None) -> object:
         return self._conn.scalar(stmt, params)
 
-    def prepared(self, prepared: Prepared, params: Params) -> Row | None:
+    def _raw(self) -> sqlite3.Connection:
         raw = self._conn.connection.dbapi_connection
         assert raw is not None
-        return prepared.compiled(self.dialect).run(cast(sqlite3.Connection, raw), params)
+        return cast(sqlite3.Connection, raw)
+
+    def prepared(self, prepared: Prepared, params: Params) -> Row | None:
+        return prepared.compiled(self.dialect).run(self._raw(), params)
+
+    def prepared_many(self, prepared: Prepared, rows: Sequence[Params]) -> None:
+        prepared.compiled(self.dialect).run_many(self._raw(), rows)
 
 
 async def run_prepared(conn: AsyncConnection, prepared: Prepared, params: Params) -> Row | None:
@@ -221,6 +233,19 @@ async def run_prepared(conn: AsyncConnection, prepared: Prepared, params: Params
     if isinstance(conn, _InlineConnection):
         return conn.prepared(prepared, params)
     return await first(conn, prepared.stmt, params)
+
+
+async def run_prepared_many(
+    conn: AsyncConnection, prepared: Prepared, rows: Sequence[Params]
+) -> None:
+    """One prepared statement that returns nothing, once per parameter set, in ``conn``'s
+    transaction (one ``executemany`` on either kind of connection)."""
+    if not rows:
+        return
+    if isinstance(conn, _InlineConnection):
+        conn.prepared_many(prepared, rows)
+    else:
+        await conn.execute(prepared.stmt, list(rows))
 
 
 class _InlineReader:
@@ -233,7 +258,8 @@ class _InlineReader:
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
         self._conn = engine.connect()
-        self._shim = cast(AsyncConnection, _InlineConnection(self._conn))
+        self._inline = _InlineConnection(self._conn)
+        self._shim = cast(AsyncConnection, self._inline)
 
     async def run(self, op: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         raw = self._conn.connection.dbapi_connection
@@ -251,10 +277,8 @@ class _InlineReader:
 
     def first(self, prepared: Prepared, params: Params) -> Row | None:
         """One prepared statement, outside any transaction of ours (it is its own)."""
-        raw = self._conn.connection.dbapi_connection
-        assert raw is not None
         try:
-            return prepared.compiled(self._conn.dialect).run(cast(sqlite3.Connection, raw), params)
+            return self._inline.prepared(prepared, params)
         except sqlite3.OperationalError as exc:
             raise errors.ServiceUnavailable("The metadata database is unavailable.") from exc
 

@@ -16,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from andromede.core.models import BlobRef
 from andromede.metadata import codec
 from andromede.metadata import schema as t
-from andromede.metadata.engines import all_rows, first, insert_ignoring
+from andromede.metadata.engines import (
+    Prepared,
+    all_rows,
+    first,
+    insert_ignoring,
+    run_prepared_many,
+)
 
 # Blobs per IN (...) list: far below SQLite's and asyncpg's bound-parameter limits.
 CHUNK = 500
@@ -81,8 +87,10 @@ async def index_manifest(
 ) -> None:
     """Record that the current version of ``bucket``/``key`` names ``blobs``."""
     values = [{**codec.blob_values(b), "bucket": bucket, "key": key} for b in unique(blobs)]
-    if values:
-        await conn.execute(t.object_blobs.insert(), values)
+    await run_prepared_many(conn, _INDEX, values)
+
+
+_INDEX = Prepared(t.object_blobs.insert())
 
 
 async def unindex_manifest(conn: AsyncConnection, bucket: str, key: str) -> None:

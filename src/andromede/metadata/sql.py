@@ -93,7 +93,6 @@ _INSERT_NEW_OBJECT = Prepared(
     .on_conflict_do_nothing(index_elements=[t.objects.c.bucket, t.objects.c.key])
     .returning(t.objects.c.bucket)
 )
-_INDEX_BLOB = Prepared(t.object_blobs.insert())
 _LOCK_BUCKET = (
     sa.select(t.buckets.c.name)
     .where(t.buckets.c.name == sa.bindparam("name"))
@@ -162,9 +161,7 @@ class SqlMetadataStore(AccountsMixin, PlacementMixin, KeysMixin):
             raise errors.NoSuchBucket(BucketName=version.bucket) from exc
         if row is None:
             return False
-        for blob in references.unique(version.manifest.blobs()):
-            values = {**codec.blob_values(blob), "bucket": version.bucket, "key": version.key}
-            await run_prepared(conn, _INDEX_BLOB, values)
+        await references.index_manifest(conn, version.bucket, version.key, version.manifest.blobs())
         return True
 
     async def get_object(self, bucket: str, key: str) -> ObjectVersion | None:
