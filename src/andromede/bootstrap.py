@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from andromede.audit.discard import DiscardSink
+from andromede.audit.inline import InlineAppender
 from andromede.audit.keys import load_or_create_signing_key, public_pem
 from andromede.audit.reader import SegmentReader
 from andromede.audit.remote import RemoteTrail
@@ -78,12 +79,22 @@ async def open_audit(settings: Settings, signer: Ed25519PrivateKey) -> AuditSink
     if settings.audit_sink != "trail":
         raise ValueError(f"unknown audit_sink {settings.audit_sink!r} (trail or discard)")
     if settings.audit_writer_socket is not None:
+        inline = None
+        if settings.audit_inline_sync:
+            inline = InlineAppender(trail_config(settings), signer)
+            inline.open()
         remote = RemoteTrail(
             settings.audit_writer_socket,
             settings.audit_retry_seconds,
             settings.audit_record_wait_seconds,
+            inline,
         )
-        await remote.start()
+        try:
+            await remote.start()
+        except BaseException:
+            if inline is not None:
+                inline.close()
+            raise
         return remote
     trail = HashChainTrail(trail_config(settings), signer, settings.audit_record_wait_seconds)
     trail.open()

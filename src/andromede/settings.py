@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         default=True,
         description="serve: one writer process per data dir (else a writer thread per worker)",
     )
+    audit_inline_sync: bool = Field(
+        default=True,
+        description="serve: a request alone in its worker syncs its record itself instead of "
+        "waiting for the writer process (false where a disk may hang: see docs/audit.md)",
+    )
     audit_writer_socket: Path | None = Field(
         default=None,
         description="set by `serve` for its workers: the audit writer process's socket",

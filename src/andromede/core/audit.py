@@ -110,14 +110,28 @@ _current: contextvars.ContextVar[RequestTrace | None] = contextvars.ContextVar(
 )
 
 
+# Requests between begin() and end() in this process: a hint for the audit sink (a request
+# alone in its process may sync its record itself, see audit/inline.py), never a rule.
+_open = 0
+
+
 def begin(trace: RequestTrace) -> contextvars.Token[RequestTrace | None]:
-    """Make ``trace`` the current request's trace."""
+    """Make ``trace`` the current request's trace (every :func:`begin` needs its :func:`end`)."""
+    global _open  # noqa: PLW0603 - one counter per process, by design
+    _open += 1
     return _current.set(trace)
 
 
 def end(token: contextvars.Token[RequestTrace | None]) -> None:
     """Forget the trace made current by :func:`begin`."""
+    global _open  # noqa: PLW0603
+    _open -= 1
     _current.reset(token)
+
+
+def open_traces() -> int:
+    """How many requests of this process are between :func:`begin` and :func:`end`."""
+    return _open
 
 
 def current() -> RequestTrace | None:
