@@ -20,6 +20,7 @@ from .common import REPO, BenchError, KiB, MiB
 from .enccmp import run_encryption_compare
 from .figures import Figure, Plan, Result, figures
 from .measure import bench_baseline
+from .peercmp import run_peer_compare
 from .placecmp import run_placement_compare
 from .report import conditions, describe_conditions, json_document, print_summary
 from .targets import PEER_PORTS, Target, bench_target, start_andromede, start_peer
@@ -89,10 +90,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="drop the page cache before each GET/read run (root); default reads hot",
     )
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument(
+        "--interleave",
+        action="store_true",
+        help="--compare: every target up at once, each figure alternating between them run by "
+        "run (ratios fair on a noisy machine; no plain-file baseline)",
+    )
     ap.add_argument("--json", type=Path, help="also write all runs as JSON here")
     a = ap.parse_args(argv)
     if a.endpoint and not (a.access_key and a.secret_key):
         ap.error("--endpoint needs --access-key and --secret-key (or S3_ACCESS_KEY/SECRET_KEY)")
+    if a.interleave and not a.compare:
+        ap.error("--interleave goes with --compare")
     if a.drop_caches and not os.access("/proc/sys/vm/drop_caches", os.W_OK):
         ap.error("--drop-caches needs root")
     return a
@@ -168,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         with make_workdir(a, log) as wd:
             log(f"workdir {wd}; plan {plan}")
             return run_placement_compare(a, plan, wd, log)
+
+    if a.interleave:
+        with make_workdir(a, log) as wd:
+            log(f"workdir {wd}; plan {plan}")
+            return run_peer_compare(a, names, plan, wd, log)
 
     cond0 = conditions()
     t0 = time.perf_counter()
