@@ -1,5 +1,5 @@
 """The root ASGI app of a gateway process: lifespan, health, admin API and S3 on one listener,
-and, in the one process of a data dir that holds the job lease, the background jobs."""
+and the background jobs, each run where its lease in the database is held."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from andromede.audit.syslog import SyslogShipper
 from andromede.audit.trail import HashChainTrail
 from andromede.audit_process import SHUTDOWN_SHIP_S, shipper_for
 from andromede.bootstrap import Runtime, build_runtime
+from andromede.metadata.sql import SystemClock
 from andromede.process import tune_gateway_process
 from andromede.s3.app import S3App, S3Config
 from andromede.settings import Settings, load_settings
 from andromede.workers.audit_retention import AuditRetention
 from andromede.workers.lease import JobLease, StartGate
-from andromede.workers.loop import every
+from andromede.workers.leased import LeasedJobs
 
 log = logging.getLogger("andromede")
 ADMIN_PREFIX = "/_andromede/admin"
@@ -42,7 +43,8 @@ class Gateway:
         self._shipper: SyslogShipper | None = None
 
     async def startup(self) -> None:
-        """Open everything; the process holding the job lease also runs the jobs."""
+        """Open everything, and start the background jobs' loops (each job runs where its
+        lease is held)."""
         tune_gateway_process(asyncio.get_running_loop())
         runtime = await build_runtime(self.settings)
         self.runtime = runtime
@@ -59,8 +61,7 @@ class Gateway:
         holder = self._lease.try_take()
         if self.settings.start_token is not None:
             holder = await self._pass_start_gate(runtime, holder)
-        if holder:
-            self._background = asyncio.create_task(self._background_jobs(runtime))
+        self._background = asyncio.create_task(self._background_jobs(runtime, holder))
 
     async def _pass_start_gate(self, runtime: Runtime, holder: bool) -> bool:
         """Under ``serve`` on a single host: return once the leftovers of a crash are swept,
@@ -89,19 +90,25 @@ class Gateway:
                 self._admin = await asyncio.to_thread(_admin_app, self.runtime)
         return self._admin
 
-    def _jobs(self, runtime: Runtime) -> list[Coroutine[object, object, None]]:
-        """The jobs one process per data dir runs: sweeper, key jobs, repair; and the trail's
-        retention and shipping when this process writes the trail itself (under ``serve``, the
-        audit writer process runs those)."""
+    def _jobs(self, runtime: Runtime, local_holder: bool) -> list[Coroutine[object, object, None]]:
+        """Every process runs the loops of the shared jobs (sweeper, key jobs, repair): each
+        runs where its lease in the database is held (``workers/leased.py``). The trail's
+        retention and shipping concern this host's trail: they run in the process holding the
+        data dir's local lease, when it writes the trail itself (under ``serve``, the audit
+        writer process runs those)."""
         settings = self.settings
+        leased = LeasedJobs(runtime.store, SystemClock(), settings.job_lease_seconds)
         jobs = [
-            runtime.sweeper.run_forever(settings.sweep_interval_seconds),
-            every(settings.kms_job_interval_seconds, runtime.key_jobs.run_once, "key jobs"),
-            every(
-                settings.repair_interval_seconds, runtime.services.repairs.run_once, "repair round"
+            # The first pass waits an interval: under ``serve`` the data dir was just swept.
+            leased.run(
+                "sweep", settings.sweep_interval_seconds, runtime.sweeper.sweep, wait_first=True
+            ),
+            leased.run("key jobs", settings.kms_job_interval_seconds, runtime.key_jobs.run_once),
+            leased.run(
+                "repair", settings.repair_interval_seconds, runtime.services.repairs.run_once
             ),
         ]
-        if isinstance(runtime.audit, HashChainTrail):
+        if local_holder and isinstance(runtime.audit, HashChainTrail):
             self._shipper = shipper_for(settings)
             if self._shipper is not None:
                 jobs.append(self._shipper.run_forever())
@@ -113,8 +120,8 @@ class Gateway:
             jobs.append(retention.run_forever())
         return jobs
 
-    async def _background_jobs(self, runtime: Runtime) -> None:
-        await asyncio.gather(*self._jobs(runtime))
+    async def _background_jobs(self, runtime: Runtime, local_holder: bool) -> None:
+        await asyncio.gather(*self._jobs(runtime, local_holder))
 
     async def shutdown(self) -> None:
         """Stop background work and close the store."""

@@ -157,6 +157,12 @@ class Settings(BaseSettings):
     scrub_bytes_per_second: float = Field(
         default=50e6, description="how fast the scrubber re-reads shards (0: no scrubbing)"
     )
+    job_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="term of a background job's lease in the database: a dead holder's job "
+        "resumes elsewhere within about 4/3 of it (see docs/architecture.md)",
+    )
     repair_interval_seconds: float = Field(
         default=10.0, description="how often queued repairs, drains and the scrubber run"
     )

@@ -61,6 +61,7 @@ TABLES = {
     "kms_keys",
 }
 PLACEMENT_TABLES = {"sites", "regions", "repairs", "job_state"}
+LEASE_TABLES = {"job_leases"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -167,7 +168,9 @@ def test_upgrade_builds_the_schema(database_url: str) -> None:
     assert current_revision(database_url) is None
     upgrade(database_url)
     assert current_revision(database_url) == head_revision()
-    assert table_names(database_url) == TABLES | PLACEMENT_TABLES | {"alembic_version"}
+    assert table_names(database_url) == TABLES | PLACEMENT_TABLES | LEASE_TABLES | {
+        "alembic_version"
+    }
 
 
 def schema_differences(database_url: str) -> list[object]:
@@ -217,7 +220,9 @@ async def test_concurrent_upgrades_from_several_processes(database_url: str) -> 
         _, err = await asyncio.wait_for(proc.communicate(), timeout=120)
         assert proc.returncode == 0, err.decode()
     assert current_revision(database_url) == head_revision()
-    assert table_names(database_url) == TABLES | PLACEMENT_TABLES | {"alembic_version"}
+    assert table_names(database_url) == TABLES | PLACEMENT_TABLES | LEASE_TABLES | {
+        "alembic_version"
+    }
 
 
 def test_the_head_read_from_the_scripts_is_alembics() -> None:
@@ -364,5 +369,26 @@ async def test_bucket_tags_arrive_with_0004_and_leave_with_it(database_url: str)
     assert schema_differences(database_url) == []
     try:
         assert await store.get_bucket("photos") == Bucket("photos", "acme", T0, "x")
+    finally:
+        await store.close()
+
+
+async def test_job_leases_arrive_with_0005_and_leave_with_it(database_url: str) -> None:
+    migrate(database_url, "0004")
+    assert not LEASE_TABLES & table_names(database_url)
+    store = await open_store(database_url)  # upgrades to the newest
+    try:
+        lease = await store.take_lease("sweep", "gw-a", T0, dt.timedelta(seconds=30))
+        assert lease is not None
+        assert lease.epoch == 1
+    finally:
+        await store.close()
+
+    migrate(database_url, "0004", down=True)
+    assert not LEASE_TABLES & table_names(database_url)
+    store = await open_store(database_url)  # and up again: a fresh table
+    assert schema_differences(database_url) == []
+    try:
+        assert await store.list_leases() == []
     finally:
         await store.close()

@@ -263,6 +263,17 @@ job_state = Table(
     Column("value", Text(), nullable=False),
 )
 
+# Who runs each background job (core/leases.py): one holder at a time, fenced by the epoch.
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("job", name_type(), primary_key=True),
+    Column("holder", Text(), nullable=False),
+    Column("epoch", BigInteger(), nullable=False),
+    Column("acquired", UtcDateTime(), nullable=False),
+    Column("expires", UtcDateTime(), nullable=False),
+)
+
 # A shard file on a site is named by its blob id alone: the sweeper asks which layouts name a
 # blob id.
 Index("ix_object_blobs_blob_id", object_blobs.c.blob_id)

@@ -48,6 +48,7 @@ from andromede.metadata.engines import (
     run_prepared,
 )
 from andromede.metadata.keys_sql import KeysMixin
+from andromede.metadata.leases_sql import LeasesMixin
 from andromede.metadata.migrate import upgrade
 from andromede.metadata.placement_sql import PlacementMixin
 from andromede.ports import Clock, MetadataStore
@@ -108,11 +109,12 @@ _CURRENT_OBJECT = (
 _UPDATE_OBJECT = t.objects.update().where(*_OBJECT_IS)
 
 
-class SqlMetadataStore(AccountsMixin, PlacementMixin, KeysMixin):
+class SqlMetadataStore(AccountsMixin, PlacementMixin, KeysMixin, LeasesMixin):
     """:class:`andromede.ports.MetadataStore` on SQLite or PostgreSQL; see :func:`open_store`.
 
     Tenants, access keys and buckets are in ``AccountsMixin``; key-encryption keys and the
-    re-wrap scans in ``KeysMixin``; sites, regions and repair state in ``PlacementMixin``.
+    re-wrap scans in ``KeysMixin``; sites, regions and repair state in ``PlacementMixin``; job
+    leases in ``LeasesMixin``.
     """
 
     def __init__(

@@ -9,7 +9,7 @@ trail); every name is imported from here.
 from andromede.ports.audit import AuditReader, AuditSink
 from andromede.ports.crypto import Envelope, KeyManager, PieceOpener
 from andromede.ports.data import BlobWriter, PendingBlock, ShardedFactory, ShardSet, SiteBackend
-from andromede.ports.store import Clock, FullStore, MetadataStore, PlacementStore
+from andromede.ports.store import Clock, FullStore, LeaseStore, MetadataStore, PlacementStore
 
 __all__ = [
     "AuditReader",
@@ -19,6 +19,7 @@ __all__ = [
     "Envelope",
     "FullStore",
     "KeyManager",
+    "LeaseStore",
     "MetadataStore",
     "PendingBlock",
     "PieceOpener",

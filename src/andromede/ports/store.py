@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from andromede.core.keys import BucketEncryption, KmsKey, Sealing
+from andromede.core.leases import Lease
 from andromede.core.models import (
     AccessKey,
     BlobRef,
@@ -348,5 +349,28 @@ class PlacementStore(Protocol):
         ...
 
 
-class FullStore(MetadataStore, PlacementStore, Protocol):
-    """Both halves of the metadata store (what the background jobs need)."""
+class LeaseStore(Protocol):
+    """Job leases (``core/leases.py``): which process runs each background job."""
+
+    async def take_lease(
+        self, job: str, holder: str, now: dt.datetime, term: dt.timedelta
+    ) -> Lease | None:
+        """The lease until ``now + term`` when free, expired or ``holder``'s; else None."""
+        ...
+
+    async def renew_lease(self, lease: Lease, now: dt.datetime, term: dt.timedelta) -> Lease | None:
+        """Extended to ``now + term``; None when another holder took it over."""
+        ...
+
+    async def release_lease(self, lease: Lease, now: dt.datetime) -> None:
+        """Expire it now (a no-op when no longer its holder's)."""
+        ...
+
+    async def list_leases(self) -> list[Lease]:
+        """Every job's lease, by job name."""
+        ...
+
+
+class FullStore(MetadataStore, PlacementStore, LeaseStore, Protocol):
+    """Both halves of the metadata store, and the job leases (what the background jobs
+    need)."""
