@@ -67,6 +67,7 @@ ERROR_TABLE: dict[type[e.AndromedeError], tuple[str, int]] = {
     e.InvalidPartOrder: ("InvalidPartOrder", 400),
     e.InvalidObjectState: ("InvalidObjectState", 403),
     e.ServiceUnavailable: ("SlowDown", 503),
+    e.MetadataUnavailable: ("ServiceUnavailable", 503),
     e.StorageFull: ("ServiceUnavailable", 503),
     e.AuditUnavailable: ("ServiceUnavailable", 503),
     e.KmsError: ("KMS.KMSInvalidStateException", 400),

@@ -7,7 +7,8 @@ so when the tests do, the cluster belongs to the ``postgres`` user (or ``nobody`
 
 The cluster's default collation is ICU ``en-US`` when available, on purpose: it orders ``A``,
 ``a`` and ``a-b`` unlike byte order, so a column missing ``COLLATE "C"`` shows up in tests.
-Durability settings are off: this cluster exists for speed, never for data.
+Durability settings are off (unless ``durable``): this cluster exists for speed, never for
+data.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import create_engine
@@ -49,12 +51,41 @@ def find_binaries() -> Path:
     raise PostgresUnavailable("initdb, pg_ctl and postgres not found")
 
 
-def start_postgres(base_dir: Path | None = None) -> tuple[str, Callable[[], None]]:
-    """Start a server; return its ``postgresql+asyncpg`` URL and a function that stops it.
+@dataclass
+class PostgresCluster:
+    """A throwaway cluster that a test may stop and start again on the same port (a database
+    restart under load); :meth:`remove` stops it for good and deletes it."""
 
-    The URL names the ``postgres`` database as superuser ``postgres``; use
-    :func:`create_database` to give each test its own database.
-    """
+    bindir: Path
+    run_as: pwd.struct_passwd | None
+    root: Path
+    port: int
+    durable: bool = False
+
+    @property
+    def url(self) -> str:
+        """The ``postgres`` database as superuser, ``postgresql+asyncpg``."""
+        return f"postgresql+asyncpg://{_SUPERUSER}@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        """Stop at once, as a crash would (``-m immediate``); the data stays."""
+        _as_user(self.run_as, [str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"),
+                               "-m", "immediate", "-w", "stop"])  # fmt: skip
+
+    def start(self) -> None:
+        """Start again on the same port."""
+        _pg_ctl_start(self.bindir, self.run_as, self.root, self.port, self.durable)
+
+    def remove(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_cluster(base_dir: Path | None = None, *, durable: bool = False) -> PostgresCluster:
+    """A fresh cluster, started (see the module docstring). ``durable``: with ``fsync`` and
+    synchronous commits, as production runs, for tests that crash it and count what survives."""
     bindir = find_binaries()
     run_as = _unprivileged_user()
     root = Path(tempfile.mkdtemp(prefix="andromede-pg-", dir=base_dir))
@@ -64,20 +95,21 @@ def start_postgres(base_dir: Path | None = None) -> tuple[str, Callable[[], None
         os.chown(root, run_as.pw_uid, run_as.pw_gid)
     try:
         _as_user(run_as, [str(bindir / "initdb"), *_initdb_args(bindir, data)])
-        port = _start_on_a_free_port(bindir, run_as, root)
+        port = _start_on_a_free_port(bindir, run_as, root, durable)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
+    return PostgresCluster(bindir, run_as, root, port, durable)
 
-    def stop() -> None:
-        try:
-            _as_user(
-                run_as, [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
-            )
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
 
-    return f"postgresql+asyncpg://{_SUPERUSER}@127.0.0.1:{port}/postgres", stop
+def start_postgres(base_dir: Path | None = None) -> tuple[str, Callable[[], None]]:
+    """Start a server; return its ``postgresql+asyncpg`` URL and a function that stops it.
+
+    The URL names the ``postgres`` database as superuser ``postgres``; use
+    :func:`create_database` to give each test its own database.
+    """
+    cluster = start_cluster(base_dir)
+    return cluster.url, cluster.remove
 
 
 @contextlib.contextmanager
@@ -90,7 +122,9 @@ def postgres_server(base_dir: Path | None = None) -> Iterator[str]:
         stop()
 
 
-def _start_on_a_free_port(bindir: Path, run_as: pwd.struct_passwd | None, root: Path) -> int:
+def _start_on_a_free_port(
+    bindir: Path, run_as: pwd.struct_passwd | None, root: Path, durable: bool = False
+) -> int:
     """Start the cluster in ``root/data``; return its port.
 
     The port is probed free, then let go: a parallel test worker can take it before the
@@ -100,20 +134,8 @@ def _start_on_a_free_port(bindir: Path, run_as: pwd.struct_passwd | None, root: 
     for attempt in range(_PORT_ATTEMPTS):
         port = _free_port()
         logged_before = log.stat().st_size if log.exists() else 0
-        options = " ".join(
-            [
-                "-c listen_addresses=127.0.0.1",
-                f"-c port={port}",
-                f"-c unix_socket_directories={root}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-                "-c max_connections=200",
-            ]
-        )
-        start = [str(bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(log), "-o", options]
         try:
-            _as_user(run_as, [*start, "-w", "-t", "60", "start"])
+            _pg_ctl_start(bindir, run_as, root, port, durable)
         except RuntimeError:
             taken = b"address already in use" in log.read_bytes()[logged_before:].lower()
             if not taken or attempt == _PORT_ATTEMPTS - 1:
@@ -121,6 +143,24 @@ def _start_on_a_free_port(bindir: Path, run_as: pwd.struct_passwd | None, root: 
         else:
             return port
     raise AssertionError("unreachable")
+
+
+def _pg_ctl_start(
+    bindir: Path, run_as: pwd.struct_passwd | None, root: Path, port: int, durable: bool = False
+) -> None:
+    log = root / "server.log"
+    fast = ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+    options = " ".join(
+        [
+            "-c listen_addresses=127.0.0.1",
+            f"-c port={port}",
+            f"-c unix_socket_directories={root}",
+            *([] if durable else fast),
+            "-c max_connections=200",
+        ]
+    )
+    start = [str(bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(log), "-o", options]
+    _as_user(run_as, [*start, "-w", "-t", "60", "start"])
 
 
 def create_database(server_url: str, name: str) -> str:

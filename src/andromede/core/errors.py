@@ -303,6 +303,10 @@ class ServiceUnavailable(AndromedeError):
     default_message = "Please reduce your request rate."
 
 
+class MetadataUnavailable(ServiceUnavailable):
+    default_message = "The metadata database cannot be reached; please retry."
+
+
 class StorageFull(ServiceUnavailable):
     default_message = "The storage site has no space left; the write was not stored."
 

@@ -63,6 +63,8 @@ _SQLITE_PRAGMAS = (
 # serialization_failure, deadlock_detected.
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 MAX_ATTEMPTS = 5
+CONNECT_TIMEOUT_S = 5.0
+POOL_TIMEOUT_S = 10.0
 
 
 def async_url(database_url: str) -> URL:
@@ -100,7 +102,16 @@ class Transactions:
                 _inline_sqlite_engine(url, begin="BEGIN IMMEDIATE"),
             )
         # pre_ping: a connection left from before a server restart is replaced, not used.
-        engine = create_async_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+        # A connection attempt gives up after CONNECT_TIMEOUT_S and a request waiting for a
+        # pooled connection after POOL_TIMEOUT_S: a database away means 503s, not hung requests.
+        engine = create_async_engine(
+            url,
+            pool_size=5,
+            max_overflow=10,
+            pool_pre_ping=True,
+            pool_timeout=POOL_TIMEOUT_S,
+            connect_args={"timeout": CONNECT_TIMEOUT_S},
+        )
         return cls(engine, engine)
 
     async def dispose(self) -> None:
@@ -442,11 +453,33 @@ async def _run(engine: AsyncEngine, op: Callable[[AsyncConnection], Awaitable[T]
             if attempt < MAX_ATTEMPTS and sqlstate in _RETRY_SQLSTATES:
                 await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
                 continue
-            if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
-                raise errors.ServiceUnavailable("The metadata database is unavailable.") from exc
+            if database_unreachable(exc, sqlstate):
+                raise errors.MetadataUnavailable() from exc
             raise
+        except (TimeoutError, OSError) as exc:
+            # The server refused, reset or did not answer the connection (a restart, a network
+            # cut): the driver's own error, not wrapped by SQLAlchemy. Not retried either.
+            raise errors.MetadataUnavailable() from exc
         except sa.exc.TimeoutError as exc:
             raise errors.ServiceUnavailable("The metadata database is overloaded.") from exc
+
+
+# The server going away or not there yet: connection exceptions (class 08), shutting down
+# (57P01 admin, 57P02 crash), starting up (57P03), out of connection slots (53300).
+_UNREACHABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def database_unreachable(exc: sa.exc.DBAPIError, sqlstate: object) -> bool:
+    """Whether ``exc`` says the database cannot be reached now (a 503), not that the statement
+    is wrong (a bug: a 500). A connection lost mid-statement arrives as a plain DBAPIError
+    that SQLAlchemy has recognised as a disconnect (``connection_invalidated``)."""
+    if exc.connection_invalidated or isinstance(
+        exc, sa.exc.OperationalError | sa.exc.InterfaceError
+    ):
+        return True
+    return isinstance(sqlstate, str) and (
+        sqlstate.startswith("08") or sqlstate in _UNREACHABLE_SQLSTATES
+    )
 
 
 class _SqliteDbapi(Protocol):
