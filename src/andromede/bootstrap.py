@@ -36,6 +36,7 @@ from andromede.services.container import Services
 from andromede.services.datapath import DataReader, DataWriter
 from andromede.services.encryption import Encryption
 from andromede.services.janitor import Janitor
+from andromede.services.jobs import Jobs
 from andromede.services.keys import Keys
 from andromede.services.multipart import Multipart
 from andromede.services.objects import Objects
@@ -212,6 +213,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         placement,
         repairs,
         residency,
+        Jobs(store, clock),
     )
     creds = read_credentials(settings.data_dir)
     if creds is not None:

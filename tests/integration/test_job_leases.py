@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import time
 from pathlib import Path
 
 import pytest
 
+from andromede.cli.client import AdminClient, AdminError
 from andromede.core.leases import Lease
 from andromede.metadata.sql import open_store
 from support.postgres import create_database
@@ -85,3 +87,15 @@ def test_a_killed_gateways_jobs_resume_on_the_others(postgres_url: str, tmp_path
         # kill) and one poll of the others, with room for a loaded machine.
         assert took < TERM_S + TERM_S / 3 + SLACK_S
         print(f"jobs {sorted(orphaned)} resumed on another gateway {took:.1f} s after the kill")
+
+        # What an operator sees, through any live gateway: the CLI over the admin API.
+        live = next(g for pid, g in pids.items() if pid != victim_pid)
+        shown = json.loads(live.cli("admin", "jobs", "list", "--json").stdout)
+        assert {j["job"]: (j["holder"], j["epoch"], j["running"]) for j in shown} == {
+            job: (lease.holder, lease.epoch, True) for job, lease in after.items()
+        }
+        # A tenant's own key may not see where the platform's jobs run.
+        _, access, secret = live.new_tenant()
+        with pytest.raises(AdminError) as refused:
+            AdminClient(live.endpoint, access, secret).request("GET", "/v1/jobs")
+        assert str(refused.value).startswith("AccessDenied: ")

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from andromede.admin.account_routes import router as account_router
 from andromede.admin.audit_routes import router as audit_router
 from andromede.admin.deps import API_VERSION
+from andromede.admin.jobs_routes import router as jobs_router
 from andromede.admin.kms_routes import router as kms_router
 from andromede.admin.placement_routes import router as placement_router
 from andromede.core import errors
@@ -49,6 +50,6 @@ def create_admin_app(services: Services) -> FastAPI:
 
     _ = domain_error
     # In the order the OpenAPI document has always listed them.
-    for router in (account_router, audit_router, kms_router, placement_router):
+    for router in (account_router, audit_router, kms_router, placement_router, jobs_router):
         app.include_router(router)
     return app

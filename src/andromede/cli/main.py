@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from andromede.cli.admin_audit import audit_admin_app
+from andromede.cli.admin_jobs import jobs_app
 from andromede.cli.admin_kms import kms_app
 from andromede.cli.admin_placement import region_app, repair_app, residency_admin_app, site_app
 from andromede.cli.audit import audit_app
@@ -39,6 +40,7 @@ admin.add_typer(kms_app, name="kms")
 admin.add_typer(site_app, name="site")
 admin.add_typer(region_app, name="region")
 admin.add_typer(repair_app, name="repair")
+admin.add_typer(jobs_app, name="jobs")
 admin.add_typer(residency_admin_app, name="residency")
 app.add_typer(audit_app, name="audit")
 app.add_typer(residency_app, name="residency")

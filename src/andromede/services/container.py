@@ -8,6 +8,7 @@ from andromede.services.accounts import Accounts
 from andromede.services.audit import AuditLog
 from andromede.services.buckets import Buckets
 from andromede.services.encryption import Encryption
+from andromede.services.jobs import Jobs
 from andromede.services.keys import Keys
 from andromede.services.multipart import Multipart
 from andromede.services.objects import Objects
@@ -30,3 +31,4 @@ class Services:
     placement: Placement
     repairs: Repairs
     residency: Residency
+    jobs: Jobs
