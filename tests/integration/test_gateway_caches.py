@@ -5,7 +5,8 @@ old state cached within the bound each cache documents:
 - an access key deleted: refused within ``key_cache_seconds``;
 - a KMS key disabled: its objects refused within ``kms_cache_seconds``;
 - a region added: usable as a LocationConstraint within ``placement_refresh_seconds`` (at once,
-  in fact: an unknown LocationConstraint makes a gateway reload its registry).
+  in fact: an unknown LocationConstraint makes a gateway reload its registry);
+- a site drained: no new data placed on it within ``placement_refresh_seconds``.
 """
 
 from __future__ import annotations
@@ -130,3 +131,56 @@ def test_a_region_added_through_a_is_usable_on_c_within_the_bound(gateways: list
     took, code = _first_success(create, REFRESH_S + MARGIN_S)
     assert code in (None, "InvalidLocationConstraint")
     print(f"region added through A: usable on C after {took:.2f} s")
+
+
+def _sites_of(gateway: Server, bucket: str) -> dict[str, set[str]]:
+    """Each object's sites, from the bucket's residency report."""
+    report = operator(gateway).request("GET", f"/v1/residency/{bucket}")
+    return {
+        o["key"]: {shard["site"] for seg in o["segments"] for shard in seg["shards"]}
+        for o in report["objects"]
+    }
+
+
+def test_a_site_drained_through_a_gets_no_new_data_from_c_within_the_bound(
+    gateways: list[Server], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Two sites (directories every gateway of this host reaches) under a one-copy region; the
+    site C has been writing to is drained through A: C places nothing new there once its
+    registry is refreshed."""
+    a, _, c = gateways
+    shared = tmp_path_factory.mktemp("shared-sites")
+    tag = secrets.token_hex(3)
+    names = [f"s1-{tag}", f"s2-{tag}"]
+    for n, name in enumerate(names):
+        site = {"name": name, "jurisdiction": "FR", "failure_domain": f"fd{n}",
+                "path": str(shared / name)}  # fmt: skip
+        operator(a).request("POST", "/v1/sites", site)
+    region = f"two-{tag}"
+    policy = {"name": region, "jurisdictions": ["FR"], "redundancy": "replicas:1"}
+    operator(a).request("POST", "/v1/regions", policy)
+    # The data dirs' own site is in FR too: only the two new sites are looked at below.
+    s3_c = c.client(a.access_key, a.secret_key)
+    bucket = "drain-" + tag
+    s3_c.create_bucket(
+        Bucket=bucket,
+        CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
+    )
+    for n in range(8):
+        s3_c.put_object(Bucket=bucket, Key=f"before/{n}", Body=b"x" * 100)
+    used = set().union(*_sites_of(a, bucket).values()) & set(names)
+    assert used, "C placed nothing on the two sites"
+    drained = sorted(used)[0]
+    operator(a).request("POST", f"/v1/sites/{drained}/drain")
+    drained_at = time.monotonic()
+    late: list[tuple[str, float]] = []
+    n = 0
+    while time.monotonic() - drained_at < REFRESH_S + MARGIN_S + 1.0:
+        key = f"after/{n}"
+        n += 1
+        s3_c.put_object(Bucket=bucket, Key=key, Body=b"y" * 100)
+        if drained in _sites_of(a, bucket)[key]:
+            late.append((key, time.monotonic() - drained_at))
+    assert all(at <= REFRESH_S + MARGIN_S for _, at in late), late
+    last = max((at for _, at in late), default=0.0)
+    print(f"site drained through A: C's last write there {last:.2f} s after the drain")
