@@ -21,7 +21,7 @@ from andromede.core.models import (
     Segment,
     WriteCondition,
 )
-from andromede.core.placement import Layout
+from andromede.core.placement import Layout, Redundancy
 from andromede.metadata.sql import SqlMetadataStore
 from support.metadata import (
     LATER,
@@ -191,6 +191,28 @@ async def test_garbage_queue(store: SqlMetadataStore) -> None:
     assert await store.due_garbage(LATER, 10) == [blob("late")]
     assert not await referenced(store, blob("early"))
     assert not await referenced(store, BlobRef(Layout.single("site-b"), "late"))
+
+
+async def test_garbage_on_sites_out_of_reach_can_be_left_out(store: SqlMetadataStore) -> None:
+    """The sweeper asks for the garbage of the sites it reaches: an entry naming a skipped site,
+    as a single copy or as a shard of a layout, is left out; one naming a site whose name
+    merely contains the skipped one's is not."""
+    r3 = Redundancy.replicas(3)
+    queued = [
+        BlobRef(Layout.single("site-a"), "single-a"),
+        BlobRef(Layout.single("site-ab"), "single-ab"),
+        BlobRef(Layout(r3, ("site-b", "site-a", "site-c")), "shard-a-middle"),
+        BlobRef(Layout(r3, ("site-b", "site-c", "site-a")), "shard-a-last"),
+        BlobRef(Layout(r3, ("site-a", "site-b", "site-c")), "shard-a-first"),
+        BlobRef(Layout(r3, ("site-b", "site-c", "site-ab")), "shard-ab"),
+    ]
+    await store.add_garbage(queued, T0)
+    assert {b.blob_id for b in await store.due_garbage(T0, 10, ["site-a"])} == {
+        "single-ab",
+        "shard-ab",
+    }
+    assert {b.blob_id for b in await store.due_garbage(T0, 10, ["site-a", "site-ab"])} == set()
+    assert len(await store.due_garbage(T0, 10, [])) == len(queued)
 
 
 async def test_garbage_in_large_batches(store: SqlMetadataStore, bucket: str) -> None:

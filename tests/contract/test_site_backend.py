@@ -296,7 +296,8 @@ async def test_an_offline_memory_site_fails_like_an_unreachable_one() -> None:
     await site.put("6" * 32, b"kept")
     writer = await site.create("7" * 32)
     site.offline = True
-    for call in (site.usage(), site.size("6" * 32), site.put("8" * 32, b"x"), writer.commit()):
+    calls = (site.usage(), site.size("6" * 32), site.put("8" * 32, b"x"), writer.commit())
+    for call in (*calls, site.delete("6" * 32)):
         with pytest.raises(OSError, match="cannot be reached"):
             await call
     with pytest.raises(OSError, match="cannot be reached"):
@@ -361,7 +362,11 @@ async def test_a_registered_site_that_vanished_is_not_made_again(tmp_path: Path)
         await gone.usage()
     with pytest.raises(errors.BlobNotFound):
         await gone.size("a" * 32)
+    # Deleting from a site that is not there is not done: its garbage entry must stay queued.
+    with pytest.raises(OSError, match="is not at"):
+        await gone.delete("a" * 32)
     made = LocalSite("s1", str(root))  # registration makes it
+    await made.delete("a" * 32)  # a blob missing from a site that is there: done
     used, free = await made.usage()
     assert used > 0
     assert free > 0

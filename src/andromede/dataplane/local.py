@@ -384,9 +384,14 @@ class LocalSite:
         return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_bavail * st.f_frsize
 
     async def delete(self, blob_id: str) -> None:
-        """Remove a committed blob (missing is fine)."""
-        with contextlib.suppress(FileNotFoundError):
+        """Remove a committed blob (missing is fine); OSError when the site itself is not
+        there (a disk that did not mount, a directory of another host): a blob missing from
+        a site that is missing is not gone, and its garbage entry must stay queued."""
+        try:
             os.unlink(self.blob_path(blob_id))
+        except FileNotFoundError:
+            if not _site_present(self.root):
+                raise OSError(errno.ENOENT, f"site {self.name} is not at {self.root}") from None
 
     async def list_blobs(self, older_than: dt.datetime) -> AsyncIterator[str]:
         """Committed blob ids older than the cut-off, directory by directory."""
@@ -435,3 +440,9 @@ def _scan(directory: str, cutoff: float, suffix: str = "") -> list[str]:
     except FileNotFoundError:
         return out
     return out
+
+
+def _site_present(root: str) -> bool:
+    """Whether the site's format marker is where the site was registered (one stat: only
+    asked when a blob to delete is missing)."""
+    return os.path.exists(os.path.join(root, "FORMAT"))

@@ -202,7 +202,7 @@ class MemorySite:
         return used, free
 
     async def delete(self, blob_id: str) -> None:
-        """Remove a committed blob (missing is fine)."""
+        """Remove a committed blob (missing is fine); OSError while offline."""
         check_blob_id(blob_id)
         self.check_reachable()
         self.blobs.pop(blob_id, None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -375,12 +375,15 @@ class SqlMetadataStore(AccountsMixin, PlacementMixin, KeysMixin, LeasesMixin):
         if blobs:
             await self._tx.write(lambda conn: references.enqueue(conn, blobs, due))
 
-    async def due_garbage(self, now: dt.datetime, limit: int) -> list[BlobRef]:
-        """Queued blobs whose grace period has passed, oldest first."""
+    async def due_garbage(
+        self, now: dt.datetime, limit: int, skip_sites: Collection[str] = ()
+    ) -> list[BlobRef]:
+        """Queued blobs whose grace period has passed, oldest first, leaving out those with a
+        shard on one of ``skip_sites``."""
         g = t.garbage
         query = (
             sa.select(g.c.site, g.c.blob_id)
-            .where(g.c.due <= now)
+            .where(g.c.due <= now, *(sa.not_(codec.naming_site(g.c.site, s)) for s in skip_sites))
             .order_by(g.c.due, g.c.site, g.c.blob_id)
             .limit(max(limit, 0))
         )

@@ -4,7 +4,7 @@ repair state), and the clock it reads."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol
 
 from andromede.core.keys import BucketEncryption, KmsKey, Sealing
@@ -237,8 +237,11 @@ class MetadataStore(Protocol):
         """Queue blobs for deletion at ``due`` (used when a write fails after storing data)."""
         ...
 
-    async def due_garbage(self, now: dt.datetime, limit: int) -> list[BlobRef]:
-        """Queued blobs whose grace period has passed."""
+    async def due_garbage(
+        self, now: dt.datetime, limit: int, skip_sites: Collection[str] = ()
+    ) -> list[BlobRef]:
+        """Queued blobs whose grace period has passed, oldest first, but those with a shard on
+        one of ``skip_sites`` (sites this process cannot reach now)."""
         ...
 
     async def forget_garbage(self, blobs: Sequence[BlobRef]) -> None:

@@ -25,6 +25,10 @@ class Sites(Protocol):
         """The backend of a blob's layout (a site's own, or one over several sites)."""
         ...
 
+    def unreachable(self) -> frozenset[str]:
+        """Sites this process could not reach at its last look."""
+        ...
+
 
 class Janitor:
     """Removes data that nothing references any more, never data that something does."""
@@ -48,22 +52,37 @@ class Janitor:
         self._last_orphan_scan: dt.datetime | None = None
 
     async def collect_garbage(self) -> int:
-        """Delete queued blobs whose grace period (for in-flight readers) has passed."""
+        """Delete queued blobs whose grace period (for in-flight readers) has passed.
+
+        Only on sites this process reaches: a blob on a site it cannot reach (down, or not
+        mounted on this host) stays queued, for a later pass or another process, instead of
+        being dropped from the queue as if deleted; the other sites' garbage goes on."""
         total = 0
+        skip = set(self._sites.unreachable())
         while True:
-            due = await self._store.due_garbage(self._clock.now(), _BATCH)
+            due = await self._store.due_garbage(self._clock.now(), _BATCH, skip)
             if not due:
                 return total
+            done = []
             for blob in due:
                 try:
                     site = self._sites.backend(blob.layout)
-                except KeyError:
+                except KeyError:  # its site was removed: nothing left to delete
                     log.warning("garbage on unknown site %s: %s", blob.layout.sites, blob.blob_id)
+                    done.append(blob)
                     continue
-                await site.delete(blob.blob_id)
-            await self._store.forget_garbage(due)
-            total += len(due)
-            if len(due) < _BATCH:
+                try:
+                    await site.delete(blob.blob_id)
+                except OSError as exc:
+                    log.warning(
+                        "garbage on %s kept for a later pass: %s", ",".join(blob.layout.sites), exc
+                    )
+                    skip.update(blob.layout.sites)
+                    continue
+                done.append(blob)
+            await self._store.forget_garbage(done)
+            total += len(done)
+            if len(due) < _BATCH and len(done) == len(due):
                 return total
 
     async def sweep_temporary(self, older_than: dt.datetime) -> int:

@@ -90,6 +90,7 @@ class Placement:
         self._layouts: collections.OrderedDict[Layout, SiteBackend] = collections.OrderedDict()
         self._failed: dict[str, float] = {}
         self._down: frozenset[str] = frozenset()
+        self._unreachable: frozenset[str] = frozenset()
         self._reserve = reserve_bytes
         self._loaded_at = -1e9
         self._lock = asyncio.Lock()
@@ -127,23 +128,24 @@ class Placement:
             for gone in set(self._backends) - set(sites):
                 del self._backends[gone]
             self._sites, self._regions = sites, regions
-            self._down = await self._probe()
+            self._unreachable, full = await self._probe()
+            self._down = self._unreachable | full
             self._loaded_at = time.monotonic()
 
-    async def _probe(self) -> frozenset[str]:
-        """Sites that cannot be reached now, or have less free space than the reserve."""
-        down = set()
+    async def _probe(self) -> tuple[frozenset[str], frozenset[str]]:
+        """Sites that cannot be reached now, and sites with less free space than the reserve."""
+        unreachable, full = set(), set()
         for name, backend in self._backends.items():
             try:
                 _, free = await backend.usage()
             except OSError as exc:
                 log.warning("site %s is unavailable: %s", name, exc)
-                down.add(name)
+                unreachable.add(name)
                 continue
             if free < self._reserve:
                 log.warning("site %s is full: %d bytes free, reserve %d", name, free, self._reserve)
-                down.add(name)
-        return frozenset(down)
+                full.add(name)
+        return frozenset(unreachable), frozenset(full)
 
     @property
     def sites(self) -> dict[str, Site]:
@@ -163,6 +165,11 @@ class Placement:
         now = time.monotonic()
         failed = {n for n, at in self._failed.items() if now - at < SITE_FAILURE_HOLD_S}
         return self._down | failed
+
+    def unreachable(self) -> frozenset[str]:
+        """Sites that could not be reached at the last probe (a full one is reachable: its
+        garbage can be deleted)."""
+        return self._unreachable
 
     def site_failed(self, name: str) -> None:
         """Leave ``name`` out of new placements for a while (a write to it failed)."""

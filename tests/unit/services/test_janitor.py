@@ -189,3 +189,54 @@ async def test_shards_of_a_layout(cluster: ServiceStack) -> None:
     stack.clock.advance(GARBAGE_GRACE)
     assert (await stack.janitor.sweep())["garbage"] == 1
     assert all(ref.blob_id not in blobs for blobs in stack.stored_blobs().values())
+
+
+async def test_garbage_on_a_site_out_of_reach_waits_for_it(stack: ServiceStack) -> None:
+    """A single-copy blob whose site is away stays queued (deleting it is not possible, and
+    dropping its entry would leak it); the other sites' garbage goes meanwhile; once the site is
+    back, its garbage goes too."""
+    for site, code in (("fr-away", "FR"), ("be-near", "BE")):
+        await stack.add_site(site, code)
+        await stack.add_region(f"{site}-only", [code], "replicas:1")
+    await stack.buckets.create(ALICE, "far", "fr-away-only")
+    await stack.buckets.create(ALICE, "near", "be-near-only")
+    for bucket in ("far", "near"):
+        await stack.put(bucket, "k", b"old " + bucket.encode())
+    far = await blob_of(stack, "far", "k")
+    near = await blob_of(stack, "near", "k")
+    assert far.layout.sites != near.layout.sites
+    far_site = far.layout.sites[0]
+    for bucket in ("far", "near"):
+        await stack.objects.delete(ALICE, bucket, "k")
+    stack.clock.advance(GARBAGE_GRACE)
+
+    await stack.set_offline(far_site)
+    assert (await stack.janitor.sweep())["garbage"] == 1
+    assert near.blob_id not in stack.site(near.layout.sites[0]).blobs
+    assert await stack.store.due_garbage(stack.clock.now(), 10) == [far]
+    # Back, and seen back by the registry: its garbage goes.
+    await stack.set_offline(far_site, False)
+    assert (await stack.janitor.sweep())["garbage"] == 1
+    assert far.blob_id not in stack.site(far_site).blobs
+    assert await stack.store.due_garbage(stack.clock.now(), 10) == []
+
+
+async def test_a_delete_that_fails_keeps_the_entry_and_spares_the_rest(
+    stack: ServiceStack,
+) -> None:
+    """A site lost between the registry's last look and the delete: the delete fails, the entry
+    stays, the pass goes on with the other sites' garbage."""
+    for site, code in (("fr-flaky", "FR"), ("be-steady", "BE")):
+        await stack.add_site(site, code)
+        await stack.add_region(f"{site}-only", [code], "replicas:1")
+    await stack.buckets.create(ALICE, "flaky", "fr-flaky-only")
+    await stack.buckets.create(ALICE, "steady", "be-steady-only")
+    refs = {}
+    for bucket in ("flaky", "steady"):
+        await stack.put(bucket, "k", b"x")
+        refs[bucket] = await blob_of(stack, bucket, "k")
+        await stack.objects.delete(ALICE, bucket, "k")
+    stack.clock.advance(GARBAGE_GRACE)
+    stack.site(refs["flaky"].layout.sites[0]).offline = True  # the registry has not seen it
+    assert (await stack.janitor.sweep())["garbage"] == 1
+    assert await stack.store.due_garbage(stack.clock.now(), 10) == [refs["flaky"]]
