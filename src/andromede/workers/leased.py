@@ -22,6 +22,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
+from andromede.core import errors
 from andromede.core.leases import Lease
 from andromede.ports import Clock, LeaseStore
 from andromede.workers.loop import every
@@ -80,6 +81,9 @@ class LeasedJobs:
     async def _take(self, job: str) -> Lease | None:
         try:
             return await self.store.take_lease(job, self.holder, self.clock.now(), self.term)
+        except (errors.ServiceUnavailable, OSError) as exc:  # the database away: expected
+            log.warning("job %s: lease not readable (%s); next try in %.0f s", job, exc, self.beat)
+            return None
         except Exception:
             log.exception("job %s: lease not readable; next try in %.0f s", job, self.beat)
             return None
@@ -111,8 +115,8 @@ class LeasedJobs:
         """Renew every beat, appending each renewal to ``held``; raise _Lost when refused, or
         once no renewal has succeeded for all but ``margin`` of a term (the database away or
         stalled: another process may take over once the term is over), at that moment and not
-        a beat later. ``asked``: when
-        the lease was asked for (monotonic), the start of its term as this process counts it."""
+        a beat later. ``asked``: when the lease was asked for (monotonic), the start of its
+        term as this process counts it."""
         lease = held[-1]
         valid_until = asked + self.term.total_seconds() - self.margin
         while True:
