@@ -97,7 +97,12 @@ class Gateway:
         data dir's local lease, when it writes the trail itself (under ``serve``, the audit
         writer process runs those)."""
         settings = self.settings
-        leased = LeasedJobs(runtime.store, SystemClock(), settings.job_lease_seconds)
+        leased = LeasedJobs(
+            runtime.store,
+            SystemClock(),
+            settings.job_lease_seconds,
+            single_host=settings.embedded,
+        )
         jobs = [
             # The first pass waits an interval: under ``serve`` the data dir was just swept.
             leased.run(

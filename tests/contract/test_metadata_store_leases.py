@@ -85,3 +85,13 @@ async def test_racing_takers_from_several_connections_get_one_lease(database_url
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_a_holder_known_dead_is_taken_from_at_once(store: SqlMetadataStore) -> None:
+    dead = await store.take_lease("sweep", "host:41:dead", T0, TERM)
+    assert dead is not None
+    # Naming another holder as dead takes nothing.
+    assert await store.take_lease("sweep", "host:42:b", T0, TERM, take_from="host:40:x") is None
+    taken = await store.take_lease("sweep", "host:42:b", T0, TERM, take_from="host:41:dead")
+    assert taken is not None
+    assert (taken.holder, taken.epoch) == ("host:42:b", 2)

@@ -29,11 +29,17 @@ class LeasesMixin:
     _tx: Transactions
 
     async def take_lease(
-        self, job: str, holder: str, now: dt.datetime, term: dt.timedelta
+        self,
+        job: str,
+        holder: str,
+        now: dt.datetime,
+        term: dt.timedelta,
+        take_from: str | None = None,
     ) -> Lease | None:
-        """Take ``job``'s lease for ``holder`` until ``now + term`` if it is free, expired or
-        already ``holder``'s (renewed then, same epoch); None while another holder's lease runs.
-        Taking it from someone else, or after it expired, moves to the next epoch."""
+        """Take ``job``'s lease for ``holder`` until ``now + term`` if it is free, expired,
+        already ``holder``'s (renewed then, same epoch) or ``take_from``'s (a holder the caller
+        knows to be dead); None while another holder's lease runs. Taking it from someone else,
+        or after it expired, moves to the next epoch."""
         j = t.job_leases
         expires = now + term
 
@@ -47,7 +53,8 @@ class LeasesMixin:
                         return Lease(job, holder, 1, expires)
                     continue
                 current = _lease(row)
-                if current.holder != holder and now < current.expires:
+                others = current.holder not in (holder, take_from)
+                if others and now < current.expires:
                     return None
                 epoch = current.epoch if current.held_by(holder, now) else current.epoch + 1
                 changes: dict[str, object] = {"holder": holder, "epoch": epoch, "expires": expires}

@@ -356,9 +356,15 @@ class LeaseStore(Protocol):
     """Job leases (``core/leases.py``): which process runs each background job."""
 
     async def take_lease(
-        self, job: str, holder: str, now: dt.datetime, term: dt.timedelta
+        self,
+        job: str,
+        holder: str,
+        now: dt.datetime,
+        term: dt.timedelta,
+        take_from: str | None = None,
     ) -> Lease | None:
-        """The lease until ``now + term`` when free, expired or ``holder``'s; else None."""
+        """The lease until ``now + term`` when free, expired, ``holder``'s or ``take_from``'s
+        (a holder known dead); else None."""
         ...
 
     async def renew_lease(self, lease: Lease, now: dt.datetime, term: dt.timedelta) -> Lease | None:

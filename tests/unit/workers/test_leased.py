@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -134,3 +138,27 @@ async def test_a_holder_cut_off_stops_before_another_takes_over(store: SqlMetada
     await _stop(task_a, task_b)
     (lease,) = await store.list_leases()
     assert (lease.holder, lease.epoch) == ("gw-b", 2)
+
+
+def _dead_pid() -> int:
+    """The pid of a process of this host that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize("single_host", [True, False])
+async def test_a_dead_holder_of_this_host_is_replaced_at_once_on_a_single_host(
+    store: SqlMetadataStore, single_host: bool
+) -> None:
+    """The embedded store is one host's: a lease whose holder's process is gone (a kill -9
+    before this restart) is taken at once; where gateways may share the database from several
+    hosts, it waits for its term."""
+    dead = f"{socket.gethostname()}:{_dead_pid()}:0000"
+    assert await store.take_lease("sweep", dead, SystemClock().now(), dt.timedelta(seconds=60))
+    passes = Passes()
+    runner = LeasedJobs(store, SystemClock(), TERM, holder="gw-new", single_host=single_host)
+    task = asyncio.create_task(runner.run("sweep", INTERVAL, passes.job("gw-new")))
+    await asyncio.sleep(TERM)
+    await _stop(task)
+    assert bool(passes.runs) is single_host
