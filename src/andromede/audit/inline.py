@@ -18,7 +18,6 @@ requests instead of answering 503: ``audit_inline_sync = false`` where a disk ma
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Final
 
@@ -47,7 +46,6 @@ class InlineAppender:
         self.slow_seconds = slow_seconds
         self.off_seconds = off_seconds
         self._off_until = 0.0
-        self._busy = threading.Lock()
         self._open = False
 
     def open(self) -> None:
@@ -58,28 +56,23 @@ class InlineAppender:
 
     def close(self) -> None:
         """Release the files (the writer process signs the head at shutdown)."""
-        with self._busy:
-            self._open = False
-            self.chain.close()
+        self._open = False
+        self.chain.close()
 
     def usable(self) -> bool:
         """True when appending here delays no other request of this process."""
         return self._open and open_traces() <= 1 and time.monotonic() >= self._off_until
 
     def append(self, body: str) -> bool:
-        """Chain and sync ``body`` (a record's JSON object). False, having done nothing, when
-        another thread is appending here; OSError, having published nothing, when the write or
-        the sync fails."""
-        if not self._busy.acquire(blocking=False):
+        """Chain and sync ``body`` (a record's JSON object); False, having done nothing, once
+        closed. OSError, having published nothing, when the write or the sync fails. Called
+        on the event loop's thread only (``RemoteTrail.record``)."""
+        if not self._open:
             return False
         started = time.monotonic()
         try:
-            if not self._open:
-                return False
             self.chain.append([body])
-            return True
         finally:
-            self._busy.release()
             took = time.monotonic() - started
             if took > self.slow_seconds:
                 self._off_until = time.monotonic() + self.off_seconds
@@ -89,3 +82,4 @@ class InlineAppender:
                     took,
                     self.off_seconds,
                 )
+        return True
