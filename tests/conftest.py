@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from support.ceph import CephCluster, CephUnavailable, start_ceph
 from support.kmip import kmip_server
 from support.postgres import PostgresUnavailable, start_postgres
+from support.required import unavailable
 from support.scheduling import schedule
 from support.softhsm import softhsm_token
 from support.timing import register as register_timing
@@ -40,10 +42,24 @@ def postgres_url() -> Iterator[str]:
     try:
         url, stop = start_postgres()
     except PostgresUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL is required under CI: {exc}")
-        pytest.skip(f"PostgreSQL not available: {exc}")
+        unavailable("PostgreSQL", exc)
     try:
         yield url
     finally:
         stop()
+
+
+@pytest.fixture(scope="session")
+def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephCluster]:
+    """A Ceph cluster (RADOS only: one monitor, one memstore OSD, pool ``andromede``) for the
+    whole session; give each test its own RADOS namespace. Where Ceph is missing this skips,
+    except under CI, where it fails."""
+    root: Path = tmp_path_factory.mktemp("ceph")
+    try:
+        cluster = start_ceph(root)
+    except CephUnavailable as exc:
+        unavailable("Ceph", exc)
+    try:
+        yield cluster
+    finally:
+        cluster.remove()

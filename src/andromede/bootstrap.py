@@ -20,10 +20,12 @@ from andromede.audit.reader import SegmentReader
 from andromede.audit.remote import RemoteTrail
 from andromede.audit.trail import HashChainTrail
 from andromede.audit_process import trail_config
+from andromede.core.locations import RadosLocation
 from andromede.core.models import DEFAULT_TENANT, BlobRef
 from andromede.core.placement import ANY_JURISDICTION, Layout, Redundancy, Region, Site
 from andromede.crypto.envelope import AesGcmEnvelope
 from andromede.dataplane.local import LocalSite
+from andromede.dataplane.rados import RadosSite
 from andromede.dataplane.sharded import ShardedBlobs
 from andromede.kms.factory import open_key_managers
 from andromede.localfiles import read_credentials
@@ -103,10 +105,13 @@ async def open_audit(settings: Settings, signer: Ed25519PrivateKey) -> AuditSink
 
 
 def build_placement(settings: Settings, store: SqlMetadataStore, clock: SystemClock) -> Placement:
-    """The site registry: local-directory sites, layouts over them, and the defaults that let
-    ``serve`` run with zero setup (one site in the data dir, one copy)."""
+    """The site registry: local-directory and Ceph sites, layouts over them, and the defaults
+    that let ``serve`` run with zero setup (one site in the data dir, one copy)."""
 
     def open_site(site: Site, create: bool) -> SiteBackend:
+        rados = RadosLocation.parse(site.path)
+        if rados is not None:
+            return RadosSite(site.name, rados)
         return LocalSite(site.name, site.path, create=create)
 
     default_site = Site(
@@ -124,7 +129,8 @@ def build_placement(settings: Settings, store: SqlMetadataStore, clock: SystemCl
         clock,
         open_site,
         open_sharded,
-        default_site=default_site,
+        default_site=default_site if settings.data_dir_site else None,
+        follow_default_site=settings.embedded,
         default_region=default_region,
         refresh_seconds=settings.placement_refresh_seconds,
         reserve_bytes=settings.site_reserve_bytes,

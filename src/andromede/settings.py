@@ -144,6 +144,13 @@ class Settings(BaseSettings):
         default=False,
         description="store new data UNENCRYPTED: only for the encryption benchmark's baseline",
     )
+    data_dir_site: bool = Field(
+        default=True,
+        description=(
+            "register a site in the data dir (`local`) at first start; false for gateways of "
+            "a cluster, whose sites are shared (Ceph)"
+        ),
+    )
     default_site_jurisdiction: str = Field(
         default="EU",
         description="ISO 3166-1 code of the site in the data dir (registered at first start)",

@@ -1,6 +1,7 @@
 """The SiteBackend contract, on every implementation: a local directory (on a disk
-filesystem, where large blobs go through O_DIRECT, and on tmpfs, where they cannot) and the
-in-memory site that service tests run on, so that what those tests show holds on real sites.
+filesystem, where large blobs go through O_DIRECT, and on tmpfs, where they cannot), a Ceph
+pool (a real RADOS cluster; each test in its own namespace), and the in-memory site that
+service tests run on, so that what those tests show holds on real sites.
 
 Each backend comes with the same damage a test can do to it (a lost, truncated or bit-rotted
 blob, a damaged format header): files changed on disk for a local site, the fault methods of
@@ -13,16 +14,27 @@ import datetime as dt
 import hashlib
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from andromede.core import errors
+from andromede.core.locations import RadosLocation
 from andromede.dataplane.local import ALIGN, HEADER_SIZE, STAGE, LocalSite
 from andromede.dataplane.memory import MemorySite
+from andromede.dataplane.rados import HEADER as RADOS_HEADER
+from andromede.dataplane.rados import RadosSite
 from andromede.ports import SiteBackend
+from support.ceph import CephCluster
+
+try:
+    from rados import WriteOpCtx
+except ImportError:  # Ceph's tests skip (or fail under CI) in the fixture
+    WriteOpCtx = None
 
 SIZES = [0, 1, ALIGN - 1, ALIGN, ALIGN + 1, STAGE - 1, STAGE, STAGE + 1, 3 * STAGE + 4321]
 
@@ -114,10 +126,52 @@ class MemoryDamage(Damage):
         self.site.pending[blob_id].touched = when
 
 
-@pytest.fixture(params=["disk", "tmpfs", "memory"])
+@dataclass
+class RadosDamage(Damage):
+    """Damage done with librados directly (the site's own connection and namespace)."""
+
+    site: RadosSite
+
+    @property
+    def io(self) -> Any:
+        return self.site._cluster.ioctx(self.site.location.pool, self.site.location.namespace)
+
+    def leftovers(self) -> list[str]:
+        return sorted(o.key for o in self.io.list_objects() if "." in o.key)
+
+    def lose(self, blob_id: str) -> None:
+        self.io.remove_object(blob_id)
+
+    def truncate(self, blob_id: str, size: int) -> None:
+        self.io.trunc(blob_id, RADOS_HEADER.size + size)
+
+    def flip(self, blob_id: str, offset: int) -> None:
+        pos = RADOS_HEADER.size + offset
+        byte = self.io.read(blob_id, 1, pos)
+        self.io.write(blob_id, bytes([byte[0] ^ 0x40]), pos)
+
+    def damage_header(self, blob_id: str) -> None:
+        self.io.write(blob_id, b"XXXXXXXX", 0)
+
+    def backdate_pending(self, blob_id: str, when: dt.datetime) -> None:
+        io = self.io
+        for oid in [o.key for o in io.list_objects() if o.key.startswith(blob_id + ".")]:
+            data = io.read(oid, 64 << 20)
+            with WriteOpCtx() as op:
+                op.write_full(data)
+                io.operate_write_op(op, oid, mtime=int(when.timestamp()))
+
+
+@pytest.fixture(params=["disk", "tmpfs", "memory", pytest.param("rados", marks=pytest.mark.ceph)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Damage]:
     if request.param == "memory":
         yield MemoryDamage(MemorySite("s1"))
+        return
+    if request.param == "rados":
+        cluster: CephCluster = request.getfixturevalue("ceph")
+        namespace = uuid.uuid4().hex
+        yield RadosDamage(RadosSite("s1", RadosLocation("andromede", str(cluster.conf),
+                                                        cluster.user, namespace)))  # fmt: skip
         return
     roots = dict(_roots(tmp_path))
     if request.param not in roots:

@@ -30,7 +30,7 @@ SITES = {
     "us-nyc": ("US", "nyc-1"),
 }
 # ``site list``'s columns, the drain summary last.
-COLUMNS = ["name", "jurisdiction", "failure_domain", "provider", "state", "available"]
+COLUMNS = ["name", "jurisdiction", "failure_domain", "provider", "backend", "state", "available"]
 COLUMNS += ["used", "free", "shards"]
 FR_R3 = "fr-r3"  # FR only, three replicas over three failure domains
 EU_EC = "eu-ec"  # FR or BE, erasure code 2+1 over two failure domains
@@ -151,8 +151,10 @@ def test_sites_and_regions_are_added(server: Server, placed: dict[str, Any], sit
             "failure_domain": domain,
             "provider": "acme cloud",
             "path": str(sites_root / name),
+            "backend": "local",
             "state": "active",
             "available": None,
+            "problem": None,
             "used_bytes": None,
             "free_bytes": None,
             "shards": None,

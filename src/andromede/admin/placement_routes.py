@@ -7,10 +7,14 @@ own tenant's. Route function names give the audit trail its operation names
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from andromede.admin.deps import API_VERSION, Caller, ServicesDep
+from andromede.core import errors
+from andromede.core.locations import RadosLocation
 from andromede.core.placement import Region, Site
 from andromede.core.repair import DrainProgress, RepairTotals, ScrubState
 from andromede.services.placement import SiteView
@@ -21,13 +25,30 @@ router = APIRouter()
 
 
 class SiteIn(BaseModel):
-    """A local-directory site to register."""
+    """A site to register: a local directory, or a Ceph pool."""
 
     name: str = Field(description="1-32 of lowercase letters, digits, '-'")
     jurisdiction: str = Field(description="ISO 3166-1 alpha-2 country code, e.g. FR")
     failure_domain: str = Field(description="Sites sharing a failure domain can fail together")
     provider: str = Field(default="self", description="Who operates the site")
-    path: str = Field(description="Absolute directory on the gateway hosts")
+    backend: Literal["local", "rados"] = Field(default="local", description="local or rados")
+    path: str | None = Field(default=None, description="local: absolute directory on the hosts")
+    ceph_conf: str | None = Field(
+        default=None, description="rados: the cluster's ceph.conf on the gateway hosts"
+    )
+    pool: str | None = Field(default=None, description="rados: the pool")
+    ceph_user: str = Field(default="admin", description="rados: cephx user, without client.")
+    namespace: str = Field(default="", description="rados: a RADOS namespace of the pool")
+
+    def location(self) -> str:
+        """Where the site's bytes live, as the registry writes it (``core/locations.py``)."""
+        if self.backend == "local":
+            if self.path is None or self.pool is not None or self.ceph_conf is not None:
+                raise errors.InvalidArgument("A local site takes a path (and no pool).")
+            return self.path
+        if self.path is not None or not self.pool or not self.ceph_conf:
+            raise errors.InvalidArgument("A rados site takes a pool and a ceph_conf (no path).")
+        return str(RadosLocation(self.pool, self.ceph_conf, self.ceph_user, self.namespace))
 
 
 class SiteOut(BaseModel):
@@ -37,9 +58,11 @@ class SiteOut(BaseModel):
     jurisdiction: str
     failure_domain: str
     provider: str
-    path: str
+    path: str = Field(description="Where the bytes live: a directory, or rados:POOL?...")
+    backend: str = Field(description="local or rados")
     state: str = Field(description="active, or draining")
     available: bool | None = None
+    problem: str | None = Field(default=None, description="Why the site is unavailable")
     used_bytes: int | None = None
     free_bytes: int | None = None
     shards: int | None = Field(default=None, description="Blobs with a shard on the site")
@@ -71,10 +94,12 @@ def _site(site: Site, view: SiteView | None = None) -> SiteOut:
         failure_domain=site.failure_domain,
         provider=site.provider,
         path=site.path,
+        backend="local" if RadosLocation.parse(site.path) is None else "rados",
         state=site.state.value,
     )
     if view is not None:
         out.available = view.available
+        out.problem = view.problem
         out.used_bytes, out.free_bytes = view.used_bytes, view.free_bytes
         out.shards = view.shards
         out.drain = None if view.progress is None else _drain(view.progress)
@@ -146,7 +171,7 @@ def _region(region: Region) -> RegionOut:
 @router.post(f"/{API_VERSION}/sites", response_model=SiteOut, status_code=201)
 async def add_site(body: SiteIn, caller: Caller, services: ServicesDep) -> SiteOut:
     site = await services.placement.add_site(
-        caller, body.name, body.jurisdiction, body.failure_domain, body.provider, body.path
+        caller, body.name, body.jurisdiction, body.failure_domain, body.provider, body.location()
     )
     return _site(site)
 

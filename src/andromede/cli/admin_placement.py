@@ -57,6 +57,7 @@ _SITE_COLUMNS: Final = [
     "jurisdiction",
     "failure_domain",
     "provider",
+    "backend",
     "state",
     "available",
     "used",
@@ -127,6 +128,9 @@ def _show_sites(sites: list[dict[str, object]], as_json: bool) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table, highlight=False)
+    for site in sites:
+        if site.get("problem"):
+            console.print(f"site {site.get('name')}: {site.get('problem')}", highlight=False)
 
 
 def _show_regions(regions: list[dict[str, object]], as_json: bool) -> None:
@@ -161,28 +165,49 @@ def site_add(
         str, typer.Option(help="Sites sharing a failure domain can fail together (paris-1)")
     ],
     path: Annotated[
-        str,
+        str | None,
         typer.Option(
             help=(
-                "The site's directory on the server's hosts (created if missing). A relative "
-                "path is made absolute here, against this shell's directory: give an absolute "
-                "one for a remote server"
+                "local: the site's directory on the server's hosts (created if missing). A "
+                "relative path is made absolute here, against this shell's directory: give "
+                "an absolute one for a remote server"
             )
         ),
-    ],
+    ] = None,
     provider: Annotated[str, typer.Option(help="Who operates the site")] = "self",
+    backend: Annotated[
+        str, typer.Option(help="local (a directory) or rados (a Ceph pool, via librados)")
+    ] = "local",
+    ceph_conf: Annotated[
+        str | None,
+        typer.Option(help="rados: the cluster's ceph.conf on the gateway hosts (absolute)"),
+    ] = None,
+    pool: Annotated[str | None, typer.Option(help="rados: the pool")] = None,
+    ceph_user: Annotated[
+        str,
+        typer.Option(help="rados: the cephx user (without client.) whose key ring the conf names"),
+    ] = "admin",
+    namespace: Annotated[
+        str, typer.Option(help="rados: a RADOS namespace, for sites sharing a pool")
+    ] = "",
     endpoint: Endpoint = None,
     data_dir: DataDir = None,
     json_out: AsJson = False,
 ) -> None:
-    """Register a local-directory site."""
-    body = {
+    """Register a site: a local directory, or a Ceph pool (--backend rados). The server opens
+    it and writes to it first; what is wrong (a missing pool, a refused key, a cluster out of
+    reach) is named, and nothing is registered."""
+    body: dict[str, object] = {
         "name": name,
         "jurisdiction": jurisdiction,
         "failure_domain": failure_domain,
         "provider": provider,
-        "path": _server_path(path),
+        "backend": backend,
     }
+    if path is not None:
+        body["path"] = _server_path(path)
+    if backend == "rados":
+        body.update(pool=pool, ceph_conf=ceph_conf, ceph_user=ceph_user, namespace=namespace)
     site = call(endpoint, data_dir, "POST", SITES, body)
     if json_out:
         _dump(site)

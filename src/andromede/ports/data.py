@@ -83,9 +83,9 @@ class SiteBackend(Protocol):
         """How many bytes the blob holds. Raises BlobNotFound."""
         ...
 
-    async def usage(self) -> tuple[int, int]:
-        """(bytes used, bytes free) where the site stores; OSError when it cannot be
-        reached."""
+    async def usage(self) -> tuple[int, int | None]:
+        """(bytes used, bytes free) where the site stores (free None: not known, as for a
+        Ceph cluster without a manager); OSError when it cannot be reached."""
         ...
 
     async def delete(self, blob_id: str) -> None:

@@ -15,13 +15,13 @@ import collections
 import contextlib
 import dataclasses
 import logging
-import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from andromede.auth.policy import require_operator
 from andromede.core import errors
+from andromede.core.locations import RadosLocation, check_path, describe
 from andromede.core.models import BlobRef, Bucket, Principal
 from andromede.core.placement import (
     ANY_JURISDICTION,
@@ -42,6 +42,8 @@ log = logging.getLogger("andromede.placement")
 
 # A site whose write failed is left out of new placements this long (then tried again).
 SITE_FAILURE_HOLD_S = 30.0
+# How long ``site add`` waits for a new site to take a write.
+SITE_CHECK_TIMEOUT_S = 30.0
 # Layout backends kept built (each is a few objects; the set of layouts in use is small).
 LAYOUT_CACHE = 4096
 
@@ -56,6 +58,7 @@ class SiteView:
     free_bytes: int | None
     shards: int
     progress: DrainProgress | None  # None: never drained
+    problem: str | None = None  # why it is unavailable, as its backend says
 
 
 # Opens a registered site's backend; ``True``: create it if missing (registration only).
@@ -72,8 +75,9 @@ class Placement:
         open_site: OpenSite,
         sharded: ShardedFactory,
         *,
-        default_site: Site,
+        default_site: Site | None,
         default_region: Region,
+        follow_default_site: bool = True,
         refresh_seconds: float = 2.0,
         reserve_bytes: int = 0,
     ) -> None:
@@ -82,6 +86,7 @@ class Placement:
         self._open_site = open_site
         self._sharded = sharded
         self.default_site = default_site
+        self._follow_default = follow_default_site
         self.default_region = default_region
         self._refresh_s = refresh_seconds
         self._sites: dict[str, Site] = {}
@@ -99,8 +104,9 @@ class Placement:
     # --- registry -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Register the default site and region on first start, then load the registry."""
-        with contextlib.suppress(errors.SiteAlreadyExists):
-            await self._store.create_site(self.default_site, self._clock.now())
+        if self.default_site is not None:
+            with contextlib.suppress(errors.SiteAlreadyExists):
+                await self._store.create_site(self.default_site, self._clock.now())
         with contextlib.suppress(errors.RegionAlreadyExists):
             await self._store.create_region(self.default_region, self._clock.now())
         await self.refresh(force=True)
@@ -113,17 +119,20 @@ class Placement:
             if not force and time.monotonic() - self._loaded_at < self._refresh_s:
                 return
             sites = {s.name: s for s in await self._store.list_sites()}
-            default = sites.get(self.default_site.name)
-            if default is not None and default.path != self.default_site.path:
-                # The data dir's own site follows the data dir (moved, restored elsewhere).
-                sites[default.name] = dataclasses.replace(default, path=self.default_site.path)
+            own = self.default_site
+            default = None if own is None else sites.get(own.name)
+            # Embedded: the data dir's own site follows the data dir (moved, restored
+            # elsewhere). On a shared database it does not: the site is the directory it was
+            # registered with, which other hosts cannot reach (ADR 0006).
+            if own is not None and default is not None and self._follow_default:
+                sites[default.name] = dataclasses.replace(default, path=own.path)
             regions = {r.name: r for r in await self._store.list_regions()}
             for name, site in sites.items():
                 known = self._sites.get(name)
                 if name not in self._backends or (known is not None and known.path != site.path):
                     # Only the data dir's own site is made again if missing; any other is
                     # opened as it is (see LocalSite: a disk that did not mount).
-                    create = name == self.default_site.name
+                    create = own is not None and name == own.name and site.path == own.path
                     self._backends[name] = await asyncio.to_thread(self._open_site, site, create)
             for gone in set(self._backends) - set(sites):
                 del self._backends[gone]
@@ -142,7 +151,7 @@ class Placement:
                 log.warning("site %s is unavailable: %s", name, exc)
                 unreachable.add(name)
                 continue
-            if free < self._reserve:
+            if free is not None and free < self._reserve:
                 log.warning("site %s is full: %d bytes free, reserve %d", name, free, self._reserve)
                 full.add(name)
         return frozenset(unreachable), frozenset(full)
@@ -247,17 +256,29 @@ class Placement:
         provider: str,
         path: str,
     ) -> Site:
-        """Register a local-directory site (created if missing)."""
+        """Register a site: a local directory (``path`` absolute; made if missing) or a Ceph
+        pool (``path`` a ``rados:`` location, see ``core/locations.py``). The site is opened
+        and written to first: a bad path, an unreachable cluster, a missing pool or a refused
+        key is an InvalidArgument that names it, and nothing is registered."""
         require_operator(principal)
         check_site_name(name)
-        if not posixpath.isabs(path) or "\0" in path:
-            raise errors.InvalidArgument("A site's path must be absolute.")
-        site = Site(name, jurisdiction, failure_domain, provider, posixpath.normpath(path))
+        rados = RadosLocation.parse(path)
+        location = str(rados) if rados is not None else check_path(path, "A site's path")
+        site = Site(name, jurisdiction, failure_domain, provider, location)
         try:
-            await asyncio.to_thread(self._open_site, site, True)  # makes and checks the dir
+            backend = await asyncio.to_thread(self._open_site, site, True)  # makes local dirs
+            check = getattr(backend, "check", None)
+            if check is not None:
+                await asyncio.wait_for(check(), SITE_CHECK_TIMEOUT_S)
         except OSError as exc:
+            if isinstance(exc, TimeoutError) and exc.errno is None:  # ours, not the site's
+                raise errors.InvalidArgument(
+                    f"Site {name}: {describe(location)} did not answer within "
+                    f"{SITE_CHECK_TIMEOUT_S:g} s."
+                ) from exc
+            what = "directory" if rados is None else "Ceph pool"
             raise errors.InvalidArgument(
-                f"The site's directory cannot be used: {exc.strerror}."
+                f"The site's {what} cannot be used: {exc.strerror or exc}."
             ) from exc
         except RuntimeError as exc:
             raise errors.InvalidArgument(str(exc)) from exc
@@ -276,12 +297,18 @@ class Placement:
         progress = await self._store.site_progress()
         views = []
         for site in self._sites.values():
-            used = free = None
+            used = free = problem = None
             available = True
             try:
                 used, free = await self._backends[site.name].usage()
-            except (OSError, KeyError):
-                available = False
+            except OSError as exc:
+                available, problem = False, str(exc.strerror or exc)
+                if exc.strerror and exc.filename:
+                    problem = f"{exc.strerror}: {exc.filename}"
+            except KeyError:
+                available, problem = False, "not opened on this gateway"
+            if available and site.name in self.unavailable():
+                problem = "a write failed in the last seconds, or below the free-space reserve"
             views.append(
                 SiteView(
                     site,
@@ -290,6 +317,7 @@ class Placement:
                     free,
                     counts.get(site.name, 0),
                     progress.get(site.name),
+                    problem,
                 )
             )
         return views
