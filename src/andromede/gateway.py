@@ -18,6 +18,7 @@ from andromede.bootstrap import Runtime, build_runtime
 from andromede.metadata.sql import SystemClock
 from andromede.process import tune_gateway_process
 from andromede.s3.app import S3App, S3Config
+from andromede.services.health import Readiness
 from andromede.settings import Settings, load_settings
 from andromede.workers.audit_retention import AuditRetention
 from andromede.workers.lease import JobLease, StartGate
@@ -26,6 +27,7 @@ from andromede.workers.leased import LeasedJobs
 log = logging.getLogger("andromede")
 ADMIN_PREFIX = "/_andromede/admin"
 HEALTH_PATH = "/_andromede/health"
+READY_PATH = "/_andromede/ready"
 START_GATE_POLL_S = 0.02
 
 
@@ -41,6 +43,7 @@ class Gateway:
         self._background: asyncio.Task[None] | None = None
         self._lease = JobLease(settings.data_dir)
         self._shipper: SyslogShipper | None = None
+        self._ready: Readiness | None = None
 
     async def startup(self) -> None:
         """Open everything, and start the background jobs' loops (each job runs where its
@@ -58,6 +61,7 @@ class Gateway:
             ),
             runtime.audit,
         )
+        self._ready = Readiness(runtime.store, runtime.audit)
         holder = self._lease.try_take()
         if self.settings.start_token is not None:
             holder = await self._pass_start_gate(runtime, holder)
@@ -154,14 +158,13 @@ class Gateway:
             return
         path = asgi.text(scope, "path")
         if path == HEALTH_PATH:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", b"text/plain")],
-                }
+            await _plain(send, 200, "ok\n")
+            return
+        if path == READY_PATH:
+            problems = ["starting"] if self._ready is None else await self._ready.problems()
+            await _plain(
+                send, 503 if problems else 200, "".join(f"{p}\n" for p in problems) or "ready\n"
             )
-            await send({"type": "http.response.body", "body": b"ok\n"})
             return
         if path.startswith(ADMIN_PREFIX + "/") or path == ADMIN_PREFIX:
             # Mounted as Starlette's Mount does: the prefix moves into root_path, path keeps it.
@@ -199,3 +202,14 @@ def _admin_app(runtime: Runtime) -> App:
 def create_app() -> Gateway:
     """uvicorn factory: settings come from the environment that ``serve`` prepared."""
     return Gateway(load_settings())
+
+
+async def _plain(send: Send, status: int, text: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain"), (b"cache-control", b"no-store")],
+        }
+    )
+    await send({"type": "http.response.body", "body": text.encode()})

@@ -7,6 +7,8 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -67,6 +69,15 @@ class Load:
         return outcome == "200"
 
 
+def ready(server: Server) -> tuple[int, str]:
+    """``GET /_andromede/ready``: the status and the reasons."""
+    try:
+        with urllib.request.urlopen(f"{server.endpoint}/_andromede/ready", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
 def test_a_database_restart_gives_503s_then_everything_is_intact(
     cluster: PostgresCluster, tmp_path: Path
 ) -> None:
@@ -79,9 +90,11 @@ def test_a_database_restart_gives_503s_then_everything_is_intact(
         try:
             time.sleep(1.0)
             before = len(load.acknowledged)
+            assert ready(server) == (200, "ready\n")
             cluster.stop()
             time.sleep(DOWN_S)
             during = list(load.outcomes)
+            status, why = ready(server)
             cluster.start()
             time.sleep(3.0)
         finally:
@@ -93,6 +106,10 @@ def test_a_database_restart_gives_503s_then_everything_is_intact(
         assert any(o == "503 ServiceUnavailable" for o, _ in during[-5:]), during[-5:]
         assert max(took for _, took in load.outcomes) < LONGEST_S
         assert load.outcomes[-1][0] == "200"  # back without a gateway restart
+        # A balancer's readiness check took the gateway out while the database was away.
+        assert status == 503, why
+        assert "metadata database" in why
+        assert ready(server) == (200, "ready\n")
         s3 = server.client()
         for key, body in load.acknowledged.items():
             assert s3.get_object(Bucket="load", Key=key)["Body"].read() == body
