@@ -22,8 +22,10 @@ from typing import Final
 
 from andromede.audit.chain import ChainWriter, TrailConfig
 from andromede.audit.keys import load_or_create_signing_key
+from andromede.audit.mirror import RadosMirror
 from andromede.audit.syslog import ShipperThread, SyslogShipper
 from andromede.audit.writer import WriterLoop, listen
+from andromede.core.locations import RadosLocation
 from andromede.settings import Settings, load_settings
 
 MAX_SOCKET_PATH: Final = 100  # sun_path holds 108 bytes
@@ -33,13 +35,20 @@ SHUTDOWN_SHIP_S: Final = 3.0
 
 
 def trail_config(settings: Settings) -> TrailConfig:
-    """How the settings cut and sign the trail."""
+    """How the settings cut, sign and mirror the trail."""
+    mirror = None
+    if settings.audit_rados:
+        location = RadosLocation.parse(settings.audit_rados)
+        if location is None:
+            raise ValueError("audit_rados must be a rados: location (rados:POOL?conf=FILE)")
+        mirror = RadosMirror(location)
     return TrailConfig(
         settings.audit_path,
         segment_bytes=settings.audit_segment_bytes,
         segment_max_age=settings.audit_segment_max_age_seconds,
         checkpoint_interval=settings.audit_checkpoint_interval_seconds,
         retry_seconds=settings.audit_retry_seconds,
+        mirror=mirror,
     )
 
 

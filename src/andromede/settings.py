@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     audit_segment_max_age_seconds: float = 86400.0
     audit_checkpoint_interval_seconds: float = 60.0
     audit_retention_days: float = 183.0
+    audit_rados: str | None = Field(
+        default=None,
+        description=(
+            "a rados: location (rados:POOL?conf=FILE&user=NAME) where every gateway's chain "
+            "is also written before a request is answered (a cluster's gateways)"
+        ),
+    )
     audit_syslog_address: str | None = Field(
         default=None, description="host:port of an RFC 5424 collector (TCP, octet counting)"
     )

@@ -113,23 +113,11 @@ async def test_delete_removes_every_stripe(site: RadosSite) -> None:
     assert _objects(site) == []
 
 
-def _conf_without_cluster(tmp_path: Path, ceph: CephCluster) -> str:
-    """The cluster's configuration pointing at a port where no monitor listens."""
-    conf = ceph.conf.read_text()
-    lines = [
-        "mon_host = v2:127.0.0.1:9" if line.startswith("mon_host") else line
-        for line in conf.splitlines()
-    ]
-    path = tmp_path / "nowhere.conf"
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
-
-
 async def test_an_unreachable_cluster_is_down_within_the_probe_bound(
     ceph: CephCluster, tmp_path: Path
 ) -> None:
-    site = RadosSite("ceph-z", RadosLocation("andromede", _conf_without_cluster(tmp_path, ceph),
-                                             ceph.user))  # fmt: skip
+    nowhere = ceph.conf_without_cluster(tmp_path / "nowhere.conf")
+    site = RadosSite("ceph-z", RadosLocation("andromede", str(nowhere), ceph.user))
     start = time.monotonic()
     with pytest.raises(OSError, match="ceph-z"):
         await site.usage()

@@ -140,14 +140,7 @@ def test_bad_configurations_are_named_at_site_add(
     missing = admin(server, "site", "add", "ceph-x", *where, *rados_site(dc1, "no-such-pool"))
     assert missing.returncode == 1
     assert "pool 'no-such-pool' does not exist" in missing.stderr
-    nowhere = tmp_path / "nowhere.conf"
-    nowhere.write_text(
-        "\n".join(
-            "mon_host = v2:127.0.0.1:9" if line.startswith("mon_host") else line
-            for line in dc1.conf.read_text().splitlines()
-        )
-        + "\n"
-    )
+    nowhere = dc1.conf_without_cluster(tmp_path / "nowhere.conf")
     conf_of = {"--backend": "rados", "--pool": "andromede", "--ceph-user": dc1.user}
     gone = admin(server, "site", "add", "ceph-y", *where,
                  *flat({**conf_of, "--ceph-conf": str(nowhere)}))  # fmt: skip

@@ -162,6 +162,16 @@ class CephCluster:
             self._spawn(f"osd.{i}", "ceph-osd", "-c", str(self.admin_conf), "-i", str(i), "-f")
         self._wait_osds(lambda up: len(up) >= self.osds)
 
+    def conf_without_cluster(self, path: Path) -> Path:
+        """A copy of :attr:`conf` whose monitor address answers nothing (a cluster out of
+        reach), written at ``path``."""
+        lines = [
+            "mon_host = v2:127.0.0.1:9" if line.startswith("mon_host") else line
+            for line in self.conf.read_text().splitlines()
+        ]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
     def remove(self) -> None:
         """Stop and delete everything."""
         self.stop()

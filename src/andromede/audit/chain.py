@@ -4,7 +4,8 @@ data dir shares, in one ``pwrite`` and one ``fdatasync`` per group, under the tr
 It is synchronous and single-threaded: the in-process sink (``trail.py``) drives it from a
 thread, the writer process (``writer.py``) from its loop. Several writers, in several
 processes, may work on one directory: ``flock`` orders them and the shared head (a mapped
-file) tells each where the chain ends.
+file) tells each where the chain ends. With a mirror (``mirror.py``, a cluster's gateways),
+every group is also in a Ceph pool before it is published.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -26,6 +27,9 @@ from andromede.audit import segments as seg
 from andromede.audit.recovery import recover
 from andromede.core.audit import parse_time
 from andromede.localfiles import fsync_dir
+
+if TYPE_CHECKING:
+    from andromede.audit.mirror import RadosMirror
 
 log = logging.getLogger("andromede.audit")
 CHECKPOINT_RESERVE: Final = 4096
@@ -40,6 +44,8 @@ class TrailConfig:
     segment_max_age: float = 86400.0
     checkpoint_interval: float = 60.0
     retry_seconds: float = 1.0
+    # Where every group also goes before it counts as durable (a cluster's gateways).
+    mirror: RadosMirror | None = None
 
 
 class ChainWriter:
@@ -54,17 +60,22 @@ class ChainWriter:
         self._fd_segment = 0
         self._touched: dict[int, int] = {}
         self._created: list[Path] = []
+        self._mirror = config.mirror
+        self.chain_id = ""
 
     def open(self) -> None:
         """Create the directory, check or rebuild the head (recording what recovery set
-        aside)."""
+        aside); with a mirror, bring it up to what the disk holds first."""
         directory = self.config.directory
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock_fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._shared = seg.SharedHead(directory / "head")
         with self._locked():
+            self.chain_id = _chain_id(directory)
             recovered = recover(directory, self._shared.load(), self.config.segment_bytes)
             self._shared.store(recovered.head)
+            if self._mirror is not None:
+                self._catch_up(recovered.head)
             if recovered.discarded is not None:
                 note = fmt.dumps(recovered.discarded.record().as_dict())
                 self._write(recovered.head, [note], None)
@@ -200,6 +211,8 @@ class ChainWriter:
             raise OSError(f"short write to the audit trail ({written} of {len(data)} bytes)")
         if sync:
             os.fdatasync(fd)
+        if self._mirror is not None:
+            self._mirror.write(self.chain_id, seg.segment_name(head.segment), head.offset, data)
         head.offset = end
         head.dirty_end = 0
         buf.clear()
@@ -260,6 +273,28 @@ class ChainWriter:
         head.segment_created = time.time()
         self._chain(head, buf, fmt.segment_line(head.next_seq, head.head, number, fmt.now_text()))
 
+    def _catch_up(self, head: seg.Head) -> None:
+        """Copy to the mirror what the disk holds and the mirror lacks: a gateway that died
+        between its local sync and the mirror's write kept those bytes, and recovery keeps
+        them in the chain. Also (re)writes the chain's public key."""
+        assert self._mirror is not None
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+        pem = self.signer.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self._mirror.put_key(self.chain_id, pem)
+        for number, path in seg.list_segments(self.config.directory):
+            length = head.offset if number == head.segment else path.stat().st_size
+            held = self._mirror.size(self.chain_id, path.name)
+            if held >= length:
+                continue
+            with path.open("rb") as fh:
+                fh.seek(held)
+                data = fh.read(length - held)
+            self._mirror.write(self.chain_id, path.name, held, data)
+            log.info("audit: mirrored %d byte(s) of %s the mirror lacked", len(data), path.name)
+
     # --- retention ----------------------------------------------------------------------------
     def apply_retention(self, cutoff: float, shipped_seq: int | None = None) -> int:
         """Remove whole segments whose last entry is older than ``cutoff`` (a Unix time) and,
@@ -292,6 +327,25 @@ class ChainWriter:
             self._write(head, [], "retention")
             for path in expired:
                 path.unlink()
+                if self._mirror is not None:
+                    self._mirror.remove(self.chain_id, path.name)
             fsync_dir(self.config.directory)
             log.info("audit retention: removed %d segment(s) up to %s", len(expired), path.name)
             return len(expired)
+
+
+def _chain_id(directory: Path) -> str:
+    """The trail's chain id (``chain-id``), made at its first start: 32 random hex digits,
+    which name the chain in a mirror."""
+    path = directory / "chain-id"
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_text(encoding="ascii").strip()
+    tmp = directory / f".chain-id.{os.getpid()}.tmp"
+    tmp.write_text(os.urandom(16).hex() + "\n", encoding="ascii")
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    with contextlib.suppress(FileExistsError):
+        os.link(tmp, path)
+    tmp.unlink()
+    fsync_dir(directory)
+    return path.read_text(encoding="ascii").strip()

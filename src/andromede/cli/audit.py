@@ -2,8 +2,10 @@
 
 ``andromede audit verify DIR --public-key FILE`` checks a copy of the segments;
 ``andromede audit verify --data-dir DATADIR`` checks a server's data dir in place (the trail in
-``DATADIR/audit``, the public half of ``DATADIR/audit-signing.key``). Exit status: 0 when the
-trail is intact (warnings allowed), 1 when a problem is found, 2 on a usage error.
+``DATADIR/audit``, the public half of ``DATADIR/audit-signing.key``); ``andromede audit verify
+EXPORT`` checks every chain of a cluster's export (``andromede audit export``, see
+``audit_chains.py``). Exit status: 0 when the trail (every chain) is intact (warnings allowed),
+1 when a problem is found, 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from rich.table import Table
 
 from andromede.audit.keys import SigningKeyError, load_public_key
 from andromede.audit.verify import Finding, Report, verify_trail
+from andromede.cli import audit_chains as chains
+from andromede.core.errors import AndromedeError
+from andromede.core.locations import RadosLocation
 
 INTACT: Final = 0
 TAMPERED: Final = 1
@@ -42,8 +47,14 @@ def verify(
         Path | None, typer.Argument(help="Trail directory (segment files NNNNNNNNNN.log)")
     ] = None,
     public_key: Annotated[
-        Path | None,
-        typer.Option("--public-key", help="Ed25519 public key PEM (a private key PEM works too)"),
+        list[Path] | None,
+        typer.Option(
+            "--public-key",
+            help=(
+                "Ed25519 public key PEM (a private key PEM works too); for an export of "
+                "several chains, repeat it to accept only those keys"
+            ),
+        ),
     ] = None,
     data_dir: Annotated[
         Path | None,
@@ -52,7 +63,11 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Verify a trail offline: chain, signatures, segments. Exit 0 only when intact."""
-    trail, key_path = _locate(directory, public_key, data_dir)
+    if directory is not None and data_dir is None and chains.is_export(directory):
+        _verify_export(directory, [_public_key(p) for p in public_key or []], as_json)
+    if public_key is not None and len(public_key) > 1:
+        _usage("one --public-key for one trail")
+    trail, key_path = _locate(directory, public_key[0] if public_key else None, data_dir)
     key = _public_key(key_path)
     try:
         # In place, the server may be writing: read up to the head it published.
@@ -66,6 +81,49 @@ def verify(
     else:
         _show(report)
     raise typer.Exit(INTACT if report.intact else TAMPERED)
+
+
+def _verify_export(directory: Path, trusted: list[Ed25519PublicKey], as_json: bool) -> NoReturn:
+    try:
+        results = chains.verify_chains(directory, trusted)
+    except OSError as exc:
+        _usage(f"cannot read the export: {exc}")
+    intact = bool(results) and all(r is not None and r.intact for _, r, _ in results)
+    if as_json:
+        chains.print_json(results)
+    else:
+        for chain, report, refused in results:
+            if report is not None:
+                _show(report)
+            else:
+                console.print(
+                    f"chain {escape(chain)}: [red]NOT INTACT[/red]: {escape(refused or '')}"
+                )
+        verdict = "[green]INTACT[/green]" if intact else "[red]NOT INTACT[/red]"
+        console.print(f"{len(results)} chain(s): {verdict}", highlight=False)
+    raise typer.Exit(INTACT if intact else TAMPERED)
+
+
+@audit_app.command("export")
+def export_command(
+    destination: Annotated[Path, typer.Argument(help="Directory to copy the chains into")],
+    ceph_conf: Annotated[Path, typer.Option(help="The cluster's ceph.conf (with its key ring)")],
+    pool: Annotated[str, typer.Option(help="The pool of ANDROMEDE_AUDIT_RADOS")],
+    ceph_user: Annotated[str, typer.Option(help="cephx user, without client.")] = "admin",
+    namespace: Annotated[str, typer.Option(help="The RADOS namespace, if any")] = "",
+) -> None:
+    """Copy every gateway's chain from the pool they mirror to (one sub-directory each, with
+    its public key), for ``andromede audit verify DESTINATION``."""
+    try:
+        location = RadosLocation(pool, str(ceph_conf.resolve()), ceph_user, namespace)
+        counts = chains.export_chains(location, destination)
+    except AndromedeError as exc:
+        _usage(exc.message)
+    except OSError as exc:
+        _usage(f"cannot export: {exc.strerror or exc}")
+    for chain, segments in counts.items():
+        console.print(f"chain {chain}: {segments} segment(s)", highlight=False)
+    console.print(f"{len(counts)} chain(s) in {escape(str(destination))}", highlight=False)
 
 
 def _locate(

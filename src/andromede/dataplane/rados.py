@@ -16,7 +16,7 @@ exists, and it is complete then; stripes without a head are an interrupted write
 hold it. Memory per request is bounded: a writer holds its head and at most ``WRITE_AHEAD``
 stripes, a reader at most ``READ_AHEAD`` segments of ``SEGMENT`` bytes.
 
-Connections, errors and completions: ``rados_cluster.py``.
+Connections, errors and completions: ``andromede/librados.py``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 from andromede.core import errors
 from andromede.core.locations import RadosLocation
 from andromede.dataplane.local import check_blob_id
-from andromede.dataplane.rados_cluster import Bridge, Cluster, load_rados, os_error, raise_for
+from andromede.librados import Bridge, Cluster, load_rados, os_error, raise_for
 from andromede.ports import PendingBlock
 
 log = logging.getLogger("andromede.rados")
