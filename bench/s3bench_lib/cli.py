@@ -35,7 +35,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     tg.add_argument("--endpoint", help="any S3 endpoint, e.g. http://127.0.0.1:9000")
     tg.add_argument("--start-andromede", action="store_true", help="start `andromede serve`")
     tg.add_argument("--peer", choices=["swift", "ceph"], help="start a peer from shared/peers")
-    tg.add_argument("--compare", help="comma list of andromede, swift, ceph, run one by one")
+    tg.add_argument(
+        "--compare",
+        help=(
+            "comma list of andromede, swift, ceph, run one by one; andromede-rados: "
+            "Andromede whose only site is the ceph peer's RADOS pool (with --interleave)"
+        ),
+    )
     tg.add_argument(
         "--audit-compare",
         action="store_true",
@@ -147,8 +153,10 @@ def target_names(a: argparse.Namespace) -> list[str]:
     else:
         names = [a.name]
     for n in names:
-        if a.compare and n not in ("andromede", "swift", "ceph"):
-            raise SystemExit(f"--compare: unknown {n!r} (andromede, swift, ceph)")
+        if a.compare and n not in ("andromede", "andromede-rados", "swift", "ceph"):
+            raise SystemExit(f"--compare: unknown {n!r} (andromede, andromede-rados, swift, ceph)")
+    if "andromede-rados" in names and not (a.interleave and "ceph" in names):
+        raise SystemExit("--compare andromede-rados goes with ceph and --interleave")
     return names
 
 

@@ -11,17 +11,25 @@ the server CPU per request or per MB where the bench can see the server's proces
 Andromède it started; a peer started by its own script is not its child).
 
 No plain-file baseline: the targets are each other's baseline.
+
+`andromede-rados` is an Andromède whose only site is the Ceph peer's RADOS pool (the pool
+`start.sh` makes for librados, on the same OSDs as RGW's pools): `--compare
+andromede-rados,ceph --interleave` puts Andromède and RGW on the same cluster, encryption and
+the audit trail on (issue 14's figure).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from . import sidebyside as sbs
+from .common import BenchError
 from .figures import Figure, Plan, Result, figures
 from .measure import run_async
 from .report import conditions, describe_conditions, fmt_result, markdown_table
@@ -56,6 +64,34 @@ def render(
     return markdown_table(rows)
 
 
+def start_on_rados(
+    stack: contextlib.ExitStack,
+    wd: Path,
+    a: argparse.Namespace,
+    log: Callable[[str], None],
+    ceph: Target,
+) -> Target:
+    """`andromede serve` without its data dir's site, then the ceph peer's RADOS pool added
+    as its one site (client.admin, whose key ring the peer's ceph.conf names)."""
+    conf, pool = ceph.info.get("CEPH_CONF"), ceph.info.get("CEPH_RADOS_POOL", "andromede")
+    if not conf:
+        raise BenchError("the ceph peer printed no CEPH_CONF")
+    env = {"ANDROMEDE_DATA_DIR_SITE": "false"}
+    t = sbs.start_server(stack, wd, a, log, label="andromede-rados", name="andromede-rados",
+                         env=env)  # fmt: skip
+    assert t.data_dir is not None
+    argv = [sys.executable, "-m", "andromede", "admin", "site", "add", "ceph-bench",
+            "--jurisdiction", "FR", "--failure-domain", "bench", "--backend", "rados",
+            "--ceph-conf", conf, "--pool", pool, "--ceph-user", "admin",
+            "--data-dir", str(t.data_dir)]  # fmt: skip
+    log("  " + " ".join(argv[2:]))
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"site add failed: {done.stderr.strip()}")
+    time.sleep(2.5)  # the registry's refresh (placement_refresh_seconds) in every worker
+    return t
+
+
 def run_peer_compare(
     a: argparse.Namespace, names: list[str], plan: Plan, wd: Path, log: Callable[[str], None]
 ) -> int:
@@ -64,16 +100,22 @@ def run_peer_compare(
     cond0 = conditions()
     t0 = time.perf_counter()
     sides: dict[str, Side] = {}
+    targets: dict[str, Target] = {}
     with contextlib.ExitStack() as stack:
-        for name in names:
+        # Peers first: andromede-rados stores in the ceph peer's cluster.
+        for name in sorted(names, key=lambda n: n.startswith("andromede")):
             if name == "andromede":
                 t: Target = sbs.start_server(stack, wd, a, log, label=name, name=name, env={})
+            elif name == "andromede-rados":
+                t = start_on_rados(stack, wd, a, log, targets["ceph"])
             else:
                 t = start_peer(name, log)
                 if t.stop is not None:
                     stack.callback(t.stop)
                 log(f"  {name}: {t.endpoint}")
-            sides[name] = sbs.open_side(stack, name, t, plan, log, cls=Side)
+            targets[name] = t
+        for name in names:
+            sides[name] = sbs.open_side(stack, name, targets[name], plan, log, cls=Side)
 
         async def setup(name: str, side: Side) -> None:
             log(f"  setup {name}: 4 large + 256 small objects to read")

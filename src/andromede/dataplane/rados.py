@@ -44,7 +44,7 @@ BLOB_FORMAT = 1
 HEADER = struct.Struct(">8sIIQQ")
 STRIPE = 4 << 20
 SEGMENT = 2 << 20
-WRITE_AHEAD = 2
+WRITE_AHEAD = 3
 READ_AHEAD = 4
 # A read starting this close to a head's header reads the header with it (one operation).
 HEAD_SLACK = HEADER.size + (64 << 10)
@@ -175,14 +175,15 @@ class RadosSite:
         piece: int | None = None,
         transform: Callable[[bytes], Sequence[bytes]] | None = None,
     ) -> AsyncGenerator[bytes, None]:
-        """Stream part of a blob, ``READ_AHEAD`` segments in flight."""
+        """Stream part of a blob: ``READ_AHEAD`` pieces in flight, each read straight into
+        one buffer (from one object, or joined from two where it crosses a stripe) and
+        transformed on a worker thread when large."""
         check_blob_id(blob_id)
-        segments = _segments(blob_id, offset, length)
-        # The header comes with the first segment when that starts close to it.
-        combined = bool(segments) and segments[0][0] == blob_id and segments[0][1] < HEAD_SLACK
+        units = _units(blob_id, offset, length, piece or SEGMENT)
+        # The header comes with the first read when that starts close to it.
+        combined = bool(units) and units[0][0][0] == blob_id and units[0][0][1] < HEAD_SLACK
         header = None if combined else asyncio.ensure_future(self._read(blob_id, HEADER.size, 0))
-        reads = _ReadAhead(self, segments, combined)
-        out = _Pieces(piece, transform)
+        reads = _ReadAhead(self, units, combined)
         try:
             if header is not None:
                 raw = await header
@@ -190,14 +191,40 @@ class RadosSite:
                     raise errors.BlobNotFound()
                 _parse_header(raw)
             async for data in reads:
-                for chunk in await out.feed(data):
+                if transform is None:
+                    yield data
+                    continue
+                out = (
+                    await asyncio.to_thread(transform, data)
+                    if len(data) >= INLINE_IO
+                    else (transform(data))
+                )
+                for chunk in out:
                     yield chunk
-            for chunk in await out.finish(length):
-                yield chunk
         finally:
             reads.cancel()
             if header is not None:
                 header.cancel()
+
+    async def _read_unit(self, unit: list[tuple[str, int, int]], with_header: bool) -> bytes:
+        """One piece: its segments read at once, checked whole, joined where more than one."""
+        reads = [
+            self._read_with_header(oid, pos, want)
+            if with_header and i == 0
+            else self._read(oid, want, pos)
+            for i, (oid, pos, want) in enumerate(unit)
+        ]
+        parts = await asyncio.gather(*reads)
+        whole: list[bytes] = []
+        for i, (part, (_, _, want)) in enumerate(zip(parts, unit, strict=True)):
+            if part is None:
+                if with_header and i == 0:
+                    raise errors.BlobNotFound()
+                raise errors.DataCorrupted("A stripe of a stored blob is missing.")
+            if len(part) != want:
+                raise errors.DataCorrupted("Stored data is shorter than its manifest.")
+            whole.append(part)
+        return whole[0] if len(whole) == 1 else b"".join(whole)
 
     async def _read_with_header(self, oid: str, pos: int, want: int) -> bytes | None:
         raw = await self._read(oid, pos + want, 0)
@@ -328,9 +355,12 @@ class RadosBlobWriter:
     def __init__(self, site: RadosSite, blob_id: str) -> None:
         self._site = site
         self._id = blob_id
-        self._head = bytearray()
-        self._stripe = bytearray()
-        self._index = 0  # the stripe being filled (0: the head)
+        # The stripe being filled (0: the head), as the pieces written: joined once when full
+        # (one copy; immutable pieces are kept by reference, others copied on the way in).
+        self._head: list[bytes | memoryview] = []
+        self._stripe: list[bytes | memoryview] = []
+        self._filled = 0
+        self._index = 0
         self._size = 0
         self._inflight: collections.deque[asyncio.Future[None]] = collections.deque()
         self._written: list[str] = []
@@ -340,17 +370,19 @@ class RadosBlobWriter:
         """Append ``data``."""
         if self._closed:
             raise RuntimeError("blob writer is closed")
-        view = memoryview(data).cast("B")
+        view = memoryview(data if isinstance(data, bytes) else bytes(data)).cast("B")
         while view:
-            buf = self._head if self._index == 0 else self._stripe
-            take = view[: STRIPE - len(buf)]
-            buf += take
+            parts = self._head if self._index == 0 else self._stripe
+            take = view[: STRIPE - self._filled]
+            parts.append(take)
+            self._filled += len(take)
             self._size += len(take)
             view = view[len(take) :]
-            if len(buf) == STRIPE:
+            if self._filled == STRIPE:
                 if self._index:
                     await self._flush()
                 self._index += 1
+                self._filled = 0
 
     async def write_from(self, block: PendingBlock) -> None:
         """Append ``block``, made on a worker thread when large."""
@@ -360,7 +392,7 @@ class RadosBlobWriter:
 
     async def _flush(self) -> None:
         oid = f"{self._id}.{self._index:x}"
-        data, self._stripe = bytes(self._stripe), bytearray()
+        data, self._stripe = b"".join(self._stripe), []
         self._written.append(oid)
         self._inflight.append(asyncio.ensure_future(self._site._write_full(oid, data)))
         while len(self._inflight) > WRITE_AHEAD:
@@ -379,12 +411,12 @@ class RadosBlobWriter:
                 # Taken for abandoned by the sweeper (a client that stalled for longer than
                 # the grace): its stripes may be gone, so it must not become visible.
                 raise FileNotFoundError(errno.ENOENT, f"the write of {self._id} was swept")
-            await self._site._write_full(self._id, _header(self._size) + bytes(self._head))
+            await self._site._write_full(self._id, b"".join([_header(self._size), *self._head]))
         except BaseException:
             await self.abort()
             raise
         self._closed = True
-        self._head = self._stripe = bytearray()
+        self._head, self._stripe = [], []
         try:
             await self._site._remove(_marker(self._id))
         except OSError:
@@ -399,7 +431,7 @@ class RadosBlobWriter:
         self._closed = True
         inflight, self._inflight = list(self._inflight), collections.deque()
         await asyncio.gather(*inflight, return_exceptions=True)
-        self._head = self._stripe = bytearray()
+        self._head, self._stripe = [], []
         for oid in (*self._written, _marker(self._id)):
             try:
                 await self._site._remove(oid)
@@ -410,25 +442,22 @@ class RadosBlobWriter:
 
 
 class _ReadAhead:
-    """The segments' bytes in order, ``READ_AHEAD`` reads in flight."""
+    """The pieces' bytes in order, ``READ_AHEAD`` pieces in flight."""
 
     def __init__(
-        self, site: RadosSite, segments: list[tuple[str, int, int]], combined: bool
+        self, site: RadosSite, units: list[list[tuple[str, int, int]]], combined: bool
     ) -> None:
         self._site = site
-        self._pending = collections.deque(segments)
-        self._ahead: collections.deque[asyncio.Future[bytes | None]] = collections.deque()
-        self._combined = combined
-        self._first = True
+        self._pending = collections.deque(units)
+        self._ahead: collections.deque[asyncio.Future[bytes]] = collections.deque()
+        self._with_header = combined  # the first piece reads the header too
         self._fill()
 
     def _fill(self) -> None:
         while self._pending and len(self._ahead) < READ_AHEAD:
-            oid, pos, want = self._pending.popleft()
-            if self._combined and self._first and not self._ahead:
-                read = self._site._read_with_header(oid, pos, want)
-            else:
-                read = self._site._read(oid, want, pos)
+            unit = self._pending.popleft()
+            read = self._site._read_unit(unit, self._with_header)
+            self._with_header = False
             self._ahead.append(asyncio.ensure_future(read))
 
     def __aiter__(self) -> _ReadAhead:
@@ -438,57 +467,13 @@ class _ReadAhead:
         if not self._ahead:
             raise StopAsyncIteration
         data = await self._ahead.popleft()
-        first, self._first = self._first, False
         self._fill()
-        if data is None:
-            if first and self._combined:
-                raise errors.BlobNotFound()
-            raise errors.DataCorrupted("A stripe of a stored blob is missing.")
         return data
 
     def cancel(self) -> None:
         for fut in self._ahead:
             fut.cancel()
         self._ahead.clear()
-
-
-class _Pieces:
-    """Cuts a stream of segments into the caller's pieces and transforms each."""
-
-    def __init__(
-        self, piece: int | None, transform: Callable[[bytes], Sequence[bytes]] | None
-    ) -> None:
-        self._piece = piece
-        self._transform = transform
-        self._buf = bytearray()
-        self._done = 0
-
-    async def _apply(self, data: bytes) -> Sequence[bytes]:
-        if self._transform is None:
-            return (data,)
-        if len(data) >= INLINE_IO:
-            return await asyncio.to_thread(self._transform, data)
-        return self._transform(data)
-
-    async def feed(self, data: bytes) -> list[bytes]:
-        self._done += len(data)
-        if self._piece is None:
-            return list(await self._apply(data))
-        self._buf += data
-        out: list[bytes] = []
-        while len(self._buf) >= self._piece:
-            chunk = bytes(self._buf[: self._piece])
-            del self._buf[: self._piece]
-            out.extend(await self._apply(chunk))
-        return out
-
-    async def finish(self, length: int) -> list[bytes]:
-        if self._done != length:
-            raise errors.DataCorrupted("Stored data is shorter than its manifest.")
-        if self._buf:
-            chunk, self._buf = bytes(self._buf), bytearray()
-            return list(await self._apply(chunk))
-        return []
 
 
 def _header(size: int) -> bytes:
@@ -515,14 +500,25 @@ def _stripe_ids(blob_id: str, size: int) -> list[str]:
     return [f"{blob_id}.{n:x}" for n in range(1, -(-size // STRIPE))]
 
 
-def _segments(blob_id: str, offset: int, length: int) -> list[tuple[str, int, int]]:
+def _units(blob_id: str, offset: int, length: int, piece: int) -> list[list[tuple[str, int, int]]]:
+    """The bytes [offset, offset+length) as pieces of ``piece`` bytes (the last one what is
+    left), each as its segments (``_segments``)."""
+    return [
+        _segments(blob_id, start, min(piece, offset + length - start), limit=piece)
+        for start in range(offset, offset + length, piece)
+    ]
+
+
+def _segments(
+    blob_id: str, offset: int, length: int, *, limit: int = SEGMENT
+) -> list[tuple[str, int, int]]:
     """(object, offset in it, length) for the bytes [offset, offset+length), split at stripe
-    boundaries and into reads of at most ``SEGMENT`` bytes."""
+    boundaries and into reads of at most ``limit`` bytes."""
     out: list[tuple[str, int, int]] = []
     pos, end = offset, offset + length
     while pos < end:
         index, within = divmod(pos, STRIPE)
-        take = min(end - pos, STRIPE - within, SEGMENT)
+        take = min(end - pos, STRIPE - within, limit)
         if index == 0:
             out.append((blob_id, HEADER.size + within, take))
         else:
