@@ -51,7 +51,6 @@ from andromede.workers.sweeper import Sweeper
 
 log = logging.getLogger("andromede")
 DEFAULT_SITE = "local"
-RESIDENCY_KEY_FILE = "residency-signing.key"
 
 
 @dataclass
@@ -178,6 +177,14 @@ async def build_runtime(settings: Settings) -> Runtime:
     buckets = Buckets(store, clock, settings.region, placement.check_location)
     if settings.unsafe_plaintext_for_benchmarks:
         log.warning("unsafe_plaintext_for_benchmarks: new data is stored UNENCRYPTED")
+    if not settings.embedded and settings.keystore_dir is None:
+        log.warning(
+            "shared metadata database, built-in keystore in this data dir (%s): keys made "
+            "through this gateway are unknown to the others; set ANDROMEDE_KEYSTORE_DIR to "
+            "storage every gateway shares, or use a PKCS#11 or KMIP key manager "
+            "(docs/deploy.md)",
+            settings.keystore_path,
+        )
     managers = open_key_managers(
         settings.keystore_path, settings.keystore_passphrase_file, settings.key_managers
     )
@@ -200,7 +207,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     signer = load_or_create_signing_key(settings.audit_key_path)
     audit_log = AuditLog(SegmentReader(settings.audit_path), public_pem(signer))
     repairs = Repairs(store, placement, clock, scrub_rate=settings.scrub_bytes_per_second)
-    residency_key = load_or_create_signing_key(settings.data_dir / RESIDENCY_KEY_FILE)
+    residency_key = load_or_create_signing_key(settings.residency_key_path)
     residency = Residency(
         store,
         placement,

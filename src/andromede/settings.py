@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     audit_signing_key_file: Path | None = Field(
         default=None, description="Ed25519 PEM; default: <data_dir>/audit-signing.key"
     )
+    residency_signing_key_file: Path | None = Field(
+        default=None,
+        description=(
+            "Ed25519 PEM that signs residency reports; default: <data_dir>/"
+            "residency-signing.key (a cluster's gateways share one file: one key to verify)"
+        ),
+    )
     audit_segment_bytes: int = 16 << 20
     audit_segment_max_age_seconds: float = 86400.0
     audit_checkpoint_interval_seconds: float = 60.0
@@ -212,6 +219,13 @@ class Settings(BaseSettings):
         if self.audit_signing_key_file is not None:
             return self.audit_signing_key_file
         return self.data_dir / "audit-signing.key"
+
+    @property
+    def residency_key_path(self) -> Path:
+        """The private key that signs residency reports."""
+        if self.residency_signing_key_file is not None:
+            return self.residency_signing_key_file
+        return self.data_dir / "residency-signing.key"
 
     @property
     def keystore_path(self) -> Path:

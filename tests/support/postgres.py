@@ -157,6 +157,12 @@ def _pg_ctl_start(
             f"-c unix_socket_directories={root}",
             *([] if durable else fast),
             "-c max_connections=200",
+            # Statement counts for bench/cluster.py, where the module is installed.
+            *(
+                ["-c shared_preload_libraries=pg_stat_statements"]
+                if (bindir.parent / "lib" / "pg_stat_statements.so").exists()
+                else []
+            ),
         ]
     )
     start = [str(bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(log), "-o", options]
