@@ -14,6 +14,8 @@ how it spreads, not how far more hosts would carry it (docs/deploy.md has the mo
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,38 +66,55 @@ def pg_counters(engine: sa.Engine) -> tuple[int, int]:
     return int(calls), int(commits)
 
 
-def measure(state: dict[str, Any], plan: Plan, log: Any) -> dict[str, tuple[float, float, float]]:
-    """Each figure: (median req/s, statements per request, commits per request)."""
+def pg_cpu(state: dict[str, Any]) -> float:
+    """CPU seconds PostgreSQL's processes (the postmaster and its children) have used."""
+    pid = int((Path(state["postgres"]["root"]) / "data" / "postmaster.pid").read_text().split()[0])
+    main = psutil.Process(pid)
+    total = 0.0
+    for proc in [main, *main.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def measure(state: dict[str, Any], plan: Plan, log: Any) -> dict[str, tuple[float, ...]]:
+    """Each figure: (median req/s, statements, commits and PostgreSQL CPU µs per request)."""
     target = Target("cluster", state["endpoint"], state["access_key"], state["secret_key"])
     url = sa.engine.make_url(state["postgres"]["url"]).set(drivername="postgresql+psycopg2")
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
-    out = {}
-    with bench_bucket(target, log, cleanup=False) as raw:
-        eb = EndpointBench(raw, plan, "c")
-        run_async(eb.setup(large=False))
+
+    async def figures(eb: EndpointBench) -> dict[str, tuple[float, ...]]:
+        # One event loop for the whole measurement: the client's connections belong to it.
+        out = {}
+        await eb.setup(large=False)
         for fig in FIGURES:
-            rates, statements, commits = [], [], []
+            rates, statements, commits, cpu = [], [], [], []
             for n in range(plan.runs + 1):
-                time.sleep(0.3)  # let the pool's stats settle
-                before = pg_counters(engine)
-                rate, _ = run_async(eb.run(fig, "warmup" if n == 0 else f"r{n}"))
-                after = pg_counters(engine)
+                await asyncio.sleep(0.3)  # let the statistics settle
+                before = await asyncio.to_thread(pg_counters, engine)
+                cpu0 = pg_cpu(state)
+                rate, _ = await eb.run(fig, "warmup" if n == 0 else f"r{n}")
+                cpu1 = pg_cpu(state)
+                after = await asyncio.to_thread(pg_counters, engine)
                 if n == 0:
                     continue
                 done = rate * plan.duration
                 rates.append(rate)
                 statements.append((after[0] - before[0]) / done)
                 commits.append((after[1] - before[1]) / done)
-            out[fig.key] = (
-                statistics.median(rates),
-                statistics.median(statements),
-                statistics.median(commits),
-            )
+                cpu.append((cpu1 - cpu0) / done * 1e6)
+            out[fig.key] = tuple(statistics.median(v) for v in (rates, statements, commits, cpu))
             log(f"    {fig.label}: {out[fig.key][0]:,.0f} req/s")
-    engine.dispose()
-    return out
+        return out
+
+    try:
+        with bench_bucket(target, log, cleanup=False) as raw:
+            return run_async(figures(EndpointBench(raw, plan, "c")))
+    finally:
+        engine.dispose()
 
 
 def main() -> int:
@@ -110,7 +130,7 @@ def main() -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    results: dict[int, dict[str, tuple[float, float, float]]] = {}
+    results: dict[int, dict[str, tuple[float, ...]]] = {}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="andromede-cluster-bench-", dir=ROOT.parent) as wd:
         for n in counts:
@@ -126,13 +146,14 @@ def main() -> int:
             finally:
                 cluster("stop", "--dir", str(d), "--reset")
     header = ["figure", *(f"{n} gw" for n in counts), "statements/req", "commits/req"]
+    header.append("PostgreSQL CPU/req")
     print("\n| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for fig in FIGURES:
         cells = [f"{fig.label} (req/s)"]
         cells += [f"{results[n][fig.key][0]:,.0f}" for n in counts]
         first = results[counts[0]][fig.key]
-        cells += [f"{first[1]:.1f}", f"{first[2]:.2f}"]
+        cells += [f"{first[1]:.1f}", f"{first[2]:.2f}", f"{first[3]:,.0f} µs"]
         print("| " + " | ".join(cells) + " |")
     print(
         f"\nmedian of {a.runs} runs of {a.duration:g} s; {a.workers} workers per gateway; "
