@@ -113,23 +113,29 @@ class Cluster:
             found = self._ioctxs.get((pool, namespace))
             if found is not None:
                 return found
-            if self._failed is not None and time.monotonic() - self._failed[0] < RECONNECT_AFTER_S:
-                raise self._failed[1]
-            try:
-                if self._handle is None:
-                    self._handle = self._connect()
+            if self._handle is None:
+                # A cluster that could not be reached is not tried again at once (each try
+                # waits up to the connect timeout); a missing pool does not count here: it
+                # says nothing of the other pools of the same cluster.
+                failed = self._failed
+                if failed is not None and time.monotonic() - failed[0] < RECONNECT_AFTER_S:
+                    raise failed[1]
                 try:
-                    found = self._handle.open_ioctx(pool)
-                    if namespace:
-                        found.set_namespace(namespace)
-                except load_rados().ObjectNotFound:
-                    raise OSError(
-                        errno.ENOENT, f"pool {pool!r} does not exist in the cluster of {self.conf}"
-                    ) from None
-            except OSError as exc:
-                self._failed = (time.monotonic(), exc)
-                raise
-            self._failed = None
+                    self._handle = self._connect()
+                except OSError as exc:
+                    self._failed = (time.monotonic(), exc)
+                    raise
+                self._failed = None
+            try:
+                found = self._handle.open_ioctx(pool)
+                if namespace:
+                    found.set_namespace(namespace)
+            except load_rados().ObjectNotFound:
+                raise OSError(
+                    errno.ENOENT, f"pool {pool!r} does not exist in the cluster of {self.conf}"
+                ) from None
+            except Exception as exc:
+                raise os_error(exc, f"cannot open pool {pool!r} of {self.conf}") from None
             self._ioctxs[(pool, namespace)] = found
             return found
 
