@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from andromede.audit.chains_reader import ChainsReader
 from andromede.audit.discard import DiscardSink
 from andromede.audit.inline import InlineAppender
 from andromede.audit.keys import load_or_create_signing_key, public_pem
+from andromede.audit.mirror import RadosMirror
 from andromede.audit.reader import SegmentReader
 from andromede.audit.remote import RemoteTrail
 from andromede.audit.trail import HashChainTrail
@@ -30,7 +32,7 @@ from andromede.dataplane.sharded import ShardedBlobs
 from andromede.kms.factory import open_key_managers
 from andromede.localfiles import read_credentials
 from andromede.metadata.sql import SqlMetadataStore, SystemClock, open_store
-from andromede.ports import AuditSink, Clock, MetadataStore, ShardSet, SiteBackend
+from andromede.ports import AuditReader, AuditSink, Clock, MetadataStore, ShardSet, SiteBackend
 from andromede.services.accounts import Accounts
 from andromede.services.audit import AuditLog
 from andromede.services.buckets import Buckets
@@ -205,7 +207,11 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     objects, multipart = object_services(store, placement, buckets, encryption, clock)
     signer = load_or_create_signing_key(settings.audit_key_path)
-    audit_log = AuditLog(SegmentReader(settings.audit_path), public_pem(signer))
+    reader: AuditReader = SegmentReader(settings.audit_path)
+    mirror = RadosLocation.parse(settings.audit_rados) if settings.audit_rados else None
+    if mirror is not None:  # every gateway's chain, from the pool they mirror to
+        reader = ChainsReader(RadosMirror(mirror), settings.data_dir / "audit-chains")
+    audit_log = AuditLog(reader, public_pem(signer))
     repairs = Repairs(store, placement, clock, scrub_rate=settings.scrub_bytes_per_second)
     residency_key = load_or_create_signing_key(settings.residency_key_path)
     residency = Residency(

@@ -449,7 +449,8 @@ def test_http_api_shapes(scene: Scene) -> None:
     page = _signed_get(scene, "/v1/audit/records?limit=1")
     assert page.status_code == 200
     body = page.json()
-    assert set(body) == {"records", "next_after_seq"}
+    assert set(body) == {"records", "next_after_seq", "next_after"}
+    assert body["next_after"] is None  # one chain: paged by seq
     assert body["next_after_seq"] == body["records"][0]["seq"]
     export = _signed_get(scene, "/v1/audit/export?operation=CreateBucket")
     assert export.status_code == 200

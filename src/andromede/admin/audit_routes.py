@@ -18,7 +18,13 @@ from pydantic import BaseModel, Field
 
 from andromede.admin.deps import API_VERSION, Caller, ServicesDep
 from andromede.core import errors
-from andromede.core.audit import AuditQuery, parse_time
+from andromede.core.audit import (
+    AuditQuery,
+    advance_after,
+    format_after,
+    parse_after,
+    parse_time,
+)
 from andromede.core.models import Principal
 from andromede.services.audit import MAX_LIMIT, AuditLog
 
@@ -42,6 +48,13 @@ class AuditPage(BaseModel):
     )
     next_after_seq: int | None = Field(
         description="Pass as after_seq for the next page; null when this page is the last."
+    )
+    next_after: str | None = Field(
+        default=None,
+        description=(
+            "A cluster's gateways (records of several chains, each with its 'chain'): pass "
+            "as after for the next page; null when this page is the last."
+        ),
     )
 
 
@@ -71,6 +84,10 @@ OutcomeFilter = Annotated[
     Query(description="success (status < 400), failure, an HTTP status, or an error code"),
 ]
 AfterSeq = Annotated[int, Query(ge=0, description="Only records with a greater seq")]
+After = Annotated[
+    str | None,
+    Query(max_length=48 * 1024, description="Several chains: CHAIN:SEQ,... (from next_after)"),
+]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Records per page")]
 
 
@@ -85,9 +102,17 @@ class _Filters:
     outcome: str | None
 
     def query(
-        self, after_seq: int, limit: int, until_default: dt.datetime | None = None
+        self,
+        after_seq: int,
+        limit: int,
+        until_default: dt.datetime | None = None,
+        after: str | None = None,
     ) -> AuditQuery:
         until = _time("until", self.until)
+        try:
+            after_chains = parse_after(after or "")
+        except ValueError as exc:
+            raise errors.InvalidArgument(f"after: {exc}.") from None
         return AuditQuery(
             tenant=self.tenant,
             since=_time("since", self.since),
@@ -98,6 +123,7 @@ class _Filters:
             outcome=self.outcome,
             after_seq=after_seq,
             limit=limit,
+            after_chains=after_chains,
         )
 
 
@@ -141,8 +167,15 @@ async def _export(
             yield "".join(_line(r) for r in page).encode("ascii")
         if len(page) < query.limit:
             return
-        query = dataclasses.replace(query, after_seq=_seq(page[-1]))
+        query = _next(query, page)
         page = await audit.query(caller, query)
+
+
+def _next(query: AuditQuery, page: list[dict[str, object]]) -> AuditQuery:
+    """The query of the page after ``page`` (one chain: by seq; several: by cursor)."""
+    if "chain" in page[-1]:
+        return dataclasses.replace(query, after_chains=advance_after(query.after_chains, page))
+    return dataclasses.replace(query, after_seq=_seq(page[-1]))
 
 
 def _seq(record: dict[str, object]) -> int:
@@ -158,10 +191,15 @@ async def query_audit_records(
     filters: Filters,
     after_seq: AfterSeq = 0,
     limit: Limit = DEFAULT_LIMIT,
+    after: After = None,
 ) -> AuditPage:
     """Records matching every filter given, oldest first, at most ``limit``."""
-    records = await services.audit.query(caller, filters.query(after_seq, limit))
+    query = filters.query(after_seq, limit, after=after)
+    records = await services.audit.query(caller, query)
     more = len(records) == limit
+    if more and "chain" in records[-1]:
+        cursor = format_after(advance_after(query.after_chains, records))
+        return AuditPage(records=records, next_after_seq=None, next_after=cursor)
     return AuditPage(records=records, next_after_seq=_seq(records[-1]) if more else None)
 
 
@@ -171,11 +209,17 @@ async def query_audit_records(
     responses={200: {"content": {NDJSON: {}}, "description": "One record per line"}},
 )
 async def export_audit_records(
-    caller: Caller, services: ServicesDep, filters: Filters, after_seq: AfterSeq = 0
+    caller: Caller,
+    services: ServicesDep,
+    filters: Filters,
+    after_seq: AfterSeq = 0,
+    after: After = None,
 ) -> StreamingResponse:
     """Every matching record as JSON Lines, oldest first. Without ``until``, the export
     stops at requests that started after it did, so that it ends on a busy server."""
-    query = filters.query(after_seq, EXPORT_PAGE, until_default=dt.datetime.now(dt.UTC))
+    query = filters.query(
+        after_seq, EXPORT_PAGE, until_default=dt.datetime.now(dt.UTC), after=after
+    )
     # The first page is read before the response starts: a refused query gets its error.
     first = await services.audit.query(caller, query)
     return StreamingResponse(_export(services.audit, caller, query, first), media_type=NDJSON)

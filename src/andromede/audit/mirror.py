@@ -102,6 +102,18 @@ class RadosMirror:
                 names.append(name)
         return {chain: sorted(names) for chain, names in sorted(found.items())}
 
+    def read_range(self, chain: str, name: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of a segment from ``offset`` (fewer at its end)."""
+        io, oid = self._io(), _oid(chain, name)
+        out = bytearray()
+        while len(out) < length:
+            want = min(READ_PIECE, length - len(out))
+            piece = self._call("read", io.read, oid, want, offset + len(out))
+            out += piece
+            if len(piece) < want:
+                break
+        return bytes(out)
+
     def read(self, chain: str, name: str) -> bytes:
         """A whole segment or key object."""
         io, oid = self._io(), _oid(chain, name)

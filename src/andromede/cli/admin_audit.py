@@ -52,6 +52,10 @@ Outcome = Annotated[
     typer.Option(help="success, failure, an HTTP status (404) or an error code (AccessDenied)"),
 ]
 AfterSeq = Annotated[int, typer.Option("--after-seq", help="Only records after this seq")]
+After = Annotated[
+    str | None,
+    typer.Option("--after", help="A cluster: only records after this cursor (CHAIN:SEQ,...)"),
+]
 Out = Annotated[Path | None, typer.Option("--out", help="Write to this file, not stdout")]
 
 _AGE = re.compile(r"^(\d+)([smhd])$")
@@ -80,6 +84,7 @@ def _params(
     operation: str | None,
     outcome: str | None,
     after_seq: int,
+    after: str | None = None,
 ) -> dict[str, str]:
     given: dict[str, str | None] = {
         "tenant": tenant,
@@ -90,6 +95,7 @@ def _params(
         "operation": operation,
         "outcome": outcome,
         "after_seq": str(after_seq) if after_seq else None,
+        "after": after or None,
     }
     return {k: v for k, v in given.items() if v is not None}
 
@@ -120,12 +126,13 @@ def query(
     outcome: Outcome = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Records per page")] = 100,
     after_seq: AfterSeq = 0,
+    after: After = None,
     endpoint: Endpoint = None,
     data_dir: DataDir = None,
     json_out: AsJson = False,
 ) -> None:
     """Records matching every filter given, oldest first (a tenant's key sees its own)."""
-    params = _params(tenant, since, until, bucket, principal, operation, outcome, after_seq)
+    params = _params(tenant, since, until, bucket, principal, operation, outcome, after_seq, after)
     params["limit"] = str(limit)
     try:
         page = connect(endpoint, data_dir).request("GET", "/v1/audit/records", params=params)
@@ -142,6 +149,8 @@ def query(
     console.print(table)
     if page.get("next_after_seq") is not None:
         err_console.print(f"more records: --after-seq {page['next_after_seq']}", highlight=False)
+    if page.get("next_after"):
+        err_console.print(f"more records: --after {page['next_after']}", highlight=False)
 
 
 @audit_admin_app.command("export")
@@ -154,12 +163,13 @@ def export(
     operation: Operation = None,
     outcome: Outcome = None,
     after_seq: AfterSeq = 0,
+    after: After = None,
     out: Out = None,
     endpoint: Endpoint = None,
     data_dir: DataDir = None,
 ) -> None:
     """Every matching record as JSON Lines, streamed (to --out only once complete)."""
-    params = _params(tenant, since, until, bucket, principal, operation, outcome, after_seq)
+    params = _params(tenant, since, until, bucket, principal, operation, outcome, after_seq, after)
     client = connect(endpoint, data_dir)
     if out is None:
         try:

@@ -277,3 +277,41 @@ class AuditQuery:
     outcome: str | None = None  # "success" (status < 400), "failure", or an exact status/code
     after_seq: int = 0
     limit: int = 1000
+    # Several chains (a cluster's mirror): the last seq read of each, by chain id.
+    after_chains: tuple[tuple[str, int], ...] = ()
+
+
+_CHAIN_ID: Final = re.compile(r"^[0-9a-f]{32}$")
+MAX_CHAINS: Final = 1024
+
+
+def parse_after(text: str) -> tuple[tuple[str, int], ...]:
+    """A cursor over several chains, ``CHAIN:SEQ,CHAIN:SEQ`` (ValueError when malformed)."""
+    if not text:
+        return ()
+    pairs = []
+    for part in text.split(",", MAX_CHAINS):
+        chain, sep, seq = part.partition(":")
+        if not sep or not _CHAIN_ID.match(chain) or not seq.isdigit() or len(seq) > 19:
+            raise ValueError("a cursor is CHAIN:SEQ pairs, comma-separated")
+        pairs.append((chain, int(seq)))
+    if len(pairs) > MAX_CHAINS or len({c for c, _ in pairs}) != len(pairs):
+        raise ValueError("a cursor names each chain once")
+    return tuple(sorted(pairs))
+
+
+def format_after(pairs: Iterable[tuple[str, int]]) -> str:
+    """The text of a cursor (:func:`parse_after` reads it)."""
+    return ",".join(f"{chain}:{seq}" for chain, seq in sorted(pairs))
+
+
+def advance_after(
+    pairs: tuple[tuple[str, int], ...], records: Iterable[dict[str, object]]
+) -> tuple[tuple[str, int], ...]:
+    """The cursor after ``records`` (each with its ``chain`` and ``seq``) were read."""
+    cursor = dict(pairs)
+    for record in records:
+        chain, seq = record.get("chain"), record.get("seq")
+        if isinstance(chain, str) and isinstance(seq, int):
+            cursor[chain] = seq
+    return tuple(sorted(cursor.items()))
