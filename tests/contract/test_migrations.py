@@ -39,6 +39,7 @@ from andromede.core.placement import Layout
 from andromede.metadata import schema
 from andromede.metadata.migrate import (
     MIGRATIONS_DIR,
+    SchemaTooNew,
     current_revision,
     head_revision,
     packaged_head,
@@ -61,7 +62,7 @@ TABLES = {
     "kms_keys",
 }
 PLACEMENT_TABLES = {"sites", "regions", "repairs", "job_state"}
-LEASE_TABLES = {"job_leases"}
+LEASE_TABLES = {"job_leases", "schema_compat"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -392,3 +393,37 @@ async def test_job_leases_arrive_with_0005_and_leave_with_it(database_url: str) 
         assert await store.list_leases() == []
     finally:
         await store.close()
+
+
+def _set(database_url: str, statement: str) -> None:
+    engine = sync_engine(sync_url(database_url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
+async def test_a_gateway_runs_on_a_newer_schema_only_when_it_is_declared_compatible(
+    database_url: str,
+) -> None:
+    """Gateways are upgraded one at a time: this release must start on a schema a newer
+    release migrated when that schema says this code still runs on it, and refuse clearly
+    when it says otherwise."""
+    upgrade(database_url)
+    # A newer release's migration "0099", which declares code down to 0005 compatible.
+    _set(database_url, "UPDATE alembic_version SET version_num = '0099'")
+    upgrade(database_url)
+    store = await open_store(database_url)
+    try:
+        await store.create_tenant(Tenant("acme", T0))
+        assert [t.name for t in await store.list_tenants()] == ["acme"]
+    finally:
+        await store.close()
+    assert current_revision(database_url) == "0099"  # left as the newer release made it
+    # A later one that no longer runs with this code.
+    _set(database_url, "UPDATE schema_compat SET oldest_code_revision = '0099'")
+    with pytest.raises(SchemaTooNew, match=r"revision 0099.*Upgrade this gateway"):
+        upgrade(database_url)
+    with pytest.raises(SchemaTooNew):
+        await open_store(database_url)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import sqlite3
@@ -27,10 +28,12 @@ from sqlalchemy.pool import ConnectionPoolEntry
 if TYPE_CHECKING:
     from alembic.config import Config
 
+log = logging.getLogger("andromede.metadata")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 HEAD = "head"
 _SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg2"}
 VERSION_TABLE = "alembic_version"
+COMPAT_TABLE = "schema_compat"
 # A script's own revision and the one it follows, as Alembic's generated scripts spell them.
 _REVISION = re.compile(r"^revision(?:\s*:[^=]*)?\s*=\s*[\"']([^\"']+)[\"']\s*$", re.MULTILINE)
 _DOWN = re.compile(
@@ -46,7 +49,12 @@ def upgrade(database_url: str) -> None:
         try:
             with engine.connect() as conn:
                 head = packaged_head()
-                if head is not None and stored_revisions(conn) == [head]:
+                stored = stored_revisions(conn)
+                if head is not None and stored == [head]:
+                    return
+                if stored and not set(stored) <= packaged_revisions():
+                    # A newer release migrated it (gateways upgraded one at a time).
+                    _check_newer(conn, stored)
                     return
             with engine.connect() as conn:
                 from alembic import command  # noqa: PLC0415 - only when a migration is due
@@ -98,6 +106,44 @@ def packaged_head() -> str | None:
             followed.add(down[1])
     heads = revisions - followed
     return heads.pop() if len(heads) == 1 else None
+
+
+def packaged_revisions() -> set[str]:
+    """Every revision the packaged scripts define, read from their text."""
+    found: set[str] = set()
+    for script in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        found.update(_REVISION.findall(script.read_text(encoding="utf-8")))
+    return found
+
+
+class SchemaTooNew(RuntimeError):
+    """A newer release migrated the database past what this release's code runs on."""
+
+
+def _check_newer(conn: Connection, stored: list[str]) -> None:
+    """Return when a newer release's schema says this release's code still runs on it
+    (``schema_compat``, migration 0006); SchemaTooNew otherwise."""
+    oldest = None
+    try:
+        if inspect(conn).has_table(COMPAT_TABLE):
+            oldest = conn.execute(
+                text("SELECT oldest_code_revision FROM schema_compat WHERE id = 1")
+            ).scalar_one_or_none()
+    finally:
+        conn.rollback()
+    known = packaged_revisions()
+    if oldest is None or str(oldest) not in known:
+        raise SchemaTooNew(
+            f"The metadata database is at revision {', '.join(stored)}, from a newer release, "
+            f"which needs code of revision {oldest or 'unknown'} or later; this release's code "
+            f"is at {packaged_head() or max(known)}. Upgrade this gateway."
+        )
+    log.warning(
+        "the metadata database is at revision %s, from a newer release that declares code "
+        "down to revision %s compatible: running on it (upgrade this gateway soon)",
+        ", ".join(stored),
+        oldest,
+    )
 
 
 def head_revision() -> str:

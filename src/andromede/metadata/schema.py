@@ -18,6 +18,7 @@ import datetime as dt
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
@@ -272,6 +273,16 @@ job_leases = Table(
     Column("epoch", BigInteger(), nullable=False),
     Column("acquired", UtcDateTime(), nullable=False),
     Column("expires", UtcDateTime(), nullable=False),
+)
+
+# The oldest code revision that still runs on this schema (migration 0006): a gateway of an
+# older release refuses to start on a schema a newer one migrated unless it is at least that.
+schema_compat = Table(
+    "schema_compat",
+    metadata,
+    Column("id", Integer(), primary_key=True),
+    Column("oldest_code_revision", Text(), nullable=False),
+    CheckConstraint("id = 1", name="ck_schema_compat_one_row"),
 )
 
 # A shard file on a site is named by its blob id alone: the sweeper asks which layouts name a
