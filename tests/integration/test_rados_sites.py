@@ -1,6 +1,7 @@
 """Sites that are Ceph pools, through a real server: two RADOS clusters stand for two data
-centres (dc1: three OSDs, pool size 2; dc2: one OSD on BlueStore, so that it can be stopped
-and started with its data), registered with ``andromede admin site add --backend rados``.
+centres (dc1: three OSDs, pool size 2, and a manager, so that it reports its capacity; dc2:
+one OSD on BlueStore, so that it can be stopped and started with its data), registered with
+``andromede admin site add --backend rados``.
 
 Objects of a two-replica FR region land on both, whole and striped; one OSD stopped changes
 nothing for clients; a whole cluster stopped is "down" (reads go around it and queue a
@@ -45,7 +46,7 @@ def _cluster(tmp: pytest.TempPathFactory, name: str, **kwargs: Any) -> Iterator[
 
 @pytest.fixture(scope="module")
 def dc1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephCluster]:
-    yield from _cluster(tmp_path_factory, "dc1", osds=3, pools={"andromede": 2})
+    yield from _cluster(tmp_path_factory, "dc1", osds=3, pools={"andromede": 2}, mgr=True)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +132,12 @@ def test_rados_sites_are_added_and_listed(server: Server, placed: dict[str, Any]
         assert listed[name]["available"] is True, listed[name]
         assert listed[name]["problem"] is None
         assert listed[name]["backend"] == "rados"
+    # Capacity comes from the cluster's statistics, which only a cluster with a manager
+    # (dc1) keeps: per replica of the pool (size 2 over three 2 GiB OSDs).
+    wait_for(lambda: (sites(server)["ceph-par"]["free_bytes"] or 0) > 0, "dc1's capacity")
+    free = sites(server)["ceph-par"]["free_bytes"]
+    assert 2 << 30 <= free <= 3 << 30, free
+    assert listed["ceph-lyo"]["free_bytes"] is None
 
 
 def test_bad_configurations_are_named_at_site_add(
