@@ -52,6 +52,7 @@ OWN_ENV = frozenset(
         "ANDROMEDE_WORKERS",
         "ANDROMEDE_DATABASE_URL",
         "ANDROMEDE_DATA_DIR_SITE",
+        "ANDROMEDE_TRUSTED_PROXIES",
         "ANDROMEDE_KEYSTORE_DIR",
         "ANDROMEDE_RESIDENCY_SIGNING_KEY_FILE",
         "ANDROMEDE_AUDIT_DIR",
@@ -332,6 +333,7 @@ def gateway_env(state: dict[str, Any]) -> dict[str, str]:
             "ANDROMEDE_DATABASE_URL": state["postgres"]["url"],
             "ANDROMEDE_AUDIT_RADOS": audit_mirror(state["ceph"]),
             "ANDROMEDE_DATA_DIR_SITE": "false",
+            "ANDROMEDE_TRUSTED_PROXIES": "127.0.0.1",  # HAProxy sets X-Forwarded-For
             "ANDROMEDE_KEYSTORE_DIR": state["keystore"],
             # One residency key for every gateway: a report verifies under the one public key
             # whichever gateway answered (the first start makes it, atomically).
@@ -487,6 +489,9 @@ defaults
 
 frontend s3
     bind 127.0.0.1:{ha["port"]}
+    # The client's address for the gateways' audit trail (they trust it from 127.0.0.1 only:
+    # ANDROMEDE_TRUSTED_PROXIES); whatever a client sent as X-Forwarded-For is replaced.
+    http-request set-header X-Forwarded-For %[src]
     default_backend gateways
 
 backend gateways

@@ -91,6 +91,8 @@ def run(data_dir: Path | None, address: str | None, workers: int | None) -> None
 def _serve(settings: Settings) -> None:
     import uvicorn  # noqa: PLC0415 - loaded while the audit writer starts
 
+    proxies = settings.proxies
+
     uvicorn.run(
         "andromede.gateway:create_app",
         factory=True,
@@ -107,6 +109,8 @@ def _serve(settings: Settings) -> None:
         server_header=False,
         date_header=False,
         # The audit trail records the peer's address: a client must not choose it through
-        # X-Forwarded-For (uvicorn trusts it from 127.0.0.1 by default).
-        proxy_headers=False,
+        # X-Forwarded-For (uvicorn trusts it from 127.0.0.1 by default). Only the load
+        # balancers named in trusted_proxies may say who the client is.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
     )

@@ -13,6 +13,7 @@ environment only warns because other tools set such variables for themselves.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import os
 import tomllib
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -66,6 +67,13 @@ class Settings(BaseSettings):
         default=None, description="Enables virtual-host style: <bucket>.<domain>"
     )
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    trusted_proxies: str = Field(
+        default="",
+        description=(
+            "comma-separated addresses or CIDR ranges of load balancers whose X-Forwarded-For "
+            "names the client (recorded in the audit trail); empty: the peer is the client"
+        ),
+    )
     garbage_grace_seconds: float = 300.0
     temp_grace_seconds: float = 900.0
     sweep_interval_seconds: float = 60.0
@@ -231,6 +239,23 @@ class Settings(BaseSettings):
     def keystore_path(self) -> Path:
         """The built-in keystore's directory."""
         return self.keystore_dir if self.keystore_dir is not None else self.data_dir / "keystore"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        """Addresses and ranges only: ``*`` would let every client choose the address the
+        trail records."""
+        for proxy in (p.strip() for p in value.split(",") if p.strip()):
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an IP address or CIDR range") from None
+        return value
+
+    @property
+    def proxies(self) -> list[str]:
+        """The trusted proxies (addresses and CIDR ranges)."""
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @property
     def host(self) -> str:
