@@ -63,6 +63,12 @@ _STORAGE_CLASSES = (
 )
 
 
+def flag(value: str | None) -> bool:
+    """A boolean header: ``true`` in any case (aws CLI v2 sends ``True``), as AWS reads them;
+    anything else, or no header, is false."""
+    return value is not None and value.strip().lower() == "true"
+
+
 def reject_unsupported(req: Request) -> None:
     """Headers that ask for features this build does not have yet: NotImplemented, not ignored."""
     acl = req.header("x-amz-acl")

@@ -16,7 +16,7 @@ from andromede.s3 import xml
 from andromede.s3.body import check_digests, read_small_body
 from andromede.s3.handlers.common import Encoder, encoder, iso8601, owner
 from andromede.s3.handlers.context import Context
-from andromede.s3.headers import reject_unsupported
+from andromede.s3.headers import flag, reject_unsupported
 from andromede.s3.http import Response, xml_response
 from andromede.s3.router import Endpoint
 from andromede.services.listing import list_page
@@ -84,7 +84,9 @@ async def list_buckets(ctx: Context) -> Response:
 async def create_bucket(ctx: Context) -> Response:
     """CreateBucket with an optional LocationConstraint."""
     reject_unsupported(ctx.req)
-    if ctx.req.header("x-amz-bucket-object-lock-enabled") == "true":
+    # Refused, not ignored: a plain bucket where object lock was asked for would let a backup
+    # administrator believe their copies immutable.
+    if flag(ctx.req.header("x-amz-bucket-object-lock-enabled")):
         raise errors.NotImplementedOperation(Header="x-amz-bucket-object-lock-enabled")
     body = await read_small_body(ctx.req, ctx.auth, 64 * 1024)
     location = None
