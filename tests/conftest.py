@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from support.ceph import CephCluster, CephUnavailable, start_ceph
+from support.ceph import CephCluster
 from support.kmip import kmip_server
 from support.postgres import PostgresUnavailable, start_postgres
-from support.required import unavailable
+from support.required import ceph_cluster, unavailable
 from support.scheduling import schedule
 from support.softhsm import softhsm_token
 from support.timing import register as register_timing
@@ -54,12 +53,5 @@ def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephCluster]:
     """A Ceph cluster (RADOS only: one monitor, one memstore OSD, pool ``andromede``) for the
     whole session; give each test its own RADOS namespace. Where Ceph is missing this skips,
     except under CI, where it fails."""
-    root: Path = tmp_path_factory.mktemp("ceph")
-    try:
-        cluster = start_ceph(root)
-    except CephUnavailable as exc:
-        unavailable("Ceph", exc)
-    try:
+    with ceph_cluster(tmp_path_factory.mktemp("ceph")) as cluster:
         yield cluster
-    finally:
-        cluster.remove()

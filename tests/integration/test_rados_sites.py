@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from support.ceph import CephCluster, CephUnavailable, start_ceph
-from support.required import unavailable
+from support.ceph import CephCluster
+from support.required import ceph_cluster
 from support.server import Server, running_server
 
 pytestmark = pytest.mark.ceph
@@ -34,14 +34,8 @@ MiB = 1 << 20
 
 
 def _cluster(tmp: pytest.TempPathFactory, name: str, **kwargs: Any) -> Iterator[CephCluster]:
-    try:
-        cluster = start_ceph(tmp.mktemp(name), **kwargs)
-    except CephUnavailable as exc:
-        unavailable("Ceph", exc)
-    try:
+    with ceph_cluster(tmp.mktemp(name), **kwargs) as cluster:
         yield cluster
-    finally:
-        cluster.remove()
 
 
 @pytest.fixture(scope="module")

@@ -327,8 +327,11 @@ def _main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.stop:
         for pidfile in (args.root / "run").glob("*.pid"):
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, ValueError, OSError):
+                pid = int(pidfile.read_text())
+                # Only a daemon of this cluster: after a reboot the number may be anyone's.
+                if str(args.root.resolve()) in Path(f"/proc/{pid}/cmdline").read_text():
+                    os.kill(pid, signal.SIGKILL)
             pidfile.unlink()
         return 0
     pools = {}

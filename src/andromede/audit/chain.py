@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from andromede.audit import format as fmt
 from andromede.audit import segments as seg
+from andromede.audit.keys import public_pem
 from andromede.audit.recovery import recover
 from andromede.core.audit import parse_time
 from andromede.localfiles import fsync_dir
@@ -276,14 +277,13 @@ class ChainWriter:
     def _catch_up(self, head: seg.Head) -> None:
         """Copy to the mirror what the disk holds and the mirror lacks: a gateway that died
         between its local sync and the mirror's write kept those bytes, and recovery keeps
-        them in the chain. Also (re)writes the chain's public key."""
-        assert self._mirror is not None
-        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+        them in the chain. Also (re)writes the chain's public key.
 
-        pem = self.signer.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        self._mirror.put_key(self.chain_id, pem)
+        Every writer does this as it opens, under the trail's lock, before its first append:
+        the mirror then never has a hole, which is what lets its size say what it holds.
+        (The workers' inline appenders and the writer process start in no fixed order.)"""
+        assert self._mirror is not None
+        self._mirror.put_key(self.chain_id, public_pem(self.signer))
         for number, path in seg.list_segments(self.config.directory):
             length = head.offset if number == head.segment else path.stat().st_size
             held = self._mirror.size(self.chain_id, path.name)

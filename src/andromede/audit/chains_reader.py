@@ -42,6 +42,10 @@ class ChainsReader:
         self._cache = cache_dir
         self._refresh = refresh_seconds
         self._readers: dict[str, SegmentReader] = {}
+        # Segments copied whole: one the pool lists a later segment after is sealed (the
+        # writer mirrors a segment's last group before the next segment's first), so once
+        # copied it is never asked for again.
+        self._sealed: dict[str, set[str]] = {}
         self._synced_at = -1e9
         self._sync_lock = threading.Lock()
 
@@ -81,8 +85,14 @@ class ChainsReader:
             for chain, names in chains.items():
                 directory = self._cache / chain
                 directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-                for name in names:
+                sealed = self._sealed.setdefault(chain, set())
+                sealed &= set(names)  # retention removed the others
+                for i, name in enumerate(names):
+                    if name in sealed:
+                        continue
                     self._fetch(chain, name, directory / name)
+                    if i + 1 < len(names):
+                        sealed.add(name)
                 for stale in set(os.listdir(directory)) - set(names):
                     with contextlib.suppress(FileNotFoundError):
                         (directory / stale).unlink()  # removed by retention
@@ -90,6 +100,7 @@ class ChainsReader:
                     self._readers[chain] = SegmentReader(directory)
             for gone in set(self._readers) - set(chains):
                 del self._readers[gone]
+                self._sealed.pop(gone, None)
                 shutil.rmtree(self._cache / gone, ignore_errors=True)
             self._synced_at = time.monotonic()
 
@@ -98,7 +109,7 @@ class ChainsReader:
         size = self._mirror.size(chain, name)
         if size <= held:
             return
-        data = self._mirror.read_range(chain, name, held, size - held)
+        data = self._mirror.read(chain, name, held, size - held)
         # A reader may be scanning this file: append whole lines only, never rewrite.
         with path.open("ab") as fh:
             fh.write(data)

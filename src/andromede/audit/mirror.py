@@ -102,27 +102,18 @@ class RadosMirror:
                 names.append(name)
         return {chain: sorted(names) for chain, names in sorted(found.items())}
 
-    def read_range(self, chain: str, name: str, offset: int, length: int) -> bytes:
-        """``length`` bytes of a segment from ``offset`` (fewer at its end)."""
+    def read(self, chain: str, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        """``length`` bytes of a segment or key object from ``offset`` (None: to its end;
+        fewer at its end)."""
         io, oid = self._io(), _oid(chain, name)
         out = bytearray()
-        while len(out) < length:
-            want = min(READ_PIECE, length - len(out))
+        while length is None or len(out) < length:
+            want = READ_PIECE if length is None else min(READ_PIECE, length - len(out))
             piece = self._call("read", io.read, oid, want, offset + len(out))
             out += piece
             if len(piece) < want:
                 break
         return bytes(out)
-
-    def read(self, chain: str, name: str) -> bytes:
-        """A whole segment or key object."""
-        io, oid = self._io(), _oid(chain, name)
-        out = bytearray()
-        while True:
-            piece = self._call("read", io.read, oid, READ_PIECE, len(out))
-            out += piece
-            if len(piece) < READ_PIECE:
-                return bytes(out)
 
 
 def _oid(chain: str, name: str) -> str:

@@ -509,9 +509,7 @@ def _units(blob_id: str, offset: int, length: int, piece: int) -> list[list[tupl
     ]
 
 
-def _segments(
-    blob_id: str, offset: int, length: int, *, limit: int = SEGMENT
-) -> list[tuple[str, int, int]]:
+def _segments(blob_id: str, offset: int, length: int, *, limit: int) -> list[tuple[str, int, int]]:
     """(object, offset in it, length) for the bytes [offset, offset+length), split at stripe
     boundaries and into reads of at most ``limit`` bytes."""
     out: list[tuple[str, int, int]] = []
