@@ -9,12 +9,14 @@ writes go elsewhere when the policy allows, so a gateway that sees one site down
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Final
 
 from andromede.core import errors
 from andromede.ports import AuditSink, PlacementStore
 
+log = logging.getLogger("andromede.health")
 DATABASE_WAIT_S: Final = 2.0
 # A check's result is reused this long: a balancer's checks cost the database little.
 REUSE_S: Final = 0.5
@@ -39,7 +41,9 @@ class Readiness:
         except TimeoutError:
             found.append(f"the metadata database did not answer within {DATABASE_WAIT_S:g} s")
         except (errors.MetadataUnavailable, OSError) as exc:
-            found.append(f"the metadata database cannot be reached: {exc}")
+            # The answer goes to anyone who asks: the cause (hosts, ports) stays in the log.
+            log.warning("not ready: the metadata database cannot be reached: %s", exc)
+            found.append("the metadata database cannot be reached")
         if not self._audit.healthy():
             found.append("the audit trail refuses records")
         self._last = (time.monotonic(), found)
