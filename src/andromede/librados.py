@@ -25,6 +25,11 @@ OSD_OP_TIMEOUT_S = 15
 MON_OP_TIMEOUT_S = 10
 CONNECT_TIMEOUT_S = 5
 RECONNECT_AFTER_S = 3.0
+# librados.h's LIBRADOS_OPERATION_FULL_TRY (the binding does not export it): a write to a full
+# pool or cluster is answered ENOSPC or EDQUOT at once instead of waiting for space until the
+# operation times out, and a remove goes through, so that space can be freed (radosgw sets it
+# on its deletes for the same reason).
+OPERATION_FULL_TRY = 64
 
 
 def load_rados() -> Any:

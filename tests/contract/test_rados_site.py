@@ -5,8 +5,10 @@ runs on RADOS in ``test_site_backend.py``)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
+import json
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +19,9 @@ import pytest
 from andromede.core import errors
 from andromede.core.locations import RadosLocation
 from andromede.dataplane.rados import HEADER, SEGMENT, STRIPE, RadosSite
+from andromede.librados import OSD_OP_TIMEOUT_S
 from support.ceph import CephCluster
+from support.required import ceph_cluster
 
 pytestmark = pytest.mark.ceph
 
@@ -143,3 +147,39 @@ async def test_bad_configurations_are_named(ceph: CephCluster, tmp_path: Path) -
     bad_conf = RadosSite("ceph-c", RadosLocation("andromede", str(tmp_path / "none.conf")))
     with pytest.raises(OSError, match=r"none\.conf"):
         await bad_conf.check()
+
+
+def _full(cluster: CephCluster) -> bool:
+    """Whether the OSD map marks an OSD or a pool full."""
+    osdmap = json.loads(cluster.ceph("osd", "dump", "--format", "json"))
+    states = [state for osd in osdmap["osds"] for state in osd["state"]]
+    flags = [pool.get("flags_names", "") for pool in osdmap["pools"]]
+    return "full" in states or any("full" in f.split(",") for f in flags)
+
+
+async def test_a_full_pool_refuses_writes_at_once_and_still_frees_space(
+    tmp_path: Path,
+) -> None:
+    """A full cluster (its full ratio set below what it holds) answers a write with
+    StorageFull (a 503 to the client) at once, not after the operation timeout, and removes
+    still go through, so that the sweeper can free space. Its own cluster: the ratio is
+    cluster-wide."""
+    with ceph_cluster(tmp_path / "full") as cluster:
+        location = RadosLocation("andromede", str(cluster.conf), cluster.user)
+        site = RadosSite("ceph-full", location)
+        await site.put("a" * 32, _data(2 * STRIPE + 1))
+        for ratio, value in [("nearfull", "0.0001"), ("backfillfull", "0.0002"),
+                             ("full", "0.0003")]:  # fmt: skip
+            cluster.ceph("osd", f"set-{ratio}-ratio", value)
+        deadline = time.monotonic() + 60
+        while not _full(cluster):
+            assert time.monotonic() < deadline, "the OSD never reported itself full"
+            await asyncio.sleep(0.2)
+        for blob, data in [("b" * 32, b"small"), ("c" * 32, _data(STRIPE + 1))]:
+            start = time.monotonic()
+            with pytest.raises(errors.StorageFull):
+                await site.put(blob, data)
+            assert time.monotonic() - start < OSD_OP_TIMEOUT_S / 3
+        assert not any(o.startswith(("b", "c")) for o in _objects(site))
+        await site.delete("a" * 32)
+        assert _objects(site) == []

@@ -34,7 +34,14 @@ from typing import Any
 from andromede.core import errors
 from andromede.core.locations import RadosLocation
 from andromede.dataplane.local import check_blob_id
-from andromede.librados import Bridge, Cluster, load_rados, os_error, raise_for
+from andromede.librados import (
+    OPERATION_FULL_TRY,
+    Bridge,
+    Cluster,
+    load_rados,
+    os_error,
+    raise_for,
+)
 from andromede.ports import PendingBlock
 
 log = logging.getLogger("andromede.rados")
@@ -105,7 +112,13 @@ class RadosSite:
                     op.new(rados.LIBRADOS_CREATE_EXCLUSIVE)
                 op.write_full(data)
                 # The binding passes 0 on as a time (1970), not as "now".
-                io.operate_aio_write_op(op, oid, oncomplete=cb, mtime=mtime or int(time.time()))
+                io.operate_aio_write_op(
+                    op,
+                    oid,
+                    oncomplete=cb,
+                    mtime=mtime or int(time.time()),
+                    flags=OPERATION_FULL_TRY,
+                )
             finally:
                 io.release_write_op(op)
 
@@ -132,7 +145,17 @@ class RadosSite:
         return bytes(data[:code]) if data is not None else b""
 
     async def _remove(self, oid: str) -> None:
-        code, _ = await self._op("remove", lambda io, cb: io.aio_remove(oid, oncomplete=cb))
+        """Remove an object; missing is fine. Goes through on a full pool (space is freed so)."""
+
+        def start(io: Any, cb: Callable[..., None]) -> None:
+            op = io.create_write_op()
+            try:
+                op.remove()
+                io.operate_aio_write_op(op, oid, oncomplete=cb, flags=OPERATION_FULL_TRY)
+            finally:
+                io.release_write_op(op)
+
+        code, _ = await self._op("remove", start)
         if code != -errno.ENOENT:
             raise_for(code, f"site {self.name}: remove {oid}")
 

@@ -15,7 +15,8 @@ import asyncio
 import collections
 import contextlib
 import hashlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from andromede.core import audit, errors
@@ -29,6 +30,8 @@ from andromede.ports import BlobWriter, PendingBlock, SiteBackend
 from andromede.services.body import IncomingBody
 from andromede.services.encryption import Encryption, Seal
 from andromede.services.placement import Placement
+
+log = logging.getLogger("andromede.datapath")
 
 BLOCK = 1 << 20
 # Blocks handed to the lanes and not yet done, per upload (memory bound: IN_FLIGHT * BLOCK).
@@ -194,9 +197,10 @@ class DataWriter:
         site = self._placement.backend(layout)
         if body.length is not None and body.length > max_size:
             raise errors.EntityTooLarge(MaxSizeAllowed=str(max_size), ProposedSize=str(body.length))
-        if body.length is not None and body.length <= SMALL:
-            return await _store_small(layout, site, body, algorithms, seal)
-        return await _store(layout, site, body, max_size, algorithms, seal)
+        with _site_errors(layout, "store the object", self._placement.site_failed):
+            if body.length is not None and body.length <= SMALL:
+                return await _store_small(layout, site, body, algorithms, seal)
+            return await _store(layout, site, body, max_size, algorithms, seal)
 
     async def discard(self, blob: BlobRef) -> None:
         """Delete a blob that was written but will not be recorded."""
@@ -304,6 +308,25 @@ async def _store_small(
     return _stored(BlobRef(layout, blob_id), size, digests, seal)
 
 
+@contextlib.contextmanager
+def _site_errors(
+    layout: Layout, doing: str, failed: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """A site's failure (an OSError: a vanished directory, a disk error, a Ceph cluster that
+    does not answer) becomes a 503 naming the site, never a 500. A layout over several sites
+    names its failures itself; this catches what reaches here from a one-site layout.
+    ``failed`` is told the site, so that new placements leave it out for a while."""
+    try:
+        yield
+    except OSError as exc:
+        where = ", ".join(layout.sites)
+        log.warning("site %s could not %s: %s", where, doing, exc)
+        if failed is not None and len(layout.sites) == 1:
+            failed(layout.sites[0])
+        reason = exc.strerror or type(exc).__name__
+        raise errors.ShardsUnavailable(f"Site {where} could not {doing} ({reason}).") from exc
+
+
 def _note_sites(layout: Layout) -> None:
     """Name every site a blob's layout touches in the request's audit record."""
     for name in layout.sites:
@@ -363,6 +386,7 @@ class DataReader:
                 encryption=version.encryption,
                 customer_key=customer_key,
             )
-            async with contextlib.aclosing(pieces):
-                async for chunk in pieces:
-                    yield chunk
+            with _site_errors(segment.blob.layout, "be read"):
+                async with contextlib.aclosing(pieces):
+                    async for chunk in pieces:
+                        yield chunk

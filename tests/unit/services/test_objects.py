@@ -4,8 +4,10 @@ preconditions, and a refused write leaves nothing behind, neither visible nor on
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import os
+from typing import NoReturn
 
 import pytest
 
@@ -540,3 +542,33 @@ async def test_invalid_tags_keep_the_old_set(
     with pytest.raises((errors.InvalidTag, errors.TooManyTags)):
         await stack.objects.put_tags(ALICE, bucket, "t", tags)
     assert await stack.objects.get_tags(ALICE, bucket, "t") == {"keep": "me"}
+
+
+# --- a site that fails under a request ----------------------------------------------------------
+@pytest.mark.parametrize("size", [5, LARGE])
+async def test_a_one_copy_site_failing_mid_request_is_a_503_naming_it(
+    stack: ServiceStack, bucket: str, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The site fails after placement chose it (a Ceph cluster that stops answering, a disk
+    error): the write's or the read's OSError becomes ShardsUnavailable (503) naming the
+    site, never a 500, and the site is left out of new placements for a while."""
+    data = os.urandom(size)
+    await stack.put(bucket, "kept", data)
+    site = stack.site()
+
+    async def times_out(*args: object) -> NoReturn:
+        raise TimeoutError(errno.ETIMEDOUT, "write: ETIMEDOUT")
+
+    monkeypatch.setattr(site, "create", times_out)
+    monkeypatch.setattr(site, "put", times_out)
+    with pytest.raises(errors.ShardsUnavailable, match=f"Site {site.name} could not store"):
+        await put_body(stack, bucket, "new", streamed(data))
+    assert site.name in stack.placement._failed
+    monkeypatch.undo()
+    got = await stack.objects.get(ALICE, bucket, "kept")
+    site.offline = True
+    with pytest.raises(errors.ShardsUnavailable, match=f"Site {site.name} could not be read"):
+        await read_body(got)
+    site.offline = False
+    await assert_absent(stack, bucket, "new")
+    assert await read_body(await stack.objects.get(ALICE, bucket, "kept")) == data
