@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import secrets
 import subprocess
 import sys
 import time
@@ -72,7 +73,9 @@ def start_on_rados(
     ceph: Target,
 ) -> Target:
     """`andromede serve` without its data dir's site, then the ceph peer's RADOS pool added
-    as its one site (client.admin, whose key ring the peer's ceph.conf names)."""
+    as its one site (client.admin, whose key ring the peer's ceph.conf names), in a RADOS
+    namespace of this run's own, emptied when the run ends (otherwise each run would leave
+    its blobs in the peer's pool until its OSD fills)."""
     conf, pool = ceph.info.get("CEPH_CONF"), ceph.info.get("CEPH_RADOS_POOL", "andromede")
     if not conf:
         raise BenchError("the ceph peer printed no CEPH_CONF")
@@ -80,16 +83,38 @@ def start_on_rados(
     t = sbs.start_server(stack, wd, a, log, label="andromede-rados", name="andromede-rados",
                          env=env)  # fmt: skip
     assert t.data_dir is not None
+    namespace = f"s3bench-{secrets.token_hex(4)}"
+    # Registered before the server's stop, so it runs after it (ExitStack unwinds in reverse).
+    stack.callback(_empty_namespace, conf, pool, namespace, log)
     argv = [sys.executable, "-m", "andromede", "admin", "site", "add", "ceph-bench",
             "--jurisdiction", "FR", "--failure-domain", "bench", "--backend", "rados",
             "--ceph-conf", conf, "--pool", pool, "--ceph-user", "admin",
-            "--data-dir", str(t.data_dir)]  # fmt: skip
+            "--namespace", namespace, "--data-dir", str(t.data_dir)]  # fmt: skip
     log("  " + " ".join(argv[2:]))
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
         raise BenchError(f"site add failed: {done.stderr.strip()}")
     time.sleep(2.5)  # the registry's refresh (placement_refresh_seconds) in every worker
     return t
+
+
+def _empty_namespace(conf: str, pool: str, namespace: str, log: Callable[[str], None]) -> None:
+    """Remove every object the run left in its namespace of the peer's pool."""
+    import rados  # noqa: PLC0415 - Debian's binding, linked in by scripts/install-deps
+
+    cluster = rados.Rados(conffile=conf)
+    cluster.connect(timeout=10)
+    try:
+        io = cluster.open_ioctx(pool)
+        io.set_namespace(namespace)
+        removed = 0
+        for obj in list(io.list_objects()):
+            io.remove_object(obj.key)
+            removed += 1
+        io.close()
+        log(f"  removed the {removed} RADOS objects of namespace {namespace}")
+    finally:
+        cluster.shutdown()
 
 
 def run_peer_compare(
