@@ -24,6 +24,7 @@ from .peercmp import run_peer_compare
 from .placecmp import run_placement_compare
 from .report import conditions, describe_conditions, json_document, print_summary
 from .targets import PEER_PORTS, Target, bench_target, start_andromede, start_peer
+from .verscmp import run_versioning_compare
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,6 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--encryption-compare",
         action="store_true",
         help="large figures on two fresh andromede, encrypted vs plaintext storage, run by run",
+    )
+    tg.add_argument(
+        "--versioning-compare",
+        action="store_true",
+        help="4 KiB figures on one fresh andromede, a versioned bucket vs an unversioned one, "
+        "run by run",
     )
     tg.add_argument(
         "--placement-compare",
@@ -171,20 +178,17 @@ def main(argv: list[str] | None = None) -> int:
     figs = figures(plan.large_size, plan.small_size)
     names = target_names(a)
 
-    if a.audit_compare:
-        with make_workdir(a, log) as wd:
-            log(f"workdir {wd}; plan {plan}")
-            return run_audit_compare(a, plan, wd, log)
-
-    if a.encryption_compare:
-        with make_workdir(a, log) as wd:
-            log(f"workdir {wd}; plan {plan}")
-            return run_encryption_compare(a, plan, wd, log)
-
-    if a.placement_compare:
-        with make_workdir(a, log) as wd:
-            log(f"workdir {wd}; plan {plan}")
-            return run_placement_compare(a, plan, wd, log)
+    modes = {
+        "audit_compare": run_audit_compare,
+        "encryption_compare": run_encryption_compare,
+        "versioning_compare": run_versioning_compare,
+        "placement_compare": run_placement_compare,
+    }
+    for flag, run_mode in modes.items():
+        if getattr(a, flag):
+            with make_workdir(a, log) as wd:
+                log(f"workdir {wd}; plan {plan}")
+                return run_mode(a, plan, wd, log)
 
     if a.interleave:
         with make_workdir(a, log) as wd:

@@ -52,6 +52,7 @@ ERROR_TABLE: dict[type[e.AndromedeError], tuple[str, int]] = {
     e.InvalidObjectName: ("InvalidArgument", 400),
     e.NoSuchBucket: ("NoSuchBucket", 404),
     e.NoSuchKey: ("NoSuchKey", 404),
+    e.NoSuchVersion: ("NoSuchVersion", 404),
     e.NoSuchUpload: ("NoSuchUpload", 404),
     e.NoSuchTagSet: ("NoSuchTagSet", 404),
     e.NoSuchTenant: ("NoSuchTenant", 404),

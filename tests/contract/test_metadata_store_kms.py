@@ -266,16 +266,36 @@ async def test_list_versions_pages_in_byte_order(store: SqlMetadataStore, bucket
     await store.put_object(sealed_version("a0", bucket="other"))
 
     seen: list[ObjectVersion] = []
-    after = ""
-    while page := await store.list_versions(bucket, after, 2):
+    after: str | None = ""
+    while after is not None:
+        page, after = await store.list_versions(bucket, after, 2)
         assert len(page) <= 2
         seen.extend(page)
-        after = page[-1].key
     # byte order: 'B' (0x42) < 'a' < 'a-b' (0x2d) < 'a/b' (0x2f) < 'ab' < 'é' (0xc3 0xa9)
     assert [v.key for v in seen] == ["B", "a", "a-b", "a/b", "ab", "é"]
     assert seen == [versions[v.key] for v in seen]  # whole versions, manifests included
-    assert await store.list_versions(bucket, "a", 0) == []
-    assert await store.list_versions("nope", "", 10) == []
+    assert await store.list_versions(bucket, "a", 0) == ([], None)
+    assert await store.list_versions("nope", "", 10) == ([], None)
+
+
+async def test_list_versions_gives_every_version_of_each_key(
+    store: SqlMetadataStore, bucket: str
+) -> None:
+    """Re-wrapping and residency reports walk noncurrent versions too (delete markers,
+    which hold no data, are left out), each key's newest first."""
+    for n in range(3):
+        await store.put_object(replace(sealed_version("k", f"k{n}"), null_version=False))
+    marker = replace(sealed_version("m", "m0"), null_version=False)
+    await store.put_object(marker)
+    await store.put_object(replace(marker, version_id="marker", manifest=Manifest(()),
+                                   delete_marker=True))  # fmt: skip
+    page, after = await store.list_versions(bucket, "", 1)
+    assert [v.manifest.blobs()[0].blob_id for v in page] == ["k2", "k1", "k0"]
+    assert after == "k"
+    page, after = await store.list_versions(bucket, after, 1)
+    assert [(v.key, v.delete_marker) for v in page] == [("m", False)]
+    assert after == "m"
+    assert await store.list_versions(bucket, after, 1) == ([], None)
 
 
 async def test_replace_manifest(store: SqlMetadataStore, bucket: str) -> None:
@@ -286,7 +306,7 @@ async def test_replace_manifest(store: SqlMetadataStore, bucket: str) -> None:
     assert await store.replace_manifest(bucket, "k", current.version_id, new) is True
     got = await store.get_object(bucket, "k")
     assert got == replace(current, manifest=new)
-    assert [v.manifest for v in await store.list_versions(bucket, "", 10)] == [new]
+    assert [v.manifest for v in (await store.list_versions(bucket, "", 10))[0]] == [new]
     # The blobs are still indexed as live: deleting the object queues exactly them.
     assert [await referenced(store, blob(n)) for n in ("b1", "b2")] == [True, True]
     assert await garbage(store) == set()
@@ -305,6 +325,17 @@ async def test_replace_manifest_loses_to_a_newer_version(
     assert await store.get_object(bucket, "k") == newer
     assert await store.replace_manifest(bucket, "gone", old.version_id, old.manifest) is False
     assert await store.replace_manifest("nope", "k", newer.version_id, newer.manifest) is False
+
+
+async def test_replace_manifest_reaches_noncurrent_versions(
+    store: SqlMetadataStore, bucket: str
+) -> None:
+    old = replace(sealed_version("k", "b1"), null_version=False)
+    await store.put_object(old)
+    await store.put_object(replace(sealed_version("k", "b2"), null_version=False))
+    new = rewrapped(old.manifest, 2)
+    assert await store.replace_manifest(bucket, "k", old.version_id, new) is True
+    assert await store.get_version(bucket, "k", old.version_id) == replace(old, manifest=new)
 
 
 async def test_replace_manifest_refuses_other_data(store: SqlMetadataStore, bucket: str) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from support.encryption import (
     SealedBlob,
@@ -68,6 +69,8 @@ class Shredded:
         str, set[tuple[int, str | None]]
     ]  # what GETs answered, once stale caches expired
     survivor_after: bytes
+    older: bytes  # the first version of "single", noncurrent
+    old_version_after: tuple[int, str]  # what a GET of a noncurrent version answered
     destroyed: dict[str, Any]
 
 
@@ -101,7 +104,16 @@ def _shred(tmp: Path) -> Shredded:
         bucket = "shred-" + secrets.token_hex(5)
         s3.create_bucket(Bucket=bucket)
         key_id = tenant.admin(server).request("POST", "/v1/kms/keys", {})["key_id"]
+        # A versioned bucket: "single" is written twice, and its first version, noncurrent,
+        # must be shredded with the rest.
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        older = marked(marker(), 120_000)
+        old_version = s3.put_object(
+            Bucket=bucket, Key="single", Body=older, ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=key_id,
+        )["VersionId"]  # fmt: skip
         objects = _write(s3, bucket, key_id)
+        assert read(s3.get_object(Bucket=bucket, Key="single", VersionId=old_version)) == older
         # A second version, with an object under it.
         assert (
             tenant.admin(server).request("POST", f"/v1/kms/keys/{key_id}/rotate")["current_version"]
@@ -153,6 +165,12 @@ def _shred(tmp: Path) -> Shredded:
         )
         reads_after = {paths[path]: answer for path, answer in answers.items()}
         survivor_after = read(s3.get_object(Bucket=bucket, Key="survivor"))
+        with pytest.raises(ClientError) as old_read:
+            s3.get_object(Bucket=bucket, Key="single", VersionId=old_version)
+        old_version_after = (
+            old_read.value.response["ResponseMetadata"]["HTTPStatusCode"],
+            old_read.value.response["Error"]["Code"],
+        )
 
     return Shredded(
         data_dir,
@@ -168,6 +186,8 @@ def _shred(tmp: Path) -> Shredded:
         deks_before,
         reads_after,
         survivor_after,
+        older,
+        old_version_after,
         destroyed,
     )
 
@@ -186,6 +206,7 @@ def test_the_server_refuses_the_destroyed_key_s_objects(shredded: Shredded) -> N
     refused = (400, "KMS.KMSInvalidStateException")
     assert shredded.reads_after == {name: {refused} for name in shredded.objects}
     assert shredded.survivor_after == shredded.survivor[1]
+    assert shredded.old_version_after == refused  # noncurrent versions too
 
 
 def test_the_destroyed_key_s_files_are_gone(shredded: Shredded) -> None:
@@ -211,8 +232,9 @@ def test_the_attacker_recovers_nothing_of_the_destroyed_key(shredded: Shredded) 
     assert not set(shredded.keks_before.values()) & set(keks.values())
 
     blobs = _blobs(data_dir, shredded.bucket, shredded.key_id)
-    # The single PUT, two parts, and the object written after the rotation.
-    assert len(blobs) == 4
+    # The single PUT and its older version, two parts, and the object written after the
+    # rotation.
+    assert len(blobs) == 5
     assert {b.version for b in blobs} == {1, 2}
     for blob in blobs:
         for kek in keks.values():
@@ -243,8 +265,12 @@ def test_the_destroyed_kek_did_open_its_objects_before(shredded: Shredded) -> No
     for handle, sealed in shredded.sealed_before.items():
         assert unseal_kek(master, sealed, handle) == shredded.keks_before[handle]
     blobs = _blobs(shredded.data_dir, shredded.bucket, shredded.key_id)
-    opened: dict[str, bytes] = {}
-    for blob in sorted(blobs, key=lambda b: (b.key, b.offset)):
+    pieces: dict[str, list[tuple[int, bytes]]] = {}
+    for blob in blobs:
         plain = open_blob(shredded.data_dir, blob, shredded.deks_before[blob.blob_id])
-        opened[blob.key] = opened.get(blob.key, b"") + plain
-    assert opened == shredded.objects
+        pieces.setdefault(blob.key, []).append((blob.offset, plain))
+    # "single" has two versions of one blob each.
+    both = sorted(plain for _, plain in pieces.pop("single"))
+    assert both == sorted([shredded.objects["single"], shredded.older])
+    opened = {key: b"".join(p for _, p in sorted(found)) for key, found in pieces.items()}
+    assert opened == {k: v for k, v in shredded.objects.items() if k != "single"}

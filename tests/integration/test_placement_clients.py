@@ -10,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from support.cli_tools import AWS, MiB, Tool, make_tool, make_tree, ok, random_file, sha256
+from support.cli_tools import (
+    AWS,
+    MiB,
+    Tool,
+    make_aws_tool,
+    make_tool,
+    make_tree,
+    ok,
+    random_file,
+    sha256,
+)
 from support.cli_tools import tree_digest as digest_tree
 from support.placement import SITES, Cluster, cluster
 
@@ -38,18 +48,7 @@ def assert_in_fr(fr: Cluster, bucket: str, keys: int) -> None:
 
 @pytest.mark.skipif(not Path(AWS).exists() and not UNDER_CI, reason="aws CLI v2 not installed")
 def test_aws_cli_into_an_fr_bucket(fr: Cluster, tmp_path: Path) -> None:
-    tool = make_tool(fr.server, tmp_path / "aws-home")
-    (tool.home / "config").write_text("[default]\nregion = us-east-1\noutput = json\n")
-    (tool.home / "credentials").write_text(
-        f"[default]\naws_access_key_id = {tool.access_key}\n"
-        f"aws_secret_access_key = {tool.secret_key}\n"
-    )
-    tool.env.update(
-        AWS_CONFIG_FILE=str(tool.home / "config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tool.home / "credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_PAGER="",
-    )
+    tool = make_aws_tool(fr.server, tmp_path / "aws-home")
 
     def aws(*args: str) -> str:
         return ok(tool.run(AWS, "--endpoint-url", fr.server.endpoint, *args))

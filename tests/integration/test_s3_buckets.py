@@ -423,8 +423,11 @@ def test_get_bucket_acl_owner_has_full_control(s3: Any, bucket: str) -> None:
 
 
 def test_unimplemented_operation_answers_not_implemented(s3: Any, bucket: str) -> None:
+    website = {"IndexDocument": {"Suffix": "index.html"}}
     with pytest.raises(ClientError) as exc:
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_website(Bucket=bucket, WebsiteConfiguration=website)
     assert error_of(exc) == ("NotImplemented", 501)
     # Nothing changed.
-    assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
+    with pytest.raises(ClientError) as missing:
+        s3.get_bucket_website(Bucket=bucket)
+    assert error_of(missing) == ("NoSuchWebsiteConfiguration", 404)

@@ -99,6 +99,23 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
+def make_aws_tool(server: Server, home: Path) -> Tool:
+    """A tool set up for the aws CLI v2: its config and credentials files in ``home``."""
+    tool = make_tool(server, home)
+    (home / "config").write_text("[default]\nregion = us-east-1\noutput = json\n")
+    (home / "credentials").write_text(
+        f"[default]\naws_access_key_id = {tool.access_key}\n"
+        f"aws_secret_access_key = {tool.secret_key}\n"
+    )
+    tool.env.update(
+        AWS_CONFIG_FILE=str(home / "config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_PAGER="",
+    )
+    return tool
+
+
 def ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, (
         f"{result.args}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"

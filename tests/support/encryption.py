@@ -103,12 +103,15 @@ class SealedBlob:
 
 
 def sealed_blobs(data_dir: Path) -> list[SealedBlob]:
-    """Every blob of every current object version, then every part of uploads in progress."""
+    """Every blob of every object version (current or not), then every part of uploads in
+    progress."""
     found: list[SealedBlob] = []
     rows = query(
         data_dir,
         "SELECT o.bucket, o.key, o.manifest, b.tenant FROM objects o "
-        "JOIN buckets b ON b.name = o.bucket",
+        "JOIN buckets b ON b.name = o.bucket "
+        "UNION ALL SELECT v.bucket, v.key, v.manifest, b.tenant FROM object_versions v "
+        "JOIN buckets b ON b.name = v.bucket",
     )
     for row in rows:
         offset = 0

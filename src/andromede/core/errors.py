@@ -17,7 +17,14 @@ class AndromedeError(Exception):
     def __init__(self, message: str | None = None, **details: str) -> None:
         self.message = message or self.default_message
         self.details = details
+        # Response headers the error carries (e.g. ``x-amz-delete-marker`` on a 404).
+        self.headers: list[tuple[str, str]] = []
         super().__init__(self.message)
+
+    def with_headers(self, *headers: tuple[str, str]) -> AndromedeError:
+        """This error, answered with ``headers`` too."""
+        self.headers.extend(headers)
+        return self
 
 
 # --- authentication -------------------------------------------------------------------------
@@ -215,6 +222,10 @@ class NoSuchBucket(AndromedeError):
 
 class NoSuchKey(AndromedeError):
     default_message = "The specified key does not exist."
+
+
+class NoSuchVersion(AndromedeError):
+    default_message = "The specified version does not exist."
 
 
 class NoSuchUpload(AndromedeError):

@@ -7,6 +7,8 @@ import os
 import re
 import secrets
 import string
+import threading
+import time
 
 from andromede.core import errors
 
@@ -89,8 +91,31 @@ def new_secret_key() -> str:
 
 
 def new_id() -> str:
-    """An opaque random identifier (upload ids, version ids, blob ids): 128 random bits."""
+    """An opaque random identifier (blob ids): 128 random bits."""
     return os.urandom(16).hex()
+
+
+_issued = [0, 0]  # the last version id's milliseconds and counter, in this process
+_issuing = threading.Lock()
+
+
+def new_version_id() -> str:
+    """A version id (or a multipart upload's, which its object's version takes): the
+    milliseconds since the epoch (48 bits), a counter (16 bits), then 64 random bits; 32 hex
+    characters. Unique, and sorted as text they are in creation order: strictly within one
+    process (the counter orders ids of the same millisecond, and the clock never goes back
+    for them), to the millisecond across gateways."""
+    now = time.time_ns() // 1_000_000
+    with _issuing:
+        ms, counter = _issued
+        if now > ms:
+            ms, counter = now, 0
+        elif counter < 0xFFFF:
+            counter += 1
+        else:
+            ms, counter = ms + 1, 0
+        _issued[:] = [ms, counter]
+    return f"{ms:012x}{counter:04x}{os.urandom(8).hex()}"
 
 
 def successor_prefix(prefix: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from dataclasses import dataclass, field
 
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
@@ -54,6 +55,18 @@ class Bucket:
     location: str = ""
     encryption: BucketEncryption | None = None  # the default for writes without a header
     tags: dict[str, str] = field(default_factory=dict)  # empty: no tag set (NoSuchTagSet)
+    versioning: Versioning | None = None  # None: never enabled
+
+
+class Versioning(enum.StrEnum):
+    """A bucket's versioning state once set (it can never go back to "never enabled")."""
+
+    ENABLED = "Enabled"
+    SUSPENDED = "Suspended"
+
+
+# The S3 version id of a version written while versioning was never enabled or suspended.
+NULL_VERSION = "null"
 
 
 @dataclass(frozen=True)
@@ -111,7 +124,12 @@ class Manifest:
 
 @dataclass(frozen=True)
 class ObjectVersion:
-    """The current version of an object: its metadata and the manifest of its bytes."""
+    """A version of an object (the current one unless read from its key's history): its
+    metadata and the manifest of its bytes; or a delete marker (no bytes).
+
+    ``version_id`` is unique and internal; clients see :attr:`s3_version_id`, which is
+    ``null`` for a version written while the bucket's versioning was never enabled or was
+    suspended (at most one such version per key)."""
 
     bucket: str
     key: str
@@ -127,6 +145,13 @@ class ObjectVersion:
     checksum: Checksum | None = None
     storage_class: str = "STANDARD"
     owner: str = ""
+    delete_marker: bool = False
+    null_version: bool = True
+
+    @property
+    def s3_version_id(self) -> str:
+        """The version id clients see."""
+        return NULL_VERSION if self.null_version else self.version_id
 
     @property
     def encryption(self) -> ObjectEncryption | None:
@@ -153,6 +178,18 @@ class ObjectSummary:
     owner: str
     checksum_algorithm: ChecksumAlgorithm | None = None
     checksum_type: ChecksumType | None = None
+
+
+@dataclass(frozen=True)
+class VersionSummary:
+    """What ListObjectVersions shows of a version or delete marker; ``seq`` orders a key's
+    versions (higher is newer) and resumes a listing."""
+
+    object: ObjectSummary
+    version_id: str  # as clients see it ("null" for the null version)
+    seq: int
+    latest: bool
+    delete_marker: bool
 
 
 @dataclass(frozen=True)
@@ -223,6 +260,18 @@ class ListPage:
     prefixes: list[str]
     is_truncated: bool
     next_marker: str | None
+
+
+@dataclass(frozen=True)
+class VersionPage:
+    """One page of ListObjectVersions: versions and common prefixes, and where to resume
+    (the key, and the version id when the last entry was a version)."""
+
+    versions: list[VersionSummary]
+    prefixes: list[str]
+    is_truncated: bool
+    next_key: str | None
+    next_version_id: str | None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from andromede.core.models import (
     ObjectVersion,
     Part,
     Segment,
+    Versioning,
 )
 from andromede.core.placement import SITE_NAME, Layout, Redundancy
 from andromede.metadata.engines import Row
@@ -314,7 +315,8 @@ def bucket(row: Row) -> Bucket:
     """A ``buckets`` row as a model."""
     encryption = None if row.encryption is None else _bucket_encryption(row.encryption)
     tags = {} if row.tags is None else load_map(row.tags)
-    return Bucket(row.name, row.tenant, row.created, row.location, encryption, tags)
+    versioning = None if row.versioning is None else Versioning(row.versioning)
+    return Bucket(row.name, row.tenant, row.created, row.location, encryption, tags, versioning)
 
 
 def object_values(version: ObjectVersion) -> dict[str, object]:
@@ -334,6 +336,9 @@ def object_values(version: ObjectVersion) -> dict[str, object]:
         "storage_class": version.storage_class,
         "owner": version.owner,
         "manifest": dump_manifest(version.manifest),
+        "delete_marker": version.delete_marker,
+        "null_version": version.null_version,
+        "seq": 0,  # a new key's first version; the store numbers later ones
     }
 
 
@@ -354,6 +359,8 @@ def object_version(row: Row) -> ObjectVersion:
         checksum=load_checksum(row.checksum),
         storage_class=row.storage_class,
         owner=row.owner,
+        delete_marker=bool(row.delete_marker),
+        null_version=bool(row.null_version),
     )
 
 

@@ -12,6 +12,7 @@ replaced the object or the part since it was read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ from andromede.core.keys import KmsKey, Sealing
 from andromede.core.models import Manifest, ObjectVersion, Part
 from andromede.metadata import codec
 from andromede.metadata import schema as t
-from andromede.metadata.engines import Transactions, all_rows, first, insert_if_absent
+from andromede.metadata.engines import Row, Transactions, all_rows, first, insert_if_absent
 
 __all__ = ["KeysMixin"]
 
@@ -113,43 +114,76 @@ class KeysMixin:
         return await self._tx.write(op)
 
     # --- re-wrapping --------------------------------------------------------------------------
-    async def list_versions(self, bucket: str, after_key: str, limit: int) -> list[ObjectVersion]:
-        """Current versions of a bucket with keys after ``after_key``, in key (byte) order."""
+    async def list_versions(
+        self, bucket: str, after_key: str, limit: int
+    ) -> tuple[list[ObjectVersion], str | None]:
+        """Every version (current or not, delete markers left out) of up to ``limit`` keys of
+        a bucket after ``after_key``, in key (byte) order, each key's newest first; and the
+        key to resume after (None: no key is left)."""
         if limit <= 0:
-            return []
-        o = t.objects
+            return [], None
+        o, ov = t.objects, t.object_versions
         query = (
             sa.select(o)
             .where(o.c.bucket == bucket, o.c.key > after_key)
             .order_by(o.c.key)
             .limit(limit)
         )
-        rows = await self._tx.read(lambda conn: all_rows(conn, query))
-        return [codec.object_version(row) for row in rows]
+
+        def older(last: str) -> sa.Select[tuple[object, ...]]:
+            return (
+                sa.select(ov)
+                .where(ov.c.bucket == bucket, ov.c.key > after_key, ov.c.key <= last)
+                .where(ov.c.delete_marker.is_(sa.false()))
+                .order_by(ov.c.key, ov.c.seq.desc())
+            )
+
+        async def op(conn: AsyncConnection) -> tuple[Sequence[Row], Sequence[Row]]:
+            current = await all_rows(conn, query)
+            if not current:
+                return [], []
+            return current, await all_rows(conn, older(current[-1].key))
+
+        current, noncurrent = await self._tx.read(op)
+        by_key: dict[str, list[ObjectVersion]] = {}
+        for row in noncurrent:
+            by_key.setdefault(row.key, []).append(codec.object_version(row))
+        versions: list[ObjectVersion] = []
+        for row in current:
+            if not row.delete_marker:
+                versions.append(codec.object_version(row))
+            versions.extend(by_key.get(row.key, []))
+        resume = current[-1].key if len(current) == limit else None
+        return versions, resume
 
     async def replace_manifest(
         self, bucket: str, key: str, version_id: str, manifest: Manifest
     ) -> bool:
-        """Swap the manifest of ``version_id`` if it is still the current version of the key;
-        False when the object changed meanwhile.
+        """Swap the manifest of version ``version_id`` (the internal id; current or not) if
+        the version still exists; False when it was deleted meanwhile.
 
         Raises ValueError unless the new manifest differs from the stored one only in how its
         segments are sealed and in its encryption: same blobs in the same order, same sizes,
         part numbers, ETags and checksums (the object's size and ETag columns stay right).
         """
-        o = t.objects
-        where = (o.c.bucket == bucket, o.c.key == key, o.c.version_id == version_id)
 
         async def op(conn: AsyncConnection) -> bool:
-            query = sa.select(o.c.manifest).where(*where).with_for_update()
-            current = await first(conn, query)
-            if current is None:
-                return False
-            _check_same_data(codec.load_manifest(current.manifest), manifest)
-            await conn.execute(
-                o.update().where(*where).values(manifest=codec.dump_manifest(manifest))
-            )
-            return True
+            for table in (t.objects, t.object_versions):
+                where = (
+                    table.c.bucket == bucket,
+                    table.c.key == key,
+                    table.c.version_id == version_id,
+                )
+                query = sa.select(table.c.manifest).where(*where).with_for_update()
+                current = await first(conn, query)
+                if current is None:
+                    continue
+                _check_same_data(codec.load_manifest(current.manifest), manifest)
+                await conn.execute(
+                    table.update().where(*where).values(manifest=codec.dump_manifest(manifest))
+                )
+                return True
+            return False
 
         return await self._tx.write(op)
 

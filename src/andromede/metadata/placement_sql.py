@@ -250,7 +250,8 @@ class PlacementMixin:
 
     async def relocate_blob(self, old: BlobRef, new: BlobRef) -> bool:
         """Make every live reference to ``old`` name ``new`` instead (same blob id, shards
-        moved): object manifests, their blob index, parts; atomically. False when nothing
+        moved): the manifests of versions (current or not), their blob index, parts;
+        atomically. False when nothing
         live names ``old`` any more (the object was replaced or deleted meanwhile)."""
         if old.blob_id != new.blob_id:
             raise ValueError("relocation keeps the blob id")
@@ -261,18 +262,28 @@ class PlacementMixin:
             names = (ob.c.site == old_site, ob.c.blob_id == old.blob_id)
             owners = await all_rows(conn, sa.select(ob.c.bucket, ob.c.key).where(*names))
             for owner in owners:
-                where = (o.c.bucket == owner.bucket, o.c.key == owner.key)
-                row = await first(conn, sa.select(o.c.manifest).where(*where).with_for_update())
-                if row is None:
-                    continue
-                manifest = codec.load_manifest(row.manifest)
-                segments = tuple(
-                    replace(s, blob=new) if s.blob == old else s for s in manifest.segments
-                )
-                moved = replace(manifest, segments=segments)
-                await conn.execute(
-                    o.update().where(*where).values(manifest=codec.dump_manifest(moved))
-                )
+                # The current version, or one of the key's noncurrent ones.
+                for table in (o, t.object_versions):
+                    where = (table.c.bucket == owner.bucket, table.c.key == owner.key)
+                    rows = await all_rows(
+                        conn,
+                        sa.select(table.c.version_id, table.c.manifest)
+                        .where(*where)
+                        .with_for_update(),
+                    )
+                    for row in rows:
+                        manifest = codec.load_manifest(row.manifest)
+                        if old not in manifest.blobs():
+                            continue
+                        segments = tuple(
+                            replace(s, blob=new) if s.blob == old else s for s in manifest.segments
+                        )
+                        moved = replace(manifest, segments=segments)
+                        await conn.execute(
+                            table.update()
+                            .where(*where, table.c.version_id == row.version_id)
+                            .values(manifest=codec.dump_manifest(moved))
+                        )
             if owners:
                 await conn.execute(ob.update().where(*names).values(site=new_site))
             parts = await conn.execute(

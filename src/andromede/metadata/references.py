@@ -93,14 +93,15 @@ async def index_manifest(
 _INDEX = Prepared(t.object_blobs.insert())
 
 
-async def unindex_manifest(conn: AsyncConnection, bucket: str, key: str) -> None:
-    """Forget which blobs the version of ``bucket``/``key`` named."""
-    await conn.execute(_UNINDEX, {"bucket": bucket, "key": key})
-
-
-_UNINDEX = t.object_blobs.delete().where(
-    t.object_blobs.c.bucket == sa.bindparam("bucket"), t.object_blobs.c.key == sa.bindparam("key")
-)
+async def unindex_blobs(
+    conn: AsyncConnection, bucket: str, key: str, blobs: Iterable[BlobRef]
+) -> None:
+    """Forget that a version of ``bucket``/``key`` (current or not) names ``blobs``; the
+    key's other versions keep theirs."""
+    ob = t.object_blobs
+    where = (ob.c.bucket == bucket, ob.c.key == key)
+    for chunk in chunks(unique(blobs)):
+        await conn.execute(ob.delete().where(*where, named((ob.c.site, ob.c.blob_id), chunk)))
 
 
 def _names_one(table: sa.Table) -> sa.Select[str]:

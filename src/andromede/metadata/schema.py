@@ -30,6 +30,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -113,29 +115,59 @@ buckets = Table(
     Column("location", Text(), nullable=False),
     Column("encryption", Text(), nullable=True),  # BucketEncryption JSON; NULL: none set
     Column("tags", Text(), nullable=True),  # tag set JSON (revision 0004); NULL: none set
+    # NULL: never enabled; "Enabled" or "Suspended" (revision 0007)
+    Column("versioning", Text(), nullable=True),
     Index("ix_buckets_tenant_name", "tenant", "name"),
 )
 
+
 # The current version of each key. JSON columns hold ``json.dumps`` text (not a JSON type) so
 # both backends store byte-identical values.
+def _version_columns() -> list[Column[object]]:
+    """What a version holds, current (``objects``) or not (``object_versions``)."""
+    return [
+        Column("version_id", Text(), nullable=False),
+        Column("size", BigInteger(), nullable=False),
+        Column("etag", Text(), nullable=False),
+        Column("last_modified", UtcDateTime(), nullable=False),
+        Column("content_type", Text(), nullable=False),
+        Column("system_meta", Text(), nullable=False),
+        Column("user_meta", Text(), nullable=False),
+        Column("tags", Text(), nullable=False),
+        Column("checksum", Text(), nullable=True),
+        Column("storage_class", Text(), nullable=False),
+        Column("owner", Text(), nullable=False),
+        Column("manifest", Text(), nullable=False),
+    ]
+
+
+# One row per key: its current version (revision 0007: possibly a delete marker).
 objects = Table(
     "objects",
     metadata,
     Column("bucket", name_type(), ForeignKey("buckets.name"), nullable=False),
     Column("key", name_type(), nullable=False),
-    Column("version_id", Text(), nullable=False),
-    Column("size", BigInteger(), nullable=False),
-    Column("etag", Text(), nullable=False),
-    Column("last_modified", UtcDateTime(), nullable=False),
-    Column("content_type", Text(), nullable=False),
-    Column("system_meta", Text(), nullable=False),
-    Column("user_meta", Text(), nullable=False),
-    Column("tags", Text(), nullable=False),
-    Column("checksum", Text(), nullable=True),
-    Column("storage_class", Text(), nullable=False),
-    Column("owner", Text(), nullable=False),
-    Column("manifest", Text(), nullable=False),
+    *_version_columns(),
+    Column("delete_marker", Boolean(), nullable=False, server_default=false()),
+    Column("null_version", Boolean(), nullable=False, server_default=true()),
+    Column("seq", BigInteger(), nullable=False, server_default="0"),
     PrimaryKeyConstraint("bucket", "key"),
+)
+
+# The noncurrent versions of keys that have a current row (revision 0007).
+object_versions = Table(
+    "object_versions",
+    metadata,
+    Column("bucket", name_type(), nullable=False),
+    Column("key", name_type(), nullable=False),
+    Column("seq", BigInteger(), nullable=False),
+    *_version_columns(),
+    Column("delete_marker", Boolean(), nullable=False),
+    Column("null_version", Boolean(), nullable=False),
+    Column("noncurrent_since", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("bucket", "key", "seq"),
+    ForeignKeyConstraint(["bucket", "key"], ["objects.bucket", "objects.key"]),
+    UniqueConstraint("bucket", "key", "version_id", name="uq_object_versions_version"),
 )
 
 # Which blobs the current versions' manifests name: kept in the same transactions as

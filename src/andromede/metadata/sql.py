@@ -23,7 +23,6 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from andromede.core import errors
-from andromede.core.conditions import check_delete, check_write
 from andromede.core.models import (
     BlobRef,
     DeleteCondition,
@@ -39,6 +38,7 @@ from andromede.metadata.accounts_sql import AccountsMixin
 from andromede.metadata.engines import (
     MAX_ATTEMPTS,
     Prepared,
+    Row,
     Transactions,
     all_rows,
     async_url,
@@ -51,6 +51,7 @@ from andromede.metadata.keys_sql import KeysMixin
 from andromede.metadata.leases_sql import LeasesMixin
 from andromede.metadata.migrate import upgrade
 from andromede.metadata.placement_sql import PlacementMixin
+from andromede.metadata.versions_sql import VersionsMixin, is_version
 from andromede.ports import Clock, MetadataStore
 
 __all__ = ["DEFAULT_GARBAGE_GRACE", "SqlMetadataStore", "SystemClock", "open_store"]
@@ -99,17 +100,9 @@ _LOCK_BUCKET = (
     .where(t.buckets.c.name == sa.bindparam("name"))
     .with_for_update(key_share=True, read=True)
 )
-_OBJECT_IS = (
-    t.objects.c.bucket == sa.bindparam("w_bucket"),
-    t.objects.c.key == sa.bindparam("w_key"),
-)
-_CURRENT_OBJECT = (
-    sa.select(t.objects.c.etag, t.objects.c.manifest).where(*_OBJECT_IS).with_for_update()
-)
-_UPDATE_OBJECT = t.objects.update().where(*_OBJECT_IS)
 
 
-class SqlMetadataStore(AccountsMixin, PlacementMixin, KeysMixin, LeasesMixin):
+class SqlMetadataStore(VersionsMixin, AccountsMixin, PlacementMixin, KeysMixin, LeasesMixin):
     """:class:`andromede.ports.MetadataStore` on SQLite or PostgreSQL; see :func:`open_store`.
 
     Tenants, access keys and buckets are in ``AccountsMixin``; key-encryption keys and the
@@ -134,9 +127,11 @@ class SqlMetadataStore(AccountsMixin, PlacementMixin, KeysMixin, LeasesMixin):
 
     # --- objects ------------------------------------------------------------------------------
     async def put_object(
-        self, version: ObjectVersion, condition: WriteCondition | None = None
+        self, version: ObjectVersion, condition: WriteCondition | DeleteCondition | None = None
     ) -> None:
-        """Make ``version`` current atomically; the replaced one's blobs become garbage.
+        """Make ``version`` current atomically; the replaced one is kept as noncurrent or,
+        when both are the null version, dropped (its blobs become garbage): see
+        ``versions_sql``.
 
         PreconditionFailed when ``condition`` fails (NoSuchKey for If-Match on a missing key);
         NoSuchBucket when the bucket vanished.
@@ -172,42 +167,28 @@ class SqlMetadataStore(AccountsMixin, PlacementMixin, KeysMixin, LeasesMixin):
         row = await self._tx.read_row(_GET_OBJECT, params)
         return None if row is None else codec.object_version(row)
 
-    async def delete_object(
-        self, bucket: str, key: str, condition: DeleteCondition | None = None
-    ) -> bool:
-        """Remove the key; its blobs become garbage. True when it existed.
-
-        ``condition`` is checked on the locked row: PreconditionFailed when the object
-        differs; a missing key is no error, whatever the condition names.
-        """
-        o = t.objects
-
-        async def op(conn: AsyncConnection) -> bool:
-            where = (o.c.bucket == bucket, o.c.key == key)
-            columns = (o.c.manifest, o.c.etag, o.c.last_modified, o.c.size)
-            row = await first(conn, sa.select(*columns).where(*where).with_for_update())
-            if row is None:
-                return False
-            check_delete(condition, row.etag, row.last_modified, row.size)
-            await references.unindex_manifest(conn, bucket, key)
-            await conn.execute(o.delete().where(*where))
-            await self._discard(conn, codec.manifest_blobs(row.manifest))
-            return True
-
-        return await self._tx.write(op)
-
     async def update_object_tags(
-        self, bucket: str, key: str, tags: dict[str, str]
+        self, bucket: str, key: str, tags: dict[str, str], version_id: str | None = None
     ) -> ObjectVersion | None:
-        """Replace the tag set of the current version; None when the key does not exist."""
-        o = t.objects
-        stmt = (
-            o.update()
-            .where(o.c.bucket == bucket, o.c.key == key)
-            .values(tags=codec.dump_map(tags))
-            .returning(*o.c)
-        )
-        row = await self._tx.write(lambda conn: first(conn, stmt))
+        """Replace the tag set of the current version, or of ``version_id`` (as clients name
+        it); None when there is no such object (a delete marker has no tags)."""
+
+        def stmt(table: sa.Table) -> sa.Update:
+            where = [table.c.bucket == bucket, table.c.key == key]
+            where.append(table.c.delete_marker.is_(sa.false()))
+            if version_id is not None:
+                where.append(is_version(table, version_id))
+            return (
+                table.update().where(*where).values(tags=codec.dump_map(tags)).returning(*table.c)
+            )
+
+        async def op(conn: AsyncConnection) -> Row | None:
+            row = await first(conn, stmt(t.objects))
+            if row is None and version_id is not None:
+                row = await first(conn, stmt(t.object_versions))
+            return row
+
+        row = await self._tx.write(op)
         return None if row is None else codec.object_version(row)
 
     async def list_objects(
@@ -230,6 +211,7 @@ class SqlMetadataStore(AccountsMixin, PlacementMixin, KeysMixin, LeasesMixin):
             )
             .join(b, b.c.name == o.c.bucket)
             .where(o.c.bucket == bucket, *key_range(o.c.key, prefix))
+            .where(o.c.delete_marker.is_(sa.false()))
             .order_by(o.c.key)
             .limit(limit)
         )
@@ -396,30 +378,6 @@ class SqlMetadataStore(AccountsMixin, PlacementMixin, KeysMixin, LeasesMixin):
             await self._tx.write(lambda conn: references.forget(conn, blobs))
 
     # --- inside transactions ------------------------------------------------------------------
-    async def _install(
-        self, conn: AsyncConnection, version: ObjectVersion, condition: WriteCondition | None
-    ) -> None:
-        """Make ``version`` the current one of its key, checking ``condition`` under lock."""
-        o = t.objects
-        where = {"w_bucket": version.bucket, "w_key": version.key}
-        values = codec.object_values(version)
-        for _ in range(MAX_ATTEMPTS):
-            current = await first(conn, _CURRENT_OBJECT, where)
-            check_write(condition, None if current is None else current.etag)
-            if current is not None:
-                await conn.execute(_UPDATE_OBJECT, {**values, **where})
-                await references.unindex_manifest(conn, version.bucket, version.key)
-            elif not await insert_if_absent(conn, o, values, [o.c.bucket, o.c.key]):
-                # A concurrent writer created the key after our read (PostgreSQL only):
-                # read it again, now committed and lockable, and re-check the condition.
-                continue
-            blobs = version.manifest.blobs()
-            await references.index_manifest(conn, version.bucket, version.key, blobs)
-            if current is not None:
-                await self._discard(conn, codec.manifest_blobs(current.manifest))
-            return
-        raise errors.ConditionalRequestConflict()
-
     async def _discard(self, conn: AsyncConnection, blobs: Iterable[BlobRef]) -> None:
         await references.discard(conn, blobs, self._clock.now() + self._grace)
 

@@ -20,6 +20,8 @@ from andromede.core.models import (
     ObjectVersion,
     Part,
     Tenant,
+    Versioning,
+    VersionSummary,
     WriteCondition,
 )
 from andromede.core.placement import Layout, Region, Site, SiteState
@@ -128,15 +130,19 @@ class MetadataStore(Protocol):
         ...
 
     # re-wrapping DEKs (key rotation): only the manifest's wrapped keys change, never data
-    async def list_versions(self, bucket: str, after_key: str, limit: int) -> list[ObjectVersion]:
-        """Current versions of a bucket with keys after ``after_key``, in key order."""
+    async def list_versions(
+        self, bucket: str, after_key: str, limit: int
+    ) -> tuple[list[ObjectVersion], str | None]:
+        """Every version (current or not, delete markers left out) of up to ``limit`` keys
+        after ``after_key``, in key order, each key's newest first; and the key to resume
+        after (None: none left)."""
         ...
 
     async def replace_manifest(
         self, bucket: str, key: str, version_id: str, manifest: Manifest
     ) -> bool:
-        """Swap the manifest of ``version_id`` if it is still the current version of the key
-        (same blobs, new wrapped keys); False when the object changed meanwhile."""
+        """Swap the manifest of version ``version_id`` (internal id, current or not; same
+        blobs, new wrapped keys); False when the version was deleted meanwhile."""
         ...
 
     async def list_parts_after(self, after: tuple[str, int], limit: int) -> list[Part]:
@@ -151,33 +157,73 @@ class MetadataStore(Protocol):
 
     # objects
     async def put_object(
-        self, version: ObjectVersion, condition: WriteCondition | None = None
+        self, version: ObjectVersion, condition: WriteCondition | DeleteCondition | None = None
     ) -> None:
-        """Make ``version`` the current one, atomically; the replaced one's blobs become garbage.
+        """Make ``version`` (an object or a delete marker) the current one, atomically. The
+        replaced version is kept as noncurrent, unless it and ``version`` are both the null
+        version (its blobs then become garbage); a null ``version`` also replaces a
+        noncurrent null version.
 
-        ``condition`` is checked in the same transaction: PreconditionFailed when it fails.
-        Raises NoSuchBucket when the bucket vanished.
+        ``condition`` is checked in the same transaction against the current object (a
+        delete marker is none): PreconditionFailed when it fails. NoSuchBucket when the
+        bucket vanished.
         """
         ...
 
     async def get_object(self, bucket: str, key: str) -> ObjectVersion | None:
-        """The current version, or None."""
+        """The current version (possibly a delete marker), or None."""
+        ...
+
+    async def get_version(self, bucket: str, key: str, version_id: str) -> ObjectVersion | None:
+        """A version or delete marker named as clients name it ("null" too), current or not."""
+        ...
+
+    async def version_seq(self, bucket: str, key: str, version_id: str) -> int | None:
+        """A version's place among its key's versions (higher is newer), or None."""
         ...
 
     async def delete_object(
         self, bucket: str, key: str, condition: DeleteCondition | None = None
     ) -> bool:
-        """Remove the key; its blobs become garbage. True when it existed.
+        """Remove the current version for good (the newest noncurrent one, if any, becomes
+        current); its blobs become garbage. True when the key existed.
 
         ``condition`` is checked in the same transaction: PreconditionFailed when the object
         differs from it; a missing key is no error.
         """
         ...
 
-    async def update_object_tags(
-        self, bucket: str, key: str, tags: dict[str, str]
+    async def delete_version(
+        self, bucket: str, key: str, version_id: str, condition: DeleteCondition | None = None
     ) -> ObjectVersion | None:
-        """Replace the tag set of the current version; None when the key does not exist."""
+        """Delete one version or delete marker for good (named as clients name it); the
+        deleted one, or None when there is none. Deleting the current version makes the
+        newest noncurrent one current."""
+        ...
+
+    async def update_object_tags(
+        self, bucket: str, key: str, tags: dict[str, str], version_id: str | None = None
+    ) -> ObjectVersion | None:
+        """Replace the tag set of the current version or of ``version_id``; None when there
+        is no such object (delete markers have no tags)."""
+        ...
+
+    async def list_object_versions(
+        self,
+        bucket: str,
+        prefix: str,
+        start: str,
+        inclusive: bool,
+        before_seq: int | None,
+        limit: int,
+    ) -> list[VersionSummary]:
+        """Up to ``limit`` versions and delete markers of keys with ``prefix``, by key then
+        newest first, from ``start`` on (``inclusive``) or after it; with ``before_seq``, the
+        versions of ``start`` older than that first."""
+        ...
+
+    async def set_bucket_versioning(self, name: str, state: Versioning) -> None:
+        """Enable or suspend a bucket's versioning. NoSuchBucket."""
         ...
 
     async def list_objects(

@@ -56,6 +56,8 @@ def error_response(exc: errors.AndromedeError, req_resource: str, request_id: st
     response = Response(status, [("content-type", "application/xml")], body)
     if code == "MethodNotAllowed":
         response.header("allow", "GET, HEAD, PUT, POST, DELETE")
+    for name, value in exc.headers:
+        response.header(name, value)
     return response
 
 

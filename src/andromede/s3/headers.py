@@ -304,8 +304,9 @@ def reported_checksum(version: ObjectVersion, part_number: int | None) -> Checks
     return Checksum(checksum.algorithm, segment.checksum.value, checksum.type)
 
 
-def copy_source(req: Request) -> tuple[str, str]:
-    """``x-amz-copy-source``: ``/bucket/key`` or ``bucket/key``, URL-encoded; no versionId yet."""
+def copy_source(req: Request) -> tuple[str, str, str | None]:
+    """``x-amz-copy-source``: ``/bucket/key`` or ``bucket/key``, URL-encoded, optionally with
+    ``?versionId=``: (bucket, key, version id or None)."""
     raw = req.header("x-amz-copy-source") or ""
     path, _, query = raw.partition("?")
     decoded = urllib.parse.unquote(path).lstrip("/")
@@ -314,9 +315,8 @@ def copy_source(req: Request) -> tuple[str, str]:
         raise errors.InvalidArgument(
             "Copy Source must mention the source bucket and key: sourcebucket/sourcekey"
         )
+    version = None
     if query:
         params = urllib.parse.parse_qs(query)
-        version = params.get("versionId", [""])[0]
-        if version not in ("", "null"):
-            raise errors.NoSuchKey("The specified version does not exist.")
-    return bucket, key
+        version = params.get("versionId", [""])[0] or None
+    return bucket, key, version

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from andromede.auth.policy import authorize_bucket
 from andromede.core import errors
 from andromede.core.ids import BucketName
-from andromede.core.models import Bucket, BucketPage, Principal
+from andromede.core.models import Bucket, BucketPage, Principal, Versioning
 from andromede.core.tags import validate_bucket_tags
 from andromede.ports import Clock, MetadataStore
 
@@ -102,6 +102,12 @@ class Buckets:
         """PutBucketTagging: replaces the whole tag set (an empty one removes it)."""
         bucket = await self.get(principal, name)
         await self._store.set_bucket_tags(bucket.name, validate_bucket_tags(pairs))
+
+    async def set_versioning(self, principal: Principal, name: str, state: Versioning) -> None:
+        """PutBucketVersioning: enable or suspend (a bucket never goes back to "never
+        enabled")."""
+        bucket = await self.get(principal, name)
+        await self._store.set_bucket_versioning(bucket.name, state)
 
     async def delete_tags(self, principal: Principal, name: str) -> None:
         """DeleteBucketTagging: succeeds whether or not the bucket had tags."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from andromede.core.ids import successor_prefix
-from andromede.core.models import ListPage, ObjectSummary
+from andromede.core.models import ListPage, ObjectSummary, VersionPage, VersionSummary
 from andromede.ports import MetadataStore
 
 _MIN_BATCH = 100
@@ -81,3 +81,87 @@ def _common_prefix(key: str, prefix: str, delimiter: str) -> str | None:
     if idx < 0:
         return None
     return key[: idx + len(delimiter)]
+
+
+@dataclass
+class _VersionCursor:
+    start: str
+    inclusive: bool
+    before_seq: int | None = None  # resume within ``start``'s versions, older than this
+
+
+async def list_versions_page(  # noqa: C901 - the same cases as list_page, per version
+    store: MetadataStore,
+    bucket: str,
+    *,
+    prefix: str,
+    delimiter: str,
+    key_marker: str,
+    version_marker: str,
+    max_keys: int,
+) -> VersionPage:
+    """One page of ListObjectVersions: versions and delete markers by key, newest first,
+    and common prefixes, at most ``max_keys`` entries, after (``key_marker``,
+    ``version_marker``). Without a version marker the listing resumes after every version
+    of ``key_marker``; with one, after that version (an unknown one: after the key)."""
+    versions: list[VersionSummary] = []
+    prefixes: list[str] = []
+    if max_keys <= 0:
+        return VersionPage([], [], False, None, None)
+    cursor = await _first_cursor(store, bucket, prefix, key_marker, version_marker)
+    last: tuple[str, str | None] | None = None
+    while True:
+        room = max_keys - len(versions) - len(prefixes)
+        want = max(room + 1, _MIN_BATCH)
+        batch = await store.list_object_versions(
+            bucket, prefix, cursor.start, cursor.inclusive, cursor.before_seq, want
+        )
+        if not batch:
+            return _version_page(versions, prefixes, False, last)
+        jumped = False
+        for entry in batch:
+            key = entry.object.key
+            common = _common_prefix(key, prefix, delimiter)
+            if common is not None and key_marker and common <= key_marker:
+                nxt = successor_prefix(common)
+                if nxt is None:
+                    return _version_page(versions, prefixes, False, last)
+                cursor = _VersionCursor(nxt, True)
+                jumped = True
+                break
+            if len(versions) + len(prefixes) >= max_keys:
+                return _version_page(versions, prefixes, True, last)
+            if common is not None:
+                prefixes.append(common)
+                last = (common, None)
+                nxt = successor_prefix(common)
+                if nxt is None:
+                    return _version_page(versions, prefixes, False, last)
+                cursor = _VersionCursor(nxt, True)
+                jumped = True
+                break
+            versions.append(entry)
+            last = (key, entry.version_id)
+            cursor = _VersionCursor(key, False, entry.seq)
+        if not jumped and len(batch) < want:
+            return _version_page(versions, prefixes, False, last)
+
+
+async def _first_cursor(
+    store: MetadataStore, bucket: str, prefix: str, key_marker: str, version_marker: str
+) -> _VersionCursor:
+    if not key_marker or key_marker < prefix:
+        return _VersionCursor(prefix, True)
+    seq = await store.version_seq(bucket, key_marker, version_marker) if version_marker else None
+    return _VersionCursor(key_marker, False, seq)
+
+
+def _version_page(
+    versions: list[VersionSummary],
+    prefixes: list[str],
+    truncated: bool,
+    last: tuple[str, str | None] | None,
+) -> VersionPage:
+    if not truncated or last is None:
+        return VersionPage(versions, prefixes, truncated, None, None)
+    return VersionPage(versions, prefixes, True, last[0], last[1])

@@ -15,7 +15,7 @@ from andromede.core.checksums import (
     decode_b64_checksum,
 )
 from andromede.core.conditions import Preconditions, check_copy_source, parse_copy_range
-from andromede.core.ids import ObjectKey, new_id
+from andromede.core.ids import ObjectKey, new_version_id
 from andromede.core.keys import CustomerKey, EncryptionMode, SseRequest
 from andromede.core.limits import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE
 from andromede.core.models import (
@@ -39,6 +39,7 @@ from andromede.services.objects import (
     Objects,
     check_integrity,
     etag_of,
+    is_null_write,
 )
 
 _CRCS = (ChecksumAlgorithm.CRC32, ChecksumAlgorithm.CRC32C, ChecksumAlgorithm.CRC64NVME)
@@ -140,7 +141,7 @@ class Multipart:
         owner = await self._objects.head_bucket(principal, bucket)
         encryption = await self._encryption.plan(owner, sse or SseRequest())
         upload = MultipartUpload(
-            upload_id=new_id(),
+            upload_id=new_version_id(),
             bucket=bucket,
             key=ObjectKey(key),
             initiated=self._clock.now(),
@@ -251,13 +252,14 @@ class Multipart:
         key: str,
         upload_id: str,
         part_number: int,
-        source: tuple[str, str],
+        source: tuple[str, str, str | None],
         range_header: str | None,
         conditions: Preconditions,
         customer_key: CustomerKey | None = None,
         source_key: CustomerKey | None = None,
     ) -> tuple[ObjectVersion, StoredPart]:
-        """UploadPartCopy: a part made of (a range of) another object."""
+        """UploadPartCopy: a part made of (a range of) another object (``source``: bucket,
+        key and version id or None)."""
         _check_part_number(part_number)
         upload = await self.get_upload(principal, bucket, key, upload_id)
         src = await self._objects.head_for_copy(principal, *source)
@@ -390,6 +392,7 @@ class Multipart:
             tags=dict(upload.tags),
             checksum=checksum,
             owner=upload.owner,
+            null_version=is_null_write(await self._objects.head_bucket(principal, bucket)),
         )
         await self._store.complete_upload(
             upload_id, version, [p.part_number for p in chosen], condition

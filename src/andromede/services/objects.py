@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
+import email.utils
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
@@ -18,10 +20,11 @@ from andromede.core.conditions import (
     check_write,
     parse_range,
 )
-from andromede.core.ids import ObjectKey, new_id
+from andromede.core.ids import ObjectKey, new_version_id
 from andromede.core.keys import CustomerKey, ObjectEncryption, SseRequest
 from andromede.core.limits import MAX_SINGLE_PUT
 from andromede.core.models import (
+    NULL_VERSION,
     Bucket,
     Checksum,
     DeleteCondition,
@@ -29,6 +32,7 @@ from andromede.core.models import (
     ObjectVersion,
     Principal,
     Segment,
+    Versioning,
     WriteCondition,
 )
 from andromede.core.tags import validate_tags
@@ -71,6 +75,37 @@ class ReadResult:
     byte_range: ByteRange | None
     body: AsyncGenerator[bytes, None] | None
     part_number: int | None = None
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What a DELETE did: the version it made (a delete marker) or removed, as clients name
+    it (None: versioning was never enabled), and whether that version is a delete marker."""
+
+    version_id: str | None = None
+    delete_marker: bool = False
+
+
+def check_version_id(version_id: str) -> str:
+    """A ``versionId`` as a client may send it; InvalidArgument otherwise."""
+    if version_id != NULL_VERSION and (
+        not version_id or len(version_id) > 1024 or not version_id.isascii()
+        or not version_id.replace("-", "").replace("_", "").replace(".", "").isalnum()
+    ):  # fmt: skip
+        raise errors.InvalidArgument(
+            "Invalid version id specified", ArgumentName="versionId", ArgumentValue=version_id
+        )
+    return version_id
+
+
+def _http_date(value: dt.datetime) -> str:
+    return email.utils.format_datetime(value.astimezone(dt.UTC), usegmt=True)
+
+
+def is_null_write(bucket: Bucket) -> bool:
+    """Whether a write to ``bucket`` now makes the null version (versioning never enabled,
+    or suspended)."""
+    return bucket.versioning is not Versioning.ENABLED
 
 
 def decode_content_md5(value: str | None) -> bytes | None:
@@ -166,7 +201,7 @@ class Objects:
         decode_content_md5(integrity.content_md5)  # fail fast on a malformed header
         algorithms = [integrity.algorithm or DEFAULT_CHECKSUM]
         await self._precheck(bucket, object_key, condition)
-        version_id = new_id()
+        version_id = new_version_id()
         stored = await self._writer.write(
             NewBlob(owner, object_key, version_id, plan, sse.customer_key),
             body,
@@ -189,6 +224,7 @@ class Objects:
                 tags=dict(attrs.tags or {}),
                 checksum=checksum,
                 owner=owner.tenant,
+                null_version=is_null_write(owner),
             )
             await self._store.put_object(version, condition)
         except BaseException:
@@ -203,16 +239,34 @@ class Objects:
         store checks it again atomically with the commit."""
         if condition is not None:
             current = await self._store.get_object(bucket, key)
-            check_write(condition, None if current is None else current.etag)
+            live = current is not None and not current.delete_marker
+            check_write(condition, current.etag if current is not None and live else None)
 
-    async def _current(self, principal: Principal, bucket: str, key: str) -> ObjectVersion:
+    async def _current(
+        self, principal: Principal, bucket: str, key: str, version_id: str | None = None
+    ) -> ObjectVersion:
+        """The current version, or ``version_id``; never a delete marker: NoSuchKey for a
+        current one, MethodNotAllowed for one named, both saying it is a marker."""
         # One lookup on the hot path: an object's owner is its bucket's tenant (set at every
         # write, and a bucket can neither change hands nor go while it holds objects).
-        version = await self._store.get_object(bucket, ObjectKey(key))
+        if version_id is None:
+            version = await self._store.get_object(bucket, ObjectKey(key))
+        else:
+            check_version_id(version_id)
+            version = await self._store.get_version(bucket, ObjectKey(key), version_id)
         if version is None:
             await self._buckets.get(principal, bucket)  # NoSuchBucket / AccessDenied first
+            if version_id is not None:
+                raise errors.NoSuchVersion(Key=key, VersionId=version_id)
             raise errors.NoSuchKey(Key=key)
         authorize_object(principal, version)
+        if version.delete_marker:
+            marker = (("x-amz-delete-marker", "true"), ("x-amz-version-id", version.s3_version_id))
+            if version_id is None:
+                raise errors.NoSuchKey(Key=key).with_headers(*marker)
+            raise errors.MethodNotAllowed(Method="GET", ResourceType="DeleteMarker").with_headers(
+                *marker, ("last-modified", _http_date(version.last_modified))
+            )
         return version
 
     async def get(
@@ -226,13 +280,14 @@ class Objects:
         preconditions: Preconditions | None = None,
         with_body: bool = True,
         customer_key: CustomerKey | None = None,
+        version_id: str | None = None,
     ) -> ReadResult:
         """GetObject / HeadObject: preconditions, then a range or a part, then the bytes."""
         if part_number is not None and range_header is not None:
             raise errors.InvalidRequest(
                 "Cannot specify both Range header and partNumber query parameter"
             )
-        version = await self._current(principal, bucket, key)
+        version = await self._current(principal, bucket, key, version_id)
         # A part that does not exist is refused before the key is asked for, as S3 does.
         byte_range = self._part_range(version, part_number) if part_number is not None else None
         self._encryption.check_read_key(version.encryption, customer_key)
@@ -268,29 +323,61 @@ class Objects:
         bucket: str,
         key: str,
         condition: DeleteCondition | None = None,
-    ) -> None:
+        version_id: str | None = None,
+    ) -> Deleted:
         """DeleteObject: succeeds whether or not the key existed; an existing object must meet
-        ``condition`` (PreconditionFailed), checked atomically with the delete."""
-        await self._buckets.get(principal, bucket)
-        await self._store.delete_object(bucket, ObjectKey(key), condition)
+        ``condition`` (PreconditionFailed), checked atomically with the delete. Without a
+        version id, a versioned bucket gets a delete marker; with one, that version goes."""
+        owner = await self._buckets.get(principal, bucket)
+        return await self._delete(owner, ObjectKey(key), condition, version_id)
+
+    async def _delete(
+        self,
+        owner: Bucket,
+        key: ObjectKey,
+        condition: DeleteCondition | None,
+        version_id: str | None,
+    ) -> Deleted:
+        if version_id is not None:
+            check_version_id(version_id)
+            gone = await self._store.delete_version(owner.name, key, version_id, condition)
+            return Deleted(version_id, gone is not None and gone.delete_marker)
+        if owner.versioning is None:
+            await self._store.delete_object(owner.name, key, condition)
+            return Deleted()
+        marker = ObjectVersion(
+            bucket=owner.name,
+            key=key,
+            version_id=new_version_id(),
+            size=0,
+            etag="",
+            last_modified=self._clock.now(),
+            manifest=Manifest(()),
+            owner=owner.tenant,
+            delete_marker=True,
+            null_version=is_null_write(owner),
+        )
+        await self._store.put_object(marker, condition)
+        return Deleted(marker.s3_version_id, True)
 
     async def delete_many(
         self,
         principal: Principal,
         bucket: str,
-        objects: list[tuple[str, DeleteCondition | None]],
-    ) -> list[tuple[str, errors.AndromedeError | None]]:
-        """DeleteObjects: each key's outcome, in request order. A key's condition holds as for
-        DeleteObject; one that fails is that key's PreconditionFailed."""
-        await self._buckets.get(principal, bucket)
-        results: list[tuple[str, errors.AndromedeError | None]] = []
-        for key, condition in objects:
+        objects: list[tuple[str, DeleteCondition | None, str | None]],
+    ) -> list[tuple[str, str | None, Deleted | errors.AndromedeError]]:
+        """DeleteObjects: each entry's (key, version id asked, outcome), in request order. An
+        entry's condition holds as for DeleteObject; one that fails is its
+        PreconditionFailed."""
+        owner = await self._buckets.get(principal, bucket)
+        results: list[tuple[str, str | None, Deleted | errors.AndromedeError]] = []
+        for key, condition, version_id in objects:
             try:
-                await self._store.delete_object(bucket, ObjectKey(key), condition)
+                done = await self._delete(owner, ObjectKey(key), condition, version_id)
             except errors.AndromedeError as exc:
-                results.append((key, exc))
+                results.append((key, version_id, exc))
             else:
-                results.append((key, None))
+                results.append((key, version_id, done))
         return results
 
     async def copy(
@@ -307,17 +394,19 @@ class Objects:
         condition: WriteCondition | None = None,
         sse: SseRequest | None = None,
         source_key: CustomerKey | None = None,
+        source_version: str | None = None,
     ) -> tuple[ObjectVersion, ObjectVersion]:
         """CopyObject; returns (source version, new version). The bytes are opened and sealed
         anew, under the encryption the request (or the target bucket) asks for."""
         sse = sse or SseRequest()
-        src = await self._current(principal, *source)
+        src = await self._current(principal, *source, source_version)
         self._encryption.check_read_key(src.encryption, source_key)
         check_copy_source(source_conditions, src.etag, src.last_modified)
         dst_bucket = await self._buckets.get(principal, target[0])
         changes_encryption = sse.mode is not None or sse.customer_key is not None
         if (
             source == target
+            and source_version is None
             and not replace_metadata
             and algorithm is None
             and not (changes_encryption)
@@ -329,7 +418,7 @@ class Objects:
             )
         plan = await self._encryption.plan(dst_bucket, sse)
         await self._precheck(dst_bucket.name, ObjectKey(target[1]), condition)
-        version_id = new_id()
+        version_id = new_version_id()
         body = body_from_stream(self._reader.read(src, None, source_key), src.size)
         alg = algorithm or (src.checksum.algorithm if src.checksum else DEFAULT_CHECKSUM)
         stored = await self._writer.write(
@@ -359,6 +448,7 @@ class Objects:
                 tags=dict(attrs.tags or {}) if replace_tags else dict(src.tags),
                 checksum=Checksum(alg, base64.b64encode(digest).decode()),
                 owner=dst_bucket.tenant,
+                null_version=is_null_write(dst_bucket),
             )
             await self._store.put_object(version, condition)
         except BaseException:
@@ -370,26 +460,40 @@ class Objects:
         """The bucket, if the principal may use it."""
         return await self._buckets.get(principal, bucket)
 
-    async def head_for_copy(self, principal: Principal, bucket: str, key: str) -> ObjectVersion:
-        """The current version of a copy source (checks access)."""
-        return await self._current(principal, bucket, key)
+    async def head_for_copy(
+        self, principal: Principal, bucket: str, key: str, version_id: str | None = None
+    ) -> ObjectVersion:
+        """The current version (or ``version_id``) of a copy source (checks access)."""
+        return await self._current(principal, bucket, key, version_id)
 
-    async def get_tags(self, principal: Principal, bucket: str, key: str) -> dict[str, str]:
-        """GetObjectTagging: the tag set in key order, as S3 lists it."""
-        return dict(sorted((await self._current(principal, bucket, key)).tags.items()))
+    async def get_tags(
+        self, principal: Principal, bucket: str, key: str, version_id: str | None = None
+    ) -> ObjectVersion:
+        """GetObjectTagging: the version whose tag set the face lists (in key order)."""
+        return await self._current(principal, bucket, key, version_id)
 
     async def put_tags(
-        self, principal: Principal, bucket: str, key: str, pairs: list[tuple[str, str]]
-    ) -> None:
-        """PutObjectTagging: replaces the whole tag set."""
+        self,
+        principal: Principal,
+        bucket: str,
+        key: str,
+        pairs: list[tuple[str, str]],
+        version_id: str | None = None,
+    ) -> ObjectVersion:
+        """PutObjectTagging: replaces the whole tag set of the current version or of
+        ``version_id``; the version tagged."""
         tags = validate_tags(pairs)
-        await self._buckets.get(principal, bucket)
-        if await self._store.update_object_tags(bucket, ObjectKey(key), tags) is None:
+        await self._current(principal, bucket, key, version_id)  # markers, missing versions
+        done = await self._store.update_object_tags(bucket, ObjectKey(key), tags, version_id)
+        if done is None:  # deleted meanwhile
             raise errors.NoSuchKey(Key=key)
+        return done
 
-    async def delete_tags(self, principal: Principal, bucket: str, key: str) -> None:
+    async def delete_tags(
+        self, principal: Principal, bucket: str, key: str, version_id: str | None = None
+    ) -> ObjectVersion:
         """DeleteObjectTagging."""
-        await self.put_tags(principal, bucket, key, [])
+        return await self.put_tags(principal, bucket, key, [], version_id)
 
     async def attributes(
         self,
@@ -397,9 +501,10 @@ class Objects:
         bucket: str,
         key: str,
         customer_key: CustomerKey | None = None,
+        version_id: str | None = None,
     ) -> ObjectVersion:
         """GetObjectAttributes: the version whose attributes the face renders (an SSE-C
         object's attributes need its key, as its metadata does on S3)."""
-        version = await self._current(principal, bucket, key)
+        version = await self._current(principal, bucket, key, version_id)
         self._encryption.check_read_key(version.encryption, customer_key)
         return version

@@ -162,9 +162,9 @@ class Residency:
         objects: list[ObjectPlaces] = []
         totals: dict[str, JurisdictionTotal] = {}
         spread_ok = True
-        after = ""
-        while True:
-            page = await self._store.list_versions(bucket.name, after, _PAGE)
+        after: str | None = ""
+        while after is not None:
+            page, after = await self._store.list_versions(bucket.name, after, _PAGE)
             for version in page:
                 segments = []
                 for segment in version.manifest.segments:
@@ -195,9 +195,6 @@ class Residency:
                         tuple(segments),
                     )
                 )
-            if len(page) < _PAGE:
-                break
-            after = page[-1].key
         allowed = region.jurisdiction_list()
         unsigned = ResidencyReport(
             bucket=bucket.name,

@@ -52,9 +52,9 @@ class KeyJobs:
             target, rewrapped=key.rewrap.rewrapped, started=key.rewrap.started or pass_started
         )
         for bucket in await self._store.list_buckets(key.tenant):
-            after = ""
-            while True:
-                versions = await self._store.list_versions(bucket.name, after, PAGE)
+            after: str | None = ""
+            while after is not None:
+                versions, after = await self._store.list_versions(bucket.name, after, PAGE)
                 for version in versions:
                     sealed, changed = await self._rewrap_version(version, key, target)
                     progress = dataclasses.replace(
@@ -66,9 +66,6 @@ class KeyJobs:
                 if saved is None:
                     return key  # rotated again, disabled or destroyed: stop here
                 key = saved
-                if len(versions) < PAGE:
-                    break
-                after = versions[-1].key
         progress = await self._rewrap_parts(key, target, progress)
         # Other gateway processes may have wrapped new DEKs under the old version for as long
         # as they cache key states: the job is done only with a pass that began after that.

@@ -12,6 +12,7 @@ from andromede.core.ids import (
     is_valid_bucket_name,
     new_access_key_id,
     new_secret_key,
+    new_version_id,
     successor_prefix,
 )
 
@@ -85,3 +86,10 @@ def test_generated_credentials() -> None:
 )
 def test_successor_prefix(prefix: str, expected: str | None) -> None:
     assert successor_prefix(prefix) == expected
+
+
+def test_version_ids_are_unique_and_sort_in_creation_order() -> None:
+    made = [new_version_id() for _ in range(20_000)]  # many within one millisecond
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
+    assert all(len(v) == 32 and int(v, 16) >= 0 for v in made[:10])

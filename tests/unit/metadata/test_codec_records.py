@@ -19,6 +19,7 @@ from andromede.core.keys import (
     RewrapProgress,
     Sealing,
 )
+from andromede.core.models import Versioning
 from andromede.core.repair import (
     DrainProgress,
     DrainState,
@@ -98,7 +99,13 @@ def test_kms_key_round_trips_through_its_columns() -> None:
 def test_bucket_encryption_round_trips() -> None:
     config = BucketEncryption(EncryptionMode.SSE_KMS, KEY_ID, bucket_key_enabled=True)
     values = SimpleNamespace(
-        name="b", tenant="acme", created=T0, location="", encryption=None, tags=None
+        name="b",
+        tenant="acme",
+        created=T0,
+        location="",
+        encryption=None,
+        tags=None,
+        versioning=None,
     )
     values.encryption = codec.dump_bucket_encryption(config)
     assert values.encryption == f'{{"bk":true,"k":"{KEY_ID}","m":"aws:kms"}}'
@@ -111,9 +118,16 @@ def test_bucket_tags_round_trip_and_none_is_null() -> None:
     stored = codec.dump_bucket_tags(tags)
     assert stored == '{"cost-centre":"","team":"data"}'
     values = SimpleNamespace(
-        name="b", tenant="acme", created=T0, location="", encryption=None, tags=stored
+        name="b",
+        tenant="acme",
+        created=T0,
+        location="",
+        encryption=None,
+        tags=stored,
+        versioning="Suspended",
     )
     assert codec.bucket(values).tags == tags  # type: ignore[arg-type]
+    assert codec.bucket(values).versioning is Versioning.SUSPENDED  # type: ignore[arg-type]
     values.tags = None
     assert codec.bucket(values).tags == {}  # type: ignore[arg-type]
 

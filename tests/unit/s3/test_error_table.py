@@ -49,6 +49,7 @@ KNOWN_S3_CODES = {
     "InvalidBucketName",
     "NoSuchBucket",
     "NoSuchKey",
+    "NoSuchVersion",
     "NoSuchUpload",
     "NoSuchTagSet",
     "BucketAlreadyExists",

@@ -46,7 +46,7 @@ async def test_replaced_and_deleted_blobs_go_after_the_grace(
     old = {(await blob_of(stack, bucket, k)).blob_id for k in ("overwritten", "deleted")}
     await stack.put(bucket, "overwritten", b"v2")
     await stack.objects.delete(ALICE, bucket, "deleted")
-    await stack.objects.delete_many(ALICE, bucket, [("never-existed", None)])
+    await stack.objects.delete_many(ALICE, bucket, [("never-existed", None, None)])
 
     stack.clock.advance(GARBAGE_GRACE - SECOND)
     assert (await stack.janitor.sweep())["garbage"] == 0  # readers in flight may need them

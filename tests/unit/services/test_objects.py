@@ -16,7 +16,7 @@ from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
 from andromede.core.conditions import Preconditions
 from andromede.core.models import DeleteCondition, WriteCondition
 from andromede.services.body import IncomingBody, body_from_bytes
-from andromede.services.objects import Integrity, ObjectAttributes
+from andromede.services.objects import Deleted, Integrity, ObjectAttributes
 from support.s3objects import CHECKSUMS, b64, md5_etag
 from support.services import (
     ALICE,
@@ -442,9 +442,9 @@ async def test_delete_many(stack: ServiceStack, bucket: str) -> None:
     for key in ("a", "b"):
         await stack.put(bucket, key, b"x")
     results = await stack.objects.delete_many(
-        ALICE, bucket, [("a", None), ("missing", None), ("b", None)]
+        ALICE, bucket, [("a", None, None), ("missing", None, None), ("b", None, None)]
     )
-    assert results == [("a", None), ("missing", None), ("b", None)]
+    assert results == [(k, None, Deleted()) for k in ("a", "missing", "b")]
     for key in ("a", "b"):
         await assert_absent(stack, bucket, key)
 
@@ -489,34 +489,34 @@ async def test_delete_many_with_conditions(stack: ServiceStack, bucket: str) -> 
         ALICE,
         bucket,
         [
-            ("a", DeleteCondition(if_match="badetag")),
-            ("b", DeleteCondition(size=1)),
-            ("gone", DeleteCondition(if_match="badetag")),
+            ("a", DeleteCondition(if_match="badetag"), None),
+            ("b", DeleteCondition(size=1), None),
+            ("gone", DeleteCondition(if_match="badetag"), None),
         ],
     )
-    assert [(key, type(error)) for key, error in results] == [
+    assert [(key, type(outcome)) for key, _, outcome in results] == [
         ("a", errors.PreconditionFailed),
-        ("b", type(None)),
-        ("gone", type(None)),
+        ("b", Deleted),
+        ("gone", Deleted),
     ]
     assert await stack.get(bucket, "a") == b"x"
     await assert_absent(stack, bucket, "b")
-    results = await stack.objects.delete_many(ALICE, bucket, [("a", DeleteCondition(etag))])
-    assert results == [("a", None)]
+    results = await stack.objects.delete_many(ALICE, bucket, [("a", DeleteCondition(etag), None)])
+    assert results == [("a", None, Deleted())]
     await assert_absent(stack, bucket, "a")
 
 
 # --- tags ----------------------------------------------------------------------------------------
 async def test_tagging(stack: ServiceStack, bucket: str) -> None:
     await stack.put(bucket, "t", b"x", attrs=ObjectAttributes(tags={"a": "1", "b": "two words"}))
-    assert await stack.objects.get_tags(ALICE, bucket, "t") == {"a": "1", "b": "two words"}
+    assert (await stack.objects.get_tags(ALICE, bucket, "t")).tags == {"a": "1", "b": "two words"}
     await stack.objects.put_tags(ALICE, bucket, "t", [("z", "26")])
-    assert await stack.objects.get_tags(ALICE, bucket, "t") == {"z": "26"}
+    assert (await stack.objects.get_tags(ALICE, bucket, "t")).tags == {"z": "26"}
     await stack.objects.put_tags(ALICE, bucket, "t", [("foo", "bar"), ("Hello", ""), ("bar", "")])
-    listed = await stack.objects.get_tags(ALICE, bucket, "t")
-    assert list(listed.items()) == [("Hello", ""), ("bar", ""), ("foo", "bar")]  # key order
+    listed = (await stack.objects.get_tags(ALICE, bucket, "t")).tags
+    assert listed == {"Hello": "", "bar": "", "foo": "bar"}
     await stack.objects.delete_tags(ALICE, bucket, "t")
-    assert await stack.objects.get_tags(ALICE, bucket, "t") == {}
+    assert (await stack.objects.get_tags(ALICE, bucket, "t")).tags == {}
     assert await stack.get(bucket, "t") == b"x"  # tagging never touches the data
     with pytest.raises(errors.NoSuchKey):
         await stack.objects.get_tags(ALICE, bucket, "nope")
@@ -541,7 +541,7 @@ async def test_invalid_tags_keep_the_old_set(
     await stack.put(bucket, "t", b"x", attrs=ObjectAttributes(tags={"keep": "me"}))
     with pytest.raises((errors.InvalidTag, errors.TooManyTags)):
         await stack.objects.put_tags(ALICE, bucket, "t", tags)
-    assert await stack.objects.get_tags(ALICE, bucket, "t") == {"keep": "me"}
+    assert (await stack.objects.get_tags(ALICE, bucket, "t")).tags == {"keep": "me"}
 
 
 # --- a site that fails under a request ----------------------------------------------------------

@@ -137,7 +137,11 @@ async def test_a_holder_cut_off_stops_before_another_takes_over(store: SqlMetada
     assert len(passes.by("gw-a")) == ran
     await _stop(task_a, task_b)
     (lease,) = await store.list_leases()
-    assert (lease.holder, lease.epoch) == ("gw-b", 2)
+    # B holds it. Its epoch is 2, or more where the machine stalled B past its own term and
+    # B took its expired lease again (a new epoch each time, as for any takeover); either
+    # way A never got it back (its passes are counted above).
+    assert lease.holder == "gw-b"
+    assert lease.epoch >= 2
 
 
 def _dead_pid() -> int:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from andromede.s3.handlers import buckets, config, encryption, multipart, objects, tagging
+from andromede.s3.handlers import (
+    buckets,
+    config,
+    encryption,
+    multipart,
+    objects,
+    tagging,
+    versioning,
+)
 from andromede.s3.handlers.context import Context
 from andromede.s3.http import Response
 from andromede.s3.router import Endpoint
@@ -18,6 +26,7 @@ HANDLERS: dict[Endpoint, Handler] = {
     **tagging.HANDLERS,
     **objects.HANDLERS,
     **multipart.HANDLERS,
+    **versioning.HANDLERS,
 }
 
 __all__ = ["HANDLERS", "Context", "Handler"]

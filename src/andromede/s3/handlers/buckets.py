@@ -10,7 +10,7 @@ from andromede.core import errors
 from andromede.core.conditions import parse_http_date
 from andromede.core.ids import is_valid_bucket_name
 from andromede.core.limits import MAX_DELETE_KEYS, MAX_LIST_BUCKETS, MAX_LIST_KEYS, MAX_XML_BODY
-from andromede.core.models import DeleteCondition, ListPage, ObjectSummary
+from andromede.core.models import DeleteCondition, ListPage, ObjectSummary, VersionSummary
 from andromede.http_errors import lookup
 from andromede.s3 import xml
 from andromede.s3.body import check_digests, read_small_body
@@ -19,7 +19,7 @@ from andromede.s3.handlers.context import Context
 from andromede.s3.headers import flag, reject_unsupported
 from andromede.s3.http import Response, xml_response
 from andromede.s3.router import Endpoint
-from andromede.services.listing import list_page
+from andromede.services.listing import list_page, list_versions_page
 
 # Continuation tokens say what they continue: a ListObjectsV2 token is no bucket name.
 _KEYS_TOKEN = b"v1:"
@@ -214,43 +214,97 @@ async def list_objects_v2(ctx: Context) -> Response:
 
 
 async def list_object_versions(ctx: Context) -> Response:
-    """ListObjectVersions: without versioning each object has one version, ``null``."""
+    """ListObjectVersions: versions and delete markers by key, newest first."""
     enc = encoder(ctx.req.query.get("encoding-type"))
-    marker = ctx.req.query.get("key-marker", "")
-    page, max_keys = await _page(ctx, marker)
-    children = _listing_head(ctx, enc, max_keys, page)
-    children.insert(2, xml.element("KeyMarker", enc(marker)) + xml.element("VersionIdMarker", ""))
-    if page.is_truncated and page.next_marker is not None:
-        children.append(xml.element("NextKeyMarker", enc(page.next_marker)))
-        children.append(xml.element("NextVersionIdMarker", "null"))
-    for obj in page.objects:
-        entry = _contents(obj, enc, True, "Version")
-        entry = entry.replace(
-            "<Version>",
-            "<Version>" + xml.element("VersionId", "null") + xml.element("IsLatest", "true"),
-            1,
+    key_marker = ctx.req.query.get("key-marker", "")
+    version_marker = ctx.req.query.get("version-id-marker", "")
+    if version_marker and not key_marker:
+        raise errors.InvalidArgument(
+            "A version-id marker cannot be specified without a key marker.",
+            ArgumentName="version-id-marker",
+            ArgumentValue=version_marker,
         )
-        children.append(entry)
-    children += [_prefixes(page, enc), enc.element()]
+    await ctx.services.buckets.get(ctx.principal, ctx.bucket)
+    max_keys = min(ctx.int_query("max-keys", MAX_LIST_KEYS), MAX_LIST_KEYS)
+    prefix, delimiter = ctx.req.query.get("prefix", ""), ctx.req.query.get("delimiter", "")
+    page = await list_versions_page(
+        ctx.services.objects.store,
+        ctx.bucket,
+        prefix=prefix,
+        delimiter=delimiter,
+        key_marker=key_marker,
+        version_marker=version_marker,
+        max_keys=max_keys,
+    )
+    children = [
+        xml.element("Name", ctx.bucket),
+        xml.element("Prefix", enc(prefix)),
+        xml.element("KeyMarker", enc(key_marker)),
+        xml.element("VersionIdMarker", version_marker),
+        xml.element("MaxKeys", max_keys),
+    ]
+    if delimiter:
+        children.append(xml.element("Delimiter", enc(delimiter)))
+    children.append(xml.element("IsTruncated", str(page.is_truncated).lower()))
+    if page.next_key is not None:
+        children.append(xml.element("NextKeyMarker", enc(page.next_key)))
+        if page.next_version_id is not None:
+            children.append(xml.element("NextVersionIdMarker", page.next_version_id))
+    children += [_version_entry(v, enc) for v in page.versions]
+    children += [
+        "<CommonPrefixes>" + xml.element("Prefix", enc(p)) + "</CommonPrefixes>"
+        for p in page.prefixes
+    ]
+    children.append(enc.element())
     return xml_response(xml.document("ListVersionsResult", children))
 
 
-def _delete_entry(item: Element) -> tuple[str, DeleteCondition | None]:
-    """One ``<Object>``: its key, and the ``ETag``, ``LastModifiedTime`` and ``Size`` it must
-    still have to be deleted."""
+def _version_entry(entry: VersionSummary, enc: Encoder) -> str:
+    obj = entry.object
+    head = (
+        xml.element("Key", enc(obj.key))
+        + xml.element("VersionId", entry.version_id)
+        + xml.element("IsLatest", str(entry.latest).lower())
+        + xml.element("LastModified", iso8601(obj.last_modified))
+    )
+    if entry.delete_marker:
+        return "<DeleteMarker>" + head + owner(obj.owner) + "</DeleteMarker>"
+    return _version_body(obj, enc, head)
+
+
+def _version_body(obj: ObjectSummary, enc: Encoder, head: str) -> str:
+    parts = [
+        head,
+        xml.element("ETag", obj.etag),
+        xml.element("Size", obj.size),
+        xml.element("StorageClass", obj.storage_class),
+    ]
+    if obj.checksum_algorithm is not None:
+        parts.append(xml.element("ChecksumAlgorithm", obj.checksum_algorithm.value))
+    if obj.checksum_type is not None:
+        parts.append(xml.element("ChecksumType", obj.checksum_type.value))
+    parts.append(owner(obj.owner))
+    return "<Version>" + "".join(parts) + "</Version>"
+
+
+def _delete_entry(item: Element) -> tuple[str, DeleteCondition | None, str | None]:
+    """One ``<Object>``: its key, the ``ETag``, ``LastModifiedTime`` and ``Size`` it must
+    still have to be deleted, and its ``VersionId``."""
     key = xml.text(item, "Key")
     if key is None:
         raise errors.MalformedXML()
+    version_id = xml.text(item, "VersionId") or None
     etag, raw_time, raw_size = (xml.text(item, n) for n in ("ETag", "LastModifiedTime", "Size"))
     if etag is None and raw_time is None and raw_size is None:
-        return key, None
+        return key, None, version_id
     last_modified = None if raw_time is None else parse_http_date(raw_time)
     if (raw_time is not None and last_modified is None) or (
         raw_size is not None and not raw_size.strip().isdigit()
     ):
         raise errors.MalformedXML()
     size = None if raw_size is None else int(raw_size)
-    return key, DeleteCondition(if_match=etag, last_modified=last_modified, size=size)
+    condition = DeleteCondition(if_match=etag, last_modified=last_modified, size=size)
+    return key, condition, version_id
 
 
 async def delete_objects(ctx: Context) -> Response:
@@ -266,19 +320,26 @@ async def delete_objects(ctx: Context) -> Response:
         raise errors.MalformedXML()
     results = await ctx.services.objects.delete_many(ctx.principal, ctx.bucket, objects)
     out: list[str] = []
-    for key, error in results:
-        if error is None:
-            if not quiet:
-                out.append("<Deleted>" + xml.element("Key", key) + "</Deleted>")
-        else:
-            code, _ = lookup(error)
+    for key, asked, outcome in results:
+        if isinstance(outcome, errors.AndromedeError):
+            code, _ = lookup(outcome)
             out.append(
                 "<Error>"
                 + xml.element("Key", key)
+                + (xml.element("VersionId", asked) if asked is not None else "")
                 + xml.element("Code", code)
-                + xml.element("Message", error.message)
+                + xml.element("Message", outcome.message)
                 + "</Error>"
             )
+        elif not quiet:
+            entry = xml.element("Key", key)
+            if asked is not None:
+                entry += xml.element("VersionId", asked)
+            if outcome.delete_marker:
+                entry += xml.element("DeleteMarker", "true")
+                if outcome.version_id is not None:
+                    entry += xml.element("DeleteMarkerVersionId", outcome.version_id)
+            out.append("<Deleted>" + entry + "</Deleted>")
     return xml_response(xml.document("DeleteResult", out))
 
 

@@ -71,7 +71,6 @@ async def get_object_acl(ctx: Context) -> Response:
 
 
 HANDLERS: dict[Endpoint, Handler] = {
-    Endpoint.GetBucketVersioning: _document(lambda _: xml.empty("VersioningConfiguration")),
     Endpoint.GetBucketLifecycleConfiguration: _missing(
         "NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist"
     ),

@@ -11,7 +11,12 @@ from andromede.s3 import sse, xml
 from andromede.s3.body import incoming_body, read_small_body
 from andromede.s3.handlers.common import encoder, iso8601, owner
 from andromede.s3.handlers.context import Context
-from andromede.s3.handlers.objects import checksum_elements, checksum_headers, encryption_headers
+from andromede.s3.handlers.objects import (
+    checksum_elements,
+    checksum_headers,
+    encryption_headers,
+    version_header,
+)
 from andromede.s3.headers import (
     checksum_algorithm,
     checksum_type,
@@ -109,7 +114,7 @@ async def upload_part_copy(ctx: Context) -> Response:
     part_number = _part_number(ctx)
     customer = sse.read_key(ctx.req)
     source_key = sse.source_customer_key(ctx.req)
-    _, stored = await ctx.services.multipart.upload_part_copy(
+    src, stored = await ctx.services.multipart.upload_part_copy(
         ctx.principal,
         ctx.bucket,
         ctx.key,
@@ -127,6 +132,8 @@ async def upload_part_copy(ctx: Context) -> Response:
     ]
     response = xml_response(xml.document("CopyPartResult", children))
     response.headers += _part_encryption(ctx, stored, customer)
+    if not src.null_version or copy_source(ctx.req)[2] is not None:
+        response.header("x-amz-copy-source-version-id", src.s3_version_id)
     return response
 
 
@@ -179,6 +186,7 @@ async def complete_multipart_upload(ctx: Context) -> Response:
     ]
     response = xml_response(xml.document("CompleteMultipartUploadResult", children))
     response.headers += encryption_headers(ctx, version, customer)
+    response.headers += version_header(version)
     return response
 
 

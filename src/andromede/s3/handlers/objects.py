@@ -45,6 +45,19 @@ def checksum_elements(checksum: Checksum | None) -> list[str]:
     return [xml.element(name, checksum.value), xml.element("ChecksumType", checksum.type.value)]
 
 
+def version_header(version: ObjectVersion, asked: str | None = None) -> list[tuple[str, str]]:
+    """``x-amz-version-id``: for a version of a versioned bucket, or one asked for by id
+    (the null version is only named when asked for)."""
+    if version.null_version and asked is None:
+        return []
+    return [("x-amz-version-id", version.s3_version_id)]
+
+
+def _version_id(ctx: Context) -> str | None:
+    """The ``versionId`` query parameter (an empty one is none, as on S3)."""
+    return ctx.req.query.get("versionId") or None
+
+
 def encryption_headers(
     ctx: Context, version: ObjectVersion, customer: CustomerKey | None
 ) -> list[tuple[str, str]]:
@@ -71,6 +84,7 @@ async def put_object(ctx: Context) -> Response:
         sse=encryption,
     )
     headers = [("etag", version.etag), *checksum_headers(version.checksum)]
+    headers += version_header(version)
     return Response(200, headers + encryption_headers(ctx, version, encryption.customer_key))
 
 
@@ -83,6 +97,7 @@ def _part_number(ctx: Context) -> int | None:
 async def _read(ctx: Context, with_body: bool) -> Response:
     part_number = _part_number(ctx)
     customer = sse.read_key(ctx.req)
+    asked = _version_id(ctx)
     try:
         result = await ctx.services.objects.get(
             ctx.principal,
@@ -93,6 +108,7 @@ async def _read(ctx: Context, with_body: bool) -> Response:
             preconditions=preconditions(ctx.req),
             with_body=with_body,
             customer_key=customer,
+            version_id=asked,
         )
     except errors.NotModified as exc:
         not_modified = Response(304)
@@ -112,6 +128,7 @@ async def _read(ctx: Context, with_body: bool) -> Response:
     )
     headers = object_headers(version, ctx.req, checksum=reported, part=part_number is not None)
     headers += encryption_headers(ctx, version, customer)
+    headers += version_header(version, asked)
     status = 200
     length = version.size
     if result.byte_range is not None:
@@ -136,8 +153,15 @@ async def head_object(ctx: Context) -> Response:
 async def delete_object(ctx: Context) -> Response:
     """DeleteObject: 204 whether or not the key existed, unless an existing object fails the
     request's conditions."""
-    await ctx.services.objects.delete(ctx.principal, ctx.bucket, ctx.key, delete_condition(ctx.req))
-    return Response(204)
+    done = await ctx.services.objects.delete(
+        ctx.principal, ctx.bucket, ctx.key, delete_condition(ctx.req), _version_id(ctx)
+    )
+    response = Response(204)
+    if done.version_id is not None:
+        response.header("x-amz-version-id", done.version_id)
+    if done.delete_marker:
+        response.header("x-amz-delete-marker", "true")
+    return response
 
 
 def _directive(ctx: Context, name: str) -> bool:
@@ -149,13 +173,15 @@ def _directive(ctx: Context, name: str) -> bool:
 
 async def copy_object(ctx: Context) -> Response:
     """CopyObject with metadata and tagging directives and copy-source conditions."""
-    source = copy_source(ctx.req)
+    src_bucket, src_key, source_version = copy_source(ctx.req)
     replace_metadata = _directive(ctx, "x-amz-metadata-directive")
     replace_tags = _directive(ctx, "x-amz-tagging-directive")
     attrs = object_attributes(ctx.req)
     encryption = sse.write_request(ctx.req)
     source_key = sse.source_customer_key(ctx.req)
-    src = await ctx.services.objects.head_for_copy(ctx.principal, *source)
+    src = await ctx.services.objects.head_for_copy(
+        ctx.principal, src_bucket, src_key, source_version
+    )
     if src.size > MAX_SINGLE_PUT:
         raise errors.InvalidRequest(
             "The specified copy source is larger than the maximum allowable size for a copy "
@@ -163,7 +189,7 @@ async def copy_object(ctx: Context) -> Response:
         )
     _, version = await ctx.services.objects.copy(
         ctx.principal,
-        source,
+        (src_bucket, src_key),
         (ctx.bucket, ctx.key),
         replace_metadata=replace_metadata,
         attrs=attrs,
@@ -173,6 +199,7 @@ async def copy_object(ctx: Context) -> Response:
         condition=write_condition(ctx.req),
         sse=encryption,
         source_key=source_key,
+        source_version=source_version,
     )
     body = xml.document(
         "CopyObjectResult",
@@ -184,26 +211,34 @@ async def copy_object(ctx: Context) -> Response:
     )
     response = xml_response(body)
     response.headers += encryption_headers(ctx, version, encryption.customer_key)
+    response.headers += version_header(version)
+    if source_version is not None or not src.null_version:
+        response.header("x-amz-copy-source-version-id", src.s3_version_id)
     return response
 
 
 async def get_object_tagging(ctx: Context) -> Response:
     """GetObjectTagging."""
-    tags = await ctx.services.objects.get_tags(ctx.principal, ctx.bucket, ctx.key)
-    return xml_response(render_tagging(tags))
+    asked = _version_id(ctx)
+    version = await ctx.services.objects.get_tags(ctx.principal, ctx.bucket, ctx.key, asked)
+    response = xml_response(render_tagging(dict(sorted(version.tags.items()))))
+    response.headers += version_header(version, asked)
+    return response
 
 
 async def put_object_tagging(ctx: Context) -> Response:
     """PutObjectTagging: replaces the tag set."""
     pairs = parse_tagging(await read_small_body(ctx.req, ctx.auth, MAX_XML_BODY))
-    await ctx.services.objects.put_tags(ctx.principal, ctx.bucket, ctx.key, pairs)
-    return Response(200)
+    asked = _version_id(ctx)
+    version = await ctx.services.objects.put_tags(ctx.principal, ctx.bucket, ctx.key, pairs, asked)
+    return Response(200, version_header(version, asked))
 
 
 async def delete_object_tagging(ctx: Context) -> Response:
     """DeleteObjectTagging."""
-    await ctx.services.objects.delete_tags(ctx.principal, ctx.bucket, ctx.key)
-    return Response(204)
+    asked = _version_id(ctx)
+    version = await ctx.services.objects.delete_tags(ctx.principal, ctx.bucket, ctx.key, asked)
+    return Response(204, version_header(version, asked))
 
 
 _ATTRIBUTES = {"ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"}
@@ -256,8 +291,9 @@ async def get_object_attributes(ctx: Context) -> Response:
     wanted = {a.strip() for a in (raw or "").split(",") if a.strip()}
     if not wanted or not wanted <= _ATTRIBUTES:
         raise errors.InvalidArgument("Invalid attribute name specified.")
+    asked = _version_id(ctx)
     version = await ctx.services.objects.attributes(
-        ctx.principal, ctx.bucket, ctx.key, sse.read_key(ctx.req)
+        ctx.principal, ctx.bucket, ctx.key, sse.read_key(ctx.req), asked
     )
     children: list[str] = []
     if "ETag" in wanted:
@@ -271,6 +307,7 @@ async def get_object_attributes(ctx: Context) -> Response:
     if "ObjectSize" in wanted:
         children.append(xml.element("ObjectSize", version.size))
     response = xml_response(xml.document("GetObjectAttributesResponse", children))
+    response.headers += version_header(version, asked)
     return response.header("last-modified", http_date(version.last_modified))
 
 
