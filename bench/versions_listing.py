@@ -78,8 +78,9 @@ async def fill(store: SqlMetadataStore, keys: int, versions: int) -> None:
 async def time_pages(store: SqlMetadataStore, keys: int, repeats: int) -> dict[str, float]:
     """Median seconds of a 1,000-entry page at the start, the middle and the end."""
     middle_key = f"dir-{(keys // 2) % 100:02d}/object-{keys // 2:07d}"
-    last_key = f"dir-99/object-{keys - 1:07d}" if keys >= 100 else "dir-00/object-0000000"
-    starts = {"first page": ("", ""), "middle page": (middle_key, ""), "last page": (last_key, "")}
+    ordered = sorted(f"dir-{k % 100:02d}/object-{k:07d}" for k in range(keys))
+    near_end = ordered[-6]  # five keys left: half a page of versions
+    starts = {"first page": ("", ""), "middle page": (middle_key, ""), "last page": (near_end, "")}
     out: dict[str, float] = {}
     for delimiter in ("", "/"):
         for name, (key_marker, version_marker) in starts.items():

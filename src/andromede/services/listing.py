@@ -9,6 +9,10 @@ from andromede.core.models import ListPage, ObjectSummary, VersionPage, VersionS
 from andromede.ports import MetadataStore
 
 _MIN_BATCH = 100
+# With a delimiter a batch often ends at its first row (a common prefix is rolled up and the
+# listing jumps past it): versions are read in batches that start this small and double
+# while no jump cuts them short.
+_FIRST_ROLLUP_BATCH = 16
 
 
 @dataclass
@@ -110,9 +114,10 @@ async def list_versions_page(  # noqa: C901 - the same cases as list_page, per v
         return VersionPage([], [], False, None, None)
     cursor = await _first_cursor(store, bucket, prefix, key_marker, version_marker)
     last: tuple[str, str | None] | None = None
+    batch_cap = _FIRST_ROLLUP_BATCH if delimiter else max_keys + 1
     while True:
         room = max_keys - len(versions) - len(prefixes)
-        want = max(room + 1, _MIN_BATCH)
+        want = min(max(room + 1, _MIN_BATCH), batch_cap)
         batch = await store.list_object_versions(
             bucket, prefix, cursor.start, cursor.inclusive, cursor.before_seq, want
         )
@@ -145,6 +150,8 @@ async def list_versions_page(  # noqa: C901 - the same cases as list_page, per v
             cursor = _VersionCursor(key, False, entry.seq)
         if not jumped and len(batch) < want:
             return _version_page(versions, prefixes, False, last)
+        if not jumped:
+            batch_cap *= 2
 
 
 async def _first_cursor(
