@@ -42,6 +42,7 @@ from andromede.services.encryption import Encryption
 from andromede.services.janitor import Janitor
 from andromede.services.jobs import Jobs
 from andromede.services.keys import Keys
+from andromede.services.locks import Locks
 from andromede.services.multipart import Multipart
 from andromede.services.objects import Objects
 from andromede.services.placement import Placement
@@ -233,6 +234,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         repairs,
         residency,
         Jobs(store, clock),
+        Locks(store, buckets, clock),
     )
     creds = read_credentials(settings.data_dir)
     if creds is not None:

@@ -11,13 +11,16 @@ from dataclasses import replace
 import pytest
 
 from andromede.core import errors
+from andromede.core.keys import EncryptionMode, KekRef, ObjectEncryption, Sealing
 from andromede.core.models import (
     DeleteCondition,
     Manifest,
     ObjectVersion,
+    Segment,
     Versioning,
     WriteCondition,
 )
+from andromede.core.object_lock import LockMode, Retention
 from andromede.core.placement import Layout
 from andromede.metadata.sql import SqlMetadataStore
 from support.metadata import FakeClock, blob, garbage, referenced, version
@@ -213,3 +216,52 @@ async def test_versioning_state_is_kept(store: SqlMetadataStore, bucket: str) ->
     assert (await store.get_bucket(bucket)).versioning is Versioning.SUSPENDED  # type: ignore[union-attr]
     with pytest.raises(errors.NoSuchBucket):
         await store.set_bucket_versioning("nope", Versioning.ENABLED)
+
+
+async def test_locks_follow_versions_and_guard_deletes(
+    store: SqlMetadataStore, bucket: str, clock: FakeClock
+) -> None:
+    until = clock.current + dt.timedelta(days=1)
+    locked = replace(kept("k", "b1"), retention=Retention(LockMode.COMPLIANCE, until))
+    await store.put_object(locked)
+    await store.put_object(kept("k", "b2"))  # the locked one is noncurrent now
+    assert await store.get_version(bucket, "k", locked.version_id) == locked
+
+    def refuse(version: ObjectVersion) -> None:
+        raise errors.AccessDenied(version.version_id)
+
+    with pytest.raises(errors.AccessDenied):
+        await store.delete_version(bucket, "k", locked.version_id, guard=refuse)
+    assert await store.get_version(bucket, "k", locked.version_id) == locked
+
+    held = await store.update_version_lock(
+        bucket, "k", locked.version_id, lambda v: (v.retention, True)
+    )
+    assert held is not None
+    assert held.legal_hold
+    assert (await store.get_version(bucket, "k", locked.version_id)) == held
+    assert await store.update_version_lock(bucket, "k", "nope", lambda v: (None, False)) is None
+
+
+async def test_locked_versions_under_a_key(
+    store: SqlMetadataStore, bucket: str, clock: FakeClock
+) -> None:
+    sealed = sealed_by("kek-1")
+    until = clock.current + dt.timedelta(days=1)
+    await store.put_object(
+        replace(kept("k"), manifest=sealed, retention=Retention(LockMode.COMPLIANCE, until))
+    )
+    await store.put_object(replace(kept("k"), manifest=sealed_by("kek-1", "b9")))
+    found = await store.locked_under_key("acme", "kek-1", clock.current)
+    assert found == (bucket, "k", until)
+    assert await store.locked_under_key("acme", "kek-2", clock.current) is None
+    assert await store.locked_under_key("other", "kek-1", clock.current) is None
+    assert await store.locked_under_key("acme", "kek-1", until) is None  # expired by then
+
+
+def sealed_by(kek_id: str, name: str = "b0") -> Manifest:
+    sealing = Sealing(1, 65536, "ctx", b"wrapped", KekRef(kek_id, 1))
+    return Manifest(
+        (Segment(blob(name), 10, sealing=sealing),),
+        encryption=ObjectEncryption(EncryptionMode.SSE_KMS, kek_id),
+    )

@@ -360,15 +360,3 @@ def test_aws_stream_server_side_copy_and_pages(aws: Tool, server: Server, tmp_pa
     missing = run_aws(aws, server, "s3", "ls", "s3://aws-copy")
     assert missing.returncode == 254
     assert "NoSuchBucket" in missing.stderr
-
-
-def test_aws_object_lock_bucket_is_refused_not_made_plain(aws: Tool, server: Server) -> None:
-    """aws CLI v2 sends ``x-amz-bucket-object-lock-enabled: True``: object lock is not built
-    yet, so the bucket is refused (NotImplemented), never created without the lock."""
-    bucket = "aws-locked"
-    result = run_aws(aws, server, "s3api", "create-bucket", "--bucket", bucket,
-                     "--object-lock-enabled-for-bucket")  # fmt: skip
-    assert result.returncode != 0
-    assert "NotImplemented" in result.stderr
-    listed = json.loads(ok(run_aws(aws, server, "s3api", "list-buckets")))
-    assert bucket not in [b["Name"] for b in listed["Buckets"]]

@@ -37,6 +37,7 @@ from andromede.services.buckets import Buckets
 from andromede.services.encryption import Encryption
 from andromede.services.janitor import Janitor
 from andromede.services.keys import Keys
+from andromede.services.locks import Locks
 from andromede.services.multipart import Multipart
 from andromede.services.objects import Integrity, ObjectAttributes, Objects, ReadResult
 from andromede.services.placement import Placement
@@ -75,6 +76,7 @@ class ServiceStack:
     repairs: Repairs
     key_jobs: KeyJobs
     janitor: Janitor
+    locks: Locks
     # Key events the services recorded (the audit trail's share of them).
     events: list[AuditRecord] = field(default_factory=list)
 
@@ -194,6 +196,7 @@ async def build_services(
         repairs,
         KeyJobs(store, keys, clock),
         janitor,
+        Locks(store, buckets, clock),
     )
 
     async def record(event: AuditRecord) -> None:

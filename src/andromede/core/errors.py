@@ -228,6 +228,22 @@ class NoSuchVersion(AndromedeError):
     default_message = "The specified version does not exist."
 
 
+class InvalidRetentionPeriod(AndromedeError):
+    default_message = "The retention period is not valid."
+
+
+class InvalidBucketState(AndromedeError):
+    default_message = "The request is not valid with the current state of the bucket."
+
+
+class ObjectLockConfigurationNotFound(AndromedeError):
+    default_message = "Object Lock configuration does not exist for this bucket"
+
+
+class NoSuchObjectLockConfiguration(AndromedeError):
+    default_message = "The specified object does not have a ObjectLock configuration"
+
+
 class NoSuchUpload(AndromedeError):
     default_message = (
         "The specified multipart upload does not exist. The upload ID may be invalid, "

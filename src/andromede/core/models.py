@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
 from andromede.core.keys import BucketEncryption, ObjectEncryption, Sealing
+from andromede.core.object_lock import ObjectLockConfig, Retention
 from andromede.core.placement import Layout
 
 # 1: plaintext segments (before encryption at rest; still read). 2: sealed segments.
@@ -56,6 +57,7 @@ class Bucket:
     encryption: BucketEncryption | None = None  # the default for writes without a header
     tags: dict[str, str] = field(default_factory=dict)  # empty: no tag set (NoSuchTagSet)
     versioning: Versioning | None = None  # None: never enabled
+    object_lock: ObjectLockConfig | None = None  # None: never enabled
 
 
 class Versioning(enum.StrEnum):
@@ -147,6 +149,8 @@ class ObjectVersion:
     owner: str = ""
     delete_marker: bool = False
     null_version: bool = True
+    retention: Retention | None = None
+    legal_hold: bool = False
 
     @property
     def s3_version_id(self) -> str:
@@ -209,6 +213,8 @@ class MultipartUpload:
     checksum_type: ChecksumType | None = None
     storage_class: str = "STANDARD"
     encryption: ObjectEncryption | None = None  # what every part and the object will use
+    retention: Retention | None = None  # what the completed version gets
+    legal_hold: bool = False
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from andromede.core.models import (
     Segment,
     Versioning,
 )
+from andromede.core.object_lock import DefaultRetention, LockMode, ObjectLockConfig, Retention
 from andromede.core.placement import SITE_NAME, Layout, Redundancy
 from andromede.metadata.engines import Row
 from andromede.metadata.records import count, field, json_object, optional, time_field
@@ -296,6 +297,8 @@ def bucket_values(bucket: Bucket) -> dict[str, object]:
         "location": bucket.location,
         "encryption": dump_bucket_encryption(bucket.encryption),
         "tags": dump_bucket_tags(bucket.tags),
+        "versioning": None if bucket.versioning is None else bucket.versioning.value,
+        "object_lock": None if bucket.object_lock is None else dump_object_lock(bucket.object_lock),
     }
 
 
@@ -316,7 +319,43 @@ def bucket(row: Row) -> Bucket:
     encryption = None if row.encryption is None else _bucket_encryption(row.encryption)
     tags = {} if row.tags is None else load_map(row.tags)
     versioning = None if row.versioning is None else Versioning(row.versioning)
-    return Bucket(row.name, row.tenant, row.created, row.location, encryption, tags, versioning)
+    lock = None if row.object_lock is None else load_object_lock(row.object_lock)
+    return Bucket(
+        row.name, row.tenant, row.created, row.location, encryption, tags, versioning, lock
+    )
+
+
+def dump_object_lock(config: ObjectLockConfig) -> str:
+    """A bucket's object lock as stored: ``{}``, or its default retention."""
+    default = config.default
+    if default is None:
+        return "{}"
+    period = {"d": default.days} if default.days is not None else {"y": default.years}
+    return _dump({"m": default.mode.value, **period})
+
+
+def load_object_lock(text: str) -> ObjectLockConfig:
+    """The stored form back."""
+    raw = json.loads(text)
+    if not raw:
+        return ObjectLockConfig()
+    return ObjectLockConfig(DefaultRetention(LockMode(raw["m"]), raw.get("d"), raw.get("y")))
+
+
+def lock_values(retention: Retention | None, legal_hold: bool) -> dict[str, object]:
+    """The lock columns of a version or an upload."""
+    return {
+        "lock_mode": None if retention is None else retention.mode.value,
+        "lock_until": None if retention is None else retention.until,
+        "legal_hold": legal_hold,
+    }
+
+
+def lock_of(row: Row) -> Retention | None:
+    """A row's retention, or None."""
+    if row.lock_mode is None or row.lock_until is None:
+        return None
+    return Retention(LockMode(row.lock_mode), row.lock_until)
 
 
 def object_values(version: ObjectVersion) -> dict[str, object]:
@@ -338,6 +377,7 @@ def object_values(version: ObjectVersion) -> dict[str, object]:
         "manifest": dump_manifest(version.manifest),
         "delete_marker": version.delete_marker,
         "null_version": version.null_version,
+        **lock_values(version.retention, version.legal_hold),
         "seq": 0,  # a new key's first version; the store numbers later ones
     }
 
@@ -361,6 +401,8 @@ def object_version(row: Row) -> ObjectVersion:
         owner=row.owner,
         delete_marker=bool(row.delete_marker),
         null_version=bool(row.null_version),
+        retention=lock_of(row),
+        legal_hold=bool(row.legal_hold),
     )
 
 
@@ -395,6 +437,7 @@ def upload_values(upload: MultipartUpload) -> dict[str, object]:
         "checksum_type": _enum_value(upload.checksum_type),
         "storage_class": upload.storage_class,
         "encryption": _dump_encryption(upload.encryption),
+        **lock_values(upload.retention, upload.legal_hold),
     }
 
 
@@ -416,6 +459,8 @@ def upload(row: Row) -> MultipartUpload:
         checksum_type=None if row.checksum_type is None else ChecksumType(row.checksum_type),
         storage_class=row.storage_class,
         encryption=_load_encryption(row.encryption),
+        retention=lock_of(row),
+        legal_hold=bool(row.legal_hold),
     )
 
 

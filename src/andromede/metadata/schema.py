@@ -117,6 +117,8 @@ buckets = Table(
     Column("tags", Text(), nullable=True),  # tag set JSON (revision 0004); NULL: none set
     # NULL: never enabled; "Enabled" or "Suspended" (revision 0007)
     Column("versioning", Text(), nullable=True),
+    # NULL: object lock never enabled; JSON of its default retention (revision 0008)
+    Column("object_lock", Text(), nullable=True),
     Index("ix_buckets_tenant_name", "tenant", "name"),
 )
 
@@ -138,6 +140,16 @@ def _version_columns() -> list[Column[object]]:
         Column("storage_class", Text(), nullable=False),
         Column("owner", Text(), nullable=False),
         Column("manifest", Text(), nullable=False),
+        *_lock_columns(),
+    ]
+
+
+def _lock_columns() -> list[Column[object]]:
+    """A version's object lock (revision 0008): retention mode and date, legal hold."""
+    return [
+        Column("lock_mode", Text(), nullable=True),
+        Column("lock_until", UtcDateTime(), nullable=True),
+        Column("legal_hold", Boolean(), nullable=False, server_default=false()),
     ]
 
 
@@ -201,6 +213,7 @@ uploads = Table(
     Column("checksum_type", Text(), nullable=True),
     Column("storage_class", Text(), nullable=False),
     Column("encryption", Text(), nullable=True),  # ObjectEncryption JSON
+    *_lock_columns(),
     Index("ix_uploads_listing", "bucket", "key", "initiated", "upload_id"),
 )
 

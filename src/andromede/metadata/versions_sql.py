@@ -14,7 +14,9 @@ enabled, or suspended): a new null version replaces it, current or not.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -31,6 +33,7 @@ from andromede.core.models import (
     VersionSummary,
     WriteCondition,
 )
+from andromede.core.object_lock import ObjectLockConfig, Retention
 from andromede.metadata import codec, references
 from andromede.metadata import schema as t
 from andromede.metadata.engines import (
@@ -195,11 +198,17 @@ class VersionsMixin:
         return await self._tx.write(op)
 
     async def delete_version(
-        self, bucket: str, key: str, version_id: str, condition: DeleteCondition | None = None
+        self,
+        bucket: str,
+        key: str,
+        version_id: str,
+        condition: DeleteCondition | None = None,
+        guard: Callable[[ObjectVersion], None] | None = None,
     ) -> ObjectVersion | None:
         """Delete one version (or delete marker) for good, named as clients name it; None
         when there is no such version. Deleting the current one makes the newest
-        noncurrent one current."""
+        noncurrent one current. ``guard`` sees the version under lock first and raises to
+        refuse (its object lock)."""
 
         async def op(conn: AsyncConnection) -> ObjectVersion | None:
             current = await first(conn, _CURRENT_ROW, {"w_bucket": bucket, "w_key": key})
@@ -217,6 +226,8 @@ class VersionsMixin:
                 return None
             if not row.delete_marker:
                 check_delete(condition, row.etag, row.last_modified, row.size)
+            if guard is not None:
+                guard(codec.object_version(row))
             if row is current:
                 await self._remove_current(conn, current)
             else:
@@ -311,11 +322,119 @@ class VersionsMixin:
         return [_summary(row) for row in rows[:limit]]
 
     async def set_bucket_versioning(self, name: str, state: Versioning) -> None:
-        """Enable or suspend versioning. Raises NoSuchBucket."""
+        """Enable or suspend versioning. NoSuchBucket; InvalidBucketState when suspending a
+        bucket with object lock (its versions must all be kept)."""
         b = t.buckets
-        stmt = b.update().where(b.c.name == name).values(versioning=state.value).returning(b.c.name)
-        if await self._tx.write(lambda conn: first(conn, stmt)) is None:
-            raise errors.NoSuchBucket(BucketName=name)
+        allowed = sa.or_(b.c.object_lock.is_(None), sa.literal(state is Versioning.ENABLED))
+        stmt = (
+            b.update()
+            .where(b.c.name == name, allowed)
+            .values(versioning=state.value)
+            .returning(b.c.name)
+        )
+
+        async def op(conn: AsyncConnection) -> None:
+            if await first(conn, stmt) is not None:
+                return
+            if await first(conn, sa.select(b.c.name).where(b.c.name == name)) is None:
+                raise errors.NoSuchBucket(BucketName=name)
+            raise errors.InvalidBucketState(
+                "An Object Lock configuration is present on this bucket, so the versioning "
+                "state cannot be changed.",
+                BucketName=name,
+            )
+
+        await self._tx.write(op)
+
+    async def set_bucket_object_lock(self, name: str, config: ObjectLockConfig) -> None:
+        """Enable object lock (for good) or change its default retention. NoSuchBucket;
+        InvalidBucketState unless versioning is enabled."""
+        b = t.buckets
+
+        async def op(conn: AsyncConnection) -> None:
+            row = await first(
+                conn, sa.select(b.c.versioning).where(b.c.name == name).with_for_update()
+            )
+            if row is None:
+                raise errors.NoSuchBucket(BucketName=name)
+            if row.versioning != Versioning.ENABLED.value:
+                raise errors.InvalidBucketState(
+                    "Versioning must be 'Enabled' on the bucket to apply a Object Lock "
+                    "configuration",
+                    BucketName=name,
+                )
+            await conn.execute(
+                b.update()
+                .where(b.c.name == name)
+                .values(object_lock=codec.dump_object_lock(config))
+            )
+
+        await self._tx.write(op)
+
+    async def update_version_lock(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None,
+        change: Callable[[ObjectVersion], tuple[Retention | None, bool]],
+    ) -> ObjectVersion | None:
+        """Set a version's retention and legal hold to what ``change`` returns for it (which
+        raises to refuse), atomically with reading it; the current version when
+        ``version_id`` is None. None when there is no such object version (delete markers
+        hold no lock)."""
+
+        async def op(conn: AsyncConnection) -> ObjectVersion | None:
+            for table in (_o, _ov):
+                where = [table.c.bucket == bucket, table.c.key == key]
+                if version_id is not None:
+                    where.append(is_version(table, version_id))
+                elif table is _ov:
+                    return None
+                row = await first(conn, sa.select(table).where(*where).with_for_update())
+                if row is None:
+                    continue
+                version = codec.object_version(row)
+                if version.delete_marker:
+                    return None
+                retention, hold = change(version)
+                await conn.execute(
+                    table.update().where(*where).values(**codec.lock_values(retention, hold))
+                )
+                return replace(version, retention=retention, legal_hold=hold)
+            return None
+
+        return await self._tx.write(op)
+
+    async def locked_under_key(
+        self, tenant: str, key_id: str, now: dt.datetime
+    ) -> tuple[str, str, dt.datetime | None] | None:
+        """A version of ``tenant`` that a COMPLIANCE retention or a legal hold protects now
+        and whose bytes ``key_id`` seals: (bucket, key, retained until, or None for a legal
+        hold). None when there is none. Scans the locked versions of the tenant's buckets."""
+        needle = f'%"k":"{key_id}"%'
+
+        async def op(conn: AsyncConnection) -> Row | None:
+            for table in (_o, _ov):
+                locked = sa.or_(
+                    table.c.legal_hold.is_(sa.true()),
+                    sa.and_(table.c.lock_mode == "COMPLIANCE", table.c.lock_until > now),
+                )
+                query = (
+                    sa.select(table.c.bucket, table.c.key, table.c.lock_until, table.c.legal_hold)
+                    .join(t.buckets, t.buckets.c.name == table.c.bucket)
+                    .where(t.buckets.c.tenant == tenant, locked, table.c.manifest.like(needle))
+                    .order_by(table.c.lock_until.desc())
+                    .limit(1)
+                )
+                row = await first(conn, query)
+                if row is not None:
+                    return row
+            return None
+
+        row = await self._tx.read(op)
+        if row is not None:
+            return row.bucket, row.key, None if row.legal_hold else row.lock_until
+        return None
 
     async def noncurrent_versions(
         self, bucket: str, keys: list[str]

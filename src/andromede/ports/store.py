@@ -4,7 +4,7 @@ repair state), and the clock it reads."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Protocol
 
 from andromede.core.keys import BucketEncryption, KmsKey, Sealing
@@ -24,6 +24,7 @@ from andromede.core.models import (
     VersionSummary,
     WriteCondition,
 )
+from andromede.core.object_lock import ObjectLockConfig, Retention
 from andromede.core.placement import Layout, Region, Site, SiteState
 from andromede.core.repair import DrainProgress, RepairTotals, ScrubState
 
@@ -194,11 +195,41 @@ class MetadataStore(Protocol):
         ...
 
     async def delete_version(
-        self, bucket: str, key: str, version_id: str, condition: DeleteCondition | None = None
+        self,
+        bucket: str,
+        key: str,
+        version_id: str,
+        condition: DeleteCondition | None = None,
+        guard: Callable[[ObjectVersion], None] | None = None,
     ) -> ObjectVersion | None:
         """Delete one version or delete marker for good (named as clients name it); the
         deleted one, or None when there is none. Deleting the current version makes the
-        newest noncurrent one current."""
+        newest noncurrent one current. ``guard`` sees the version in the transaction and
+        raises to refuse."""
+        ...
+
+    async def update_version_lock(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None,
+        change: Callable[[ObjectVersion], tuple[Retention | None, bool]],
+    ) -> ObjectVersion | None:
+        """Set a version's (the current one's, without ``version_id``) retention and legal
+        hold to what ``change`` returns, in the transaction that reads it; None when there
+        is no such object version."""
+        ...
+
+    async def locked_under_key(
+        self, tenant: str, key_id: str, now: dt.datetime
+    ) -> tuple[str, str, dt.datetime | None] | None:
+        """A version of the tenant under COMPLIANCE retention or legal hold now whose bytes
+        ``key_id`` seals: (bucket, key, until or None for a legal hold), or None."""
+        ...
+
+    async def set_bucket_object_lock(self, name: str, config: ObjectLockConfig) -> None:
+        """Enable object lock or change its default retention. NoSuchBucket;
+        InvalidBucketState unless versioning is enabled."""
         ...
 
     async def update_object_tags(
@@ -223,7 +254,8 @@ class MetadataStore(Protocol):
         ...
 
     async def set_bucket_versioning(self, name: str, state: Versioning) -> None:
-        """Enable or suspend a bucket's versioning. NoSuchBucket."""
+        """Enable or suspend a bucket's versioning. NoSuchBucket; InvalidBucketState when
+        suspending a bucket with object lock."""
         ...
 
     async def list_objects(

@@ -79,8 +79,6 @@ def reject_unsupported(req: Request) -> None:
     for name in req.headers:
         if name.startswith("x-amz-grant-"):
             raise errors.NotImplementedOperation(Header=name)
-        if name.startswith("x-amz-object-lock"):
-            raise errors.NotImplementedOperation(Header=name)
         if name == "x-amz-website-redirect-location":
             raise errors.NotImplementedOperation(Header=name)
     storage_class = req.header("x-amz-storage-class")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from andromede.auth.policy import authorize_bucket
 from andromede.core import errors
 from andromede.core.ids import BucketName
 from andromede.core.models import Bucket, BucketPage, Principal, Versioning
+from andromede.core.object_lock import ObjectLockConfig
 from andromede.core.tags import validate_bucket_tags
 from andromede.ports import Clock, MetadataStore
 
@@ -34,8 +36,11 @@ class Buckets:
         self.region = region
         self._check_location = check_location
 
-    async def create(self, principal: Principal, name: str, location: str | None) -> Bucket:
-        """CreateBucket. ``location`` is the LocationConstraint, if any."""
+    async def create(
+        self, principal: Principal, name: str, location: str | None, *, object_lock: bool = False
+    ) -> Bucket:
+        """CreateBucket. ``location`` is the LocationConstraint, if any; ``object_lock``
+        makes a bucket with object lock enabled (and so versioning)."""
         bucket_name = BucketName(name)
         if location and location != self.region:
             if self._check_location is None:
@@ -45,6 +50,8 @@ class Buckets:
             # AWS refuses an explicit us-east-1 constraint: it is the default.
             raise errors.InvalidLocationConstraint(LocationConstraint=location)
         bucket = Bucket(bucket_name, principal.tenant, self._clock.now(), location or "")
+        if object_lock:
+            bucket = replace(bucket, versioning=Versioning.ENABLED, object_lock=ObjectLockConfig())
         try:
             await self._store.create_bucket(bucket)
         except errors.BucketAlreadyExists:

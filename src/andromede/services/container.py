@@ -10,6 +10,7 @@ from andromede.services.buckets import Buckets
 from andromede.services.encryption import Encryption
 from andromede.services.jobs import Jobs
 from andromede.services.keys import Keys
+from andromede.services.locks import Locks
 from andromede.services.multipart import Multipart
 from andromede.services.objects import Objects
 from andromede.services.placement import Placement
@@ -32,3 +33,4 @@ class Services:
     repairs: Repairs
     residency: Residency
     jobs: Jobs
+    locks: Locks

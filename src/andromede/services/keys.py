@@ -16,6 +16,7 @@ import builtins
 import collections
 import contextlib
 import datetime as dt
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
@@ -38,6 +39,8 @@ from andromede.core.keys import (
 )
 from andromede.core.models import Principal
 from andromede.ports import Clock, KeyManager, MetadataStore
+
+log = logging.getLogger("andromede.keys")
 
 BUILTIN = "builtin"
 _DEK_CACHE_ENTRIES = 4096
@@ -262,8 +265,9 @@ class Keys:
 
     async def schedule_deletion(self, principal: Principal, key_id: str, days: int) -> KmsKey:
         """The key stops working now and is destroyed after ``days`` (7 to 30)."""
-        await self._owned(principal, key_id)  # NotFound before a bad waiting period
+        key = await self._owned(principal, key_id)  # NotFound before a bad waiting period
         when = deletion_date(self._now(), days)
+        await self._refuse_if_locked(key)
         return await self._transition(
             principal,
             key_id,
@@ -293,7 +297,27 @@ class Keys:
             )
         return await self._shred(key, principal)
 
+    async def _refuse_if_locked(self, key: KmsKey) -> None:
+        """KmsInvalidState naming a bucket and a date when the key seals a version that
+        object lock protects (COMPLIANCE retention or legal hold): destroying the key would
+        destroy that version, which nobody may do before the date."""
+        found = await self._store.locked_under_key(key.tenant, key.key_id, self._now())
+        if found is None:
+            return
+        bucket, name, until = found
+        why = (
+            "under a legal hold"
+            if until is None
+            else f"under COMPLIANCE retention until {until.isoformat()}"
+        )
+        raise errors.KmsInvalidState(
+            f"Key {key.key_id} seals object versions that object lock protects (in bucket "
+            f"{bucket}, {name} is {why}): it cannot be scheduled for deletion or destroyed "
+            "before then."
+        )
+
     async def _shred(self, key: KmsKey, principal: Principal | None) -> KmsKey:
+        await self._refuse_if_locked(key)
         # The key is pending deletion, so unusable everywhere already. Its material goes
         # first and the state after: if the manager fails half-way, the key stays pending and
         # the deletion job retries (destroying a handle twice is fine).
@@ -324,7 +348,11 @@ class Keys:
                 and key.deletion_date is not None
                 and key.deletion_date <= now
             ):
-                await self._shred(key, None)
+                try:
+                    await self._shred(key, None)
+                except errors.KmsInvalidState as exc:
+                    log.warning("key %s not destroyed: %s", key.key_id, exc.message)
+                    continue
                 count += 1
         return count
 

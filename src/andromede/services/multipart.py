@@ -28,6 +28,7 @@ from andromede.core.models import (
     Segment,
     WriteCondition,
 )
+from andromede.core.object_lock import LockRequest, lock_for_write
 from andromede.ports import Clock, MetadataStore
 from andromede.services.body import IncomingBody, body_from_stream
 from andromede.services.datapath import DataReader, DataWriter, NewBlob
@@ -136,9 +137,13 @@ class Multipart:
         algorithm: ChecksumAlgorithm | None,
         checksum_type: ChecksumType | None,
         sse: SseRequest | None = None,
+        lock: LockRequest | None = None,
     ) -> MultipartUpload:
-        """Start an upload; attributes and encryption are kept for the parts and the object."""
+        """Start an upload; attributes, encryption and the object lock asked for are kept
+        for the parts and the object."""
         owner = await self._objects.head_bucket(principal, bucket)
+        lock = lock or LockRequest()
+        lock_for_write(owner.object_lock, lock, self._clock.now())  # refused now, not at the end
         encryption = await self._encryption.plan(owner, sse or SseRequest())
         upload = MultipartUpload(
             upload_id=new_version_id(),
@@ -153,6 +158,8 @@ class Multipart:
             checksum_algorithm=algorithm,
             checksum_type=resolve_checksum_type(algorithm, checksum_type),
             encryption=encryption,
+            retention=lock.retention,
+            legal_hold=bool(lock.legal_hold),
         )
         await self._store.create_upload(upload)
         return upload
@@ -375,6 +382,10 @@ class Multipart:
         md5s = b"".join(bytes.fromhex(p.etag.strip('"')) for p in chosen)
         etag = f'"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(chosen)}"'
         checksum = self._object_checksum(upload, chosen, full_checksum, checksum_type)
+        owner = await self._objects.head_bucket(principal, bucket)
+        retention = upload.retention
+        if retention is None and owner.object_lock and owner.object_lock.default:
+            retention = owner.object_lock.default.retention(self._clock.now())
         version = ObjectVersion(
             bucket=bucket,
             key=upload.key,
@@ -392,7 +403,9 @@ class Multipart:
             tags=dict(upload.tags),
             checksum=checksum,
             owner=upload.owner,
-            null_version=is_null_write(await self._objects.head_bucket(principal, bucket)),
+            null_version=is_null_write(owner),
+            retention=retention,
+            legal_hold=upload.legal_hold,
         )
         await self._store.complete_upload(
             upload_id, version, [p.part_number for p in chosen], condition

@@ -35,6 +35,7 @@ from andromede.core.models import (
     Versioning,
     WriteCondition,
 )
+from andromede.core.object_lock import LockRequest, check_deletable, lock_for_write
 from andromede.core.tags import validate_tags
 from andromede.ports import Clock, MetadataStore
 from andromede.services.body import IncomingBody, body_from_stream
@@ -96,6 +97,10 @@ def check_version_id(version_id: str) -> str:
             "Invalid version id specified", ArgumentName="versionId", ArgumentValue=version_id
         )
     return version_id
+
+
+def _has_digest(integrity: Integrity) -> bool:
+    return integrity.content_md5 is not None or integrity.algorithm is not None
 
 
 def _http_date(value: dt.datetime) -> str:
@@ -191,10 +196,20 @@ class Objects:
         integrity: Integrity,
         condition: WriteCondition | None = None,
         sse: SseRequest | None = None,
+        lock: LockRequest | None = None,
     ) -> ObjectVersion:
         """PutObject: seal and stream to a blob, verify, then commit metadata (never before
-        the data)."""
+        the data). A version that gets a retention or a legal hold needs a Content-MD5 or a
+        checksum from the client, as on S3."""
         owner = await self._buckets.get(principal, bucket)
+        retention, hold = lock_for_write(
+            owner.object_lock, lock or LockRequest(), self._clock.now()
+        )
+        if (retention is not None or hold) and not _has_digest(integrity):
+            raise errors.InvalidRequest(
+                "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object "
+                "requests with Object Lock parameters"
+            )
         sse = sse or SseRequest()
         plan = await self._encryption.plan(owner, sse)
         object_key = ObjectKey(key)
@@ -225,6 +240,8 @@ class Objects:
                 checksum=checksum,
                 owner=owner.tenant,
                 null_version=is_null_write(owner),
+                retention=retention,
+                legal_hold=hold,
             )
             await self._store.put_object(version, condition)
         except BaseException:
@@ -324,12 +341,15 @@ class Objects:
         key: str,
         condition: DeleteCondition | None = None,
         version_id: str | None = None,
+        *,
+        bypass_governance: bool = False,
     ) -> Deleted:
         """DeleteObject: succeeds whether or not the key existed; an existing object must meet
         ``condition`` (PreconditionFailed), checked atomically with the delete. Without a
-        version id, a versioned bucket gets a delete marker; with one, that version goes."""
+        version id, a versioned bucket gets a delete marker; with one, that version goes,
+        unless its object lock forbids it (AccessDenied)."""
         owner = await self._buckets.get(principal, bucket)
-        return await self._delete(owner, ObjectKey(key), condition, version_id)
+        return await self._delete(owner, ObjectKey(key), condition, version_id, bypass_governance)
 
     async def _delete(
         self,
@@ -337,10 +357,16 @@ class Objects:
         key: ObjectKey,
         condition: DeleteCondition | None,
         version_id: str | None,
+        bypass: bool = False,
     ) -> Deleted:
         if version_id is not None:
             check_version_id(version_id)
-            gone = await self._store.delete_version(owner.name, key, version_id, condition)
+            now = self._clock.now()
+
+            def guard(version: ObjectVersion) -> None:
+                check_deletable(version.retention, version.legal_hold, now, bypass)
+
+            gone = await self._store.delete_version(owner.name, key, version_id, condition, guard)
             return Deleted(version_id, gone is not None and gone.delete_marker)
         if owner.versioning is None:
             await self._store.delete_object(owner.name, key, condition)
@@ -365,6 +391,8 @@ class Objects:
         principal: Principal,
         bucket: str,
         objects: list[tuple[str, DeleteCondition | None, str | None]],
+        *,
+        bypass_governance: bool = False,
     ) -> list[tuple[str, str | None, Deleted | errors.AndromedeError]]:
         """DeleteObjects: each entry's (key, version id asked, outcome), in request order. An
         entry's condition holds as for DeleteObject; one that fails is its
@@ -373,7 +401,9 @@ class Objects:
         results: list[tuple[str, str | None, Deleted | errors.AndromedeError]] = []
         for key, condition, version_id in objects:
             try:
-                done = await self._delete(owner, ObjectKey(key), condition, version_id)
+                done = await self._delete(
+                    owner, ObjectKey(key), condition, version_id, bypass_governance
+                )
             except errors.AndromedeError as exc:
                 results.append((key, version_id, exc))
             else:
@@ -395,6 +425,7 @@ class Objects:
         sse: SseRequest | None = None,
         source_key: CustomerKey | None = None,
         source_version: str | None = None,
+        lock: LockRequest | None = None,
     ) -> tuple[ObjectVersion, ObjectVersion]:
         """CopyObject; returns (source version, new version). The bytes are opened and sealed
         anew, under the encryption the request (or the target bucket) asks for."""
@@ -417,6 +448,9 @@ class Objects:
                 "location or encryption attributes."
             )
         plan = await self._encryption.plan(dst_bucket, sse)
+        retention, hold = lock_for_write(
+            dst_bucket.object_lock, lock or LockRequest(), self._clock.now()
+        )
         await self._precheck(dst_bucket.name, ObjectKey(target[1]), condition)
         version_id = new_version_id()
         body = body_from_stream(self._reader.read(src, None, source_key), src.size)
@@ -449,6 +483,8 @@ class Objects:
                 checksum=Checksum(alg, base64.b64encode(digest).decode()),
                 owner=dst_bucket.tenant,
                 null_version=is_null_write(dst_bucket),
+                retention=retention,
+                legal_hold=hold,
             )
             await self._store.put_object(version, condition)
         except BaseException:

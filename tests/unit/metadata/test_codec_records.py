@@ -106,6 +106,7 @@ def test_bucket_encryption_round_trips() -> None:
         encryption=None,
         tags=None,
         versioning=None,
+        object_lock=None,
     )
     values.encryption = codec.dump_bucket_encryption(config)
     assert values.encryption == f'{{"bk":true,"k":"{KEY_ID}","m":"aws:kms"}}'
@@ -125,6 +126,7 @@ def test_bucket_tags_round_trip_and_none_is_null() -> None:
         encryption=None,
         tags=stored,
         versioning="Suspended",
+        object_lock=None,
     )
     assert codec.bucket(values).tags == tags  # type: ignore[arg-type]
     assert codec.bucket(values).versioning is Versioning.SUSPENDED  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from andromede.s3.handlers import (
     buckets,
     config,
     encryption,
+    locks,
     multipart,
     objects,
     tagging,
@@ -27,6 +28,7 @@ HANDLERS: dict[Endpoint, Handler] = {
     **objects.HANDLERS,
     **multipart.HANDLERS,
     **versioning.HANDLERS,
+    **locks.HANDLERS,
 }
 
 __all__ = ["HANDLERS", "Context", "Handler"]

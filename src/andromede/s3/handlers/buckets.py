@@ -16,6 +16,7 @@ from andromede.s3 import xml
 from andromede.s3.body import check_digests, read_small_body
 from andromede.s3.handlers.common import Encoder, encoder, iso8601, owner
 from andromede.s3.handlers.context import Context
+from andromede.s3.handlers.locks import bypass_governance
 from andromede.s3.headers import flag, reject_unsupported
 from andromede.s3.http import Response, xml_response
 from andromede.s3.router import Endpoint
@@ -84,10 +85,9 @@ async def list_buckets(ctx: Context) -> Response:
 async def create_bucket(ctx: Context) -> Response:
     """CreateBucket with an optional LocationConstraint."""
     reject_unsupported(ctx.req)
-    # Refused, not ignored: a plain bucket where object lock was asked for would let a backup
-    # administrator believe their copies immutable.
-    if flag(ctx.req.header("x-amz-bucket-object-lock-enabled")):
-        raise errors.NotImplementedOperation(Header="x-amz-bucket-object-lock-enabled")
+    # Any case of "true" (aws CLI v2 sends "True"): a plain bucket where object lock was asked
+    # for would let a backup administrator believe their copies immutable.
+    object_lock = flag(ctx.req.header("x-amz-bucket-object-lock-enabled"))
     body = await read_small_body(ctx.req, ctx.auth, 64 * 1024)
     location = None
     if body.strip():
@@ -95,7 +95,7 @@ async def create_bucket(ctx: Context) -> Response:
         if root.tag != "CreateBucketConfiguration":
             raise errors.MalformedXML()
         location = xml.text(root, "LocationConstraint")
-    await ctx.services.buckets.create(ctx.principal, ctx.bucket, location)
+    await ctx.services.buckets.create(ctx.principal, ctx.bucket, location, object_lock=object_lock)
     return Response(200, [("location", "/" + ctx.bucket)])
 
 
@@ -318,7 +318,9 @@ async def delete_objects(ctx: Context) -> Response:
     objects = [_delete_entry(item) for item in root.findall("Object")]
     if not objects or len(objects) > MAX_DELETE_KEYS:
         raise errors.MalformedXML()
-    results = await ctx.services.objects.delete_many(ctx.principal, ctx.bucket, objects)
+    results = await ctx.services.objects.delete_many(
+        ctx.principal, ctx.bucket, objects, bypass_governance=bypass_governance(ctx.req)
+    )
     out: list[str] = []
     for key, asked, outcome in results:
         if isinstance(outcome, errors.AndromedeError):

@@ -81,10 +81,6 @@ HANDLERS: dict[Endpoint, Handler] = {
     Endpoint.GetBucketCors: _missing(
         "NoSuchCORSConfiguration", "The CORS configuration does not exist"
     ),
-    Endpoint.GetObjectLockConfiguration: _missing(
-        "ObjectLockConfigurationNotFoundError",
-        "Object Lock configuration does not exist for this bucket",
-    ),
     Endpoint.GetBucketWebsite: _missing(
         "NoSuchWebsiteConfiguration", "The specified bucket does not have a website configuration"
     ),

@@ -11,6 +11,7 @@ from andromede.s3 import sse, xml
 from andromede.s3.body import incoming_body, read_small_body
 from andromede.s3.handlers.common import encoder, iso8601, owner
 from andromede.s3.handlers.context import Context
+from andromede.s3.handlers.locks import lock_request
 from andromede.s3.handlers.objects import (
     checksum_elements,
     checksum_headers,
@@ -52,6 +53,7 @@ async def create_multipart_upload(ctx: Context) -> Response:
         checksum_algorithm(ctx.req),
         checksum_type(ctx.req),
         sse=encryption,
+        lock=lock_request(ctx.req),
     )
     children = [
         xml.element("Bucket", ctx.bucket),

@@ -10,6 +10,7 @@ from andromede.s3 import sse, xml
 from andromede.s3.body import incoming_body, read_small_body
 from andromede.s3.handlers.common import iso8601
 from andromede.s3.handlers.context import Context
+from andromede.s3.handlers.locks import bypass_governance, lock_headers, lock_request
 from andromede.s3.handlers.tagging import parse_tagging, render_tagging
 from andromede.s3.headers import (
     checksum_algorithm,
@@ -82,6 +83,7 @@ async def put_object(ctx: Context) -> Response:
         claims,
         write_condition(ctx.req),
         sse=encryption,
+        lock=lock_request(ctx.req),
     )
     headers = [("etag", version.etag), *checksum_headers(version.checksum)]
     headers += version_header(version)
@@ -129,6 +131,7 @@ async def _read(ctx: Context, with_body: bool) -> Response:
     headers = object_headers(version, ctx.req, checksum=reported, part=part_number is not None)
     headers += encryption_headers(ctx, version, customer)
     headers += version_header(version, asked)
+    headers += lock_headers(version)
     status = 200
     length = version.size
     if result.byte_range is not None:
@@ -154,7 +157,12 @@ async def delete_object(ctx: Context) -> Response:
     """DeleteObject: 204 whether or not the key existed, unless an existing object fails the
     request's conditions."""
     done = await ctx.services.objects.delete(
-        ctx.principal, ctx.bucket, ctx.key, delete_condition(ctx.req), _version_id(ctx)
+        ctx.principal,
+        ctx.bucket,
+        ctx.key,
+        delete_condition(ctx.req),
+        _version_id(ctx),
+        bypass_governance=bypass_governance(ctx.req),
     )
     response = Response(204)
     if done.version_id is not None:
@@ -200,6 +208,7 @@ async def copy_object(ctx: Context) -> Response:
         sse=encryption,
         source_key=source_key,
         source_version=source_version,
+        lock=lock_request(ctx.req),
     )
     body = xml.document(
         "CopyObjectResult",
