@@ -10,8 +10,8 @@ from andromede.ports import MetadataStore
 
 _MIN_BATCH = 100
 # With a delimiter a batch often ends at its first row (a common prefix is rolled up and the
-# listing jumps past it): versions are read in batches that start this small and double
-# while no jump cuts them short.
+# listing jumps past it): keys and versions are read in batches that start this small and
+# double while no jump cuts them short.
 _FIRST_ROLLUP_BATCH = 16
 
 
@@ -43,11 +43,11 @@ async def list_page(  # noqa: C901
     last: str | None = None
     if max_keys <= 0:
         return ListPage([], [], False, None)
+    batch_cap = _FIRST_ROLLUP_BATCH if delimiter else max_keys + 1
     while True:
         room = max_keys - len(objects) - len(prefixes)
-        batch = await store.list_objects(
-            bucket, prefix, cursor.start, cursor.inclusive, max(room + 1, _MIN_BATCH)
-        )
+        want = min(max(room + 1, _MIN_BATCH), batch_cap)
+        batch = await store.list_objects(bucket, prefix, cursor.start, cursor.inclusive, want)
         if not batch:
             return ListPage(objects, prefixes, False, last)
         jumped = False
@@ -74,8 +74,10 @@ async def list_page(  # noqa: C901
             objects.append(obj)
             last = obj.key
             cursor = _Cursor(obj.key, False)
-        if not jumped and len(batch) < max(room + 1, _MIN_BATCH):
+        if not jumped and len(batch) < want:
             return ListPage(objects, prefixes, False, last)
+        if not jumped:
+            batch_cap *= 2
 
 
 def _common_prefix(key: str, prefix: str, delimiter: str) -> str | None:
