@@ -264,3 +264,29 @@ def test_rclone_sees_old_versions(server: Server, tmp_path: Path) -> None:
     assert old.endswith(".txt")
     out = ok(rclone("cat", "--s3-versions", f"andromede:vers-rclone/{old}"))
     assert out == "old"
+
+
+def test_audit_records_carry_version_ids(s3: Any, server: Server) -> None:
+    bucket = versioned_bucket(s3, "vers-audit")
+    put = s3.put_object(Bucket=bucket, Key="k", Body=b"x")["VersionId"]
+    marker = s3.delete_object(Bucket=bucket, Key="k")["VersionId"]
+    s3.get_object(Bucket=bucket, Key="k", VersionId=put)
+    found = json.loads(
+        ok(
+            server.cli(
+                "admin",
+                "audit",
+                "query",
+                "--bucket",
+                bucket,
+                "--limit",
+                "1000",
+                "--json",
+                check=False,
+            )
+        )
+    )["records"]
+    seen = {(r["operation"], r["version_id"]) for r in found if r["face"] == "s3"}
+    assert ("PutObject", put) in seen
+    assert ("DeleteObject", marker) in seen
+    assert ("GetObject", put) in seen
