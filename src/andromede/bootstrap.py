@@ -42,6 +42,7 @@ from andromede.services.encryption import Encryption
 from andromede.services.janitor import Janitor
 from andromede.services.jobs import Jobs
 from andromede.services.keys import Keys
+from andromede.services.lifecycle import Lifecycle
 from andromede.services.locks import Locks
 from andromede.services.multipart import Multipart
 from andromede.services.objects import Objects
@@ -235,6 +236,15 @@ async def build_runtime(settings: Settings) -> Runtime:
         residency,
         Jobs(store, clock),
         Locks(store, buckets, clock),
+        Lifecycle(
+            store,
+            buckets,
+            objects,
+            clock,
+            day=None
+            if settings.lifecycle_day_seconds is None
+            else dt.timedelta(seconds=settings.lifecycle_day_seconds),
+        ),
     )
     creds = read_credentials(settings.data_dir)
     if creds is not None:
@@ -251,5 +261,6 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     audit_sink = await open_audit(settings, signer)
     keys.set_event_recorder(audit_sink.record)
+    services.lifecycle.set_event_recorder(audit_sink.record)
     key_jobs = KeyJobs(store, keys, clock)
     return Runtime(settings, store, placement, services, sweeper, audit_sink, key_jobs)

@@ -95,11 +95,11 @@ class Gateway:
         return self._admin
 
     def _jobs(self, runtime: Runtime, local_holder: bool) -> list[Coroutine[object, object, None]]:
-        """Every process runs the loops of the shared jobs (sweeper, key jobs, repair): each
-        runs where its lease in the database is held (``workers/leased.py``). The trail's
-        retention and shipping concern this host's trail: they run in the process holding the
-        data dir's local lease, when it writes the trail itself (under ``serve``, the audit
-        writer process runs those)."""
+        """Every process runs the loops of the shared jobs (sweeper, key jobs, repair,
+        lifecycle): each runs where its lease in the database is held
+        (``workers/leased.py``). The trail's retention and shipping concern this host's
+        trail: they run in the process holding the data dir's local lease, when it writes the
+        trail itself (under ``serve``, the audit writer process runs those)."""
         settings = self.settings
         leased = LeasedJobs(
             runtime.store,
@@ -115,6 +115,11 @@ class Gateway:
             leased.run("key jobs", settings.kms_job_interval_seconds, runtime.key_jobs.run_once),
             leased.run(
                 "repair", settings.repair_interval_seconds, runtime.services.repairs.run_once
+            ),
+            leased.run(
+                "lifecycle",
+                settings.lifecycle_interval_seconds,
+                runtime.services.lifecycle.run_once,
             ),
         ]
         if local_holder and isinstance(runtime.audit, HashChainTrail):

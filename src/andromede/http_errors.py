@@ -54,6 +54,7 @@ ERROR_TABLE: dict[type[e.AndromedeError], tuple[str, int]] = {
     e.NoSuchKey: ("NoSuchKey", 404),
     e.NoSuchVersion: ("NoSuchVersion", 404),
     e.InvalidBucketState: ("InvalidBucketState", 409),
+    e.NoSuchLifecycleConfiguration: ("NoSuchLifecycleConfiguration", 404),
     e.InvalidRetentionPeriod: ("InvalidRetentionPeriod", 400),
     e.ObjectLockConfigurationNotFound: ("ObjectLockConfigurationNotFoundError", 404),
     e.NoSuchObjectLockConfiguration: ("NoSuchObjectLockConfiguration", 404),

@@ -195,6 +195,15 @@ class Settings(BaseSettings):
     repair_interval_seconds: float = Field(
         default=10.0, description="how often queued repairs, drains and the scrubber run"
     )
+    lifecycle_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="how often the lifecycle job applies buckets' rules"
+    )
+    lifecycle_day_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="FOR TESTS ONLY: a lifecycle day lasts this many seconds (no rounding to "
+        "midnight UTC), so that tests need not wait days; never set in production",
+    )
     config_file: Path | None = None
 
     @classmethod

@@ -45,7 +45,7 @@ sys.path.insert(0, str(SCRIPT.parent))
 from cluster_parts import haproxy_servers  # noqa: E402 - scripts/ is on the path now
 
 TERM_S = 2.0  # ANDROMEDE_JOB_LEASE_SECONDS for the gateways
-JOBS = {"key jobs", "repair", "sweep"}
+JOBS = {"key jobs", "lifecycle", "repair", "sweep"}
 SLACK_S = 10.0  # process scheduling on a loaded machine; each bound is asserted below
 CLIENTS = 4
 BEFORE_KILL_S = 2.0

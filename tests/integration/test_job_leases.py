@@ -22,7 +22,7 @@ from support.server import Server, running_server
 pytestmark = pytest.mark.postgres
 
 TERM_S = 2.0
-JOBS = {"key jobs", "repair", "sweep"}
+JOBS = {"key jobs", "lifecycle", "repair", "sweep"}
 SLACK_S = 10.0  # process scheduling on a loaded machine; the bound itself is asserted below
 
 

@@ -37,6 +37,7 @@ from andromede.services.buckets import Buckets
 from andromede.services.encryption import Encryption
 from andromede.services.janitor import Janitor
 from andromede.services.keys import Keys
+from andromede.services.lifecycle import Lifecycle
 from andromede.services.locks import Locks
 from andromede.services.multipart import Multipart
 from andromede.services.objects import Integrity, ObjectAttributes, Objects, ReadResult
@@ -77,6 +78,7 @@ class ServiceStack:
     key_jobs: KeyJobs
     janitor: Janitor
     locks: Locks
+    lifecycle: Lifecycle
     # Key events the services recorded (the audit trail's share of them).
     events: list[AuditRecord] = field(default_factory=list)
 
@@ -197,12 +199,14 @@ async def build_services(
         KeyJobs(store, keys, clock),
         janitor,
         Locks(store, buckets, clock),
+        Lifecycle(store, buckets, objects, clock),
     )
 
     async def record(event: AuditRecord) -> None:
         stack.events.append(event)
 
     keys.set_event_recorder(record)
+    stack.lifecycle.set_event_recorder(record)
     return stack
 
 

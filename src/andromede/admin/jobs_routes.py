@@ -23,6 +23,11 @@ class JobOut(BaseModel):
         description="The lease is held now; false: it expired, and the job waits for the "
         "next process to take it (within a third of job_lease_seconds)"
     )
+    progress: dict[str, object] | None = Field(
+        default=None,
+        description="What the job's current or last pass has done, where it saves it (the "
+        "lifecycle job: bucket and key reached, versions expired, uploads aborted...)",
+    )
 
 
 @router.get(f"/{API_VERSION}/jobs", response_model=list[JobOut])
@@ -35,6 +40,7 @@ async def list_jobs(caller: Caller, services: ServicesDep) -> list[JobOut]:
             epoch=v.lease.epoch,
             expires=v.lease.expires,
             running=v.running,
+            progress=v.progress,
         )
         for v in views
     ]

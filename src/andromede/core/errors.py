@@ -228,6 +228,10 @@ class NoSuchVersion(AndromedeError):
     default_message = "The specified version does not exist."
 
 
+class NoSuchLifecycleConfiguration(AndromedeError):
+    default_message = "The lifecycle configuration does not exist"
+
+
 class InvalidRetentionPeriod(AndromedeError):
     default_message = "The retention period is not valid."
 

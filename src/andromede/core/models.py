@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from andromede.core.checksums import ChecksumAlgorithm, ChecksumType
 from andromede.core.keys import BucketEncryption, ObjectEncryption, Sealing
+from andromede.core.lifecycle import LifecycleConfig
 from andromede.core.object_lock import ObjectLockConfig, Retention
 from andromede.core.placement import Layout
 
@@ -58,6 +59,7 @@ class Bucket:
     tags: dict[str, str] = field(default_factory=dict)  # empty: no tag set (NoSuchTagSet)
     versioning: Versioning | None = None  # None: never enabled
     object_lock: ObjectLockConfig | None = None  # None: never enabled
+    lifecycle: LifecycleConfig | None = None
 
 
 class Versioning(enum.StrEnum):
@@ -151,6 +153,9 @@ class ObjectVersion:
     null_version: bool = True
     retention: Retention | None = None
     legal_hold: bool = False
+    # When it became noncurrent: set when read from the key's history (not part of its
+    # identity: the same version compares equal before and after).
+    noncurrent_since: dt.datetime | None = field(default=None, compare=False)
 
     @property
     def s3_version_id(self) -> str:

@@ -55,6 +55,7 @@ from andromede.core.models import (
 from andromede.core.object_lock import DefaultRetention, LockMode, ObjectLockConfig, Retention
 from andromede.core.placement import SITE_NAME, Layout, Redundancy
 from andromede.metadata.engines import Row
+from andromede.metadata.lifecycle_records import dump_lifecycle, load_lifecycle
 from andromede.metadata.records import count, field, json_object, optional, time_field
 from andromede.metadata.schema import to_millis
 
@@ -299,6 +300,7 @@ def bucket_values(bucket: Bucket) -> dict[str, object]:
         "tags": dump_bucket_tags(bucket.tags),
         "versioning": None if bucket.versioning is None else bucket.versioning.value,
         "object_lock": None if bucket.object_lock is None else dump_object_lock(bucket.object_lock),
+        "lifecycle": None if bucket.lifecycle is None else dump_lifecycle(bucket.lifecycle),
     }
 
 
@@ -320,8 +322,9 @@ def bucket(row: Row) -> Bucket:
     tags = {} if row.tags is None else load_map(row.tags)
     versioning = None if row.versioning is None else Versioning(row.versioning)
     lock = None if row.object_lock is None else load_object_lock(row.object_lock)
+    rules = None if row.lifecycle is None else load_lifecycle(row.lifecycle)
     return Bucket(
-        row.name, row.tenant, row.created, row.location, encryption, tags, versioning, lock
+        row.name, row.tenant, row.created, row.location, encryption, tags, versioning, lock, rules
     )
 
 
@@ -403,6 +406,7 @@ def object_version(row: Row) -> ObjectVersion:
         null_version=bool(row.null_version),
         retention=lock_of(row),
         legal_hold=bool(row.legal_hold),
+        noncurrent_since=getattr(row, "noncurrent_since", None),
     )
 
 

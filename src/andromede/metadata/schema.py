@@ -119,6 +119,8 @@ buckets = Table(
     Column("versioning", Text(), nullable=True),
     # NULL: object lock never enabled; JSON of its default retention (revision 0008)
     Column("object_lock", Text(), nullable=True),
+    # NULL: no lifecycle configuration; its rules as JSON (revision 0009)
+    Column("lifecycle", Text(), nullable=True),
     Index("ix_buckets_tenant_name", "tenant", "name"),
 )
 

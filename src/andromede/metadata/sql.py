@@ -49,6 +49,7 @@ from andromede.metadata.engines import (
 )
 from andromede.metadata.keys_sql import KeysMixin
 from andromede.metadata.leases_sql import LeasesMixin
+from andromede.metadata.lifecycle_sql import LifecycleMixin
 from andromede.metadata.migrate import upgrade
 from andromede.metadata.placement_sql import PlacementMixin
 from andromede.metadata.versions_sql import VersionsMixin, is_version
@@ -102,7 +103,9 @@ _LOCK_BUCKET = (
 )
 
 
-class SqlMetadataStore(VersionsMixin, AccountsMixin, PlacementMixin, KeysMixin, LeasesMixin):
+class SqlMetadataStore(
+    VersionsMixin, LifecycleMixin, AccountsMixin, PlacementMixin, KeysMixin, LeasesMixin
+):
     """:class:`andromede.ports.MetadataStore` on SQLite or PostgreSQL; see :func:`open_store`.
 
     Tenants, access keys and buckets are in ``AccountsMixin``; key-encryption keys and the

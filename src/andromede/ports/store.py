@@ -9,6 +9,7 @@ from typing import Protocol
 
 from andromede.core.keys import BucketEncryption, KmsKey, Sealing
 from andromede.core.leases import Lease
+from andromede.core.lifecycle import LifecycleConfig
 from andromede.core.models import (
     AccessKey,
     BlobRef,
@@ -225,6 +226,35 @@ class MetadataStore(Protocol):
     ) -> tuple[str, str, dt.datetime | None] | None:
         """A version of the tenant under COMPLIANCE retention or legal hold now whose bytes
         ``key_id`` seals: (bucket, key, until or None for a legal hold), or None."""
+        ...
+
+    async def set_bucket_lifecycle(self, name: str, config: LifecycleConfig | None) -> None:
+        """Set or remove a bucket's lifecycle configuration. NoSuchBucket."""
+        ...
+
+    async def buckets_with_lifecycle(self) -> list[Bucket]:
+        """Every bucket with a lifecycle configuration."""
+        ...
+
+    async def lifecycle_page(
+        self, bucket: str, after_key: str, limit: int
+    ) -> tuple[list[tuple[ObjectVersion, list[ObjectVersion]]], str | None]:
+        """Up to ``limit`` keys after ``after_key``: each one's current version (delete
+        markers too) and noncurrent versions, newest first; and where to resume (or None)."""
+        ...
+
+    async def uploads_started_before(
+        self, bucket: str, before: dt.datetime, limit: int
+    ) -> list[MultipartUpload]:
+        """The bucket's uploads in progress begun before ``before``, oldest first."""
+        ...
+
+    async def save_job_progress(self, job: str, text: str) -> None:
+        """Keep what a background job's pass has done so far (JSON)."""
+        ...
+
+    async def job_progress(self, job: str) -> str | None:
+        """What the job saved last, or None."""
         ...
 
     async def set_bucket_object_lock(self, name: str, config: ObjectLockConfig) -> None:

@@ -10,6 +10,7 @@ from andromede.services.buckets import Buckets
 from andromede.services.encryption import Encryption
 from andromede.services.jobs import Jobs
 from andromede.services.keys import Keys
+from andromede.services.lifecycle import Lifecycle
 from andromede.services.locks import Locks
 from andromede.services.multipart import Multipart
 from andromede.services.objects import Objects
@@ -34,3 +35,4 @@ class Services:
     residency: Residency
     jobs: Jobs
     locks: Locks
+    lifecycle: Lifecycle

@@ -349,9 +349,9 @@ class Objects:
         version id, a versioned bucket gets a delete marker; with one, that version goes,
         unless its object lock forbids it (AccessDenied)."""
         owner = await self._buckets.get(principal, bucket)
-        return await self._delete(owner, ObjectKey(key), condition, version_id, bypass_governance)
+        return await self.delete_in(owner, ObjectKey(key), condition, version_id, bypass_governance)
 
-    async def _delete(
+    async def delete_in(
         self,
         owner: Bucket,
         key: ObjectKey,
@@ -359,6 +359,9 @@ class Objects:
         version_id: str | None,
         bypass: bool = False,
     ) -> Deleted:
+        """A DELETE in a bucket already resolved and authorized (DeleteObject, DeleteObjects,
+        the lifecycle job): a delete marker, a version deleted for good, or the key removed
+        from a bucket whose versioning was never enabled."""
         if version_id is not None:
             check_version_id(version_id)
             now = self._clock.now()
@@ -401,7 +404,7 @@ class Objects:
         results: list[tuple[str, str | None, Deleted | errors.AndromedeError]] = []
         for key, condition, version_id in objects:
             try:
-                done = await self._delete(
+                done = await self.delete_in(
                     owner, ObjectKey(key), condition, version_id, bypass_governance
                 )
             except errors.AndromedeError as exc:

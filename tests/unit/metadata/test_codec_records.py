@@ -107,6 +107,7 @@ def test_bucket_encryption_round_trips() -> None:
         tags=None,
         versioning=None,
         object_lock=None,
+        lifecycle=None,
     )
     values.encryption = codec.dump_bucket_encryption(config)
     assert values.encryption == f'{{"bk":true,"k":"{KEY_ID}","m":"aws:kms"}}'
@@ -127,6 +128,7 @@ def test_bucket_tags_round_trip_and_none_is_null() -> None:
         tags=stored,
         versioning="Suspended",
         object_lock=None,
+        lifecycle=None,
     )
     assert codec.bucket(values).tags == tags  # type: ignore[arg-type]
     assert codec.bucket(values).versioning is Versioning.SUSPENDED  # type: ignore[arg-type]

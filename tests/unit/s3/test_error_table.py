@@ -52,6 +52,7 @@ KNOWN_S3_CODES = {
     "NoSuchVersion",
     "InvalidBucketState",
     "InvalidRetentionPeriod",
+    "NoSuchLifecycleConfiguration",
     "ObjectLockConfigurationNotFoundError",
     "NoSuchObjectLockConfiguration",
     "NoSuchUpload",

@@ -8,6 +8,7 @@ from andromede.s3.handlers import (
     buckets,
     config,
     encryption,
+    lifecycle,
     locks,
     multipart,
     objects,
@@ -29,6 +30,7 @@ HANDLERS: dict[Endpoint, Handler] = {
     **multipart.HANDLERS,
     **versioning.HANDLERS,
     **locks.HANDLERS,
+    **lifecycle.HANDLERS,
 }
 
 __all__ = ["HANDLERS", "Context", "Handler"]

@@ -71,9 +71,6 @@ async def get_object_acl(ctx: Context) -> Response:
 
 
 HANDLERS: dict[Endpoint, Handler] = {
-    Endpoint.GetBucketLifecycleConfiguration: _missing(
-        "NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist"
-    ),
     Endpoint.GetBucketPolicy: _missing("NoSuchBucketPolicy", "The bucket policy does not exist"),
     Endpoint.GetBucketPolicyStatus: _missing(
         "NoSuchBucketPolicy", "The bucket policy does not exist"
@@ -106,7 +103,6 @@ HANDLERS: dict[Endpoint, Handler] = {
         lambda _: xml.document("RequestPaymentConfiguration", [xml.element("Payer", "BucketOwner")])
     ),
     # Deleting a configuration that does not exist succeeds, as on AWS.
-    Endpoint.DeleteBucketLifecycle: _no_content,
     Endpoint.DeleteBucketPolicy: _no_content,
     Endpoint.DeleteBucketCors: _no_content,
     Endpoint.DeleteBucketWebsite: _no_content,

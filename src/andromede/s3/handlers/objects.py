@@ -10,6 +10,7 @@ from andromede.s3 import sse, xml
 from andromede.s3.body import incoming_body, read_small_body
 from andromede.s3.handlers.common import iso8601
 from andromede.s3.handlers.context import Context
+from andromede.s3.handlers.lifecycle import expiration_header
 from andromede.s3.handlers.locks import bypass_governance, lock_headers, lock_request
 from andromede.s3.handlers.tagging import parse_tagging, render_tagging
 from andromede.s3.headers import (
@@ -87,6 +88,7 @@ async def put_object(ctx: Context) -> Response:
     )
     headers = [("etag", version.etag), *checksum_headers(version.checksum)]
     headers += version_header(version)
+    headers += expiration_header(await ctx.services.lifecycle.expiry_of(ctx.bucket, version))
     return Response(200, headers + encryption_headers(ctx, version, encryption.customer_key))
 
 
@@ -132,6 +134,9 @@ async def _read(ctx: Context, with_body: bool) -> Response:
     headers += encryption_headers(ctx, version, customer)
     headers += version_header(version, asked)
     headers += lock_headers(version)
+    if asked is None:
+        found = await ctx.services.lifecycle.expiry_of(ctx.bucket, version)
+        headers += expiration_header(found)
     status = 200
     length = version.size
     if result.byte_range is not None:
