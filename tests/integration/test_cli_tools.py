@@ -19,7 +19,7 @@ from support.cli_tools import (
     AWS,
     MiB,
     Tool,
-    make_tool,
+    make_aws_tool,
     make_tree,
     ok,
     random_file,
@@ -48,20 +48,7 @@ def server(cli_tools_server: Server) -> Server:
 
 @pytest.fixture(scope="module")
 def aws(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Tool:
-    home = tmp_path_factory.mktemp("aws-home")
-    tool = make_tool(server, home)
-    (home / "config").write_text("[default]\nregion = us-east-1\noutput = json\n")
-    (home / "credentials").write_text(
-        f"[default]\naws_access_key_id = {tool.access_key}\n"
-        f"aws_secret_access_key = {tool.secret_key}\n"
-    )
-    tool.env.update(
-        AWS_CONFIG_FILE=str(home / "config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(home / "credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_PAGER="",
-    )
-    return tool
+    return make_aws_tool(server, tmp_path_factory.mktemp("aws-home"))
 
 
 def run_aws(

@@ -190,20 +190,26 @@ class Lifecycle:
     ) -> None:
         now = self._clock.now()
         if current.delete_marker:
-            if not history and any(
-                r.expiration is not None
-                and r.expiration.expired_object_delete_marker
-                and r.filter.matches(current.key, {}, 0)
-                for r in rules
-            ):
-                rule = next(
-                    r for r in rules if r.expiration and r.expiration.expired_object_delete_marker
-                )
-                if await self._store.delete_version(
+            rule = next(
+                (
+                    r
+                    for r in rules
+                    if r.expiration is not None
+                    and r.expiration.expired_object_delete_marker
+                    and r.filter.matches(current.key, {}, 0)
+                ),
+                None,
+            )
+            gone = (
+                rule is not None
+                and not history
+                and await self._store.delete_version(
                     bucket.name, current.key, current.s3_version_id
-                ):
-                    totals.markers_removed += 1
-                    await self._event(bucket, current, rule, "lifecycle:RemoveDeleteMarker")
+                )
+            )
+            if gone and rule is not None:
+                totals.markers_removed += 1
+                await self._event(bucket, current, rule, "lifecycle:RemoveDeleteMarker")
         else:
             found = self.expiry(bucket, current)
             if found is not None and found[0] <= now:

@@ -364,12 +364,12 @@ class Multipart:
         """
         if not requested:
             raise errors.MalformedXML()
-        try:
-            upload = await self.get_upload(principal, bucket, key, upload_id)
-        except errors.NoSuchUpload:
+        owner = await self._objects.head_bucket(principal, bucket)
+        upload = await self._store.get_upload(bucket, key, upload_id)
+        if upload is None:
             done = await self._store.get_object(bucket, key)
             if done is None or done.version_id != upload_id or not _same_parts(done, requested):
-                raise
+                raise errors.NoSuchUpload(UploadId=upload_id)
             return done
         self._check_completion_key(upload, customer_key)
         stored = {
@@ -382,7 +382,6 @@ class Multipart:
         md5s = b"".join(bytes.fromhex(p.etag.strip('"')) for p in chosen)
         etag = f'"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(chosen)}"'
         checksum = self._object_checksum(upload, chosen, full_checksum, checksum_type)
-        owner = await self._objects.head_bucket(principal, bucket)
         retention = upload.retention
         if retention is None and owner.object_lock and owner.object_lock.default:
             retention = owner.object_lock.default.retention(self._clock.now())

@@ -6,7 +6,9 @@ import datetime as dt
 import urllib.parse
 
 from andromede.core import errors
+from andromede.core.models import ObjectVersion
 from andromede.s3 import xml
+from andromede.s3.http import Request
 
 
 def iso8601(value: dt.datetime) -> str:
@@ -49,3 +51,16 @@ class Encoder:
     def element(self) -> str:
         """The ``<EncodingType>`` element, when enabled."""
         return xml.element("EncodingType", "url") if self.enabled else ""
+
+
+def version_header(version: ObjectVersion, asked: str | None = None) -> list[tuple[str, str]]:
+    """``x-amz-version-id``: for a version of a versioned bucket, or one asked for by id
+    (the null version is only named when asked for)."""
+    if version.null_version and asked is None:
+        return []
+    return [("x-amz-version-id", version.s3_version_id)]
+
+
+def asked_version(req: Request) -> str | None:
+    """The ``versionId`` query parameter (an empty one is none, as on S3)."""
+    return req.query.get("versionId") or None

@@ -17,7 +17,7 @@ from andromede.core.object_lock import (
 )
 from andromede.s3 import xml
 from andromede.s3.body import check_digests, read_small_body
-from andromede.s3.handlers.common import iso8601
+from andromede.s3.handlers.common import asked_version, iso8601, version_header
 from andromede.s3.handlers.context import Context
 from andromede.s3.headers import flag
 from andromede.s3.http import Request, Response, xml_response
@@ -91,10 +91,6 @@ def lock_headers(version: ObjectVersion) -> list[tuple[str, str]]:
 
 def bypass_governance(req: Request) -> bool:
     return flag(req.header(BYPASS))
-
-
-def _version_id(ctx: Context) -> str | None:
-    return ctx.req.query.get("versionId") or None
 
 
 async def _required_body(ctx: Context) -> bytes:
@@ -171,26 +167,20 @@ def parse_retention(body: bytes) -> Retention | None:
     return Retention(LockMode(mode), parse_date(until, "RetainUntilDate"))
 
 
-def _version_header(version: ObjectVersion, asked: str | None) -> list[tuple[str, str]]:
-    if version.null_version and asked is None:
-        return []
-    return [("x-amz-version-id", version.s3_version_id)]
-
-
 async def put_object_retention(ctx: Context) -> Response:
     """PutObjectRetention."""
     retention = parse_retention(await _required_body(ctx))
-    asked = _version_id(ctx)
+    asked = asked_version(ctx.req)
     version = await ctx.services.locks.put_retention(
         ctx.principal, ctx.bucket, ctx.key, asked, retention, bypass=bypass_governance(ctx.req)
     )
-    return Response(200, _version_header(version, asked))
+    return Response(200, version_header(version, asked))
 
 
 async def get_object_retention(ctx: Context) -> Response:
     """GetObjectRetention."""
     retention = await ctx.services.locks.get_retention(
-        ctx.principal, ctx.bucket, ctx.key, _version_id(ctx)
+        ctx.principal, ctx.bucket, ctx.key, asked_version(ctx.req)
     )
     children = [
         xml.element("Mode", retention.mode.value),
@@ -205,17 +195,17 @@ async def put_object_legal_hold(ctx: Context) -> Response:
     status = xml.text(root, "Status")
     if root.tag != "LegalHold" or status not in ("ON", "OFF"):
         raise errors.MalformedXML()
-    asked = _version_id(ctx)
+    asked = asked_version(ctx.req)
     version = await ctx.services.locks.put_legal_hold(
         ctx.principal, ctx.bucket, ctx.key, asked, status == "ON"
     )
-    return Response(200, _version_header(version, asked))
+    return Response(200, version_header(version, asked))
 
 
 async def get_object_legal_hold(ctx: Context) -> Response:
     """GetObjectLegalHold."""
     on = await ctx.services.locks.get_legal_hold(
-        ctx.principal, ctx.bucket, ctx.key, _version_id(ctx)
+        ctx.principal, ctx.bucket, ctx.key, asked_version(ctx.req)
     )
     return xml_response(xml.document("LegalHold", [xml.element("Status", "ON" if on else "OFF")]))
 

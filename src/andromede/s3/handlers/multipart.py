@@ -9,14 +9,13 @@ from andromede.core.limits import MAX_PART_NUMBER, MAX_XML_BODY
 from andromede.core.models import MultipartUpload
 from andromede.s3 import sse, xml
 from andromede.s3.body import incoming_body, read_small_body
-from andromede.s3.handlers.common import encoder, iso8601, owner
+from andromede.s3.handlers.common import encoder, iso8601, owner, version_header
 from andromede.s3.handlers.context import Context
 from andromede.s3.handlers.locks import lock_request
 from andromede.s3.handlers.objects import (
     checksum_elements,
     checksum_headers,
     encryption_headers,
-    version_header,
 )
 from andromede.s3.headers import (
     checksum_algorithm,
@@ -116,13 +115,14 @@ async def upload_part_copy(ctx: Context) -> Response:
     part_number = _part_number(ctx)
     customer = sse.read_key(ctx.req)
     source_key = sse.source_customer_key(ctx.req)
+    source = copy_source(ctx.req)
     src, stored = await ctx.services.multipart.upload_part_copy(
         ctx.principal,
         ctx.bucket,
         ctx.key,
         _upload_id(ctx),
         part_number,
-        copy_source(ctx.req),
+        source,
         ctx.req.header("x-amz-copy-source-range"),
         preconditions(ctx.req, "x-amz-copy-source-"),
         customer_key=customer,
@@ -134,7 +134,7 @@ async def upload_part_copy(ctx: Context) -> Response:
     ]
     response = xml_response(xml.document("CopyPartResult", children))
     response.headers += _part_encryption(ctx, stored, customer)
-    if not src.null_version or copy_source(ctx.req)[2] is not None:
+    if not src.null_version or source[2] is not None:
         response.header("x-amz-copy-source-version-id", src.s3_version_id)
     return response
 

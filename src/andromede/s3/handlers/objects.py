@@ -8,7 +8,7 @@ from andromede.core.limits import MAX_SINGLE_PUT, MAX_XML_BODY
 from andromede.core.models import Checksum, ObjectVersion
 from andromede.s3 import sse, xml
 from andromede.s3.body import incoming_body, read_small_body
-from andromede.s3.handlers.common import iso8601
+from andromede.s3.handlers.common import asked_version, iso8601, version_header
 from andromede.s3.handlers.context import Context
 from andromede.s3.handlers.lifecycle import expiration_header
 from andromede.s3.handlers.locks import bypass_governance, lock_headers, lock_request
@@ -45,19 +45,6 @@ def checksum_elements(checksum: Checksum | None) -> list[str]:
         return []
     name = "Checksum" + checksum.algorithm.value
     return [xml.element(name, checksum.value), xml.element("ChecksumType", checksum.type.value)]
-
-
-def version_header(version: ObjectVersion, asked: str | None = None) -> list[tuple[str, str]]:
-    """``x-amz-version-id``: for a version of a versioned bucket, or one asked for by id
-    (the null version is only named when asked for)."""
-    if version.null_version and asked is None:
-        return []
-    return [("x-amz-version-id", version.s3_version_id)]
-
-
-def _version_id(ctx: Context) -> str | None:
-    """The ``versionId`` query parameter (an empty one is none, as on S3)."""
-    return ctx.req.query.get("versionId") or None
 
 
 def encryption_headers(
@@ -101,7 +88,7 @@ def _part_number(ctx: Context) -> int | None:
 async def _read(ctx: Context, with_body: bool) -> Response:
     part_number = _part_number(ctx)
     customer = sse.read_key(ctx.req)
-    asked = _version_id(ctx)
+    asked = asked_version(ctx.req)
     try:
         result = await ctx.services.objects.get(
             ctx.principal,
@@ -166,7 +153,7 @@ async def delete_object(ctx: Context) -> Response:
         ctx.bucket,
         ctx.key,
         delete_condition(ctx.req),
-        _version_id(ctx),
+        asked_version(ctx.req),
         bypass_governance=bypass_governance(ctx.req),
     )
     response = Response(204)
@@ -233,7 +220,7 @@ async def copy_object(ctx: Context) -> Response:
 
 async def get_object_tagging(ctx: Context) -> Response:
     """GetObjectTagging."""
-    asked = _version_id(ctx)
+    asked = asked_version(ctx.req)
     version = await ctx.services.objects.get_tags(ctx.principal, ctx.bucket, ctx.key, asked)
     response = xml_response(render_tagging(dict(sorted(version.tags.items()))))
     response.headers += version_header(version, asked)
@@ -243,14 +230,14 @@ async def get_object_tagging(ctx: Context) -> Response:
 async def put_object_tagging(ctx: Context) -> Response:
     """PutObjectTagging: replaces the tag set."""
     pairs = parse_tagging(await read_small_body(ctx.req, ctx.auth, MAX_XML_BODY))
-    asked = _version_id(ctx)
+    asked = asked_version(ctx.req)
     version = await ctx.services.objects.put_tags(ctx.principal, ctx.bucket, ctx.key, pairs, asked)
     return Response(200, version_header(version, asked))
 
 
 async def delete_object_tagging(ctx: Context) -> Response:
     """DeleteObjectTagging."""
-    asked = _version_id(ctx)
+    asked = asked_version(ctx.req)
     version = await ctx.services.objects.delete_tags(ctx.principal, ctx.bucket, ctx.key, asked)
     return Response(204, version_header(version, asked))
 
@@ -305,7 +292,7 @@ async def get_object_attributes(ctx: Context) -> Response:
     wanted = {a.strip() for a in (raw or "").split(",") if a.strip()}
     if not wanted or not wanted <= _ATTRIBUTES:
         raise errors.InvalidArgument("Invalid attribute name specified.")
-    asked = _version_id(ctx)
+    asked = asked_version(ctx.req)
     version = await ctx.services.objects.attributes(
         ctx.principal, ctx.bucket, ctx.key, sse.read_key(ctx.req), asked
     )
